@@ -1,0 +1,64 @@
+/**
+ * Command-line flag parsing over `node:util` parseArgs, with errors that name the bad flag or value.
+ */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/** Parses `args` strictly; throws a RangeError naming an unknown flag or a missing value. */
+export function parseFlags<T extends Options>(args: string[], options: T) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new RangeError((err as Error).message);
+  }
+}
+
+/** Parses a TCP port: 0 (pick a free one) to 65535. */
+export function parsePort(text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port > 65535) {
+    throw new RangeError(`Port "${text}" must be a whole number from 0 to 65535`);
+  }
+  return port;
+}
+
+/** Parses a positive whole number flag with its name in the error. */
+export function parseCount(name: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n)) {
+    throw new RangeError(`--${name} "${text}" must be a whole number`);
+  }
+  return n;
+}
+
+/** Parses an http(s) URL flag, without a trailing slash. */
+export function parseUrl(name: string, text: string | undefined, fallback: string): string {
+  const value = text ?? fallback;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new RangeError(`--${name} "${value}" is not a URL`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new RangeError(`--${name} "${value}" must be an http:// or https:// URL`);
+  }
+  return value.replace(/\/+$/, "");
+}
+
+/** Runs a command's `main`, printing a RangeError (bad flags) without a stack and exiting 2. */
+export async function runMain(main: () => Promise<void>): Promise<void> {
+  try {
+    await main();
+  } catch (err) {
+    if (err instanceof RangeError) {
+      console.error(`Error: ${err.message}`);
+      Deno.exit(2);
+    }
+    console.error(`Error: ${err instanceof Error ? err.message : String(err)}`);
+    Deno.exit(1);
+  }
+}

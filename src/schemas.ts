@@ -1,0 +1,147 @@
+/**
+ * The zod schemas of every control message, shared by the services (validation at the edge) and
+ * their typed clients. Data never travels as JSON: writes are `application/octet-stream`.
+ */
+import { z } from "zod";
+import { regionBytesDefault, regionBytesMax, regionBytesMin } from "./extent.ts";
+
+/** Volume and host names: they may become file names, so nothing else is accepted. */
+export const namePattern = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+export const volumeName = z.string().regex(
+  namePattern,
+  "Must match ^[a-z0-9][a-z0-9._-]{0,63}$ (lower-case letters, digits, '.', '_', '-')",
+);
+export const hostId = volumeName;
+
+/** Checks a name outside a zod schema (e.g. a path parameter); throws naming the value. */
+export function checkName(kind: "Volume" | "Host", name: string): string {
+  if (!namePattern.test(name) || name === "." || name === "..") {
+    throw new RangeError(
+      `${kind} name "${name}" is invalid: it must match ^[a-z0-9][a-z0-9._-]{0,63}$`,
+    );
+  }
+  return name;
+}
+
+const byteCount = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+
+/** Most extents one tracking command may carry. */
+export const trackExtentsMax = 4096;
+
+export const extent = z.object({
+  offset: byteCount,
+  length: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+});
+
+/** Milliseconds since the epoch, or an ISO-8601 date string. */
+export const timeMs = z.union([
+  z.number().int().nonnegative(),
+  z.string().regex(/^\d+$/).transform(Number),
+  z.iso.datetime({ offset: true }).transform((s) => Date.parse(s)),
+]);
+
+/** `POST /v1/track`: mark every region the extents touch. */
+export const trackRequest = z.object({
+  volume: volumeName,
+  host: hostId,
+  extents: z.array(extent).min(1).max(trackExtentsMax),
+  /** When the host saw the write; the tracker's clock is used when absent. */
+  time: z.number().int().nonnegative().optional(),
+});
+export type TrackRequest = z.infer<typeof trackRequest>;
+
+export const trackResponse = z.object({
+  volume: z.string(),
+  regionsMarked: z.number(),
+  regionsNew: z.number(),
+});
+export type TrackResponse = z.infer<typeof trackResponse>;
+
+/** `PUT /v1/volumes/{name}`: register a volume and its owning host agent. */
+export const volumeRegistration = z.object({
+  sizeBytes: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+  regionBytes: z.number().int().min(regionBytesMin).max(regionBytesMax).refine(
+    (n) => Number.isInteger(Math.log2(n)),
+    "Must be a power of two",
+  ).default(regionBytesDefault),
+  ownerHost: hostId,
+  ownerUrl: z.url(),
+  /** How long the owner's lease lasts without renewal. */
+  leaseMs: z.number().int().min(1000).max(24 * 3600 * 1000).default(30_000),
+  /** Take the lease even if another host holds it (used by reconstruct for a dead host). */
+  takeover: z.boolean().default(false),
+});
+export type VolumeRegistration = z.input<typeof volumeRegistration>;
+
+export const volumeInfo = z.object({
+  name: z.string(),
+  sizeBytes: z.number(),
+  regionBytes: z.number(),
+  ownerHost: z.string(),
+  ownerUrl: z.string(),
+  leaseExpiresAt: z.number(),
+  dirtyRegions: z.number(),
+  dirtyBytes: z.number(),
+  oldestMarkAt: z.number().nullable(),
+});
+export type VolumeInfo = z.infer<typeof volumeInfo>;
+
+/** `GET /v1/volumes/{name}/log` query. */
+export const logQuery = z.object({
+  since: timeMs.optional(),
+  until: timeMs.optional(),
+  cursor: z.string().regex(/^\d+:\d+$/).optional(),
+  limit: z.coerce.number().int().min(1).max(100_000).default(10_000),
+});
+
+export const logExtent = z.object({
+  offset: z.number(),
+  length: z.number(),
+  firstMarkedAt: z.number(),
+  lastMarkedAt: z.number(),
+});
+export type LogExtent = z.infer<typeof logExtent>;
+
+export const logPage = z.object({
+  volume: z.string(),
+  regionBytes: z.number(),
+  sizeBytes: z.number(),
+  /** Names the tracking state this log reflects; pass it to clear. */
+  token: z.string(),
+  extents: z.array(logExtent),
+  /** Pass as `cursor` for the next page; null on the last page. */
+  nextCursor: z.string().nullable(),
+});
+export type LogPage = z.infer<typeof logPage>;
+
+/** `POST /v1/volumes/{name}/clear`. */
+export const clearRequest = z.object({
+  token: z.string().regex(/^\d+$/, "Must be a token returned by the log"),
+  /** Clear only regions inside these extents; all dirty regions when absent. */
+  extents: z.array(extent).max(trackExtentsMax).optional(),
+});
+export type ClearRequest = z.infer<typeof clearRequest>;
+
+export const clearResponse = z.object({
+  regionsCleared: z.number(),
+  /** Regions in the request that were marked again after the token and stay dirty. */
+  regionsKept: z.number(),
+});
+export type ClearResponse = z.infer<typeof clearResponse>;
+
+/** `GET /v1/status` of the backup service. */
+export const backupStatus = z.object({
+  journalBytesPending: z.number(),
+  journalBytesMax: z.number(),
+  recordsAcknowledged: z.number(),
+  recordsApplied: z.number(),
+  volumes: z.array(z.string()),
+});
+export type BackupStatus = z.infer<typeof backupStatus>;
+
+/** Answer to a backup write batch. */
+export const writeBatchResponse = z.object({
+  records: z.number(),
+  bytes: z.number(),
+});
+export type WriteBatchResponse = z.infer<typeof writeBatchResponse>;
