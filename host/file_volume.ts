@@ -1,0 +1,97 @@
+/**
+ * The primary volume: a raw image file, the bottom layer of the host's write path.
+ *
+ * I/O is positional and synchronous (seek + read/write in one synchronous call), so two requests
+ * can never interleave between the seek and the transfer; against the page cache a synchronous
+ * transfer costs microseconds, and flush (fdatasync) stays asynchronous.
+ */
+import type { BlockDevice } from "../src/block_device.ts";
+
+/** Largest zero buffer written at once by trim / writeZeroes. */
+const zeroChunkBytes = 1024 * 1024;
+
+export class FileVolume implements BlockDevice {
+  #closed = false;
+  private constructor(
+    readonly path: string,
+    readonly sizeBytes: number,
+    private readonly file: Deno.FsFile,
+  ) {}
+
+  /**
+   * Opens the image at `path`; creates it sparse with `sizeBytes` when it does not exist.
+   * An existing image of another size is refused, never resized.
+   */
+  static async open(path: string, sizeBytes: number): Promise<FileVolume> {
+    let existing: Deno.FileInfo | undefined;
+    try {
+      existing = await Deno.stat(path);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+    if (existing && !existing.isFile) throw new RangeError(`Volume path "${path}" is not a file`);
+    if (existing && existing.size !== sizeBytes) {
+      throw new RangeError(
+        `Volume image "${path}" is ${existing.size} bytes, not the ${sizeBytes} bytes asked for`,
+      );
+    }
+    const file = await Deno.open(path, { read: true, write: true, create: true });
+    if (!existing) await file.truncate(sizeBytes);
+    return new FileVolume(path, sizeBytes, file);
+  }
+
+  read(offset: number, length: number): Promise<Uint8Array> {
+    this.#checkOpen();
+    const out = new Uint8Array(length);
+    this.file.seekSync(offset, Deno.SeekMode.Start);
+    let done = 0;
+    while (done < length) {
+      const n = this.file.readSync(out.subarray(done));
+      if (n === null || n === 0) break; // past the end of a sparse tail: zeros
+      done += n;
+    }
+    return Promise.resolve(out);
+  }
+
+  async write(offset: number, data: Uint8Array, opts?: { fua?: boolean }): Promise<void> {
+    this.#checkOpen();
+    this.#writeSync(offset, data);
+    if (opts?.fua) await this.file.syncData();
+  }
+
+  async flush(): Promise<void> {
+    this.#checkOpen();
+    await this.file.syncData();
+  }
+
+  trim(offset: number, length: number, opts?: { fua?: boolean }): Promise<void> {
+    return this.writeZeroes(offset, length, opts);
+  }
+
+  async writeZeroes(offset: number, length: number, opts?: { fua?: boolean }): Promise<void> {
+    this.#checkOpen();
+    const zeros = new Uint8Array(Math.min(length, zeroChunkBytes));
+    for (let done = 0; done < length; done += zeros.length) {
+      this.#writeSync(offset + done, zeros.subarray(0, Math.min(zeros.length, length - done)));
+    }
+    if (opts?.fua) await this.file.syncData();
+  }
+
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.file.close();
+    }
+    return Promise.resolve();
+  }
+
+  #writeSync(offset: number, data: Uint8Array): void {
+    this.file.seekSync(offset, Deno.SeekMode.Start);
+    let done = 0;
+    while (done < data.length) done += this.file.writeSync(data.subarray(done));
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new Error(`Volume image "${this.path}" is closed`);
+  }
+}

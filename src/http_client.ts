@@ -1,0 +1,80 @@
+/**
+ * The one way our typed clients call a service: a bounded timeout, the bearer token, and every
+ * failure turned into a `ServiceCallError` that says whether the peer should be treated as offline.
+ */
+import type { ErrorBody } from "./errors.ts";
+
+/** A failed call. `status` is 0 when no HTTP answer came (refused, reset, timed out). */
+export class ServiceCallError extends Error {
+  constructor(readonly status: number, message: string, readonly issues?: unknown) {
+    super(message);
+    this.name = "ServiceCallError";
+  }
+  /** True for what the host treats as the peer being offline: no answer, a timeout, 5xx, 503. */
+  get offline(): boolean {
+    return this.status === 0 || this.status >= 500;
+  }
+}
+
+export interface HttpClientOptions {
+  /** Bearer token sent with every request, when the service is guarded by one. */
+  token?: string;
+  /** Per-request bound; a request still unanswered then fails as offline. */
+  timeoutMs?: number;
+}
+
+/** Default per-request bound. */
+export const requestTimeoutMsDefault = 10_000;
+
+/** Calls `baseUrl + path`; returns the response when 2xx, else throws ServiceCallError. */
+export async function call(
+  baseUrl: string,
+  path: string,
+  init: RequestInit & { json?: unknown },
+  opts: HttpClientOptions = {},
+): Promise<Response> {
+  const headers = new Headers(init.headers);
+  if (opts.token) headers.set("authorization", `Bearer ${opts.token}`);
+  let body = init.body;
+  if (init.json !== undefined) {
+    headers.set("content-type", "application/json");
+    body = JSON.stringify(init.json);
+  }
+  const timeoutMs = opts.timeoutMs ?? requestTimeoutMsDefault;
+  let res: Response;
+  try {
+    res = await fetch(baseUrl + path, {
+      ...init,
+      headers,
+      body,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (err) {
+    const why = err instanceof DOMException && err.name === "TimeoutError"
+      ? `no answer within ${timeoutMs} ms`
+      : (err as Error).message;
+    throw new ServiceCallError(0, `${init.method ?? "GET"} ${baseUrl}${path} failed: ${why}`);
+  }
+  if (res.ok) return res;
+  let message = `${init.method ?? "GET"} ${baseUrl}${path} answered ${res.status}`;
+  let issues: unknown;
+  try {
+    const err = (await res.json()) as ErrorBody;
+    if (err?.error?.message) message += `: ${err.error.message}`;
+    issues = err?.error?.issues;
+  } catch {
+    // Not our JSON error shape (a proxy, say); the status says enough.
+  }
+  throw new ServiceCallError(res.status, message, issues);
+}
+
+/** `call` that parses a JSON answer. */
+export async function callJson<T>(
+  baseUrl: string,
+  path: string,
+  init: RequestInit & { json?: unknown },
+  opts?: HttpClientOptions,
+): Promise<T> {
+  const res = await call(baseUrl, path, init, opts);
+  return (await res.json()) as T;
+}

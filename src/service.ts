@@ -1,0 +1,45 @@
+/**
+ * What every trackmirror HTTP service has in common: the one JSON error shape, a JSON 404,
+ * bearer-token guarding when a token is set, `GET /healthz` and `GET /metrics`.
+ */
+import type { Hono } from "hono";
+import { errorBody } from "./errors.ts";
+import type { Metrics } from "./metrics.ts";
+
+export interface ServiceOptions {
+  /** When set, every route but /healthz needs `Authorization: Bearer <token>`. */
+  token?: string;
+  metrics?: Metrics;
+}
+
+/** Installs the shared behaviour on `app`; call before the service's own routes. */
+export function applyServiceBasics(app: Hono, name: string, opts: ServiceOptions = {}): void {
+  app.onError((err, c) => {
+    const body = errorBody(err);
+    if (body.error.status >= 500) console.error(`${name}: ${c.req.method} ${c.req.path}:`, err);
+    return c.json(body, body.error.status as 400);
+  });
+  app.notFound((c) =>
+    c.json(
+      { error: { status: 404, message: `No route ${c.req.method} ${c.req.path}` } },
+      404,
+    )
+  );
+  app.get("/healthz", (c) => c.json({ ok: true, service: name }));
+  if (opts.token) {
+    const expected = `Bearer ${opts.token}`;
+    app.use("*", async (c, next) => {
+      if (c.req.header("authorization") !== expected) {
+        return c.json({ error: { status: 401, message: "Missing or wrong bearer token" } }, 401);
+      }
+      await next();
+    });
+  }
+  if (opts.metrics) {
+    const metrics = opts.metrics;
+    app.get(
+      "/metrics",
+      (c) => c.text(metrics.render(), 200, { "content-type": "text/plain; version=0.0.4" }),
+    );
+  }
+}
