@@ -1,0 +1,131 @@
+/**
+ * The component status table (seed 001's status data structure on the originating node): whether
+ * the backup is online, offline or being probed, since when, and the last error.
+ *
+ * Writes consult `isOnline` synchronously; any failure of a mirror write marks the backup offline,
+ * and a probe with exponential backoff (`probeIntervalMsMin` .. `probeIntervalMsMax`) brings it back.
+ */
+import type { Clock } from "../src/clock.ts";
+
+export type ComponentState = "online" | "offline" | "probing";
+
+export interface ComponentStatusView {
+  name: string;
+  state: ComponentState;
+  since: number;
+  lastError: string | null;
+  lastErrorAt: number | null;
+  probes: number;
+}
+
+export interface ProbeOptions {
+  /** First wait after going offline before probing. */
+  probeIntervalMsMin?: number;
+  /** Longest wait between probes. */
+  probeIntervalMsMax?: number;
+}
+
+/**
+ * One component's status. `probe` must resolve when the component is usable again (and may
+ * prepare it, e.g. register volumes); it throws when not.
+ */
+export class ComponentStatus {
+  #state: ComponentState;
+  #since: number;
+  #lastError: string | null = null;
+  #lastErrorAt: number | null = null;
+  #probes = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
+  #listeners: ((state: ComponentState) => void)[] = [];
+  readonly #min: number;
+  readonly #max: number;
+
+  constructor(
+    readonly name: string,
+    private readonly probe: () => Promise<void>,
+    private readonly clock: Clock,
+    opts: ProbeOptions = {},
+  ) {
+    this.#min = opts.probeIntervalMsMin ?? 250;
+    this.#max = opts.probeIntervalMsMax ?? 5000;
+    this.#state = "probing";
+    this.#since = clock.now();
+  }
+
+  get state(): ComponentState {
+    return this.#state;
+  }
+
+  /** True when mirror writes should be sent to this component. */
+  get isOnline(): boolean {
+    return this.#state === "online";
+  }
+
+  /** Calls `fn` on every state change. */
+  onChange(fn: (state: ComponentState) => void): void {
+    this.#listeners.push(fn);
+  }
+
+  /** Starts probing now (used at start-up). */
+  start(): void {
+    this.#schedule(0);
+  }
+
+  /** Records a failure; an online component goes offline and probing starts. */
+  markOffline(err: unknown): void {
+    this.#lastError = err instanceof Error ? err.message : String(err);
+    this.#lastErrorAt = this.clock.now();
+    if (this.#state !== "online") return;
+    this.#set("offline");
+    this.#schedule(this.#min);
+  }
+
+  /** Stops probing for good. */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+  }
+
+  view(): ComponentStatusView {
+    return {
+      name: this.name,
+      state: this.#state,
+      since: this.#since,
+      lastError: this.#lastError,
+      lastErrorAt: this.#lastErrorAt,
+      probes: this.#probes,
+    };
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#stopped) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#runProbe(delayMs), delayMs);
+  }
+
+  async #runProbe(lastDelayMs: number): Promise<void> {
+    if (this.#stopped || this.#state === "online") return;
+    this.#set("probing");
+    this.#probes++;
+    try {
+      await this.probe();
+      // A write may have failed while the probe ran; its error is newer than the probe's success.
+      if (this.#stopped || this.#state !== "probing") return;
+      this.#set("online");
+    } catch (err) {
+      if (this.#stopped) return;
+      this.#lastError = err instanceof Error ? err.message : String(err);
+      this.#lastErrorAt = this.clock.now();
+      this.#set("offline");
+      this.#schedule(Math.min(this.#max, Math.max(this.#min, lastDelayMs * 2)));
+    }
+  }
+
+  #set(state: ComponentState): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.#since = this.clock.now();
+    for (const fn of this.#listeners) fn(state);
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * The fork layer: the host agent's filter driver (seed 001, fig. 3). Every change to the primary is
+ * first made safe elsewhere, then applied:
+ *
+ *   1. the range was validated at the front-end (NBD / HTTP boundary)
+ *   2. take the range lock (orders this write against overlapping writes and resync copies)
+ *   3. if the backup is online, send the write to it; a failure marks it offline
+ *   4. if the backup did not acknowledge, make sure the tracker holds a mark for the regions
+ *      (a cached mark counts); if that fails too, the write fails and the primary is untouched
+ *   5. write the primary, release the lock
+ *
+ * This keeps the one invariant: for every byte range, either the backup holds what the primary
+ * holds, or the tracker holds a mark covering it.
+ */
+import { type BlockDevice, PassThroughDevice } from "../src/block_device.ts";
+import { ServiceError } from "../src/errors.ts";
+import type { MirrorRecord } from "./backup_batcher.ts";
+import type { RangeLock } from "./range_lock.ts";
+
+/** The parts of the host the fork layer talks to; tests substitute recording fakes. */
+export interface ForkPaths {
+  volume: string;
+  locks: RangeLock;
+  backup: { readonly isOnline: boolean; markOffline(err: unknown): void };
+  batcher: { submit(rec: MirrorRecord): Promise<void> };
+  marker: { ensureMarked(offset: number, length: number): Promise<void> };
+}
+
+/** Which path made a write safe. */
+export type ForkOutcome = "backup" | "tracker";
+
+/** Counts of forked writes by outcome. */
+export interface ForkCounters {
+  viaBackup: number;
+  viaTracker: number;
+  failed: number;
+}
+
+/** Largest range one zero record covers; longer trims are split. */
+const zeroRecordBytesMax = 1024 * 1024 * 1024;
+
+export class ForkDevice extends PassThroughDevice {
+  readonly counters: ForkCounters = { viaBackup: 0, viaTracker: 0, failed: 0 };
+
+  constructor(primary: BlockDevice, private readonly paths: ForkPaths) {
+    super(primary);
+  }
+
+  override async write(offset: number, data: Uint8Array, opts?: { fua?: boolean }): Promise<void> {
+    await this.#forked(
+      { kind: "write", offset, length: data.length, data },
+      () => this.next.write(offset, data, opts),
+    );
+  }
+
+  override trim(offset: number, length: number, opts?: { fua?: boolean }): Promise<void> {
+    return this.#zeroed(offset, length, (o, l) => this.next.trim(o, l, opts));
+  }
+
+  override writeZeroes(offset: number, length: number, opts?: { fua?: boolean }): Promise<void> {
+    return this.#zeroed(offset, length, (o, l) => this.next.writeZeroes(o, l, opts));
+  }
+
+  async #zeroed(
+    offset: number,
+    length: number,
+    apply: (offset: number, length: number) => Promise<void>,
+  ): Promise<void> {
+    for (let done = 0; done < length; done += zeroRecordBytesMax) {
+      const o = offset + done;
+      const l = Math.min(zeroRecordBytesMax, length - done);
+      await this.#forked({ kind: "zero", offset: o, length: l }, () => apply(o, l));
+    }
+  }
+
+  /** Steps 2-5 of the write path for one record. */
+  async #forked(rec: MirrorRecord, applyPrimary: () => Promise<void>): Promise<ForkOutcome> {
+    const release = await this.paths.locks.acquire(rec.offset, rec.length);
+    try {
+      const outcome = await this.#makeSafe(rec);
+      await applyPrimary();
+      return outcome;
+    } finally {
+      release();
+    }
+  }
+
+  /** Steps 3-4: the backup first, else the tracker; throws when neither acknowledged. */
+  async #makeSafe(rec: MirrorRecord): Promise<ForkOutcome> {
+    const { backup, batcher, marker, volume } = this.paths;
+    let backupError: unknown = "offline";
+    if (backup.isOnline) {
+      try {
+        await batcher.submit(rec);
+        this.counters.viaBackup++;
+        return "backup";
+      } catch (err) {
+        backupError = err;
+        backup.markOffline(err);
+      }
+    }
+    try {
+      await marker.ensureMarked(rec.offset, rec.length);
+      this.counters.viaTracker++;
+      return "tracker";
+    } catch (trackerError) {
+      this.counters.failed++;
+      throw new ServiceError(
+        503,
+        `Write to volume "${volume}" at ${rec.offset}+${rec.length} failed, primary untouched: ` +
+          `backup ${describe(backupError)}; tracker ${describe(trackerError)}`,
+      );
+    }
+  }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? `failed: ${err.message}` : String(err);
+}

@@ -1,0 +1,102 @@
+/**
+ * `deno task host`: the host agent. Flags (a contract):
+ *   --port P (8703) --tracker URL --backup URL --volume NAME=PATH:SIZE (repeatable)
+ * and more: --hostname, --host-id, --advertise-url, --region-bytes, --auto-resync, --takeover,
+ * --no-fork (benchmark baseline), --token.
+ */
+import { systemClock } from "../src/clock.ts";
+import { parseSize, regionBytesDefault } from "../src/extent.ts";
+import { parseFlags, parsePort, parseUrl, runMain } from "../src/flags.ts";
+import { checkName } from "../src/schemas.ts";
+import { BackupClient } from "../backup/client.ts";
+import { TrackerClient } from "../tracker/client.ts";
+import { createHostApp } from "./app.ts";
+import { HostAgent } from "./host_agent.ts";
+import { parseVolumeSpec } from "./volume_spec.ts";
+
+const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [options]
+  --port P             HTTP port (default 8703)
+  --hostname H         address to bind (default 127.0.0.1)
+  --tracker URL        tracker service (default http://127.0.0.1:8701)
+  --backup URL         backup service (default http://127.0.0.1:8702)
+  --volume SPEC        NAME=PATH:SIZE; created sparse when absent (SIZE e.g. 4096, 64MiB, 1GiB)
+  --host-id ID         this agent's name at the tracker (default host0)
+  --advertise-url URL  where reconstruct reaches this agent (default http://HOSTNAME:PORT)
+  --region-bytes N     tracking granularity, a power of two (default 64KiB)
+  --auto-resync        resync dirty volumes whenever the backup comes back
+  --takeover           take volume leases another host holds
+  --no-fork            serve the primary directly, without mirroring (benchmark baseline only)
+  --token T            bearer token for this agent and its peers (or TRACKMIRROR_TOKEN)`;
+
+async function main(): Promise<void> {
+  const flags = parseFlags(Deno.args, {
+    port: { type: "string" },
+    hostname: { type: "string" },
+    tracker: { type: "string" },
+    backup: { type: "string" },
+    volume: { type: "string", multiple: true },
+    "host-id": { type: "string" },
+    "advertise-url": { type: "string" },
+    "region-bytes": { type: "string" },
+    "auto-resync": { type: "boolean" },
+    takeover: { type: "boolean" },
+    "no-fork": { type: "boolean" },
+    token: { type: "string" },
+    help: { type: "boolean" },
+  });
+  if (flags.help) {
+    console.log(usage);
+    return;
+  }
+  const port = parsePort(flags.port, 8703);
+  const hostname = flags.hostname ?? "127.0.0.1";
+  const trackerUrl = parseUrl("tracker", flags.tracker, "http://127.0.0.1:8701");
+  const backupUrl = parseUrl("backup", flags.backup, "http://127.0.0.1:8702");
+  const hostId = checkName("Host", flags["host-id"] ?? "host0");
+  const regionBytes = flags["region-bytes"] ? parseSize(flags["region-bytes"]) : regionBytesDefault;
+  const volumes = (flags.volume ?? []).map(parseVolumeSpec);
+  if (volumes.length === 0) {
+    throw new RangeError(`At least one --volume NAME=PATH:SIZE is needed\n${usage}`);
+  }
+  const token = flags.token ?? Deno.env.get("TRACKMIRROR_TOKEN");
+
+  // Listen first (so a taken port fails before anything is touched, and port 0 is resolved for
+  // the advertised URL); requests are answered 503 until the agent is ready.
+  let handler: (req: Request) => Response | Promise<Response> = () =>
+    Response.json({ error: { status: 503, message: "Host agent is starting" } }, { status: 503 });
+  const http = Deno.serve({ hostname, port, onListen: () => {} }, (req) => handler(req));
+  const advertiseUrl = parseUrl(
+    "advertise-url",
+    flags["advertise-url"],
+    `http://${hostname}:${http.addr.port}`,
+  );
+  const agent = await HostAgent.open({
+    hostId,
+    advertiseUrl,
+    volumes,
+    regionBytes,
+    tracker: new TrackerClient(trackerUrl, { token }),
+    backup: new BackupClient(backupUrl, { token, timeoutMs: 5000 }),
+    clock: systemClock,
+    forking: !flags["no-fork"],
+    autoResync: flags["auto-resync"] ?? false,
+    takeover: flags.takeover ?? false,
+  });
+  handler = createHostApp(agent, { token }).fetch;
+  console.log(
+    `host ${hostId}: HTTP on http://${hostname}:${http.addr.port}, volumes ${
+      volumes.map((v) => `${v.name} (${v.path})`).join(", ")
+    }, tracker ${trackerUrl}, backup ${backupUrl}`,
+  );
+
+  const stop = async () => {
+    await http.shutdown();
+    await agent.close();
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGTERM", stop);
+  Deno.addSignalListener("SIGINT", stop);
+  await http.finished;
+}
+
+if (import.meta.main) await runMain(main);

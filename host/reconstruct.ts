@@ -1,0 +1,143 @@
+/**
+ * `deno task reconstruct`: reads the tracker's volumes, asks each owning host agent to resync its
+ * dirty volumes, shows progress, and ends with a summary. Exits 1 with a clear message when a
+ * volume could not be resynced (backup still offline, host agent unreachable).
+ *
+ *   deno task reconstruct [--tracker URL] [--volume NAME] [--token T] [--poll-ms N]
+ */
+import { formatBytes } from "../src/extent.ts";
+import { parseCount, parseFlags, parseUrl, runMain } from "../src/flags.ts";
+import { ServiceCallError } from "../src/http_client.ts";
+import { checkName, type VolumeInfo } from "../src/schemas.ts";
+import { TrackerClient } from "../tracker/client.ts";
+import { HostClient } from "./client.ts";
+import type { ResyncProgress } from "./resync.ts";
+
+const encoder = new TextEncoder();
+
+interface VolumeResult {
+  volume: string;
+  ok: boolean;
+  progress?: ResyncProgress;
+  error?: string;
+}
+
+/** Resyncs one volume through its owner; resolves with the final progress. */
+async function resyncVolume(
+  info: VolumeInfo,
+  token: string | undefined,
+  pollMs: number,
+  show: (p: ResyncProgress) => void,
+): Promise<VolumeResult> {
+  const host = new HostClient(info.ownerUrl, { token });
+  let progress: ResyncProgress;
+  try {
+    progress = await host.startResync(info.name);
+  } catch (err) {
+    const e = err as ServiceCallError;
+    const why = e.status === 0
+      ? `host agent "${info.ownerHost}" at ${info.ownerUrl} is unreachable (${e.message})`
+      : e.status === 503
+      ? `backup is still offline for host "${info.ownerHost}": ${e.message}`
+      : e.message;
+    return { volume: info.name, ok: false, error: why };
+  }
+  while (progress.state === "running") {
+    show(progress);
+    await new Promise((r) => setTimeout(r, pollMs));
+    try {
+      progress = await host.resyncProgress(info.name);
+    } catch (err) {
+      return {
+        volume: info.name,
+        ok: false,
+        error: `lost contact with host agent "${info.ownerHost}": ${(err as Error).message}`,
+      };
+    }
+  }
+  show(progress);
+  if (progress.state !== "done") {
+    return { volume: info.name, ok: false, progress, error: progress.error ?? progress.state };
+  }
+  return { volume: info.name, ok: true, progress };
+}
+
+function progressLine(p: ResyncProgress, tty: boolean): string {
+  const total = Math.max(p.bytesTotal, p.bytesDone);
+  const fraction = total > 0 ? p.bytesDone / total : 1;
+  const rate = `${formatBytes(p.bytesPerSec)}/s`;
+  const eta = p.etaSeconds === null ? "" : ` ETA ${p.etaSeconds}s`;
+  const counts = `${p.regionsDone}/${Math.max(p.regionsTotal, p.regionsDone)} regions, ` +
+    `${formatBytes(p.bytesDone)}/${formatBytes(total)}`;
+  if (!tty) return `${p.volume}: ${p.state} ${counts} ${rate}${eta}`;
+  const width = 30;
+  const filled = Math.round(fraction * width);
+  const bar = "#".repeat(filled) + "-".repeat(width - filled);
+  return `${p.volume} [${bar}] ${(fraction * 100).toFixed(0).padStart(3)}% ${counts} ${rate}${eta}`;
+}
+
+async function main(): Promise<void> {
+  const flags = parseFlags(Deno.args, {
+    tracker: { type: "string" },
+    volume: { type: "string" },
+    token: { type: "string" },
+    "poll-ms": { type: "string" },
+  });
+  const trackerUrl = parseUrl("tracker", flags.tracker, "http://127.0.0.1:8701");
+  const token = flags.token ?? Deno.env.get("TRACKMIRROR_TOKEN");
+  const pollMs = parseCount("poll-ms", flags["poll-ms"], 500);
+  const tracker = new TrackerClient(trackerUrl, { token });
+
+  let volumes: VolumeInfo[];
+  try {
+    volumes = flags.volume
+      ? [await tracker.getVolume(checkName("Volume", flags.volume))]
+      : await tracker.listVolumes();
+  } catch (err) {
+    if (err instanceof RangeError) throw err;
+    throw new Error(`Cannot read the tracker at ${trackerUrl}: ${(err as Error).message}`);
+  }
+  const dirty = volumes.filter((v) => v.dirtyRegions > 0);
+  console.log(
+    `reconstruct: ${volumes.length} volume(s) at ${trackerUrl}, ${dirty.length} dirty ` +
+      `(${formatBytes(dirty.reduce((n, v) => n + v.dirtyBytes, 0))} marked)`,
+  );
+
+  const tty = Deno.stdout.isTerminal();
+  let lastPlain = 0;
+  const show = (p: ResyncProgress) => {
+    if (tty) {
+      Deno.stdout.writeSync(encoder.encode(`\r\x1b[2K${progressLine(p, true)}`));
+    } else if (Date.now() - lastPlain >= 1000 || p.state !== "running") {
+      lastPlain = Date.now();
+      console.log(progressLine(p, false));
+    }
+  };
+
+  const started = performance.now();
+  const results: VolumeResult[] = [];
+  for (const info of dirty) {
+    const result = await resyncVolume(info, token, pollMs, show);
+    if (tty) Deno.stdout.writeSync(encoder.encode("\n"));
+    if (!result.ok) console.error(`reconstruct: volume "${info.name}" failed: ${result.error}`);
+    results.push(result);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const bytes = results.reduce((n, r) => n + (r.progress?.bytesDone ?? 0), 0);
+  const regions = results.reduce((n, r) => n + (r.progress?.regionsDone ?? 0), 0);
+  const failed = results.filter((r) => !r.ok);
+  console.log(
+    `reconstruct: ${results.length - failed.length}/${results.length} volume(s) resynced, ` +
+      `${regions} regions, ${bytes} bytes copied (${formatBytes(bytes)}), ${
+        seconds.toFixed(2)
+      } s, ` +
+      `${(bytes / 1e6 / Math.max(seconds, 0.001)).toFixed(1)} MB/s`,
+  );
+  if (failed.length > 0) {
+    throw new Error(
+      `${failed.length} volume(s) not resynced: ${failed.map((f) => f.volume).join(", ")}`,
+    );
+  }
+}
+
+if (import.meta.main) await runMain(main);

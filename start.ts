@@ -1,0 +1,136 @@
+/**
+ * `deno task start`: the whole system on embedded defaults, one command: the tracker, the backup and
+ * one host agent serving volume `vol0` (1 GiB), all on 127.0.0.1, everything under --data (./data).
+ * It stands above tracker/, backup/ and host/ and only starts their `main.ts` as processes.
+ */
+import { parseFlags, parsePort, runMain } from "./src/flags.ts";
+
+const root = new URL(".", import.meta.url).pathname;
+
+interface Child {
+  name: string;
+  process: Deno.ChildProcess;
+}
+
+async function waitHealthy(name: string, url: string, child: Child, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  let exited = false;
+  child.process.status.then(() => (exited = true));
+  while (Date.now() < deadline) {
+    if (exited) throw new Error(`${name} exited during start-up (see its output above)`);
+    try {
+      const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      await res.body?.cancel();
+      if (res.ok) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${name} did not answer ${url}/healthz within ${timeoutMs} ms`);
+}
+
+async function main(): Promise<void> {
+  const flags = parseFlags(Deno.args, {
+    data: { type: "string" },
+    "tracker-port": { type: "string" },
+    "backup-port": { type: "string" },
+    "host-port": { type: "string" },
+    "volume-size": { type: "string" },
+  });
+  const data = (flags.data ?? "./data").replace(/\/+$/, "");
+  const trackerPort = parsePort(flags["tracker-port"], 8701);
+  const backupPort = parsePort(flags["backup-port"], 8702);
+  const hostPort = parsePort(flags["host-port"], 8703);
+  const volumeSize = flags["volume-size"] ?? "1GiB";
+  await Deno.mkdir(`${data}/primary`, { recursive: true });
+
+  const tracker = `http://127.0.0.1:${trackerPort}`;
+  const backup = `http://127.0.0.1:${backupPort}`;
+  const host = `http://127.0.0.1:${hostPort}`;
+  const children: Child[] = [];
+  const spawn = (name: string, script: string, args: string[]): Child => {
+    const process = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-net",
+        "--allow-read",
+        "--allow-write",
+        "--allow-env",
+        `${root}${script}`,
+        ...args,
+      ],
+      stdout: "inherit",
+      stderr: "inherit",
+    }).spawn();
+    const child = { name, process };
+    children.push(child);
+    return child;
+  };
+  let stopping = false;
+  const stopAll = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    for (const c of children.toReversed()) {
+      try {
+        c.process.kill("SIGTERM");
+      } catch {
+        // already gone
+      }
+    }
+    await Promise.all(children.map((c) => c.process.status));
+    Deno.exit(code);
+  };
+  Deno.addSignalListener("SIGINT", () => void stopAll(0));
+  Deno.addSignalListener("SIGTERM", () => void stopAll(0));
+
+  try {
+    const t = spawn("tracker", "tracker/main.ts", [
+      "--port",
+      `${trackerPort}`,
+      "--kv",
+      `${data}/tracker.kv`,
+    ]);
+    await waitHealthy("tracker", tracker, t);
+    const b = spawn("backup", "backup/main.ts", [
+      "--port",
+      `${backupPort}`,
+      "--data",
+      `${data}/backup`,
+    ]);
+    await waitHealthy("backup", backup, b);
+    const h = spawn("host", "host/main.ts", [
+      "--port",
+      `${hostPort}`,
+      "--tracker",
+      tracker,
+      "--backup",
+      backup,
+      "--volume",
+      `vol0=${data}/primary/vol0.img:${volumeSize}`,
+    ]);
+    await waitHealthy("host agent", host, h);
+  } catch (err) {
+    console.error(`start: ${(err as Error).message}`);
+    await stopAll(1);
+  }
+
+  console.log(`
+trackmirror is running (Ctrl-C stops everything):
+  tracker     ${tracker}    KV ${data}/tracker.kv
+  backup      ${backup}    secondary images ${data}/backup/volumes/
+  host agent  ${host}    volume vol0 (${volumeSize}) primary ${data}/primary/vol0.img
+
+Write to vol0:
+  head -c 65536 /dev/urandom | curl -sS -X PUT --data-binary @- '${host}/v1/volumes/vol0/data?offset=0'
+Status:     curl -sS ${host}/v1/status
+Reconstruct after a backup outage:  deno task reconstruct --tracker ${tracker}
+`);
+  const first = await Promise.race(children.map(async (c) => ({ c, s: await c.process.status })));
+  if (!stopping) {
+    console.error(`start: ${first.c.name} exited with code ${first.s.code}; stopping the others`);
+    await stopAll(1);
+  }
+}
+
+if (import.meta.main) await runMain(main);
