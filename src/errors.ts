@@ -43,7 +43,12 @@ export function errorBody(err: unknown): ErrorBody {
   }
   // Framework errors (e.g. Hono's HTTPException for malformed JSON) carry their own status.
   const status = (err as { status?: unknown })?.status;
-  const message = err instanceof Error ? err.message : String(err);
+  const ownMessage = (err as { message?: unknown })?.message;
+  const message = err instanceof Error
+    ? err.message
+    : typeof ownMessage === "string"
+    ? ownMessage
+    : String(err);
   if (typeof status === "number" && status >= 400 && status < 500) {
     return { error: { status, message } };
   }

@@ -26,7 +26,8 @@ export const regionBytesMax = 64 * 1024 * 1024;
 
 /** True when `n` is a positive power of two. */
 export function isPowerOfTwo(n: number): boolean {
-  return Number.isSafeInteger(n) && n > 0 && Number.isInteger(Math.log2(n));
+  // Math.log2 rounds: log2(2^53 - 1) is exactly 53, so check the power itself.
+  return Number.isSafeInteger(n) && n > 0 && 2 ** Math.round(Math.log2(n)) === n;
 }
 
 /** Throws unless `regionBytes` is a power of two within the accepted bounds. */

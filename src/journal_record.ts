@@ -51,14 +51,19 @@ export function encodeRecord(
   pos = 0,
 ): Uint8Array {
   const name = encoder.encode(rec.volume);
-  if (name.length < 1 || name.length > 64) {
+  // A non-ASCII name encodes to more bytes than characters, which encodedRecordBytes counts.
+  if (name.length < 1 || name.length > 64 || name.length !== rec.volume.length) {
     throw new RangeError(`Volume name "${rec.volume}" must be 1 to 64 ASCII bytes`);
   }
   const payload = rec.kind === "write" ? rec.data! : new Uint8Array(0);
   if (rec.kind === "write" && payload.length !== rec.length) {
     throw new RangeError(`Write record length ${rec.length} differs from data ${payload.length}`);
   }
-  if (rec.length <= 0 || rec.length > 0xffff_ffff) {
+  // The decoder refuses what does not fit these fields; refuse it here rather than journal it.
+  if (!Number.isSafeInteger(rec.offset) || rec.offset < 0) {
+    throw new RangeError(`Record offset ${rec.offset} must be a whole number from 0 to 2^53 - 1`);
+  }
+  if (!Number.isInteger(rec.length) || rec.length <= 0 || rec.length > 0xffff_ffff) {
     throw new RangeError(`Record length ${rec.length} must be from 1 to 4294967295`);
   }
   if (rec.kind === "write" && rec.length > recordPayloadBytesMax) {

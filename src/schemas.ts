@@ -36,7 +36,8 @@ export const extent = z.object({
 /** Milliseconds since the epoch, or an ISO-8601 date string. */
 export const timeMs = z.union([
   z.number().int().nonnegative(),
-  z.string().regex(/^\d+$/).transform(Number),
+  // Bounded like the number form: a long digit string must not become an unsafe integer.
+  z.string().regex(/^\d+$/).transform(Number).pipe(z.number().int().nonnegative()),
   z.iso.datetime({ offset: true }).transform((s) => Date.parse(s)),
 ]);
 
@@ -65,7 +66,8 @@ export const volumeRegistration = z.object({
     "Must be a power of two",
   ).default(regionBytesDefault),
   ownerHost: hostId,
-  ownerUrl: z.url(),
+  /** Where the tracker reaches the owner; like the `--*-url` flags, http(s) only. */
+  ownerUrl: z.url({ protocol: /^https?$/ }),
   /** How long the owner's lease lasts without renewal. */
   leaseMs: z.number().int().min(1000).max(24 * 3600 * 1000).default(30_000),
   /** Take the lease even if another host holds it (used by reconstruct for a dead host). */

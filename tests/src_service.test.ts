@@ -1,0 +1,172 @@
+import assert from "node:assert/strict";
+import { Hono } from "hono";
+import { z } from "zod";
+import { badRequest, notFound, unavailable } from "../src/errors.ts";
+import { Metrics } from "../src/metrics.ts";
+import { applyServiceBasics } from "../src/service.ts";
+import { validate } from "../src/validate.ts";
+
+/** A small service with the shared basics and routes that fail in each way a real one can. */
+function testApp(opts: { token?: string; metrics?: Metrics } = {}) {
+  const app = new Hono();
+  applyServiceBasics(app, "test", opts);
+  app.get("/missing", () => {
+    throw notFound(`Volume "db9" not found`);
+  });
+  app.get("/busy", () => {
+    throw unavailable("Journal is full");
+  });
+  app.get("/bad", () => {
+    throw badRequest("Bad range", [{ path: ["offset"] }]);
+  });
+  app.get("/bug", () => {
+    throw new TypeError("x is undefined");
+  });
+  app.post(
+    "/track",
+    validate("json", z.object({ offset: z.number().int().nonnegative() })),
+    (c) => c.json({ offset: c.req.valid("json").offset }),
+  );
+  return app;
+}
+
+/** Silences console.error (the 500 path logs the error) while `fn` runs, returning what it logged. */
+async function quietly(fn: () => Promise<void>): Promise<string[]> {
+  const logged: string[] = [];
+  const original = console.error;
+  console.error = (...args: unknown[]) => void logged.push(args.map(String).join(" "));
+  try {
+    await fn();
+  } finally {
+    console.error = original;
+  }
+  return logged;
+}
+
+Deno.test("a service answers every failure with the one JSON error shape", async (t) => {
+  const app = testApp();
+  const cases: [string, number, string][] = [
+    ["/missing", 404, `Volume "db9" not found`],
+    ["/busy", 503, "Journal is full"],
+    ["/nowhere", 404, "No route GET /nowhere"],
+  ];
+  for (const [path, status, message] of cases) {
+    await t.step(path, async () => {
+      let res!: Response;
+      const logged = await quietly(async () => {
+        res = await app.request(path);
+      });
+      assert.equal(res.status, status);
+      assert.match(res.headers.get("content-type") ?? "", /^application\/json/);
+      assert.deepEqual(await res.json(), { error: { status, message } });
+      assert.equal(logged.length, status >= 500 ? 1 : 0, "only server-side failures are logged");
+    });
+  }
+  await t.step("/bad keeps its issues", async () => {
+    const res = await app.request("/bad");
+    assert.deepEqual(await res.json(), {
+      error: { status: 400, message: "Bad range", issues: [{ path: ["offset"] }] },
+    });
+  });
+});
+
+Deno.test("a service hides an unexpected error's stack from the client and logs it", async () => {
+  const app = testApp();
+  let res!: Response;
+  const logged = await quietly(async () => {
+    res = await app.request("/bug");
+  });
+  assert.equal(res.status, 500);
+  const body = await res.text();
+  assert.deepEqual(JSON.parse(body), {
+    error: { status: 500, message: "Internal error: x is undefined" },
+  });
+  assert.ok(!body.includes("src_service.test.ts"), body);
+  assert.equal(logged.length, 1);
+  assert.match(logged[0], /^test: GET \/bug: TypeError: x is undefined/);
+});
+
+Deno.test("validation failures name the field and value; malformed JSON is a 400", async (t) => {
+  const app = testApp();
+  const post = (body: string) =>
+    app.request("/track", {
+      method: "POST",
+      body,
+      headers: { "content-type": "application/json" },
+    });
+  await t.step("a valid body", async () => {
+    const res = await post(`{"offset":4096}`);
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { offset: 4096 });
+  });
+  await t.step("a negative offset", async () => {
+    const res = await post(`{"offset":-5}`);
+    assert.equal(res.status, 400);
+    const { error } = await res.json();
+    assert.equal(error.status, 400);
+    assert.match(error.message, /^Invalid json: offset = -5: /);
+    assert.equal(error.issues[0].path[0], "offset");
+  });
+  await t.step("malformed JSON", async () => {
+    const res = await post(`{"offset":`);
+    assert.equal(res.status, 400);
+    const { error } = await res.json();
+    assert.equal(error.status, 400);
+    assert.match(error.message, /JSON/);
+  });
+});
+
+Deno.test("a token guards every route but /healthz", async (t) => {
+  const metrics = new Metrics();
+  const app = testApp({ token: "s3cret", metrics });
+  const auth = { authorization: "Bearer s3cret" };
+  await t.step("/healthz needs no token", async () => {
+    const res = await app.request("/healthz");
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { ok: true, service: "test" });
+  });
+  for (const path of ["/missing", "/metrics", "/nowhere"]) {
+    const wrong: Record<string, string>[] = [{}, { authorization: "Bearer wrong" }, {
+      authorization: "s3cret",
+    }];
+    for (const headers of wrong) {
+      await t.step(`${path} with ${JSON.stringify(headers)}`, async () => {
+        const res = await app.request(path, { headers });
+        assert.equal(res.status, 401);
+        assert.deepEqual(await res.json(), {
+          error: { status: 401, message: "Missing or wrong bearer token" },
+        });
+      });
+    }
+  }
+  await t.step("the right token passes", async () => {
+    assert.equal((await app.request("/missing", { headers: auth })).status, 404);
+    assert.equal((await app.request("/metrics", { headers: auth })).status, 200);
+  });
+});
+
+Deno.test("a service without a token serves /metrics in Prometheus text", async () => {
+  const metrics = new Metrics();
+  let pending = 3;
+  metrics.count("writes_total", "Writes mirrored");
+  metrics.count("writes_total", "Writes mirrored", 4);
+  metrics.gauge("journal_bytes", "Journal bytes pending", () => pending);
+  const app = testApp({ metrics });
+  pending = 7;
+  const res = await app.request("/metrics");
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("content-type"), "text/plain; version=0.0.4");
+  assert.equal(
+    await res.text(),
+    [
+      "# HELP writes_total Writes mirrored",
+      "# TYPE writes_total counter",
+      "writes_total 5",
+      "# HELP journal_bytes Journal bytes pending",
+      "# TYPE journal_bytes gauge",
+      "journal_bytes 7",
+      "",
+    ].join("\n"),
+  );
+  assert.equal((await testApp().request("/metrics")).status, 404, "no metrics, no route");
+});
