@@ -1,0 +1,111 @@
+/**
+ * The tracker's HTTP routes (the response module of the seed texts): tracking commands, volume
+ * registration, the paged tracking log and clearing. Input is validated at the edge; everything
+ * that changes state goes through the store's group committer and is answered after its commit.
+ */
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { Clock } from "../src/clock.ts";
+import { badRequest, tooLarge } from "../src/errors.ts";
+import { Metrics } from "../src/metrics.ts";
+import {
+  checkName,
+  clearRequest,
+  logQuery,
+  trackRequest,
+  volumeRegistration,
+} from "../src/schemas.ts";
+import { applyServiceBasics } from "../src/service.ts";
+import { validate } from "../src/validate.ts";
+import { BitmapStore } from "./bitmap_store.ts";
+
+/** Largest request body accepted (a full tracking command of 4096 extents is ~200 KiB). */
+export const requestBodyBytesMax = 1024 * 1024;
+
+/** What the tracker app is built from. */
+export interface TrackerAppOptions {
+  /** The KV this tracker solely owns. */
+  kv: Deno.Kv;
+  clock: Clock;
+  /** When set, every route but /healthz needs `Authorization: Bearer <token>`. */
+  token?: string;
+  /** Bound of the in-memory segment cache (segments). */
+  segmentCacheMax?: number;
+  /** Bound of the tracking command queue (commands). */
+  queueOpsMax?: number;
+}
+
+/** The tracker app and what its owner needs to run and stop it. */
+export interface TrackerService {
+  app: TrackerApp;
+  store: BitmapStore;
+  metrics: Metrics;
+  /** Refuses new commands and waits until the queued ones are committed; does not close the KV. */
+  close(): Promise<void>;
+}
+
+/** Checks a volume name taken from the path; 400 naming it otherwise. */
+function volumeParam(name: string): string {
+  try {
+    return checkName("Volume", name);
+  } catch (err) {
+    throw badRequest((err as Error).message);
+  }
+}
+
+function buildRoutes(store: BitmapStore, metrics: Metrics, clock: Clock, token?: string) {
+  const app = new Hono();
+  applyServiceBasics(app, "tracker", { token, metrics });
+  app.use(
+    "/v1/*",
+    bodyLimit({
+      maxSize: requestBodyBytesMax,
+      onError: () => {
+        throw tooLarge(`Request body exceeds ${requestBodyBytesMax} bytes`);
+      },
+    }),
+  );
+  return app
+    .post("/v1/track", validate("json", trackRequest), async (c) => {
+      const req = c.req.valid("json");
+      metrics.count("tracker_track_requests_total", "Tracking commands received");
+      const res = await store.mark(req.volume, req.extents, req.time ?? clock.now());
+      metrics.count("tracker_regions_marked_total", "Regions marked", res.regionsMarked);
+      return c.json(res);
+    })
+    .put("/v1/volumes/:name", validate("json", volumeRegistration), async (c) => {
+      const name = volumeParam(c.req.param("name"));
+      return c.json(await store.register(name, c.req.valid("json")));
+    })
+    .get("/v1/volumes", async (c) => c.json({ volumes: await store.list() }))
+    .get("/v1/volumes/:name", async (c) => {
+      return c.json(await store.info(volumeParam(c.req.param("name"))));
+    })
+    .get("/v1/volumes/:name/log", validate("query", logQuery), async (c) => {
+      const name = volumeParam(c.req.param("name"));
+      return c.json(await store.logPage(name, c.req.valid("query")));
+    })
+    .post("/v1/volumes/:name/clear", validate("json", clearRequest), async (c) => {
+      const name = volumeParam(c.req.param("name"));
+      const req = c.req.valid("json");
+      const res = await store.clear(name, req.token, req.extents);
+      metrics.count("tracker_regions_cleared_total", "Regions cleared", res.regionsCleared);
+      return c.json(res);
+    });
+}
+
+/** The tracker's Hono app, typed by its routes (for `hc`). */
+export type TrackerApp = ReturnType<typeof buildRoutes>;
+
+/** Builds the tracker over `kv`; see TrackerService. */
+export function createTrackerApp(opts: TrackerAppOptions): TrackerService {
+  const metrics = new Metrics();
+  const store = new BitmapStore(opts.kv, {
+    clock: opts.clock,
+    metrics,
+    segmentCacheMax: opts.segmentCacheMax,
+    queueOpsMax: opts.queueOpsMax,
+  });
+  const app = buildRoutes(store, metrics, opts.clock, opts.token);
+  return { app, store, metrics, close: () => store.close() };
+}

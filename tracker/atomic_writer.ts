@@ -1,0 +1,123 @@
+/**
+ * Packs groups of KV mutations into as few `kv.atomic()` commits as Deno KV's limits allow.
+ * A group (e.g. a segment's bitmap and mark record) always lands in one atomic; groups are
+ * committed in the order they were added, so an earlier group is never newer on disk than a later.
+ *
+ * Deno KV's limits (ext/kv): key ≤ 2 KiB, value ≤ 64 KiB, ≤ 1000 mutations, ≤ 800 KiB of keys and
+ * values together and ≤ 80 KiB of keys per atomic. Key and value sizes are estimated from their
+ * encoding (a string part: its UTF-8 bytes + 2; a number part: 9 bytes; a Uint8Array value: its
+ * bytes; a number value: ≤ 16 bytes of V8 serialization), and the budgets below keep a margin.
+ */
+import assert from "node:assert/strict";
+
+/** Deno KV: most mutations in one atomic. */
+export const kvAtomicMutationsMax = 1000;
+/** Deno KV: most bytes of keys and values in one atomic. */
+export const kvAtomicBytesMax = 800 * 1024;
+/** Deno KV: most bytes of keys in one atomic. */
+export const kvAtomicKeyBytesMax = 80 * 1024;
+/** Deno KV: largest value. */
+export const kvValueBytesMax = 64 * 1024;
+/** Deno KV: largest key. */
+export const kvKeyBytesMax = 2 * 1024;
+
+/** Our budgets per atomic: the limits less a margin for estimation error. */
+export const atomicMutationsBudget = kvAtomicMutationsMax;
+export const atomicBytesBudget = kvAtomicBytesMax - 16 * 1024;
+export const atomicKeyBytesBudget = kvAtomicKeyBytesMax - 4 * 1024;
+
+/** One mutation: a set when `value` is given, else a delete. */
+export interface Mutation {
+  key: Deno.KvKey;
+  value?: Uint8Array | number;
+}
+
+const encoder = new TextEncoder();
+
+/** Estimated encoded size of a key (an upper bound for the key parts we use). */
+export function keyBytes(key: Deno.KvKey): number {
+  let n = 0;
+  for (const part of key) {
+    if (typeof part === "string") n += encoder.encode(part).length + 2;
+    else if (typeof part === "number") n += 9;
+    else {throw new TypeError(
+        `Key part ${String(part)} of a tracker key must be a string or number`,
+      );}
+  }
+  return n;
+}
+
+/** Estimated stored size of a value. */
+export function valueBytes(value: Uint8Array | number | undefined): number {
+  if (value === undefined) return 0;
+  return typeof value === "number" ? 16 : value.byteLength;
+}
+
+/** Accumulates mutation groups and commits them in chunks that fit one atomic each. */
+export class AtomicWriter {
+  #mutations: Mutation[] = [];
+  #afterCommit: Array<() => void> = [];
+  #bytes = 0;
+  #keyBytes = 0;
+  /** Atomics committed by this writer. */
+  atomics = 0;
+
+  constructor(private readonly kv: Deno.Kv, private readonly onAtomic?: () => void) {}
+
+  /**
+   * Adds a group that must be committed in one atomic; commits what is pending first when the
+   * group would not fit. `afterCommit` runs right after the group's atomic succeeded.
+   */
+  async add(group: readonly Mutation[], afterCommit?: () => void): Promise<void> {
+    let bytes = 0;
+    let keys = 0;
+    for (const m of group) {
+      const k = keyBytes(m.key);
+      const v = valueBytes(m.value);
+      if (k > kvKeyBytesMax || v > kvValueBytesMax) {
+        throw new RangeError(
+          `Key ${JSON.stringify(m.key)} (${k} B) or its value (${v} B) is too large`,
+        );
+      }
+      keys += k;
+      bytes += k + v;
+    }
+    if (
+      group.length > atomicMutationsBudget || bytes > atomicBytesBudget ||
+      keys > atomicKeyBytesBudget
+    ) {
+      throw new RangeError(`A group of ${group.length} mutations (${bytes} B) exceeds one atomic`);
+    }
+    if (
+      this.#mutations.length + group.length > atomicMutationsBudget ||
+      this.#bytes + bytes > atomicBytesBudget || this.#keyBytes + keys > atomicKeyBytesBudget
+    ) {
+      await this.flush();
+    }
+    this.#mutations.push(...group);
+    this.#bytes += bytes;
+    this.#keyBytes += keys;
+    if (afterCommit) this.#afterCommit.push(afterCommit);
+  }
+
+  /** Commits whatever is pending as one atomic. */
+  async flush(): Promise<void> {
+    if (this.#mutations.length === 0) return;
+    const op = this.kv.atomic();
+    for (const m of this.#mutations) {
+      if (m.value === undefined) op.delete(m.key);
+      else op.set(m.key, m.value);
+    }
+    const after = this.#afterCommit;
+    this.#mutations = [];
+    this.#afterCommit = [];
+    this.#bytes = 0;
+    this.#keyBytes = 0;
+    const result = await op.commit();
+    // No checks are ever added, so a commit that returns has succeeded.
+    assert.ok(result.ok, "atomic without checks reported a failed check");
+    this.atomics++;
+    this.onAtomic?.();
+    for (const fn of after) fn();
+  }
+}

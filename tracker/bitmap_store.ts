@@ -1,0 +1,257 @@
+/**
+ * The tracker's store of tracking state in Deno KV (layout: kv_layout.ts).
+ *
+ * Capacity arithmetic (regionsPerSegment = 1024, segmentBytes = 128, 24 B of mark record a region):
+ *   one segment = 1024 regions = 64 MiB of volume at the default 64 KiB region
+ *   fully dirty segment in KV: 128 B bitmap + 24 576 B mark record ≈ 24.7 KiB (value limit 64 KiB)
+ *   one atomic (≤ 800 KiB, ≤ 1000 mutations, ≤ 80 KiB of keys; a segment is 2 mutations and
+ *     43–165 B of keys): ~31 fully dirty segments, or ~460–500 sparsely dirty ones
+ *   volume bound regionsPerVolumeMax (registration.ts) = 2^28 regions = 16 TiB at 64 KiB
+ *     = 262 144 segments; fully dirty: 32 MiB of bitmaps, 6 GiB of mark records, ~8 500 atomics
+ *   in memory: segmentCacheMax segments (≤ 24.7 KiB each), commitWindowSegments decoded ones
+ *     (24 KiB each) and, per volume whose info was asked for, ~80 B per dirty segment of summary
+ *
+ * Writes (marks, clears, registrations) are serialized through one group committer
+ * (group_commit.ts, batch_commit.ts): concurrent marks are merged per segment and committed
+ * together, and each request is answered only after its commit. This process must be the only
+ * writer of its KV; it caches committed segments and the mark sequence in memory.
+ */
+import { badRequest, conflict, notFound } from "../src/errors.ts";
+import type { Clock } from "../src/clock.ts";
+import type { Extent } from "../src/extent.ts";
+import type { Metrics } from "../src/metrics.ts";
+import type { ClearResponse, LogPage, TrackResponse, VolumeInfo } from "../src/schemas.ts";
+import { type ClearOp, commitBatch, type MarkOp, type TrackOp } from "./batch_commit.ts";
+import { GroupCommitter } from "./group_commit.ts";
+import { seqsPrefix, volumeKey, type VolumeRecord, volumesPrefix } from "./kv_layout.ts";
+import { decideRegistration, type Registration } from "./registration.ts";
+import { readLogPage } from "./log_reader.ts";
+import { SegmentCache, segmentCacheMaxDefault } from "./segment_cache.ts";
+import {
+  loadSummary,
+  runsOfExtents,
+  segmentsSpanned,
+  type SegmentSummary,
+  volumeInfo,
+  type VolumeState,
+  volumeState,
+} from "./volume_state.ts";
+
+/** Most registered volumes. */
+export const volumesMax = 4096;
+/** Most tracking commands waiting for a commit before new ones are refused with 503. */
+export const queueOpsMaxDefault = 16_384;
+/** Most segment pieces one commit batch takes (one command spanning more goes alone). */
+export const batchPiecesMax = 65_536;
+
+/** A log page request, validated. */
+export interface LogQuery {
+  since?: number;
+  until?: number;
+  cursor?: string;
+  limit: number;
+}
+
+/** Options of the store. */
+export interface BitmapStoreOptions {
+  clock: Clock;
+  metrics?: Metrics;
+  segmentCacheMax?: number;
+  queueOpsMax?: number;
+}
+
+/** Counters of the committer, for metrics and tests. */
+export interface CommitStats {
+  /** Batches committed (or failed). */
+  batches: number;
+  /** Operations those batches held. */
+  batchOps: number;
+  /** Operations in the latest batch. */
+  lastBatchOps: number;
+  /** `kv.atomic()` commits that succeeded. */
+  atomics: number;
+}
+
+/** Tracking state of all volumes; see the file comment. */
+export class BitmapStore {
+  readonly stats: CommitStats = { batches: 0, batchOps: 0, lastBatchOps: 0, atomics: 0 };
+  readonly #kv: Deno.Kv;
+  readonly #clock: Clock;
+  readonly #metrics?: Metrics;
+  readonly #cache: SegmentCache;
+  readonly #volumes = new Map<string, VolumeState>();
+  readonly #committer: GroupCommitter<TrackOp>;
+  readonly #ready: Promise<void>;
+
+  constructor(kv: Deno.Kv, opts: BitmapStoreOptions) {
+    this.#kv = kv;
+    this.#clock = opts.clock;
+    this.#metrics = opts.metrics;
+    this.#cache = new SegmentCache(opts.segmentCacheMax ?? segmentCacheMaxDefault);
+    const ctx = {
+      kv,
+      cache: this.#cache,
+      volume: (name: string) => this.#volumes.get(name)!,
+      summary: (v: VolumeState) => this.#summary(v),
+      onAtomic: () => {
+        this.stats.atomics++;
+        this.#metrics?.count(
+          "tracker_kv_atomics_total",
+          "Deno KV atomic commits of tracking state",
+        );
+      },
+    };
+    this.#committer = new GroupCommitter<TrackOp>((ops) => {
+      this.#countBatch(ops.length);
+      return commitBatch(ctx, ops);
+    }, { queueOpsMax: opts.queueOpsMax ?? queueOpsMaxDefault, batchWeightMax: batchPiecesMax });
+    this.#ready = this.#load();
+    this.#metrics?.gauge("tracker_queue_ops", "Tracking commands waiting", () => this.queued);
+    this.#metrics?.gauge(
+      "tracker_commit_batch_ops_last",
+      "Commands in the latest commit batch",
+      () => this.stats.lastBatchOps,
+    );
+    this.#metrics?.gauge(
+      "tracker_segment_cache_segments",
+      "Segments cached",
+      () => this.#cache.size,
+    );
+  }
+
+  /** Tracking commands waiting for a commit. */
+  get queued(): number {
+    return this.#committer.queued;
+  }
+
+  /** Registers a volume or renews its owner's lease; 409 on a conflicting registration. */
+  async register(name: string, reg: Registration): Promise<VolumeInfo> {
+    await this.#ready;
+    const v = await this.#committer.exclusive(async () => {
+      const existing = this.#volumes.get(name);
+      const record = decideRegistration(existing?.record, name, reg, this.#clock.now());
+      if (!existing && this.#volumes.size >= volumesMax) {
+        throw conflict(
+          `Cannot register volume "${name}": ${volumesMax} volumes already registered`,
+        );
+      }
+      await this.#kv.set(volumeKey(name), record);
+      if (existing) {
+        existing.record = record;
+        return existing;
+      }
+      const fresh = volumeState(record, 0);
+      fresh.summary = new Map(); // a volume never registered has no tracking state
+      this.#volumes.set(name, fresh);
+      return fresh;
+    });
+    return await this.#info(v);
+  }
+
+  /** One volume; 404 when unknown. */
+  async info(name: string): Promise<VolumeInfo> {
+    return await this.#info(await this.#volume(name));
+  }
+
+  /** Every registered volume, by name. */
+  async list(): Promise<VolumeInfo[]> {
+    await this.#ready;
+    const names = [...this.#volumes.keys()].sort();
+    return await Promise.all(names.map((n) => this.info(n)));
+  }
+
+  /** Marks every region the extents touch; resolves after the marks are committed. */
+  async mark(name: string, extents: readonly Extent[], time: number): Promise<TrackResponse> {
+    const v = await this.#volume(name);
+    const runs = runsOfExtents(v, extents);
+    const op: MarkOp = { kind: "mark", volume: name, runs, time, regionsNew: 0 };
+    await this.#committer.submit(op, segmentsSpanned(runs));
+    const regionsMarked = runs.reduce((n, r) => n + r.count, 0);
+    return { volume: name, regionsMarked, regionsNew: op.regionsNew };
+  }
+
+  /**
+   * Clears the dirty regions inside `extents` (all when absent) that were not marked after
+   * `token`; those marked after it stay dirty and are reported as kept.
+   */
+  async clear(name: string, token: string, extents?: readonly Extent[]): Promise<ClearResponse> {
+    const v = await this.#volume(name);
+    const t = Number(token);
+    if (!/^\d+$/.test(token) || !Number.isSafeInteger(t)) {
+      throw badRequest(`Token "${token}" is not a token returned by the log`);
+    }
+    const runs = extents ? runsOfExtents(v, extents) : null;
+    const op: ClearOp = {
+      kind: "clear",
+      volume: name,
+      runs,
+      token: t,
+      regionsCleared: 0,
+      regionsKept: 0,
+    };
+    await this.#committer.submit(op, runs ? segmentsSpanned(runs) : 1);
+    return { regionsCleared: op.regionsCleared, regionsKept: op.regionsKept };
+  }
+
+  /** One page of the volume's tracking log (log_reader.ts). */
+  async logPage(name: string, query: LogQuery): Promise<LogPage> {
+    const v = await this.#volume(name);
+    let token = v.seq;
+    let fromRegion = 0;
+    if (query.cursor !== undefined) {
+      [token, fromRegion] = query.cursor.split(":").map(Number);
+      if (!Number.isSafeInteger(token) || token > v.seq || !(fromRegion <= v.regionCount)) {
+        throw badRequest(`Cursor "${query.cursor}" does not belong to a log of volume "${name}"`);
+      }
+    }
+    return await readLogPage(this.#kv, this.#cache, v, {
+      token,
+      fromRegion,
+      since: query.since,
+      until: query.until,
+      limit: query.limit,
+    });
+  }
+
+  /** Refuses new work and waits until everything queued has been committed. */
+  async close(): Promise<void> {
+    await this.#ready.catch(() => {});
+    await this.#committer.close();
+  }
+
+  async #load(): Promise<void> {
+    const seqs = new Map<string, number>();
+    for await (const e of this.#kv.list<number>({ prefix: seqsPrefix })) {
+      seqs.set(e.key[1] as string, e.value);
+    }
+    for await (const e of this.#kv.list<VolumeRecord>({ prefix: volumesPrefix })) {
+      const record = e.value;
+      this.#volumes.set(record.name, volumeState(record, seqs.get(record.name) ?? 0));
+    }
+  }
+
+  async #volume(name: string): Promise<VolumeState> {
+    await this.#ready;
+    const v = this.#volumes.get(name);
+    if (!v) throw notFound(`Volume "${name}" is not registered`);
+    return v;
+  }
+
+  /** The volume as the API shows it; its summary is loaded by the committer when missing. */
+  async #info(v: VolumeState): Promise<VolumeInfo> {
+    return volumeInfo(v, v.summary ?? await this.#committer.exclusive(() => this.#summary(v)));
+  }
+
+  /** The volume's summary; loads it from KV first if needed (inside the committer only). */
+  async #summary(v: VolumeState): Promise<Map<number, SegmentSummary>> {
+    return v.summary ??= await loadSummary(this.#kv, v);
+  }
+
+  #countBatch(ops: number): void {
+    this.stats.batches++;
+    this.stats.batchOps += ops;
+    this.stats.lastBatchOps = ops;
+    this.#metrics?.count("tracker_commit_batches_total", "Commit batches");
+    this.#metrics?.count("tracker_commit_batch_ops_total", "Commands in commit batches", ops);
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * Typed client of the tracker, for the host agent and reconstruct. Every failure surfaces as a
+ * `ServiceCallError` (status 0 when no answer came), see src/http_client.ts.
+ */
+import { call, callJson, type HttpClientOptions, ServiceCallError } from "../src/http_client.ts";
+import type {
+  ClearRequest,
+  ClearResponse,
+  LogPage,
+  TrackRequest,
+  TrackResponse,
+  VolumeInfo,
+  VolumeRegistration,
+} from "../src/schemas.ts";
+
+/** Query of one log page; `cursor` comes from the previous page's `nextCursor`. */
+export interface LogPageQuery {
+  since?: number;
+  until?: number;
+  cursor?: string;
+  limit?: number;
+}
+
+/** Client of one tracker at `baseUrl` (e.g. "http://127.0.0.1:8701"). */
+export class TrackerClient {
+  readonly baseUrl: string;
+
+  constructor(baseUrl: string, private readonly opts: HttpClientOptions = {}) {
+    this.baseUrl = baseUrl.replace(/\/+$/, "");
+  }
+
+  /** Registers a volume, or renews its lease when `reg.ownerHost` already holds it. */
+  registerVolume(name: string, reg: VolumeRegistration): Promise<VolumeInfo> {
+    return callJson(this.baseUrl, `/v1/volumes/${encodeURIComponent(name)}`, {
+      method: "PUT",
+      json: reg,
+    }, this.opts);
+  }
+
+  /** Marks the regions the extents touch; resolves only once the tracker committed them. */
+  track(req: TrackRequest): Promise<TrackResponse> {
+    return callJson(this.baseUrl, "/v1/track", { method: "POST", json: req }, this.opts);
+  }
+
+  /** Every registered volume. */
+  async listVolumes(): Promise<VolumeInfo[]> {
+    const body = await callJson<{ volumes: VolumeInfo[] }>(
+      this.baseUrl,
+      "/v1/volumes",
+      { method: "GET" },
+      this.opts,
+    );
+    return body.volumes;
+  }
+
+  /** One volume, with its dirty region count and oldest mark. */
+  getVolume(name: string): Promise<VolumeInfo> {
+    return callJson(this.baseUrl, `/v1/volumes/${encodeURIComponent(name)}`, {
+      method: "GET",
+    }, this.opts);
+  }
+
+  /** One page of the volume's tracking log. */
+  logPage(name: string, query: LogPageQuery = {}): Promise<LogPage> {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(query)) {
+      if (value !== undefined) params.set(key, String(value));
+    }
+    const qs = params.size ? `?${params}` : "";
+    return callJson(this.baseUrl, `/v1/volumes/${encodeURIComponent(name)}/log${qs}`, {
+      method: "GET",
+    }, this.opts);
+  }
+
+  /**
+   * Every page of the volume's log from `query.cursor` (or the start), following `nextCursor`;
+   * all pages share the first page's token.
+   */
+  async *log(name: string, query: LogPageQuery = {}): AsyncGenerator<LogPage> {
+    let page = await this.logPage(name, query);
+    yield page;
+    while (page.nextCursor !== null) {
+      page = await this.logPage(name, { ...query, cursor: page.nextCursor });
+      yield page;
+    }
+  }
+
+  /** Clears regions not re-marked after `req.token` (all dirty regions when no extents). */
+  clear(name: string, req: ClearRequest): Promise<ClearResponse> {
+    return callJson(this.baseUrl, `/v1/volumes/${encodeURIComponent(name)}/clear`, {
+      method: "POST",
+      json: req,
+    }, this.opts);
+  }
+
+  /** True when the tracker answers its health check; false when it does not answer or fails. */
+  async healthz(): Promise<boolean> {
+    try {
+      const res = await call(this.baseUrl, "/healthz", { method: "GET" }, this.opts);
+      await res.body?.cancel();
+      return true;
+    } catch (err) {
+      if (err instanceof ServiceCallError) return false;
+      throw err;
+    }
+  }
+}

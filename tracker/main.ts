@@ -1,0 +1,66 @@
+/**
+ * Runs the tracker service.
+ *
+ *   deno task tracker [--port 8701] [--hostname 127.0.0.1] [--kv ./data/tracker.kv] [--token T]
+ *
+ * `--kv` is a file path (its directory is created) or an http(s) URL of a remote Deno KV reached
+ * through KV Connect (e.g. a `denokv` server; its access token comes from DENO_KV_ACCESS_TOKEN).
+ * The tracker must be the only process writing that KV. `--token` (or TRACKMIRROR_TOKEN) guards
+ * every route but /healthz with a bearer token. SIGTERM / SIGINT drain the commit queue, close the
+ * KV and exit 0.
+ */
+import { dirname } from "node:path";
+import { systemClock } from "../src/clock.ts";
+import { parseFlags, parsePort, runMain } from "../src/flags.ts";
+import { createTrackerApp } from "./app.ts";
+
+/** Default port of the tracker. */
+export const trackerPortDefault = 8701;
+/** Default KV location. */
+export const trackerKvDefault = "./data/tracker.kv";
+
+async function main(): Promise<void> {
+  const flags = parseFlags(Deno.args, {
+    port: { type: "string" },
+    hostname: { type: "string" },
+    kv: { type: "string" },
+    token: { type: "string" },
+  });
+  const port = parsePort(flags.port, trackerPortDefault);
+  const hostname = flags.hostname ?? "127.0.0.1";
+  const kvPath = flags.kv ?? trackerKvDefault;
+  if (kvPath === "") throw new RangeError(`--kv "" must be a file path or an http(s) URL`);
+  const token = (flags.token ?? Deno.env.get("TRACKMIRROR_TOKEN")) || undefined;
+
+  const remote = /^https?:\/\//i.test(kvPath);
+  if (!remote && kvPath !== ":memory:") await Deno.mkdir(dirname(kvPath), { recursive: true });
+  const kv = await Deno.openKv(kvPath);
+  const tracker = createTrackerApp({ kv, clock: systemClock, token });
+
+  const server = Deno.serve({
+    port,
+    hostname,
+    onListen: (addr) => {
+      console.log(
+        `tracker listening on http://${addr.hostname}:${addr.port} (kv ${kvPath}${
+          token ? ", bearer token required" : ""
+        })`,
+      );
+    },
+  }, tracker.app.fetch);
+
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    await server.shutdown();
+    await tracker.close();
+    kv.close();
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGTERM", stop);
+  Deno.addSignalListener("SIGINT", stop);
+  await server.finished;
+}
+
+if (import.meta.main) await runMain(main);
