@@ -25,6 +25,7 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
   --region-bytes N     tracking granularity, a power of two (default 64KiB)
   --auto-resync        resync dirty volumes whenever the backup comes back
   --takeover           take volume leases another host holds
+  --resync-bytes-per-sec N  bound on resync copy rate, e.g. 100MiB (default unbounded)
   --no-fork            serve the primary directly, without mirroring (benchmark baseline only)
   --token T            bearer token for this agent and its peers (or TRACKMIRROR_TOKEN)`;
 
@@ -41,6 +42,7 @@ async function main(): Promise<void> {
     "auto-resync": { type: "boolean" },
     takeover: { type: "boolean" },
     "no-fork": { type: "boolean" },
+    "resync-bytes-per-sec": { type: "string" },
     token: { type: "string" },
     help: { type: "boolean" },
   });
@@ -81,6 +83,9 @@ async function main(): Promise<void> {
     forking: !flags["no-fork"],
     autoResync: flags["auto-resync"] ?? false,
     takeover: flags.takeover ?? false,
+    resync: {
+      bytesPerSecMax: flags["resync-bytes-per-sec"] ? parseSize(flags["resync-bytes-per-sec"]) : 0,
+    },
   });
   handler = createHostApp(agent, { token }).fetch;
   console.log(

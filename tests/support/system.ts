@@ -1,0 +1,145 @@
+/**
+ * The whole system as real processes on free loopback ports, for integration tests: tracker,
+ * backup and one host agent serving volume `vol0`. Every process started here is stopped by `stop`.
+ */
+import { freePort, type ServiceProcess, sha256File, startService } from "./service_process.ts";
+
+export interface System {
+  dir: string;
+  tracker: ServiceProcess;
+  backup: ServiceProcess;
+  host: ServiceProcess;
+  volume: string;
+  sizeBytes: number;
+  primaryPath: string;
+  secondaryPath: string;
+  /** Starts the backup again on its port and data dir (after a kill). */
+  restartBackup(): Promise<void>;
+  restartTracker(): Promise<void>;
+  /** Waits until the host agent reports the backup online (mode "mirroring"). */
+  waitMirroring(timeoutMs?: number): Promise<void>;
+  /** Runs `deno task reconstruct` as a process; returns its exit code and output. */
+  reconstruct(args?: string[]): Promise<{ code: number; output: string }>;
+  /** POST /v1/flush on the backup. */
+  flushBackup(): Promise<void>;
+  sha256Primary(): Promise<string>;
+  sha256Secondary(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+const root = new URL("../../", import.meta.url).pathname;
+
+export async function startSystem(
+  opts: { sizeBytes?: number; hostArgs?: string[]; volume?: string } = {},
+): Promise<System> {
+  const dir = await Deno.makeTempDir({ prefix: "trackmirror-it-" });
+  const volume = opts.volume ?? "vol0";
+  const sizeBytes = opts.sizeBytes ?? 64 * 1024 * 1024;
+  const trackerPort = freePort();
+  const backupPort = freePort();
+  const kv = `${dir}/tracker.kv`;
+  const backupDir = `${dir}/backup`;
+  const primaryPath = `${dir}/primary/${volume}.img`;
+  await Deno.mkdir(`${dir}/primary`, { recursive: true });
+  const started: ServiceProcess[] = [];
+  const sys = {} as System;
+  try {
+    sys.tracker = await startService("tracker/main.ts", ["--kv", kv], { port: trackerPort });
+    started.push(sys.tracker);
+    sys.backup = await startService("backup/main.ts", ["--data", backupDir], { port: backupPort });
+    started.push(sys.backup);
+    sys.host = await startService("host/main.ts", [
+      "--tracker",
+      sys.tracker.url,
+      "--backup",
+      sys.backup.url,
+      "--volume",
+      `${volume}=${primaryPath}:${sizeBytes}`,
+      ...(opts.hostArgs ?? []),
+    ]);
+    started.push(sys.host);
+  } catch (err) {
+    for (const p of started) await p.kill();
+    await Deno.remove(dir, { recursive: true });
+    throw err;
+  }
+  Object.assign(sys, {
+    dir,
+    volume,
+    sizeBytes,
+    primaryPath,
+    secondaryPath: `${backupDir}/volumes/${volume}.img`,
+    async restartBackup() {
+      await sys.backup.kill();
+      sys.backup = await startService("backup/main.ts", ["--data", backupDir], {
+        port: backupPort,
+      });
+    },
+    async restartTracker() {
+      await sys.tracker.kill();
+      sys.tracker = await startService("tracker/main.ts", ["--kv", kv], { port: trackerPort });
+    },
+    async waitMirroring(timeoutMs = 20_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline) {
+        const status = await (await fetch(`${sys.host.url}/v1/status`)).json();
+        if (status.mode === "mirroring") return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`Host agent did not see the backup online within ${timeoutMs} ms`);
+    },
+    async reconstruct(args: string[] = []) {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          "--quiet",
+          `${root}host/reconstruct.ts`,
+          "--tracker",
+          sys.tracker.url,
+          ...args,
+        ],
+        env: { NO_COLOR: "1" },
+      }).output();
+      const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+      return { code: out.code, output: text };
+    },
+    async flushBackup() {
+      const res = await fetch(`${sys.backup.url}/v1/flush`, { method: "POST" });
+      await res.body?.cancel();
+      if (!res.ok) throw new Error(`Backup flush answered ${res.status}`);
+    },
+    sha256Primary: () => sha256File(primaryPath),
+    sha256Secondary: () => sha256File(`${backupDir}/volumes/${volume}.img`),
+    async stop() {
+      await Promise.all([sys.host.stop(), sys.backup.stop(), sys.tracker.stop()]);
+      await Deno.remove(dir, { recursive: true });
+    },
+  });
+  return sys;
+}
+
+/** A seeded PRNG (mulberry32), so a failing scenario can be replayed from its seed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** `length` pseudo-random bytes from `rand`. */
+export function randomBytes(rand: () => number, length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i += 4) {
+    const v = (rand() * 4294967296) >>> 0;
+    out[i] = v;
+    if (i + 1 < length) out[i + 1] = v >>> 8;
+    if (i + 2 < length) out[i + 2] = v >>> 16;
+    if (i + 3 < length) out[i + 3] = v >>> 24;
+  }
+  return out;
+}
