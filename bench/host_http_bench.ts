@@ -1,0 +1,75 @@
+/**
+ * Forked writes per second through the host agent's HTTP API, with the real tracker, backup and host
+ * processes on loopback: `clientsConcurrent` clients each PUT 4 KiB at random aligned offsets for
+ * `caseMs`, first with the backup online (mirroring), then with it killed (tracking), and for
+ * comparison with forking off (`--no-fork`: straight to the primary).
+ *
+ *   deno run -A bench/host_http_bench.ts
+ */
+import { HostClient } from "../host/client.ts";
+import { seededRandom, startSystem, type System } from "../tests/support/system.ts";
+
+export const clientsConcurrent = 32;
+export const caseMs = 3000;
+const blockBytes = 4096;
+
+async function drive(sys: System, seed: number): Promise<{ writesPerSec: number; failed: number }> {
+  const host = new HostClient(sys.host.url);
+  const data = new Uint8Array(blockBytes).fill(0xab);
+  const blocks = sys.sizeBytes / blockBytes;
+  let writes = 0;
+  let failed = 0;
+  const deadline = performance.now() + caseMs;
+  const client = async (c: number) => {
+    const rand = seededRandom(seed + c);
+    while (performance.now() < deadline) {
+      try {
+        await host.write(sys.volume, Math.floor(rand() * blocks) * blockBytes, data);
+        writes++;
+      } catch {
+        failed++;
+      }
+    }
+  };
+  const start = performance.now();
+  await Promise.all(Array.from({ length: clientsConcurrent }, (_, c) => client(c)));
+  return { writesPerSec: Math.round(writes / ((performance.now() - start) / 1000)), failed };
+}
+
+/** Runs the three cases; returns writes/s for each. */
+export async function benchHostHttp(): Promise<Record<string, number>> {
+  const results: Record<string, number> = {};
+  const sizeBytes = 256 * 1024 * 1024;
+  let sys = await startSystem({ sizeBytes, hostArgs: ["--no-fork"] });
+  try {
+    results["host_http_4k_writes_per_sec_no_fork"] = (await drive(sys, 1)).writesPerSec;
+  } finally {
+    await sys.stop();
+  }
+  sys = await startSystem({ sizeBytes });
+  try {
+    await sys.waitMirroring();
+    const online = await drive(sys, 2);
+    results["host_http_4k_writes_per_sec_backup_online"] = online.writesPerSec;
+    const status = await (await fetch(`${sys.host.url}/v1/status`)).json();
+    const v = status.volumes[0];
+    results["host_http_writes_per_backup_batch"] = Number(
+      (v.writes.viaBackup / Math.max(1, v.backupBatches)).toFixed(1),
+    );
+    await sys.backup.kill();
+    const offline = await drive(sys, 3);
+    results["host_http_4k_writes_per_sec_backup_offline"] = offline.writesPerSec;
+    const after = (await (await fetch(`${sys.host.url}/v1/status`)).json()).volumes[0];
+    results["host_http_tracker_commands_per_1000_offline_writes"] = Math.round(
+      (after.trackerCommands / Math.max(1, after.writes.viaTracker)) * 1000,
+    );
+  } finally {
+    await sys.stop();
+  }
+  return results;
+}
+
+if (import.meta.main) {
+  const results = await benchHostHttp();
+  console.table(results);
+}
