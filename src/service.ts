@@ -16,7 +16,7 @@ export interface ServiceOptions {
 export function applyServiceBasics(app: Hono, name: string, opts: ServiceOptions = {}): void {
   app.onError((err, c) => {
     const body = errorBody(err);
-    if (body.error.status >= 500) console.error(`${name}: ${c.req.method} ${c.req.path}:`, err);
+    if (body.error.status === 500) console.error(`${name}: ${c.req.method} ${c.req.path}:`, err);
     return c.json(body, body.error.status as 400);
   });
   app.notFound((c) =>

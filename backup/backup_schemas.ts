@@ -1,0 +1,24 @@
+/**
+ * The backup's own control messages (the shared ones, `backupStatus` and `writeBatchResponse`,
+ * live in src/schemas.ts). Data never travels as JSON: batches are `application/octet-stream`.
+ */
+import { z } from "zod";
+
+/** `PUT /v1/volumes/{name}`: register a secondary volume of a fixed size. */
+export const backupVolumeRegistration = z.object({
+  sizeBytes: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+});
+/** Body of a backup volume registration. */
+export type BackupVolumeRegistration = z.infer<typeof backupVolumeRegistration>;
+
+/** One registered secondary volume. */
+export const backupVolume = z.object({ name: z.string(), sizeBytes: z.number() });
+export type BackupVolume = z.infer<typeof backupVolume>;
+
+/** `GET /v1/volumes`. */
+export const backupVolumeList = z.object({ volumes: z.array(backupVolume) });
+export type BackupVolumeList = z.infer<typeof backupVolumeList>;
+
+/** `POST /v1/flush`: everything acknowledged before the call is applied and synced. */
+export const flushResponse = z.object({ recordsApplied: z.number() });
+export type FlushResponse = z.infer<typeof flushResponse>;

@@ -1,0 +1,106 @@
+/**
+ * The typed client of the backup service, used by the host agent. Every failure is a
+ * `ServiceCallError`; its `offline` is true for no answer, a timeout, 5xx and 503 (journal full).
+ */
+import { call, callJson, type HttpClientOptions } from "../src/http_client.ts";
+import { encodedRecordBytes, encodeRecord, type RecordKind } from "../src/journal_record.ts";
+import type { BackupStatus, WriteBatchResponse } from "../src/schemas.ts";
+import type { BackupVolume, BackupVolumeList } from "./backup_schemas.ts";
+
+/** Least time a flush may take before the client gives up: applying a full journal takes a while. */
+export const flushTimeoutMsMin = 300_000;
+
+/** One record to put in a batch; `data` is required for a write and ignored for a zero. */
+export interface BatchRecord {
+  kind: RecordKind;
+  volume: string;
+  offset: number;
+  length: number;
+  data?: Uint8Array;
+}
+
+/** Encodes records back to back into one buffer: the body of `writeBatch`. */
+export function encodeBatch(records: readonly BatchRecord[]): Uint8Array {
+  let total = 0;
+  for (const rec of records) {
+    if (rec.kind === "write" && rec.data?.length !== rec.length) {
+      throw new RangeError(
+        `Write record at ${rec.offset}+${rec.length} of "${rec.volume}" carries ${
+          rec.data?.length ?? "no"
+        } data bytes`,
+      );
+    }
+    total += encodedRecordBytes(rec.volume, rec.kind, rec.length);
+  }
+  const out = new Uint8Array(total);
+  let pos = 0;
+  for (const rec of records) pos += encodeRecord(rec, out, pos).length;
+  return out;
+}
+
+/** Calls the backup service at `baseUrl` (the host agent's view of the backup). */
+export class BackupClient {
+  readonly #base: string;
+
+  constructor(baseUrl: string, private readonly opts: HttpClientOptions = {}) {
+    this.#base = baseUrl.replace(/\/+$/, "");
+  }
+
+  /** Registers (creates if absent) the secondary of `name`; 409 when it has another size. */
+  async registerVolume(name: string, sizeBytes: number): Promise<void> {
+    const path = `/v1/volumes/${encodeURIComponent(name)}`;
+    const res = await call(this.#base, path, { method: "PUT", json: { sizeBytes } }, this.opts);
+    await res.body?.cancel();
+  }
+
+  /** Sends a batch (records of `volume` back to back); resolves once it is durable. */
+  writeBatch(volume: string, body: Uint8Array): Promise<WriteBatchResponse> {
+    return callJson<WriteBatchResponse>(
+      this.#base,
+      `/v1/volumes/${encodeURIComponent(volume)}/writes`,
+      {
+        method: "POST",
+        body: body as Uint8Array<ArrayBuffer>,
+        headers: { "content-type": "application/octet-stream" },
+      },
+      this.opts,
+    );
+  }
+
+  /** Journal and applier counters. */
+  status(): Promise<BackupStatus> {
+    return callJson<BackupStatus>(this.#base, "/v1/status", { method: "GET" }, this.opts);
+  }
+
+  /** Resolves once everything acknowledged so far is applied and synced on the secondaries. */
+  async flush(): Promise<void> {
+    const timeoutMs = Math.max(this.opts.timeoutMs ?? 0, flushTimeoutMsMin);
+    const res = await call(this.#base, "/v1/flush", { method: "POST" }, {
+      ...this.opts,
+      timeoutMs,
+    });
+    await res.body?.cancel();
+  }
+
+  /** True when the service answers `GET /healthz` with 2xx; never throws. */
+  async healthz(): Promise<boolean> {
+    try {
+      const res = await call(this.#base, "/healthz", { method: "GET" }, this.opts);
+      await res.body?.cancel();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The registered secondary volumes and their sizes. */
+  async listVolumes(): Promise<BackupVolume[]> {
+    const list = await callJson<BackupVolumeList>(
+      this.#base,
+      "/v1/volumes",
+      { method: "GET" },
+      this.opts,
+    );
+    return list.volumes;
+  }
+}

@@ -1,0 +1,340 @@
+/**
+ * The backup's journal: verified batches appended to segment files, made durable by group commit,
+ * handed to the applier in order, and reclaimed once applied.
+ *
+ * Group commit: `append` only queues a batch. One writer loop writes everything queued into the
+ * active segment, calls fdatasync once for the whole group, and only then resolves the group's
+ * promises, so N concurrent batches cost one fsync, not N. A group never spans two segments: when
+ * the next batch does not fit, the group is committed first and the segment rolled after.
+ *
+ * Capacity: pending bytes are appended (or admitted) but not yet applied and synced to the
+ * secondaries. A batch is refused (503) when it would take them past `journalBytesMax`, unless
+ * nothing is pending (so a batch larger than the bound still gets through an idle journal).
+ * Pending bytes are also what the journal keeps in memory for the applier, so memory is bounded
+ * by max(journalBytesMax, batchBytesMax). Disk is reclaimed a whole segment at a time, so the
+ * files hold at most pending bytes plus one segment (`journalSegmentBytes`) already applied.
+ */
+import assert from "node:assert/strict";
+import { unavailable } from "../src/errors.ts";
+import type { Metrics } from "../src/metrics.ts";
+import type { ReplayResult } from "./journal_replay.ts";
+import { segmentPath, syncDir } from "./segment_files.ts";
+import { SegmentLedger } from "./segment_ledger.ts";
+
+/** Default size at which the active segment is closed and a new one begun. */
+export const journalSegmentBytesDefault = 64 * 1024 * 1024;
+
+/** Where the journal lives and its bounds. */
+export interface JournalOptions {
+  /** The journal directory (`<data>/journal`). */
+  dir: string;
+  /** Most pending bytes before appends are refused with 503. */
+  journalBytesMax: number;
+  /** Size at which a segment is rolled. */
+  journalSegmentBytes?: number;
+  metrics?: Metrics;
+}
+
+/** One acknowledged batch: its bytes exactly as appended, waiting to be applied. */
+export interface JournalEntry {
+  readonly segment: number;
+  readonly body: Uint8Array;
+  readonly records: number;
+}
+
+interface Queued {
+  body: Uint8Array;
+  records: number;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/** The segmented, group-committed journal of one backup service. */
+export class Journal {
+  readonly journalBytesMax: number;
+  readonly journalSegmentBytes: number;
+  #pendingBytes = 0;
+  #recordsAcknowledged = 0;
+  #recordsReleased = 0;
+  #queue: Queued[] = [];
+  #durable: JournalEntry[] = [];
+  #durableWaiters: (() => void)[] = [];
+  /** True while the writer loop runs; cleared by the loop itself as it exits. */
+  #writing = false;
+  #writer: Promise<void> = Promise.resolve();
+  #ledger: SegmentLedger;
+  #closed = false;
+  #failure: Error | undefined;
+
+  private constructor(
+    private readonly opts: JournalOptions,
+    private activeId: number,
+    private activeFile: Deno.FsFile,
+    private activeBytes: number,
+  ) {
+    this.journalBytesMax = opts.journalBytesMax;
+    this.journalSegmentBytes = opts.journalSegmentBytes ?? journalSegmentBytesDefault;
+    this.#ledger = new SegmentLedger(opts.dir, opts.metrics);
+    this.#ledger.begin(activeId);
+  }
+
+  /**
+   * Opens the journal for appending after `replayJournal` applied every record in it and the
+   * secondaries were synced: every segment but the last is then reclaimable and is removed, and
+   * appending continues at the end of the last one (its torn tail already cut off).
+   */
+  static async open(opts: JournalOptions, replayed: ReplayResult): Promise<Journal> {
+    const lastId = replayed.segmentIds.at(-1);
+    for (const id of replayed.segmentIds.slice(0, -1)) await Deno.remove(segmentPath(opts.dir, id));
+    let file: Deno.FsFile;
+    if (lastId === undefined) {
+      file = await Deno.open(segmentPath(opts.dir, 1), { write: true, createNew: true });
+      await syncDir(opts.dir);
+    } else {
+      file = await Deno.open(segmentPath(opts.dir, lastId), { write: true });
+      await file.seek(replayed.lastSegmentBytes, Deno.SeekMode.Start);
+    }
+    return new Journal(
+      opts,
+      lastId ?? 1,
+      file,
+      lastId === undefined ? 0 : replayed.lastSegmentBytes,
+    );
+  }
+
+  /** Bytes admitted and not yet applied and synced to the secondaries. */
+  get pendingBytes(): number {
+    return this.#pendingBytes;
+  }
+  /** Records made durable and acknowledged since the journal was opened. */
+  get recordsAcknowledged(): number {
+    return this.#recordsAcknowledged;
+  }
+  /** Records applied and synced to the secondaries since the journal was opened. */
+  get recordsReleased(): number {
+    return this.#recordsReleased;
+  }
+  /** True once `close` was called: no more appends, the applier should stop. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+  /** The id of the segment being appended to. */
+  get activeSegment(): number {
+    return this.activeId;
+  }
+
+  /** Throws 503 unless a batch of `bytes` would be admitted now. */
+  checkRoom(bytes: number): void {
+    if (this.#closed) throw unavailable("The backup is shutting down");
+    if (this.#failure) throw unavailable(`The journal failed: ${this.#failure.message}`);
+    if (this.#pendingBytes > 0 && this.#pendingBytes + bytes > this.journalBytesMax) {
+      throw unavailable(
+        `Journal full: ${this.#pendingBytes} bytes pending + ${bytes} exceeds journalBytesMax ` +
+          `${this.journalBytesMax}; retry when the backup has applied its backlog`,
+      );
+    }
+  }
+
+  /**
+   * Appends a verified batch of `records` records; resolves once it is durable. Admission is
+   * decided synchronously here, so concurrent calls cannot overshoot the bound between them.
+   */
+  append(body: Uint8Array, records: number): Promise<void> {
+    assert.ok(body.length > 0 && records > 0, "A journal batch holds at least one record");
+    this.checkRoom(body.length);
+    this.#pendingBytes += body.length;
+    const done = new Promise<void>((resolve, reject) => {
+      this.#queue.push({ body, records, resolve, reject });
+    });
+    if (!this.#writing) {
+      this.#writing = true;
+      this.#writer = this.#writeLoop();
+    }
+    return done;
+  }
+
+  /** Takes acknowledged entries, oldest first, up to about `bytesMax` (at least one). */
+  takeDurable(bytesMax: number): JournalEntry[] {
+    let bytes = 0;
+    let n = 0;
+    while (
+      n < this.#durable.length && (n === 0 || bytes + this.#durable[n].body.length <= bytesMax)
+    ) {
+      bytes += this.#durable[n].body.length;
+      n++;
+    }
+    return this.#durable.splice(0, n);
+  }
+
+  /** Resolves when an acknowledged entry is waiting to be taken, or the journal closed. */
+  waitDurable(): Promise<void> {
+    if (this.#durable.length > 0 || this.#closed) return Promise.resolve();
+    return new Promise((resolve) => this.#durableWaiters.push(resolve));
+  }
+
+  /**
+   * Releases entries the applier applied and synced, in the order they were taken; segments all
+   * of whose bytes are released and that are no longer appended to are deleted.
+   */
+  release(entries: readonly JournalEntry[]): Promise<void> {
+    for (const entry of entries) {
+      this.#ledger.released(entry.segment, entry.body.length);
+      this.#pendingBytes -= entry.body.length;
+      this.#recordsReleased += entry.records;
+    }
+    assert.ok(this.#pendingBytes >= 0, `Pending bytes ${this.#pendingBytes} went negative`);
+    return this.#ledger.reclaim();
+  }
+
+  /** Refuses new appends, finishes everything already queued, closes the active segment. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#writer;
+    await this.#ledger.reclaim();
+    this.activeFile.close();
+    for (const wake of this.#durableWaiters.splice(0)) wake();
+  }
+
+  /**
+   * Commits groups until the queue is empty. `#writing` is cleared in the same synchronous step
+   * that finds the queue empty, so an append can never queue behind a loop that already ended.
+   */
+  async #writeLoop(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) {
+        if (this.#failure) {
+          this.#reject(this.#queue.splice(0), this.#failure);
+          break;
+        }
+        const group = this.#takeGroup();
+        if (group.length > 0) {
+          await this.#commitGroup(group);
+          continue;
+        }
+        try {
+          await this.#roll();
+        } catch (err) {
+          this.#failure = new Error(
+            `Segment ${this.activeId + 1} could not be created: ${(err as Error).message}`,
+          );
+        }
+      }
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  #reject(batches: Queued[], cause: Error): void {
+    for (const q of batches) {
+      this.#pendingBytes -= q.body.length;
+      q.reject(unavailable(`Journal append failed: ${cause.message}`));
+    }
+  }
+
+  /** The queued batches that fit in the active segment (one at least when it is empty). */
+  #takeGroup(): Queued[] {
+    let bytes = this.activeBytes;
+    let n = 0;
+    for (const q of this.#queue) {
+      if (bytes > 0 && bytes + q.body.length > this.journalSegmentBytes) break;
+      bytes += q.body.length;
+      n++;
+    }
+    return this.#queue.splice(0, n);
+  }
+
+  async #commitGroup(group: Queued[]): Promise<void> {
+    const startBytes = this.activeBytes;
+    try {
+      for (const q of group) await this.#writeAll(q.body);
+    } catch (err) {
+      await this.#undoGroup(startBytes, err as Error);
+      this.#reject(group, err as Error);
+      return;
+    }
+    try {
+      await this.activeFile.syncData();
+      this.opts.metrics?.count(
+        "trackmirror_backup_journal_fsyncs_total",
+        "fsync calls by the journal",
+      );
+    } catch (err) {
+      // After a failed fsync the kernel may have dropped the dirty pages, and a retry can report
+      // success without them (PostgreSQL's "fsyncgate"): trust nothing more from this file. The
+      // rejected group is still cut off (best effort) so replay is less likely to apply it.
+      await this.#undoGroup(startBytes, err as Error);
+      this.#failure = new Error(
+        `fdatasync of segment ${this.activeId} failed (${(err as Error).message}); ` +
+          `refusing appends until restarted (replay decides what survived)`,
+      );
+      console.error(`Journal: ${this.#failure.message}`);
+      this.#reject(group, err as Error);
+      return;
+    }
+    for (const q of group) {
+      this.#ledger.written(this.activeId, q.body.length);
+      this.#durable.push({ segment: this.activeId, body: q.body, records: q.records });
+      this.#recordsAcknowledged += q.records;
+      q.resolve();
+    }
+    this.opts.metrics?.count(
+      "trackmirror_backup_journal_groups_total",
+      "Group commits (one fsync each)",
+    );
+    for (const wake of this.#durableWaiters.splice(0)) wake();
+  }
+
+  async #writeAll(bytes: Uint8Array): Promise<void> {
+    let done = 0;
+    while (done < bytes.length) done += await this.activeFile.write(bytes.subarray(done));
+    this.activeBytes += bytes.length;
+  }
+
+  /**
+   * A group that failed half-written must not stay in the segment: replay would take it for a
+   * torn tail and drop every later, acknowledged record with it. When even that fails, the journal
+   * refuses all further appends.
+   */
+  async #undoGroup(startBytes: number, cause: Error): Promise<void> {
+    console.error(`Journal segment ${this.activeId}: group append failed: ${cause.message}`);
+    try {
+      await this.activeFile.truncate(startBytes);
+      await this.activeFile.seek(startBytes, Deno.SeekMode.Start);
+      await this.activeFile.syncData();
+      this.activeBytes = startBytes;
+    } catch (err) {
+      this.#failure = new Error(
+        `Segment ${this.activeId} could not be cut back to ${startBytes} bytes after a failed ` +
+          `append (${(err as Error).message}); refusing appends`,
+      );
+    }
+  }
+
+  /** Closes the (already synced) active segment and begins the next one. */
+  async #roll(): Promise<void> {
+    const next = this.activeId + 1;
+    const file = await Deno.open(segmentPath(this.opts.dir, next), {
+      write: true,
+      createNew: true,
+    });
+    try {
+      await syncDir(this.opts.dir);
+    } catch (err) {
+      file.close();
+      throw err;
+    }
+    this.opts.metrics?.count(
+      "trackmirror_backup_journal_fsyncs_total",
+      "fsync calls by the journal",
+    );
+    this.activeFile.close();
+    this.activeFile = file;
+    this.#ledger.close(this.activeId);
+    this.#ledger.begin(next);
+    this.activeId = next;
+    this.activeBytes = 0;
+    // The old segment may be fully applied already; deleting it need not hold up appends.
+    void this.#ledger.reclaim();
+  }
+}

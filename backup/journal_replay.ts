@@ -1,0 +1,115 @@
+/**
+ * Journal replay at start-up: every record still in the journal is applied again, in the order it
+ * was written.
+ *
+ * Replaying a record that was already applied is harmless because order is preserved: each byte
+ * ends up holding the last record (in journal order) that wrote it, which is exactly what it held
+ * before the crash, or newer. That holds only over a contiguous run of segments ending at the last
+ * one, which is why replay starts after the last gap in the numbering (see `replayStart`).
+ *
+ * What a failure to decode means depends on where it is:
+ * - in the last segment it is a torn write: the crash came in the middle of a group that was never
+ *   synced, so no record from there on was acknowledged. The segment is truncated there (logged)
+ *   and nothing from there on is applied. Page-cache writeback is not ordered, so a valid record
+ *   after the tear is possible and still unacknowledged; it is dropped too.
+ * - in an earlier segment it is corruption: a segment is synced in full before the next one is
+ *   created, so a closed segment never has a torn tail. The backup refuses to start.
+ */
+import type { JournalRecord } from "../src/journal_record.ts";
+import { decodeRecord } from "../src/journal_record.ts";
+import { listSegments, segmentPath } from "./segment_files.ts";
+
+/** What replay found; `Journal.open` takes it as proof that every segment was applied. */
+export interface ReplayResult {
+  /** Every segment id in the directory, ascending (including ones before a gap). */
+  segmentIds: number[];
+  /** The segments replayed: a contiguous run ending at the last one. */
+  replayedIds: number[];
+  /** Size of the last segment after any torn tail was cut off; 0 when there is none. */
+  lastSegmentBytes: number;
+  /** Records applied again. */
+  records: number;
+  /** Bytes cut off the last segment as a torn write. */
+  tornBytes: number;
+}
+
+/** Applies one replayed record; throws when it cannot (e.g. an unknown volume). */
+export type ReplayApply = (record: JournalRecord) => void;
+
+/**
+ * The index in `ids` where replay starts. A segment is deleted only after every record in it and
+ * before it was applied and synced, but deletions are not ordered on disk: after a crash an older
+ * segment may reappear while a newer one is gone. Replaying that older one would put back data the
+ * missing segment had overwritten, so everything before the last gap is skipped.
+ */
+export function replayStart(ids: readonly number[]): number {
+  let start = 0;
+  for (let i = 1; i < ids.length; i++) {
+    if (ids[i] !== ids[i - 1] + 1) start = i;
+  }
+  return start;
+}
+
+/** Replays the journal in `dir` through `apply`; truncates a torn tail; throws on corruption. */
+export async function replayJournal(
+  dir: string,
+  apply: ReplayApply,
+  log: (message: string) => void = console.warn,
+): Promise<ReplayResult> {
+  const segmentIds = await listSegments(dir);
+  const replayedIds = segmentIds.slice(replayStart(segmentIds));
+  const result: ReplayResult = {
+    segmentIds,
+    replayedIds,
+    lastSegmentBytes: 0,
+    records: 0,
+    tornBytes: 0,
+  };
+  for (const [i, id] of replayedIds.entries()) {
+    const path = segmentPath(dir, id);
+    const isLast = i === replayedIds.length - 1;
+    // A segment is at most journalSegmentBytes plus one batch, so reading it whole is bounded.
+    const bytes = await Deno.readFile(path);
+    let pos = 0;
+    while (pos < bytes.length) {
+      const decoded = decodeRecord(bytes, pos);
+      if (!decoded.ok) {
+        if (!isLast) {
+          throw new Error(
+            `Journal segment "${path}" is corrupt at byte ${pos} of ${bytes.length}: ` +
+              `${decoded.reason}. A closed segment is never torn, so the backup refuses to start`,
+          );
+        }
+        await truncateSegment(path, pos);
+        result.tornBytes = bytes.length - pos;
+        log(
+          `Journal segment "${path}": dropped a torn tail of ${result.tornBytes} bytes at byte ` +
+            `${pos} (${decoded.reason}); it was never acknowledged`,
+        );
+        break;
+      }
+      try {
+        apply(decoded.record);
+      } catch (err) {
+        throw new Error(
+          `Journal segment "${path}" record at byte ${pos} cannot be replayed: ` +
+            `${(err as Error).message}`,
+        );
+      }
+      result.records++;
+      pos = decoded.next;
+    }
+    if (isLast) result.lastSegmentBytes = pos;
+  }
+  return result;
+}
+
+async function truncateSegment(path: string, bytes: number): Promise<void> {
+  const file = await Deno.open(path, { write: true });
+  try {
+    await file.truncate(bytes);
+    await file.syncData();
+  } finally {
+    file.close();
+  }
+}

@@ -1,0 +1,108 @@
+/** The backup service's OpenAPI document, served at `GET /openapi.json`. */
+
+const json = (ref: string) => ({ "application/json": { schema: { $ref: ref } } });
+const error = { description: "Error", content: json("#/components/schemas/Error") };
+
+/** OpenAPI 3.1 description of every backup route. */
+export const backupOpenApi = {
+  openapi: "3.1.0",
+  info: { title: "trackmirror backup", version: "1" },
+  paths: {
+    "/v1/volumes": {
+      get: {
+        summary: "Registered secondary volumes and their sizes",
+        responses: {
+          200: { description: "Volumes", content: json("#/components/schemas/VolumeList") },
+        },
+      },
+    },
+    "/v1/volumes/{name}": {
+      put: {
+        summary: "Register a secondary volume (created sparse when absent)",
+        parameters: [{ name: "name", in: "path", required: true, schema: { type: "string" } }],
+        requestBody: { content: json("#/components/schemas/Registration") },
+        responses: {
+          200: { description: "Registered", content: json("#/components/schemas/Volume") },
+          400: error,
+          409: { ...error, description: "Registered with another size" },
+        },
+      },
+    },
+    "/v1/volumes/{name}/writes": {
+      post: {
+        summary: "Journal a batch of records; answered once durable (group commit)",
+        parameters: [{ name: "name", in: "path", required: true, schema: { type: "string" } }],
+        requestBody: {
+          content: {
+            "application/octet-stream": {
+              schema: {
+                type: "string",
+                format: "binary",
+                description: "Journal records back to back",
+              },
+            },
+          },
+        },
+        responses: {
+          200: { description: "Durable", content: json("#/components/schemas/WriteBatchResponse") },
+          400: { ...error, description: "Bad framing, checksum, volume name or range" },
+          404: { ...error, description: "Unknown volume" },
+          413: { ...error, description: "Body over batchBytesMax" },
+          503: { ...error, description: "Journal full (backpressure)" },
+        },
+      },
+    },
+    "/v1/status": {
+      get: {
+        summary: "Journal and applier counters",
+        responses: { 200: { description: "Status", content: json("#/components/schemas/Status") } },
+      },
+    },
+    "/v1/flush": {
+      post: {
+        summary: "Wait until every acknowledged record is applied and the secondaries synced",
+        responses: { 200: { description: "Flushed" }, 503: error },
+      },
+    },
+  },
+  components: {
+    schemas: {
+      Registration: {
+        type: "object",
+        required: ["sizeBytes"],
+        properties: { sizeBytes: { type: "integer", minimum: 1 } },
+      },
+      Volume: {
+        type: "object",
+        properties: { name: { type: "string" }, sizeBytes: { type: "integer" } },
+      },
+      VolumeList: {
+        type: "object",
+        properties: { volumes: { type: "array", items: { $ref: "#/components/schemas/Volume" } } },
+      },
+      WriteBatchResponse: {
+        type: "object",
+        properties: { records: { type: "integer" }, bytes: { type: "integer" } },
+      },
+      Status: {
+        type: "object",
+        properties: {
+          journalBytesPending: { type: "integer" },
+          journalBytesMax: { type: "integer" },
+          recordsAcknowledged: { type: "integer" },
+          recordsApplied: { type: "integer" },
+          volumes: { type: "array", items: { type: "string" } },
+        },
+      },
+      Error: {
+        type: "object",
+        properties: {
+          error: {
+            type: "object",
+            properties: { status: { type: "integer" }, message: { type: "string" }, issues: {} },
+          },
+        },
+      },
+    },
+  },
+} as const;
