@@ -7,6 +7,8 @@ import { z } from "zod";
 /** `PUT /v1/volumes/{name}`: register a secondary volume of a fixed size. */
 export const backupVolumeRegistration = z.object({
   sizeBytes: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+  /** The host's current epoch: batches of older epochs are refused from now on (epoch_fence.ts). */
+  epoch: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
 });
 /** Body of a backup volume registration. */
 export type BackupVolumeRegistration = z.infer<typeof backupVolumeRegistration>;
@@ -22,3 +24,6 @@ export type BackupVolumeList = z.infer<typeof backupVolumeList>;
 /** `POST /v1/flush`: everything acknowledged before the call is applied and synced. */
 export const flushResponse = z.object({ recordsApplied: z.number() });
 export type FlushResponse = z.infer<typeof flushResponse>;
+
+/** Header carrying the sender's epoch with a write batch (see epoch_fence.ts). */
+export const epochHeader = "x-trackmirror-epoch";

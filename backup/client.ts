@@ -5,7 +5,7 @@
 import { call, callJson, type HttpClientOptions } from "../src/http_client.ts";
 import { encodedRecordBytes, encodeRecord, type RecordKind } from "../src/journal_record.ts";
 import type { BackupStatus, WriteBatchResponse } from "../src/schemas.ts";
-import type { BackupVolume, BackupVolumeList } from "./backup_schemas.ts";
+import { type BackupVolume, type BackupVolumeList, epochHeader } from "./backup_schemas.ts";
 
 /** Least time a flush may take before the client gives up: applying a full journal takes a while. */
 export const flushTimeoutMsMin = 300_000;
@@ -47,22 +47,21 @@ export class BackupClient {
   }
 
   /** Registers (creates if absent) the secondary of `name`; 409 when it has another size. */
-  async registerVolume(name: string, sizeBytes: number): Promise<void> {
+  async registerVolume(name: string, sizeBytes: number, epoch?: number): Promise<void> {
     const path = `/v1/volumes/${encodeURIComponent(name)}`;
-    const res = await call(this.#base, path, { method: "PUT", json: { sizeBytes } }, this.opts);
+    const json = epoch === undefined ? { sizeBytes } : { sizeBytes, epoch };
+    const res = await call(this.#base, path, { method: "PUT", json }, this.opts);
     await res.body?.cancel();
   }
 
   /** Sends a batch (records of `volume` back to back); resolves once it is durable. */
-  writeBatch(volume: string, body: Uint8Array): Promise<WriteBatchResponse> {
+  writeBatch(volume: string, body: Uint8Array, epoch?: number): Promise<WriteBatchResponse> {
+    const headers: Record<string, string> = { "content-type": "application/octet-stream" };
+    if (epoch !== undefined) headers[epochHeader] = String(epoch);
     return callJson<WriteBatchResponse>(
       this.#base,
       `/v1/volumes/${encodeURIComponent(volume)}/writes`,
-      {
-        method: "POST",
-        body: body as Uint8Array<ArrayBuffer>,
-        headers: { "content-type": "application/octet-stream" },
-      },
+      { method: "POST", body: body as Uint8Array<ArrayBuffer>, headers },
       this.opts,
     );
   }

@@ -45,6 +45,8 @@ export interface JournalEntry {
 interface Queued {
   body: Uint8Array;
   records: number;
+  /** Called when the batch takes its place in the journal's order; throwing refuses it. */
+  admit?: () => void;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -139,12 +141,12 @@ export class Journal {
    * Appends a verified batch of `records` records; resolves once it is durable. Admission is
    * decided synchronously here, so concurrent calls cannot overshoot the bound between them.
    */
-  append(body: Uint8Array, records: number): Promise<void> {
+  append(body: Uint8Array, records: number, admit?: () => void): Promise<void> {
     assert.ok(body.length > 0 && records > 0, "A journal batch holds at least one record");
     this.checkRoom(body.length);
     this.#pendingBytes += body.length;
     const done = new Promise<void>((resolve, reject) => {
-      this.#queue.push({ body, records, resolve, reject });
+      this.#queue.push({ body, records, admit, resolve, reject });
     });
     if (!this.#writing) {
       this.#writing = true;
@@ -232,7 +234,10 @@ export class Journal {
     }
   }
 
-  /** The queued batches that fit in the active segment (one at least when it is empty). */
+  /**
+   * The queued batches that fit in the active segment (one at least when it is empty). This is
+   * where a batch's place in the journal is decided, so its `admit` check runs here.
+   */
   #takeGroup(): Queued[] {
     let bytes = this.activeBytes;
     let n = 0;
@@ -241,7 +246,17 @@ export class Journal {
       bytes += q.body.length;
       n++;
     }
-    return this.#queue.splice(0, n);
+    const group: Queued[] = [];
+    for (const q of this.#queue.splice(0, n)) {
+      try {
+        q.admit?.();
+        group.push(q);
+      } catch (err) {
+        this.#pendingBytes -= q.body.length;
+        q.reject(err as Error);
+      }
+    }
+    return group;
   }
 
   async #commitGroup(group: Queued[]): Promise<void> {

@@ -14,6 +14,8 @@ import type { Applier } from "./applier.ts";
 import { checkBatch } from "./batch_check.ts";
 import { backupVolumeRegistration } from "./backup_schemas.ts";
 import type { BackupVolumeList, FlushResponse } from "./backup_schemas.ts";
+import { epochHeader } from "./backup_schemas.ts";
+import { EpochFence } from "./epoch_fence.ts";
 import { readBodyBounded } from "./body_reader.ts";
 import type { Journal } from "./journal.ts";
 import { backupOpenApi } from "./openapi.ts";
@@ -40,9 +42,20 @@ function volumeParam(c: Context): string {
   }
 }
 
+/** The optional epoch header of a write batch. */
+function epochParam(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const epoch = Number(text);
+  if (!/^\d{1,16}$/.test(text) || !Number.isSafeInteger(epoch)) {
+    throw badRequest(`Header ${epochHeader} "${text}" must be a whole number`);
+  }
+  return epoch;
+}
+
 /** Builds the backup's Hono app. */
 export function createBackupRoutes(deps: BackupRouteDeps) {
   const { journal, applier, store, metrics } = deps;
+  const fence = new EpochFence();
   const app = new Hono();
   applyServiceBasics(app, "backup", { token: deps.token, metrics });
 
@@ -51,8 +64,9 @@ export function createBackupRoutes(deps: BackupRouteDeps) {
     .get("/v1/volumes", (c) => c.json<BackupVolumeList>({ volumes: store.list() }))
     .put("/v1/volumes/:name", validate("json", backupVolumeRegistration), async (c) => {
       const name = volumeParam(c);
-      const { sizeBytes } = c.req.valid("json");
+      const { sizeBytes, epoch } = c.req.valid("json");
       const created = await store.register(name, sizeBytes);
+      if (epoch !== undefined) fence.raise(name, epoch);
       if (created) metrics.count("trackmirror_backup_volumes_created_total", "Secondaries created");
       return c.json({ name, sizeBytes }, created ? 201 : 200);
     })
@@ -68,8 +82,10 @@ export function createBackupRoutes(deps: BackupRouteDeps) {
       }
       journal.checkRoom(Number.isSafeInteger(declared) ? declared : 1);
       const body = await readBodyBounded(c.req.raw, deps.batchBytesMax);
+      const epoch = epochParam(c.req.header(epochHeader));
       const batch = checkBatch(body, name, sizeBytes);
-      await journal.append(body, batch.records);
+      const admit = epoch === undefined ? undefined : () => fence.admit(name, epoch);
+      await journal.append(body, batch.records, admit);
       metrics.count("trackmirror_backup_batches_total", "Batches acknowledged");
       metrics.count("trackmirror_backup_records_total", "Records acknowledged", batch.records);
       metrics.count("trackmirror_backup_bytes_total", "Batch bytes acknowledged", batch.bytes);

@@ -14,7 +14,7 @@ import type {
   VolumeInfo,
   VolumeRegistration,
 } from "../src/schemas.ts";
-import { BackupBatcher, type BatcherOptions } from "./backup_batcher.ts";
+import { BackupBatcher, type BatcherOptions, type BatchWriter } from "./backup_batcher.ts";
 import { ComponentStatus, type ProbeOptions } from "./component_status.ts";
 import { FileVolume } from "./file_volume.ts";
 import { ForkDevice } from "./fork_device.ts";
@@ -33,8 +33,8 @@ export interface HostTracker {
 
 /** What the agent needs of the backup (backup/client.ts provides it). */
 export interface HostBackup {
-  registerVolume(name: string, sizeBytes: number): Promise<void>;
-  writeBatch(volume: string, body: Uint8Array): Promise<unknown>;
+  registerVolume(name: string, sizeBytes: number, epoch?: number): Promise<void>;
+  writeBatch(volume: string, body: Uint8Array, epoch?: number): Promise<unknown>;
   healthz(): Promise<boolean>;
 }
 
@@ -86,14 +86,29 @@ export class HostAgent {
   #leaseTimer: ReturnType<typeof setInterval> | undefined;
   #registered = new Set<string>();
   #trackerError: string | null = null;
+  /**
+   * Raised whenever the backup goes offline; sent with every batch and with the volume
+   * registration that brings the backup back, so the backup refuses batches the agent gave up on
+   * (backup/epoch_fence.ts). Starts at the clock so it also rises across agent restarts.
+   */
+  #epoch: number;
+  /** The backup as the write path and resync see it: every batch carries the current epoch. */
+  readonly #writer: BatchWriter;
 
   private constructor(readonly opts: HostAgentOptions) {
+    this.#epoch = opts.clock.now();
+    this.#writer = {
+      writeBatch: (volume, body) => opts.backup.writeBatch(volume, body, this.#epoch),
+    };
     this.backupStatus = new ComponentStatus(
       "backup",
       () => this.#probeBackup(),
       opts.clock,
       opts.probe,
     );
+    this.backupStatus.onChange((state) => {
+      if (state === "offline") this.#epoch++;
+    });
     if (opts.autoResync) {
       this.backupStatus.onChange((state) => {
         if (state === "online") void this.#autoResync();
@@ -194,7 +209,7 @@ export class HostAgent {
     if (this.#volumes.has(cfg.name)) throw new RangeError(`Volume "${cfg.name}" is given twice`);
     const primary = await FileVolume.open(cfg.path, cfg.sizeBytes);
     const locks = new RangeLock();
-    const batcher = new BackupBatcher(opts.backup, cfg.name, opts.batcher);
+    const batcher = new BackupBatcher(this.#writer, cfg.name, opts.batcher);
     const marker = new TrackerMarker(
       opts.tracker,
       opts.hostId,
@@ -215,7 +230,7 @@ export class HostAgent {
       primary,
       locks,
       backup: this.backupStatus,
-      writer: opts.backup,
+      writer: this.#writer,
       tracker: opts.tracker,
       marker,
       clock: opts.clock,
@@ -264,7 +279,7 @@ export class HostAgent {
   async #probeBackup(): Promise<void> {
     if (!(await this.opts.backup.healthz())) throw new Error("Backup /healthz did not answer ok");
     for (const v of this.#volumes.values()) {
-      await this.opts.backup.registerVolume(v.name, v.sizeBytes);
+      await this.opts.backup.registerVolume(v.name, v.sizeBytes, this.#epoch);
     }
   }
 

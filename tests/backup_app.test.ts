@@ -319,3 +319,38 @@ function concat(...parts: Uint8Array[]): Uint8Array {
   }
   return out;
 }
+
+Deno.test("a batch older than the volume's epoch fence is refused and never journaled", async () => {
+  await withBackup({}, async (b) => {
+    const fenced = (epoch: number) =>
+      b.app.request("/v1/volumes/v1", {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ sizeBytes: volSize, epoch }),
+      });
+    const send = (epoch: string, fill: number) =>
+      b.app.request("/v1/volumes/v1/writes", {
+        method: "POST",
+        headers: { "content-type": "application/octet-stream", "x-trackmirror-epoch": epoch },
+        body: encodeRecord({
+          kind: "write",
+          volume: "v1",
+          offset: 0,
+          length: 4,
+          data: new Uint8Array(4).fill(fill),
+        }) as BodyInit,
+      });
+    assert.equal((await fenced(5)).status, 201);
+    const stale = await send("4", 1);
+    assert.equal(stale.status, 409);
+    assert.match((await stale.json()).error.message, /epoch 4, older than 5/);
+    assert.equal((await status(b)).recordsAcknowledged, 0, "the stale batch was not journaled");
+    assert.equal((await send("5", 2)).status, 200);
+    assert.equal((await fenced(3)).status, 200, "re-registering never lowers the fence");
+    assert.equal((await send("4", 3)).status, 409);
+    const bad = await send("x1", 4);
+    assert.equal(bad.status, 400);
+    assert.match((await bad.json()).error.message, /"x1"/);
+    assert.equal((await status(b)).recordsAcknowledged, 1);
+  });
+});
