@@ -1,0 +1,185 @@
+/**
+ * The fixed newstyle handshake (option haggling) of one NBD connection: greet, read the client
+ * flags, answer options until the client picks an export (NBD_OPT_GO or NBD_OPT_EXPORT_NAME),
+ * aborts, or breaks the protocol. No TLS: NBD_OPT_STARTTLS is answered NBD_REP_ERR_UNSUP.
+ */
+import type { BlockDevice } from "../src/block_device.ts";
+import {
+  clientFlagsBytes,
+  describeParseError,
+  encodeExportNameReply,
+  encodeGreeting,
+  encodeInfoBlockSize,
+  encodeInfoExport,
+  encodeOptionError,
+  encodeOptionReply,
+  encodeServerEntry,
+  NbdClientFlag,
+  NbdFlag,
+  NbdHandshakeFlag,
+  NbdOpt,
+  NbdRep,
+  optionHeaderBytes,
+  optionName,
+  parseClientFlags,
+  parseInfoRequest,
+  parseOptionHeader,
+  parseString,
+} from "./nbd_protocol.ts";
+import type { SocketReader } from "./nbd_reader.ts";
+
+/**
+ * Option data up to this size is read and handled; longer data is discarded unread and answered
+ * NBD_REP_ERR_TOO_BIG. The longest legitimate option is a 4 KiB name plus a few fields.
+ */
+export const optionBytesMax = 16 * 1024;
+
+/** Block size constraints advertised in NBD_INFO_BLOCK_SIZE (maximum is requestBytesMax). */
+export const blockBytesMin = 1;
+export const blockBytesPreferred = 4096;
+
+/** Flags every export is served with; SEND_DF is added once structured replies were negotiated. */
+export const transmissionFlagsBase = NbdFlag.HAS_FLAGS | NbdFlag.SEND_FLUSH | NbdFlag.SEND_FUA |
+  NbdFlag.SEND_TRIM | NbdFlag.SEND_WRITE_ZEROES | NbdFlag.CAN_MULTI_CONN;
+
+export interface HandshakeContext {
+  lookup(exportName: string): BlockDevice | undefined;
+  listExports(): string[];
+  requestBytesMax: number;
+  log(message: string): void;
+}
+
+export type HandshakeResult =
+  | { kind: "transmission"; exportName: string; device: BlockDevice; structured: boolean }
+  /** The client aborted, hung up, or broke the protocol; the connection is to be closed. */
+  | { kind: "closed" };
+
+/** Runs the handshake on `reader` (and `write` for replies) up to the transmission phase. */
+export async function negotiate(
+  reader: SocketReader,
+  write: (bytes: Uint8Array) => Promise<void>,
+  ctx: HandshakeContext,
+): Promise<HandshakeResult> {
+  const closed: HandshakeResult = { kind: "closed" };
+  await write(encodeGreeting(NbdHandshakeFlag.FIXED_NEWSTYLE | NbdHandshakeFlag.NO_ZEROES));
+  if (!(await reader.fill(clientFlagsBytes))) return closed;
+  const clientFlags = parseClientFlags(reader.take(clientFlagsBytes));
+  if (!clientFlags.ok) {
+    ctx.log(`Closing connection: ${describeParseError(clientFlags.error)}`);
+    return closed;
+  }
+  const noZeroes = (clientFlags.value & NbdClientFlag.NO_ZEROES) !== 0;
+  let structured = false;
+
+  for (;;) {
+    if (!(await reader.fill(optionHeaderBytes))) return closed;
+    const header = parseOptionHeader(reader.take(optionHeaderBytes));
+    if (!header.ok) {
+      ctx.log(`Closing connection: option header: ${describeParseError(header.error)}`);
+      return closed;
+    }
+    const { option, length } = header.value;
+    const opt = optionName(option);
+    if (length > optionBytesMax) {
+      if (!(await reader.skip(length))) return closed;
+      await write(encodeOptionError(
+        option,
+        NbdRep.ERR_TOO_BIG,
+        `${opt} data of ${length} bytes exceeds ${optionBytesMax}`,
+      ));
+      continue;
+    }
+    if (!(await reader.fill(length))) return closed;
+    const data = reader.take(length);
+
+    switch (option) {
+      case NbdOpt.EXPORT_NAME: {
+        // This option cannot answer an error: an unknown export ends the session.
+        const name = parseString(data);
+        const device = name.ok ? ctx.lookup(name.value) : undefined;
+        if (!name.ok || !device) {
+          ctx.log(`Closing connection: ${opt} names no export (${describeName(name)})`);
+          return closed;
+        }
+        await write(encodeExportNameReply(device.sizeBytes, flagsFor(structured), noZeroes));
+        return { kind: "transmission", exportName: name.value, device, structured };
+      }
+      case NbdOpt.ABORT:
+        await write(encodeOptionReply(option, NbdRep.ACK)).catch(() => {});
+        return closed;
+      case NbdOpt.LIST: {
+        if (length !== 0) {
+          await write(encodeOptionError(option, NbdRep.ERR_INVALID, `${opt} takes no data`));
+          break;
+        }
+        const replies = ctx.listExports().map((n) =>
+          encodeOptionReply(option, NbdRep.SERVER, encodeServerEntry(n))
+        );
+        await write(concat([...replies, encodeOptionReply(option, NbdRep.ACK)]));
+        break;
+      }
+      case NbdOpt.INFO:
+      case NbdOpt.GO: {
+        const req = parseInfoRequest(data);
+        if (!req.ok) {
+          const why = describeParseError(req.error);
+          await write(encodeOptionError(option, NbdRep.ERR_INVALID, `${opt}: ${why}`));
+          break;
+        }
+        const device = ctx.lookup(req.value.name);
+        if (!device) {
+          await write(encodeOptionError(
+            option,
+            NbdRep.ERR_UNKNOWN,
+            `Export "${req.value.name}" does not exist`,
+          ));
+          break;
+        }
+        await write(concat([
+          encodeOptionReply(
+            option,
+            NbdRep.INFO,
+            encodeInfoExport(device.sizeBytes, flagsFor(structured)),
+          ),
+          encodeOptionReply(
+            option,
+            NbdRep.INFO,
+            encodeInfoBlockSize(blockBytesMin, blockBytesPreferred, ctx.requestBytesMax),
+          ),
+          encodeOptionReply(option, NbdRep.ACK),
+        ]));
+        if (option === NbdOpt.GO) {
+          return { kind: "transmission", exportName: req.value.name, device, structured };
+        }
+        break;
+      }
+      case NbdOpt.STRUCTURED_REPLY:
+        if (length !== 0) {
+          await write(encodeOptionError(option, NbdRep.ERR_INVALID, `${opt} takes no data`));
+          break;
+        }
+        structured = true;
+        await write(encodeOptionReply(option, NbdRep.ACK));
+        break;
+      default:
+        await write(encodeOptionError(option, NbdRep.ERR_UNSUP, `${opt} is not supported`));
+    }
+  }
+}
+
+/** Transmission flags for an export, given whether structured replies were negotiated. */
+export const flagsFor = (structured: boolean): number =>
+  transmissionFlagsBase | (structured ? NbdFlag.SEND_DF : 0);
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+const describeName = (name: ReturnType<typeof parseString>) =>
+  name.ok ? `"${name.value}"` : describeParseError(name.error);
