@@ -36,12 +36,14 @@ async function main(): Promise<void> {
     "tracker-port": { type: "string" },
     "backup-port": { type: "string" },
     "host-port": { type: "string" },
+    "nbd-port": { type: "string" },
     "volume-size": { type: "string" },
   });
   const data = (flags.data ?? "./data").replace(/\/+$/, "");
   const trackerPort = parsePort(flags["tracker-port"], 8701);
   const backupPort = parsePort(flags["backup-port"], 8702);
   const hostPort = parsePort(flags["host-port"], 8703);
+  const nbdPort = parsePort(flags["nbd-port"], 10809);
   const volumeSize = flags["volume-size"] ?? "1GiB";
   await Deno.mkdir(`${data}/primary`, { recursive: true });
 
@@ -108,6 +110,10 @@ async function main(): Promise<void> {
       backup,
       "--volume",
       `vol0=${data}/primary/vol0.img:${volumeSize}`,
+      "--nbd-port",
+      `${nbdPort}`,
+      "--nbd-socket",
+      `${data}/nbd.sock`,
     ]);
     await waitHealthy("host agent", host, h);
   } catch (err) {
@@ -120,9 +126,11 @@ trackmirror is running (Ctrl-C stops everything):
   tracker     ${tracker}    KV ${data}/tracker.kv
   backup      ${backup}    secondary images ${data}/backup/volumes/
   host agent  ${host}    volume vol0 (${volumeSize}) primary ${data}/primary/vol0.img
+  NBD         nbd://127.0.0.1:${nbdPort}/vol0    and nbd+unix:///vol0?socket=${data}/nbd.sock
 
 Write to vol0:
   head -c 65536 /dev/urandom | curl -sS -X PUT --data-binary @- '${host}/v1/volumes/vol0/data?offset=0'
+Or as a block device:  qemu-io -f raw -c 'write -P 0xab 0 1M' nbd://127.0.0.1:${nbdPort}/vol0
 Status:     curl -sS ${host}/v1/status
 Reconstruct after a backup outage:  deno task reconstruct --tracker ${tracker}
 `);

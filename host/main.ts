@@ -1,17 +1,18 @@
 /**
  * `deno task host`: the host agent. Flags (a contract):
  *   --port P (8703) --tracker URL --backup URL --volume NAME=PATH:SIZE (repeatable)
- * and more: --hostname, --host-id, --advertise-url, --region-bytes, --auto-resync, --takeover,
+ * --nbd-port P (10809) --nbd-socket PATH, and more: --hostname, --host-id, --advertise-url, --region-bytes, --auto-resync, --takeover,
  * --no-fork (benchmark baseline), --token.
  */
 import { systemClock } from "../src/clock.ts";
 import { parseSize, regionBytesDefault } from "../src/extent.ts";
 import { parseFlags, parsePort, parseUrl, runMain } from "../src/flags.ts";
-import { checkName } from "../src/schemas.ts";
+import { checkName, namePattern } from "../src/schemas.ts";
 import { BackupClient } from "../backup/client.ts";
 import { TrackerClient } from "../tracker/client.ts";
 import { createHostApp } from "./app.ts";
 import { HostAgent } from "./host_agent.ts";
+import { nbdPortDefault, serveNbd } from "./nbd_server.ts";
 import { parseVolumeSpec } from "./volume_spec.ts";
 
 const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [options]
@@ -20,6 +21,8 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
   --tracker URL        tracker service (default http://127.0.0.1:8701)
   --backup URL         backup service (default http://127.0.0.1:8702)
   --volume SPEC        NAME=PATH:SIZE; created sparse when absent (SIZE e.g. 4096, 64MiB, 1GiB)
+  --nbd-port P         NBD (TCP) port; export name = volume name (default 10809; 0 picks one)
+  --nbd-socket PATH    also serve NBD on this unix socket
   --host-id ID         this agent's name at the tracker (default host0)
   --advertise-url URL  where reconstruct reaches this agent (default http://HOSTNAME:PORT)
   --region-bytes N     tracking granularity, a power of two (default 64KiB)
@@ -36,6 +39,8 @@ async function main(): Promise<void> {
     tracker: { type: "string" },
     backup: { type: "string" },
     volume: { type: "string", multiple: true },
+    "nbd-port": { type: "string" },
+    "nbd-socket": { type: "string" },
     "host-id": { type: "string" },
     "advertise-url": { type: "string" },
     "region-bytes": { type: "string" },
@@ -51,6 +56,7 @@ async function main(): Promise<void> {
     return;
   }
   const port = parsePort(flags.port, 8703);
+  const nbdPort = parsePort(flags["nbd-port"], nbdPortDefault);
   const hostname = flags.hostname ?? "127.0.0.1";
   const trackerUrl = parseUrl("tracker", flags.tracker, "http://127.0.0.1:8701");
   const backupUrl = parseUrl("backup", flags.backup, "http://127.0.0.1:8702");
@@ -87,14 +93,24 @@ async function main(): Promise<void> {
       bytesPerSecMax: flags["resync-bytes-per-sec"] ? parseSize(flags["resync-bytes-per-sec"]) : 0,
     },
   });
+  const nbd = serveNbd({
+    hostname,
+    port: nbdPort,
+    socketPath: flags["nbd-socket"],
+    lookup: (name) => namePattern.test(name) ? agent.volume(name)?.device : undefined,
+    listExports: () => agent.volumes.map((v) => v.name),
+  });
   handler = createHostApp(agent, { token }).fetch;
   console.log(
-    `host ${hostId}: HTTP on http://${hostname}:${http.addr.port}, volumes ${
-      volumes.map((v) => `${v.name} (${v.path})`).join(", ")
-    }, tracker ${trackerUrl}, backup ${backupUrl}`,
+    `host ${hostId}: HTTP on http://${hostname}:${http.addr.port}, ` +
+      `NBD on nbd://${hostname}:${nbd.port}/<volume>` +
+      (nbd.socketPath ? ` and nbd+unix:///<volume>?socket=${nbd.socketPath}` : "") +
+      `, volumes ${volumes.map((v) => `${v.name} (${v.path})`).join(", ")}, ` +
+      `tracker ${trackerUrl}, backup ${backupUrl}`,
   );
 
   const stop = async () => {
+    await nbd.close();
     await http.shutdown();
     await agent.close();
     Deno.exit(0);

@@ -9,6 +9,8 @@ export interface System {
   tracker: ServiceProcess;
   backup: ServiceProcess;
   host: ServiceProcess;
+  /** The volume's NBD URI, for real block clients. */
+  nbdUri: string;
   volume: string;
   sizeBytes: number;
   primaryPath: string;
@@ -48,7 +50,11 @@ export async function startSystem(
     started.push(sys.tracker);
     sys.backup = await startService("backup/main.ts", ["--data", backupDir], { port: backupPort });
     started.push(sys.backup);
+    const nbdPort = freePort();
+    sys.nbdUri = `nbd://127.0.0.1:${nbdPort}/${volume}`;
     sys.host = await startService("host/main.ts", [
+      "--nbd-port",
+      String(nbdPort),
       "--tracker",
       sys.tracker.url,
       "--backup",
