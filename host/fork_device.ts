@@ -4,7 +4,8 @@
  *
  *   1. the range was validated at the front-end (NBD / HTTP boundary)
  *   2. take the range lock (orders this write against overlapping writes and resync copies)
- *   3. if the backup is online, send the write to it; a failure marks it offline
+ *   3. if the backup is online: make sure the regions hold activity marks at the tracker (a hot
+ *      region needs no call), then send the write to the backup; a failure marks it offline
  *   4. if the backup did not acknowledge, make sure the tracker holds a mark for the regions
  *      (a cached mark counts); if that fails too, the write fails and the primary is untouched
  *   5. write the primary, release the lock
@@ -24,6 +25,11 @@ export interface ForkPaths {
   backup: { readonly isOnline: boolean; markOffline(err: unknown): void };
   batcher: { submit(rec: MirrorRecord): Promise<void> };
   marker: { ensureMarked(offset: number, length: number): Promise<void> };
+  /** Activity marks while the backup is online (activity_record.ts); absent: none are kept. */
+  activity?: {
+    acquire(offset: number, length: number): Promise<void>;
+    release(offset: number, length: number, safe: boolean): void;
+  };
 }
 
 /** Which path made a write safe. */
@@ -76,20 +82,43 @@ export class ForkDevice extends PassThroughDevice {
   /** Steps 2-5 of the write path for one record. */
   async #forked(rec: MirrorRecord, applyPrimary: () => Promise<void>): Promise<ForkOutcome> {
     const release = await this.paths.locks.acquire(rec.offset, rec.length);
+    const pin = { held: false, safe: false };
     try {
-      const outcome = await this.#makeSafe(rec);
+      const outcome = await this.#makeSafe(rec, pin);
+      // Covered by a dirty mark, the range stays safe even if the primary write fails; covered
+      // only by the backup, a failed primary write leaves the backup ahead of the primary.
+      pin.safe = outcome === "tracker";
       await applyPrimary();
+      pin.safe = true;
       return outcome;
     } finally {
+      if (pin.held) this.paths.activity?.release(rec.offset, rec.length, pin.safe);
       release();
     }
   }
 
-  /** Steps 3-4: the backup first, else the tracker; throws when neither acknowledged. */
-  async #makeSafe(rec: MirrorRecord): Promise<ForkOutcome> {
-    const { backup, batcher, marker, volume } = this.paths;
+  /**
+   * Steps 3-4: the backup first (its regions hold activity marks before anything is sent), else the
+   * tracker; throws when neither acknowledged.
+   */
+  async #makeSafe(rec: MirrorRecord, pin: { held: boolean; safe: boolean }): Promise<ForkOutcome> {
+    const { backup, batcher, marker, volume, activity } = this.paths;
     let backupError: unknown = "offline";
     if (backup.isOnline) {
+      if (activity) {
+        pin.held = true;
+        try {
+          await activity.acquire(rec.offset, rec.length);
+        } catch (err) {
+          pin.safe = true; // nothing was sent anywhere
+          this.counters.failed++;
+          throw new ServiceError(
+            503,
+            `Write to volume "${volume}" at ${rec.offset}+${rec.length} failed, primary untouched: ` +
+              `the tracker did not record its activity mark: ${(err as Error).message}`,
+          );
+        }
+      }
       try {
         await batcher.submit(rec);
         this.counters.viaBackup++;

@@ -21,11 +21,18 @@ import { ForkDevice } from "./fork_device.ts";
 import { RangeLock } from "./range_lock.ts";
 import { Resync, type ResyncOptions, type ResyncProgress } from "./resync.ts";
 import { TrackerMarker } from "./tracker_marker.ts";
+import {
+  ActivityRecord,
+  activityRegionsMaxDefault,
+  type ActivityTracker,
+  predictRegionsDefault,
+} from "./activity_record.ts";
 
 /** What the agent needs of the tracker (tracker/client.ts provides it). */
-export interface HostTracker {
+export interface HostTracker extends ActivityTracker {
   registerVolume(name: string, reg: VolumeRegistration): Promise<VolumeInfo>;
   track(req: TrackRequest): Promise<unknown>;
+  promoteActivity(name: string, host: string): Promise<{ regionsPromoted: number }>;
   getVolume(name: string): Promise<VolumeInfo>;
   log(name: string, query?: { limit?: number }): AsyncGenerator<LogPage>;
   clear(name: string, req: ClearRequest): Promise<ClearResponse>;
@@ -60,6 +67,10 @@ export interface HostAgentOptions {
   leaseMs?: number;
   /** Take volume leases held by another host. */
   takeover?: boolean;
+  /** Regions marked ahead of a cold write (look-ahead), for dirty and activity marks. */
+  predictRegions?: number;
+  /** Bound of each volume's hot set of activity marks; 0 keeps no activity marks (unsafe). */
+  activityRegionsMax?: number;
   probe?: ProbeOptions;
   batcher?: BatcherOptions;
   resync?: ResyncOptions;
@@ -77,7 +88,10 @@ export interface HostVolume {
   locks: RangeLock;
   batcher: BackupBatcher;
   marker: TrackerMarker;
+  activity: ActivityRecord | undefined;
   resync: Resync;
+  /** True once the previous incarnation's activity marks were promoted to dirty marks. */
+  promoted: boolean;
 }
 
 export class HostAgent {
@@ -184,6 +198,17 @@ export class HostAgent {
         trackerCommands: v.marker.commandsSent,
         trackerCacheHits: v.marker.cacheHits,
         cachedMarkedRegions: v.marker.cache.size,
+        activity: v.activity
+          ? {
+            hotRegions: v.activity.hot.size,
+            regionsMax: v.activity.activityRegionsMax,
+            commandsSent: v.activity.commandsSent,
+            retiresSent: v.activity.retiresSent,
+            regionsRetired: v.activity.regionsRetired,
+            taintedRegions: v.activity.tainted.size,
+          }
+          : null,
+        promoted: v.promoted,
         resync: v.resync.progress,
       })),
     };
@@ -210,12 +235,29 @@ export class HostAgent {
     const primary = await FileVolume.open(cfg.path, cfg.sizeBytes);
     const locks = new RangeLock();
     const batcher = new BackupBatcher(this.#writer, cfg.name, opts.batcher);
+    const now = () => opts.clock.now();
+    const predictRegions = opts.predictRegions ?? predictRegionsDefault;
     const marker = new TrackerMarker(
       opts.tracker,
       opts.hostId,
       cfg.name,
       opts.regionBytes,
-      () => opts.clock.now(),
+      cfg.sizeBytes,
+      now,
+      predictRegions,
+    );
+    const activityRegionsMax = opts.activityRegionsMax ?? activityRegionsMaxDefault;
+    const activity = activityRegionsMax === 0 ? undefined : new ActivityRecord(
+      opts.tracker,
+      opts.hostId,
+      cfg.name,
+      opts.regionBytes,
+      cfg.sizeBytes,
+      now,
+      {
+        activityRegionsMax,
+        predictRegions,
+      },
     );
     const fork = opts.forking === false ? undefined : new ForkDevice(primary, {
       volume: cfg.name,
@@ -223,6 +265,7 @@ export class HostAgent {
       backup: this.backupStatus,
       batcher,
       marker,
+      activity,
     });
     const resync = new Resync({
       volume: cfg.name,
@@ -243,7 +286,9 @@ export class HostAgent {
       locks,
       batcher,
       marker,
+      activity,
       resync,
+      promoted: false,
     });
   }
 
@@ -260,6 +305,7 @@ export class HostAgent {
           takeover: startup && (this.opts.takeover ?? false),
         });
         this.#registered.add(v.name);
+        if (!v.promoted) await this.#promote(v);
         this.#trackerError = null;
       } catch (err) {
         const status = (err as { status?: number }).status ?? 0;
@@ -272,6 +318,22 @@ export class HostAgent {
           console.warn(`host: tracker unreachable, will retry: ${(err as Error).message}`);
         }
       }
+    }
+  }
+
+  /**
+   * Turns the activity marks a previous incarnation of this host left (it may have died between a
+   * backup acknowledgement and a primary write) into dirty marks, before this one retires any.
+   */
+  async #promote(v: HostVolume): Promise<void> {
+    const { regionsPromoted } = await this.opts.tracker.promoteActivity(v.name, this.opts.hostId);
+    v.promoted = true;
+    if (v.activity) v.activity.retireEnabled = true;
+    if (regionsPromoted > 0) {
+      console.log(
+        `host: volume "${v.name}": ${regionsPromoted} regions of activity from an earlier run ` +
+          `are now dirty and will be resynced`,
+      );
     }
   }
 

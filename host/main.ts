@@ -6,12 +6,13 @@
  */
 import { systemClock } from "../src/clock.ts";
 import { parseSize, regionBytesDefault } from "../src/extent.ts";
-import { parseFlags, parsePort, parseUrl, runMain } from "../src/flags.ts";
+import { parseCount, parseFlags, parsePort, parseUrl, runMain } from "../src/flags.ts";
 import { checkName, namePattern } from "../src/schemas.ts";
 import { BackupClient } from "../backup/client.ts";
 import { TrackerClient } from "../tracker/client.ts";
 import { createHostApp } from "./app.ts";
 import { HostAgent } from "./host_agent.ts";
+import { activityRegionsMaxDefault, predictRegionsDefault } from "./activity_record.ts";
 import { nbdPortDefault, serveNbd } from "./nbd_server.ts";
 import { parseVolumeSpec } from "./volume_spec.ts";
 
@@ -28,6 +29,9 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
   --region-bytes N     tracking granularity, a power of two (default 64KiB)
   --auto-resync        resync dirty volumes whenever the backup comes back
   --takeover           take volume leases another host holds
+  --predict-regions N  regions marked ahead of a cold write, dirty or activity (default ${predictRegionsDefault})
+  --activity-regions-max N  bound of each volume's hot activity set (default ${activityRegionsMaxDefault};
+                       0 keeps no activity marks: a host crash may then leave unmarked differences)
   --resync-bytes-per-sec N  bound on resync copy rate, e.g. 100MiB (default unbounded)
   --no-fork            serve the primary directly, without mirroring (benchmark baseline only)
   --token T            bearer token for this agent and its peers (or TRACKMIRROR_TOKEN)`;
@@ -48,6 +52,8 @@ async function main(): Promise<void> {
     takeover: { type: "boolean" },
     "no-fork": { type: "boolean" },
     "resync-bytes-per-sec": { type: "string" },
+    "predict-regions": { type: "string" },
+    "activity-regions-max": { type: "string" },
     token: { type: "string" },
     help: { type: "boolean" },
   });
@@ -89,6 +95,12 @@ async function main(): Promise<void> {
     forking: !flags["no-fork"],
     autoResync: flags["auto-resync"] ?? false,
     takeover: flags.takeover ?? false,
+    predictRegions: parseCount("predict-regions", flags["predict-regions"], predictRegionsDefault),
+    activityRegionsMax: parseCount(
+      "activity-regions-max",
+      flags["activity-regions-max"],
+      activityRegionsMaxDefault,
+    ),
     resync: {
       bytesPerSecMax: flags["resync-bytes-per-sec"] ? parseSize(flags["resync-bytes-per-sec"]) : 0,
     },

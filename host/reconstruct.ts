@@ -4,13 +4,18 @@
  * volume could not be resynced (backup still offline, host agent unreachable).
  *
  *   deno task reconstruct [--tracker URL] [--volume NAME] [--token T] [--poll-ms N]
+ *   deno task reconstruct --host ID --backup URL --volume-path NAME=PATH ... [--force]
+ *     for a host agent that will not come back: take over its volumes' leases, promote its
+ *     activity marks to dirty marks, and resync from the primary images reachable here.
  */
 import { formatBytes } from "../src/extent.ts";
 import { parseCount, parseFlags, parseUrl, runMain } from "../src/flags.ts";
 import { ServiceCallError } from "../src/http_client.ts";
 import { checkName, type VolumeInfo } from "../src/schemas.ts";
 import { TrackerClient } from "../tracker/client.ts";
+import { BackupClient } from "../backup/client.ts";
 import { HostClient } from "./client.ts";
+import { resyncOrphan } from "./orphan_resync.ts";
 import type { ResyncProgress } from "./resync.ts";
 
 const encoder = new TextEncoder();
@@ -82,6 +87,11 @@ async function main(): Promise<void> {
     volume: { type: "string" },
     token: { type: "string" },
     "poll-ms": { type: "string" },
+    host: { type: "string" },
+    backup: { type: "string" },
+    "volume-path": { type: "string", multiple: true },
+    as: { type: "string" },
+    force: { type: "boolean" },
   });
   const trackerUrl = parseUrl("tracker", flags.tracker, "http://127.0.0.1:8701");
   const token = flags.token ?? Deno.env.get("TRACKMIRROR_TOKEN");
@@ -97,7 +107,31 @@ async function main(): Promise<void> {
     if (err instanceof RangeError) throw err;
     throw new Error(`Cannot read the tracker at ${trackerUrl}: ${(err as Error).message}`);
   }
-  const dirty = volumes.filter((v) => v.dirtyRegions > 0);
+  const deadHost = flags.host === undefined ? undefined : checkName("Host", flags.host);
+  const paths = new Map<string, string>();
+  for (const spec of flags["volume-path"] ?? []) {
+    const eq = spec.indexOf("=");
+    if (eq <= 0 || eq === spec.length - 1) {
+      throw new RangeError(`--volume-path "${spec}" must look like NAME=PATH`);
+    }
+    paths.set(checkName("Volume", spec.slice(0, eq)), spec.slice(eq + 1));
+  }
+  if (deadHost !== undefined) {
+    volumes = volumes.filter((v) => v.ownerHost === deadHost);
+    if (volumes.length === 0) {
+      throw new RangeError(`Host "${deadHost}" owns no volume at ${trackerUrl}`);
+    }
+    const missing = volumes.filter((v) => !paths.has(v.name)).map((v) => v.name);
+    if (missing.length > 0) {
+      throw new RangeError(
+        `--host ${deadHost} needs --volume-path NAME=PATH for ${
+          missing.map((m) => `"${m}"`).join(", ")
+        }`,
+      );
+    }
+  }
+  // A dead host's volumes are all taken over: its activity marks may make a clean one dirty.
+  const dirty = deadHost !== undefined ? volumes : volumes.filter((v) => v.dirtyRegions > 0);
   console.log(
     `reconstruct: ${volumes.length} volume(s) at ${trackerUrl}, ${dirty.length} dirty ` +
       `(${formatBytes(dirty.reduce((n, v) => n + v.dirtyBytes, 0))} marked)`,
@@ -116,8 +150,29 @@ async function main(): Promise<void> {
 
   const started = performance.now();
   const results: VolumeResult[] = [];
+  const backup = new BackupClient(parseUrl("backup", flags.backup, "http://127.0.0.1:8702"), {
+    token,
+  });
+  const asHost = checkName("Host", flags.as ?? "reconstruct");
   for (const info of dirty) {
-    const result = await resyncVolume(info, token, pollMs, show);
+    const result = deadHost === undefined
+      ? await resyncVolume(info, token, pollMs, show)
+      : await resyncOrphan(info, {
+        tracker,
+        backup,
+        asHost,
+        primaryPath: paths.get(info.name)!,
+        force: flags.force ?? false,
+        show,
+      }).then(
+        (progress): VolumeResult => ({
+          volume: info.name,
+          ok: progress.state === "done",
+          progress,
+          error: progress.error ?? undefined,
+        }),
+        (err): VolumeResult => ({ volume: info.name, ok: false, error: (err as Error).message }),
+      );
     if (tty) Deno.stdout.writeSync(encoder.encode("\n"));
     if (!result.ok) console.error(`reconstruct: volume "${info.name}" failed: ${result.error}`);
     results.push(result);

@@ -1,14 +1,20 @@
 /**
- * Makes sure the tracker holds a mark for regions written while the backup is offline, and remembers
- * which regions it already holds so that later writes to them need no tracker call.
+ * Makes sure the tracker holds a dirty mark for regions written while the backup is offline, and
+ * remembers which regions it already holds (the seeds' MOS record), so that later writes to them
+ * need no tracker call at all.
  *
- * The cache of marked regions is never larger than the tracker's record: whoever clears regions at
- * the tracker (resync) calls `forget` first, under the regions' range lock, so a write after that
- * marks again. Concurrent marks of one volume are coalesced into one tracking command
- * (at most `trackExtentsMax` extents, `inflightCommandsMax` commands in flight).
+ * Prediction: a write that touches an unmarked region marks its regions plus the `predictRegions`
+ * regions after them in the same command (sequential look-ahead), so a sequential stream makes one
+ * tracker call every `predictRegions + 1` regions. The marks are a superset of what is really out of
+ * sync: at most `predictRegions` regions per cold write are marked without being written.
+ *
+ * The cache is never larger than the tracker's record: whoever clears regions at the tracker
+ * (resync) calls `forget` first, under the regions' range lock, so a write after that marks again;
+ * a command in flight while regions are forgotten does not add them back when it is acknowledged.
+ * Concurrent marks are coalesced (≤ `trackExtentsMax` extents a command, 2 commands in flight).
  */
 import { DirtyBitmap } from "../src/dirty_bitmap.ts";
-import { type Extent, type RegionRun, regionsOf } from "../src/extent.ts";
+import { extentOfRegions, type RegionRun, regionsOf } from "../src/extent.ts";
 import { trackExtentsMax, type TrackRequest } from "../src/schemas.ts";
 
 /** What the marker needs of the tracker client. */
@@ -17,7 +23,7 @@ export interface TrackSender {
 }
 
 interface Pending {
-  extent: Extent;
+  run: RegionRun;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -26,42 +32,61 @@ export class TrackerMarker {
   /** Regions the tracker is known to hold marked for this volume. */
   readonly cache = new DirtyBitmap();
   readonly #queue: Pending[] = [];
+  readonly #flying = new Set<DirtyBitmap>();
   #inflight = 0;
   readonly #inflightMax = 2;
+  readonly #regionsTotal: number;
   /** Tracking commands sent (each one KV commit's worth of waiting for a write). */
   commandsSent = 0;
   /** Writes that found their regions already marked and needed no tracker call. */
   cacheHits = 0;
+  /** Regions marked ahead of writes by prediction. */
+  regionsPredicted = 0;
 
   constructor(
     private readonly sender: TrackSender,
     readonly hostId: string,
     readonly volume: string,
     readonly regionBytes: number,
+    readonly sizeBytes: number,
     private readonly now: () => number,
-  ) {}
+    readonly predictRegions = 0,
+  ) {
+    this.#regionsTotal = Math.ceil(sizeBytes / regionBytes);
+  }
 
   /** Resolves once the tracker holds marks covering `offset`+`length`. */
-  ensureMarked(offset: number, length: number): Promise<void> {
-    if (this.cache.hasAll(regionsOf(offset, length, this.regionBytes))) {
+  async ensureMarked(offset: number, length: number): Promise<void> {
+    const run = regionsOf(offset, length, this.regionBytes);
+    if (this.cache.hasAll(run)) {
       this.cacheHits++;
-      return Promise.resolve();
+      return;
     }
-    const done = new Promise<void>((resolve, reject) => {
-      this.#queue.push({ extent: { offset, length }, resolve, reject });
-    });
-    this.#pump();
-    return done;
+    while (!this.cache.hasAll(run)) {
+      const end = run.first + run.count;
+      const predicted = Math.max(0, Math.min(this.predictRegions, this.#regionsTotal - end));
+      this.regionsPredicted += predicted;
+      await new Promise<void>((resolve, reject) => {
+        this.#queue.push({
+          run: { first: run.first, count: run.count + predicted },
+          resolve,
+          reject,
+        });
+        this.#pump();
+      });
+    }
   }
 
   /** Drops regions from the cache; call before clearing them at the tracker. */
   forget(run: RegionRun): void {
     this.cache.clear(run);
+    for (const voided of this.#flying) voided.set(run);
   }
 
   /** Drops the whole cache (e.g. when the tracker's state is unknown). */
   forgetAll(): void {
     this.cache.reset();
+    for (const voided of this.#flying) voided.set({ first: 0, count: this.#regionsTotal });
   }
 
   #pump(): void {
@@ -76,20 +101,23 @@ export class TrackerMarker {
   }
 
   async #send(batch: Pending[]): Promise<void> {
+    const voided = new DirtyBitmap();
+    this.#flying.add(voided);
     try {
       this.commandsSent++;
       await this.sender.track({
         volume: this.volume,
         host: this.hostId,
-        extents: batch.map((p) => p.extent),
+        extents: batch.map((p) => extentOfRegions(p.run, this.regionBytes, this.sizeBytes)),
         time: this.now(),
       });
-      for (const p of batch) {
-        this.cache.set(regionsOf(p.extent.offset, p.extent.length, this.regionBytes));
-        p.resolve();
-      }
+      for (const p of batch) this.cache.set(p.run);
+      for (const run of voided.runs()) this.cache.clear(run);
+      for (const p of batch) p.resolve();
     } catch (err) {
       for (const p of batch) p.reject(err);
+    } finally {
+      this.#flying.delete(voided);
     }
   }
 }

@@ -85,6 +85,10 @@ export const volumeInfo = z.object({
   dirtyRegions: z.number(),
   dirtyBytes: z.number(),
   oldestMarkAt: z.number().nullable(),
+  /** Activity regions of every host together (kept apart from dirty regions). */
+  activityRegions: z.number(),
+  /** Activity regions by host; hosts without any are absent. */
+  activityByHost: z.record(z.string(), z.number()),
 });
 export type VolumeInfo = z.infer<typeof volumeInfo>;
 
@@ -130,6 +134,79 @@ export const clearResponse = z.object({
   regionsKept: z.number(),
 });
 export type ClearResponse = z.infer<typeof clearResponse>;
+
+/**
+ * `POST /v1/activity`: a host records activity marks (the predictive record of seeds 000/004)
+ * for every region the extents touch, before it first writes there while the backup is online.
+ * They are kept apart from dirty marks until the host (or reconstruct) promotes them.
+ */
+export const activityRequest = z.object({
+  volume: volumeName,
+  host: hostId,
+  extents: z.array(extent).min(1).max(trackExtentsMax),
+  /** When the host recorded it; accepted for symmetry with tracking, not stored. */
+  time: z.number().int().nonnegative().optional(),
+});
+export type ActivityRequest = z.infer<typeof activityRequest>;
+
+export const activityResponse = z.object({
+  volume: z.string(),
+  host: z.string(),
+  /** Regions the extents touch. */
+  regionsMarked: z.number(),
+  /** Of those, regions that held no activity mark of this host before. */
+  regionsNew: z.number(),
+});
+export type ActivityResponse = z.infer<typeof activityResponse>;
+
+/** `POST /v1/volumes/{name}/activity/retire`: clear a host's activity marks of these regions. */
+export const activityRetireRequest = z.object({
+  host: hostId,
+  extents: z.array(extent).min(1).max(trackExtentsMax),
+});
+export type ActivityRetireRequest = z.infer<typeof activityRetireRequest>;
+
+export const activityRetireResponse = z.object({
+  /** Regions whose activity mark was cleared (those without one are not counted). */
+  regionsRetired: z.number(),
+});
+export type ActivityRetireResponse = z.infer<typeof activityRetireResponse>;
+
+/** `POST /v1/volumes/{name}/activity/promote`: turn all of a host's activity marks into dirty marks. */
+export const activityPromoteRequest = z.object({ host: hostId });
+export type ActivityPromoteRequest = z.infer<typeof activityPromoteRequest>;
+
+export const activityPromoteResponse = z.object({
+  /** Activity regions now dirty (marked with a sequence newer than any token issued before). */
+  regionsPromoted: z.number(),
+});
+export type ActivityPromoteResponse = z.infer<typeof activityPromoteResponse>;
+
+/** `GET /v1/volumes/{name}/activity` query: one host's activity, or every host's when absent. */
+export const activityQuery = z.object({
+  host: hostId.optional(),
+  /** "host:region", from the previous page's `nextCursor`. */
+  cursor: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}:\d+$/, "Must be a nextCursor").optional(),
+  limit: z.coerce.number().int().min(1).max(100_000).default(10_000),
+});
+
+export const activityExtent = z.object({
+  offset: z.number(),
+  length: z.number(),
+  host: z.string(),
+});
+export type ActivityExtent = z.infer<typeof activityExtent>;
+
+export const activityPage = z.object({
+  volume: z.string(),
+  regionBytes: z.number(),
+  sizeBytes: z.number(),
+  /** Activity regions merged into extents, by host, then offset. */
+  extents: z.array(activityExtent),
+  /** Pass as `cursor` for the next page; null on the last page. */
+  nextCursor: z.string().nullable(),
+});
+export type ActivityPage = z.infer<typeof activityPage>;
 
 /** `GET /v1/status` of the backup service. */
 export const backupStatus = z.object({

@@ -90,6 +90,7 @@ Deno.test("tracker marker coalesces marks and skips regions it knows are marked"
     "host0",
     "vol0",
     65536,
+    1 << 30,
     () => 1,
   );
   await Promise.all(Array.from({ length: 50 }, (_, i) => marker.ensureMarked(i * 65536, 100)));
@@ -113,6 +114,7 @@ Deno.test("a failed tracking command caches nothing", async () => {
     "h",
     "v",
     4096,
+    1 << 20,
     () => 0,
   );
   await assert.rejects(() => marker.ensureMarked(0, 10), /down/);
@@ -144,4 +146,40 @@ Deno.test("range lock serves overlapping acquirers first come first served", asy
   await Promise.all([b, c, d]);
   assert.equal(order[0], "b");
   assert.equal(locks.size, 0);
+});
+
+Deno.test("prediction marks the next regions with a cold write; sequential writes ride on it", async () => {
+  const sent: TrackRequest[] = [];
+  const marker = new TrackerMarker(
+    {
+      track(req) {
+        sent.push(req);
+        return Promise.resolve();
+      },
+    },
+    "h",
+    "v",
+    4096,
+    100 * 4096,
+    () => 0,
+    7,
+  );
+  for (let off = 0; off < 100 * 4096; off += 4096) await marker.ensureMarked(off, 4096);
+  assert.equal(sent.length, Math.ceil(100 / 8), "one command per 8 regions");
+  assert.deepEqual(sent[0].extents, [{ offset: 0, length: 8 * 4096 }]);
+  const last = sent.at(-1)!.extents[0];
+  assert.equal(last.offset + last.length, 100 * 4096, "prediction stops at the volume's end");
+});
+
+Deno.test("regions forgotten while a mark is in flight are not cached when it is answered", async () => {
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const marker = new TrackerMarker({ track: () => gate }, "h", "v", 4096, 1 << 20, () => 0, 3);
+  const pending = marker.ensureMarked(0, 4096); // marks regions 0..3
+  await new Promise((r) => setTimeout(r, 5));
+  marker.forget({ first: 2, count: 1 }); // a resync cleared region 2 meanwhile
+  open();
+  await pending;
+  assert.ok(marker.cache.has(0) && marker.cache.has(1) && marker.cache.has(3));
+  assert.ok(!marker.cache.has(2), "a forgotten region must be marked again before it is trusted");
 });

@@ -34,7 +34,7 @@ async function rig() {
   const dir = await Deno.makeTempDir();
   const primary = await FileVolume.open(`${dir}/vol0.img`, sizeBytes);
   const locks = new RangeLock();
-  const marker = new TrackerMarker(tracker, "host0", "vol0", region, () => Date.now());
+  const marker = new TrackerMarker(tracker, "host0", "vol0", region, sizeBytes, () => Date.now());
   const backup = { isOnline: false, markOffline() {} };
   /** What the backup received: offset → bytes. */
   const received: { offset: number; data: Uint8Array }[] = [];

@@ -1,6 +1,7 @@
 /**
  * The tracker's HTTP routes (the response module of the seed texts): tracking commands, volume
- * registration, the paged tracking log and clearing. Input is validated at the edge; everything
+ * registration, the paged tracking log and clearing, and hosts' activity marks (record, retire,
+ * promote, page). Input is validated at the edge; everything
  * that changes state goes through the store's group committer and is answered after its commit.
  */
 import { Hono } from "hono";
@@ -9,6 +10,10 @@ import type { Clock } from "../src/clock.ts";
 import { badRequest, tooLarge } from "../src/errors.ts";
 import { Metrics } from "../src/metrics.ts";
 import {
+  activityPromoteRequest,
+  activityQuery,
+  activityRequest,
+  activityRetireRequest,
   checkName,
   clearRequest,
   logQuery,
@@ -91,6 +96,47 @@ function buildRoutes(store: BitmapStore, metrics: Metrics, clock: Clock, token?:
       const res = await store.clear(name, req.token, req.extents);
       metrics.count("tracker_regions_cleared_total", "Regions cleared", res.regionsCleared);
       return c.json(res);
+    })
+    .post("/v1/activity", validate("json", activityRequest), async (c) => {
+      const req = c.req.valid("json");
+      metrics.count("tracker_activity_requests_total", "Activity commands received");
+      const res = await store.recordActivity(req.volume, req.host, req.extents);
+      metrics.count("tracker_activity_regions_new_total", "Activity regions added", res.regionsNew);
+      return c.json(res);
+    })
+    .post(
+      "/v1/volumes/:name/activity/retire",
+      validate("json", activityRetireRequest),
+      async (c) => {
+        const name = volumeParam(c.req.param("name"));
+        const req = c.req.valid("json");
+        const res = await store.retireActivity(name, req.host, req.extents);
+        metrics.count(
+          "tracker_activity_regions_retired_total",
+          "Activity regions retired",
+          res.regionsRetired,
+        );
+        return c.json(res);
+      },
+    )
+    .post(
+      "/v1/volumes/:name/activity/promote",
+      validate("json", activityPromoteRequest),
+      async (c) => {
+        const name = volumeParam(c.req.param("name"));
+        const req = c.req.valid("json");
+        const res = await store.promoteActivity(name, req.host, clock.now());
+        metrics.count(
+          "tracker_activity_regions_promoted_total",
+          "Activity regions promoted to dirty",
+          res.regionsPromoted,
+        );
+        return c.json(res);
+      },
+    )
+    .get("/v1/volumes/:name/activity", validate("query", activityQuery), async (c) => {
+      const name = volumeParam(c.req.param("name"));
+      return c.json(await store.activityPage(name, c.req.valid("query")));
     });
 }
 

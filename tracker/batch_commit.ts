@@ -1,22 +1,39 @@
 /**
- * Commits one batch of mark and clear operations: groups their region pieces by (volume, segment),
- * applies every operation touching a segment in queue order to one decoded copy of it, and writes
- * the changed segments with as few atomics as Deno KV's limits allow (atomic_writer.ts).
+ * Commits one batch of operations (marks, clears, and hosts' activity marks, retires and
+ * promotes; batch_ops.ts): groups their region pieces by (volume, segment), applies every
+ * operation touching a segment in queue order to one decoded copy of it (its dirty state and the
+ * activity bits of the hosts involved), and writes the changed segments with as few atomics as
+ * Deno KV's limits allow (atomic_writer.ts).
  *
  * Order of the writes: first each marked volume's new sequence number, then the segments. So what
  * is on disk never holds a mark sequence above the stored sequence, even if a later chunk fails.
  * Segments are worked on `commitWindowSegments` at a time, so memory stays bounded however many
  * segments one batch touches. The in-memory sequence (what tokens are made of) moves only once
  * its write committed, so a token handed out is never above what a restart would load.
+ *
+ * Crash safety of a promote: a promote of many segments may need several atomics, and the process
+ * may die between any two. Everything one segment's pieces change — its "dirty" and "marked" keys
+ * and every host's activity key of that segment — is one group, and a group always lands in one
+ * atomic, so the activity bits of a region are never cleared in an atomic that does not also set
+ * its dirty bit. A crash after some chunks leaves the promoted segments dirty and the rest still
+ * active; promoting again finishes the job (and re-marking a dirty region only moves its last mark).
+ * The sequence is written before any segment, so promoted marks are newer than every token issued.
  */
-import { regionsPerSegment, segmentPieces } from "../src/dirty_bitmap.ts";
-import { badRequest } from "../src/errors.ts";
+import { popcount, regionsPerSegment, segmentPieces } from "../src/dirty_bitmap.ts";
+import { badRequest, conflict } from "../src/errors.ts";
 import type { RegionRun } from "../src/extent.ts";
+import {
+  activityHostsMax,
+  activityScope,
+  type ActivitySummary,
+  updateActivity,
+} from "./activity_state.ts";
 import { AtomicWriter, type Mutation } from "./atomic_writer.ts";
-import type { BatchOp } from "./group_commit.ts";
-import { dirtyKey, markedKey, seqKey } from "./kv_layout.ts";
+import { applyPieces, type Piece, type TrackOp } from "./batch_ops.ts";
+import { activityKey, dirtyKey, markedKey, seqKey } from "./kv_layout.ts";
 import type { SegmentCache } from "./segment_cache.ts";
-import { SegmentState, type StoredSegment } from "./segment_state.ts";
+import type { StoredSegment } from "./segment_state.ts";
+import { loadWindow } from "./segment_loader.ts";
 import {
   type SegmentSummary,
   summarizeSegment,
@@ -24,57 +41,38 @@ import {
   type VolumeState,
 } from "./volume_state.ts";
 
+export type { ClearOp, MarkOp, TrackOp } from "./batch_ops.ts";
+
 /** Segments decoded and applied at a time within one batch (≤ 256 × 24 KiB of working state). */
 export const commitWindowSegments = 256;
-/** Segments per `kv.getMany` (Deno KV reads at most 10 keys at once; two keys a segment). */
-export const getManySegmentsMax = 5;
-
-/** Mark the regions of `runs` at `time`. */
-export interface MarkOp extends BatchOp {
-  kind: "mark";
-  volume: string;
-  runs: RegionRun[];
-  time: number;
-  regionsNew: number;
-}
-
-/** Clear the regions of `runs` (all when null) last marked no later than `token`. */
-export interface ClearOp extends BatchOp {
-  kind: "clear";
-  volume: string;
-  runs: RegionRun[] | null;
-  token: number;
-  regionsCleared: number;
-  regionsKept: number;
-}
-
-/** An operation of a commit batch. */
-export type TrackOp = MarkOp | ClearOp;
 
 /** What a batch needs of the store. */
 export interface BatchContext {
   kv: Deno.Kv;
   cache: SegmentCache;
+  /** Committed activity segments, scoped by activityScope(volume, host). */
+  activityCache: SegmentCache<Uint8Array>;
   volume(name: string): VolumeState;
   /** The volume's summary, loaded if needed; called inside the committer only. */
   summary(v: VolumeState): Promise<Map<number, SegmentSummary>>;
+  /** The volume's activity summary, loaded if needed; called inside the committer only. */
+  activity(v: VolumeState): Promise<ActivitySummary>;
   /** Called after each atomic that committed. */
   onAtomic(): void;
 }
 
-interface Piece {
-  op: TrackOp;
-  bit: number;
-  count: number;
-}
+/** Pieces of a batch: volume → segment → pieces in queue order. */
+type PieceIndex = Map<string, Map<number, Piece[]>>;
 
 /** Commits `ops` as one batch; settles nothing itself (the committer does). */
 export async function commitBatch(ctx: BatchContext, ops: readonly TrackOp[]): Promise<void> {
-  const seqs = batchSeqs(ctx, ops);
-  const index = await indexPieces(ctx, ops);
+  await rejectInvalid(ctx, ops);
+  const { index, promoting } = await indexPieces(ctx, ops);
+  const seqs = batchSeqs(ctx, ops, promoting);
   const writer = new AtomicWriter(ctx.kv, ctx.onAtomic);
   const seqCommitted = new Set<string>();
   const touched: Array<[VolumeState, number]> = [];
+  const touchedActivity: Array<[VolumeState, string, number]> = [];
   try {
     for (const [name, seq] of seqs) {
       await writer.add([{ key: seqKey(name), value: seq }], () => seqCommitted.add(name));
@@ -85,17 +83,35 @@ export async function commitBatch(ctx: BatchContext, ops: readonly TrackOp[]): P
       const order = [...segments.keys()].sort((a, b) => a - b);
       for (let i = 0; i < order.length; i += commitWindowSegments) {
         const window = order.slice(i, i + commitWindowSegments);
-        const loaded = await loadSegments(ctx, name, window);
+        const works = await loadWindow(ctx, v, window, segments);
         for (const segment of window) {
-          touched.push([v, segment]);
-          const state = SegmentState.decode(loaded.get(segment)!, `${name}/${segment}`);
-          if (!applyPieces(state, segments.get(segment)!, seqs.get(name) ?? v.seq)) continue;
-          const stored = state.encode();
-          const entry = summarizeSegment(v, segment, stored, state.count);
-          await writer.add(segmentMutations(name, segment, stored), () => {
-            ctx.cache.set(name, segment, stored);
-            updateSummary(v, segment, entry);
-          });
+          const work = works.get(segment)!;
+          if (work.dirty) touched.push([v, segment]);
+          for (const host of work.activity.keys()) touchedActivity.push([v, host, segment]);
+          const change = applyPieces(work, segments.get(segment)!, seqs.get(name) ?? v.seq);
+          const group: Mutation[] = [];
+          const after: Array<() => void> = [];
+          if (change.dirty) {
+            const stored = work.dirty!.encode();
+            const entry = summarizeSegment(v, segment, stored, work.dirty!.count);
+            group.push(...segmentMutations(name, segment, stored));
+            after.push(() => {
+              ctx.cache.set(name, segment, stored);
+              updateSummary(v, segment, entry);
+            });
+          }
+          for (const host of [...change.hosts].sort()) {
+            const bits = work.activity.get(host)!.slice();
+            const count = popcount(bits);
+            const key = activityKey(name, host, segment);
+            group.push(count > 0 ? { key, value: bits } : { key });
+            after.push(() => {
+              ctx.activityCache.set(activityScope(name, host), segment, count > 0 ? bits : null);
+              if (v.activity) updateActivity(v.activity, host, segment, count);
+            });
+          }
+          // One group, so one atomic: a promote's dirty marks land with its activity clears.
+          if (group.length) await writer.add(group, () => after.forEach((fn) => fn()));
         }
       }
     }
@@ -106,34 +122,73 @@ export async function commitBatch(ctx: BatchContext, ops: readonly TrackOp[]): P
       ctx.cache.delete(v.record.name, segment);
       v.summary = null;
     }
+    for (const [v, host, segment] of touchedActivity) {
+      ctx.activityCache.delete(activityScope(v.record.name, host), segment);
+      v.activity = null;
+    }
     throw err;
   } finally {
     for (const name of seqCommitted) ctx.volume(name).seq = seqs.get(name)!;
   }
 }
 
-/** New sequence number of each volume marked in the batch; rejects clears with unknown tokens. */
-function batchSeqs(ctx: BatchContext, ops: readonly TrackOp[]): Map<string, number> {
-  const seqs = new Map<string, number>();
+/**
+ * Fails the operations that cannot be applied, before anything is written: clears with tokens
+ * the log never issued, and activity of one host too many on a volume.
+ */
+async function rejectInvalid(ctx: BatchContext, ops: readonly TrackOp[]): Promise<void> {
+  const hosts = new Map<string, Set<string>>();
   for (const op of ops) {
     const v = ctx.volume(op.volume);
-    if (op.kind === "mark") seqs.set(op.volume, v.seq + 1);
-    else if (op.token > v.seq) {
+    if (op.kind === "clear" && op.token > v.seq) {
       op.error = badRequest(
         `Token "${op.token}" is newer than volume "${op.volume}"'s tracking state ${v.seq}: ` +
           `it was not issued by this tracker's log`,
       );
     }
+    if (op.kind !== "activity") continue;
+    let known = hosts.get(op.volume);
+    if (!known) hosts.set(op.volume, known = new Set((await ctx.activity(v)).keys()));
+    if (known.has(op.host)) continue;
+    if (known.size >= activityHostsMax) {
+      op.error = conflict(
+        `Volume "${op.volume}" already holds activity marks of ${known.size} hosts; host ` +
+          `"${op.host}" cannot add more until one of them is promoted or retired`,
+      );
+    } else known.add(op.host);
+  }
+}
+
+/**
+ * New sequence number of each volume marked in the batch: by a mark, or by a promote that may
+ * find activity (one with pieces).
+ */
+function batchSeqs(
+  ctx: BatchContext,
+  ops: readonly TrackOp[],
+  promoting: ReadonlySet<TrackOp>,
+): Map<string, number> {
+  const seqs = new Map<string, number>();
+  for (const op of ops) {
+    if (op.kind === "mark" || promoting.has(op)) seqs.set(op.volume, ctx.volume(op.volume).seq + 1);
   }
   return seqs;
 }
 
-/** Pieces of every operation, by volume and segment, each segment's in queue order. */
+/**
+ * Pieces of every operation, by volume and segment, each segment's in queue order; and the
+ * promotes that have any. A clear only needs the segments that can hold dirty regions (dirty ones
+ * and ones an earlier operation of the batch touches); a retire or promote only the segments that
+ * can hold the host's activity (active ones and ones an earlier activity op of the host touches).
+ */
 async function indexPieces(
   ctx: BatchContext,
   ops: readonly TrackOp[],
-): Promise<Map<string, Map<number, Piece[]>>> {
-  const index = new Map<string, Map<number, Piece[]>>();
+): Promise<{ index: PieceIndex; promoting: Set<TrackOp> }> {
+  const index: PieceIndex = new Map();
+  const promoting = new Set<TrackOp>();
+  // Volume → host → segments its activity ops touch earlier in the batch.
+  const hostSegments = new Map<string, Map<string, Set<number>>>();
   for (const op of ops) {
     if (op.error) continue;
     let segments = index.get(op.volume);
@@ -143,33 +198,57 @@ async function indexPieces(
       if (!list) segments.set(segment, list = []);
       list.push({ op, bit, count });
     };
-    if (op.kind === "mark") {
+    const v = ctx.volume(op.volume);
+    if (op.kind === "mark" || op.kind === "activity") {
       for (const run of op.runs) {
         for (const [s, bit, count] of segmentPieces(run)) add(s, bit, count);
       }
+      if (op.kind === "activity") {
+        await ctx.activity(v);
+        let byHost = hostSegments.get(op.volume);
+        if (!byHost) hostSegments.set(op.volume, byHost = new Map());
+        let mine = byHost.get(op.host);
+        if (!mine) byHost.set(op.host, mine = new Set());
+        for (const run of op.runs) for (const [s] of segmentPieces(run)) mine.add(s);
+      }
       continue;
     }
-    // A clear only needs the segments that can hold dirty regions: dirty ones, and ones an
-    // earlier operation of this batch touches.
-    const v = ctx.volume(op.volume);
-    const dirty = new Set([...(await ctx.summary(v)).keys(), ...segments.keys()]);
-    const candidates = [...dirty].sort((a, b) => a - b);
-    for (const run of op.runs ?? [{ first: 0, count: v.regionCount }]) {
-      const end = run.first + run.count;
-      for (
-        let i = lowerBound(candidates, Math.floor(run.first / regionsPerSegment));
-        i < candidates.length;
-        i++
-      ) {
-        const segment = candidates[i];
-        if (segment * regionsPerSegment >= end) break;
-        const from = Math.max(run.first, segment * regionsPerSegment);
-        const to = Math.min(end, (segment + 1) * regionsPerSegment);
-        if (to > from) add(segment, from - segment * regionsPerSegment, to - from);
-      }
+    let candidates: number[];
+    if (op.kind === "clear") {
+      candidates = [...new Set([...(await ctx.summary(v)).keys(), ...segments.keys()])];
+    } else {
+      const active = (await ctx.activity(v)).get(op.host)?.segments.keys() ?? [];
+      const earlier = hostSegments.get(op.volume)?.get(op.host) ?? [];
+      candidates = [...new Set([...active, ...earlier])];
     }
+    candidates.sort((a, b) => a - b);
+    const runs = op.kind === "promote" || op.runs === null
+      ? [{ first: 0, count: v.regionCount }]
+      : op.runs;
+    for (const run of runs) piecesWithin(run, candidates, add);
+    if (op.kind === "promote" && candidates.length > 0) promoting.add(op);
   }
-  return index;
+  return { index, promoting };
+}
+
+/** Calls `add` for the part of `run` inside each of the ascending `candidates` segments. */
+function piecesWithin(
+  run: RegionRun,
+  candidates: readonly number[],
+  add: (segment: number, bit: number, count: number) => void,
+): void {
+  const end = run.first + run.count;
+  for (
+    let i = lowerBound(candidates, Math.floor(run.first / regionsPerSegment));
+    i < candidates.length;
+    i++
+  ) {
+    const segment = candidates[i];
+    if (segment * regionsPerSegment >= end) break;
+    const from = Math.max(run.first, segment * regionsPerSegment);
+    const to = Math.min(end, (segment + 1) * regionsPerSegment);
+    if (to > from) add(segment, from - segment * regionsPerSegment, to - from);
+  }
 }
 
 /** Index of the first element of ascending `sorted` that is ≥ `value`. */
@@ -184,23 +263,6 @@ function lowerBound(sorted: readonly number[], value: number): number {
   return lo;
 }
 
-/** Applies the pieces to the segment; returns true when it changed. */
-function applyPieces(state: SegmentState, pieces: readonly Piece[], seq: number): boolean {
-  let changed = false;
-  for (const { op, bit, count } of pieces) {
-    if (op.kind === "mark") {
-      op.regionsNew += state.mark(bit, count, op.time, seq);
-      changed = true;
-    } else {
-      const { cleared, kept } = state.clear(bit, count, op.token);
-      op.regionsCleared += cleared;
-      op.regionsKept += kept;
-      if (cleared > 0) changed = true;
-    }
-  }
-  return changed;
-}
-
 /** The mutations writing (or, when clean, deleting) one segment. */
 function segmentMutations(name: string, segment: number, stored: StoredSegment | null): Mutation[] {
   if (!stored) return [{ key: dirtyKey(name, segment) }, { key: markedKey(name, segment) }];
@@ -208,56 +270,4 @@ function segmentMutations(name: string, segment: number, stored: StoredSegment |
     { key: dirtyKey(name, segment), value: stored.bits },
     { key: markedKey(name, segment), value: stored.record },
   ];
-}
-
-/** Committed state of the segments, from the cache or else KV (then cached). */
-async function loadSegments(
-  ctx: BatchContext,
-  name: string,
-  segments: readonly number[],
-): Promise<Map<number, StoredSegment | null>> {
-  const out = new Map<number, StoredSegment | null>();
-  const missing: number[] = [];
-  for (const s of segments) {
-    const hit = ctx.cache.get(name, s);
-    if (hit === undefined) missing.push(s);
-    else out.set(s, hit);
-  }
-  const reads: Promise<void>[] = [];
-  for (let i = 0; i < missing.length; i += getManySegmentsMax) {
-    const group = missing.slice(i, i + getManySegmentsMax);
-    reads.push(
-      readSegments(ctx.kv, name, group).then((found) => {
-        for (const [s, stored] of found) {
-          out.set(s, stored);
-          ctx.cache.set(name, s, stored);
-        }
-      }),
-    );
-  }
-  await Promise.all(reads);
-  return out;
-}
-
-/**
- * Reads segments from KV, each bitmap with its mark record in the same snapshot (one getMany),
- * so the pair always matches even while a commit is writing elsewhere.
- */
-export async function readSegments(
-  kv: Deno.Kv,
-  name: string,
-  segments: readonly number[],
-): Promise<Map<number, StoredSegment | null>> {
-  const keys = segments.flatMap((s) => [dirtyKey(name, s), markedKey(name, s)]);
-  const entries = await kv.getMany<Uint8Array[]>(keys);
-  const out = new Map<number, StoredSegment | null>();
-  segments.forEach((s, i) => {
-    const bits = entries[2 * i].value;
-    const record = entries[2 * i + 1].value;
-    if ((bits === null) !== (record === null)) {
-      throw new Error(`Segment ${name}/${s} has a bitmap or a mark record but not both`);
-    }
-    out.set(s, bits && record ? { bits, record } : null);
-  });
-  return out;
 }

@@ -11,8 +11,18 @@
  *   in memory: segmentCacheMax segments (≤ 24.7 KiB each), commitWindowSegments decoded ones
  *     (24 KiB each) and, per volume whose info was asked for, ~80 B per dirty segment of summary
  *
- * Writes (marks, clears, registrations) are serialized through one group committer
- * (group_commit.ts, batch_commit.ts): concurrent marks are merged per segment and committed
+ * Activity marks (kept apart from dirty marks; kv_layout.ts), one 128 B bitmap per (host, segment):
+ *   a host fully active on a 16 TiB volume: 262 144 segments = 32 MiB of bitmaps (≤ 70 MiB in
+ *     KV with keys of ≤ 151 B); a host agent's hot set (activityRegionsMax regions, 4 096 by
+ *     default) touches ≤ 4 096 segments = 512 KiB, far less when its writes cluster
+ *   ≤ activityHostsMax (64) hosts a volume; a commit group is one segment's dirty pair plus its
+ *     hosts' activity keys: ≤ 66 mutations, ≤ 24.7 KiB + 64 × 279 B ≈ 42 KiB (fits any atomic);
+ *     a promote of a fully active 64 MiB segment is one such group, ~31 of them an atomic
+ *   in memory: activityCacheMaxDefault bitmaps (≤ 128 B each, 512 KiB) and, per volume with activity
+ *     loaded, ~80 B per active (host, segment) of summary
+ *
+ * Writes (marks, clears, activity, registrations) are serialized through one group committer
+ * (group_commit.ts, batch_commit.ts): concurrent operations are merged per segment and committed
  * together, and each request is answered only after its commit. This process must be the only
  * writer of its KV; it caches committed segments and the mark sequence in memory.
  */
@@ -20,8 +30,20 @@ import { badRequest, conflict, notFound } from "../src/errors.ts";
 import type { Clock } from "../src/clock.ts";
 import type { Extent } from "../src/extent.ts";
 import type { Metrics } from "../src/metrics.ts";
-import type { ClearResponse, LogPage, TrackResponse, VolumeInfo } from "../src/schemas.ts";
-import { type ClearOp, commitBatch, type MarkOp, type TrackOp } from "./batch_commit.ts";
+import type {
+  ActivityPage,
+  ActivityPromoteResponse,
+  ActivityResponse,
+  ActivityRetireResponse,
+  ClearResponse,
+  LogPage,
+  TrackResponse,
+  VolumeInfo,
+} from "../src/schemas.ts";
+import { type ActivityWalk, readActivityPage } from "./activity_reader.ts";
+import { type ActivitySummary, loadActivity } from "./activity_state.ts";
+import { commitBatch } from "./batch_commit.ts";
+import type { ActivityOp, ClearOp, MarkOp, PromoteOp, RetireOp, TrackOp } from "./batch_ops.ts";
 import { GroupCommitter } from "./group_commit.ts";
 import { seqsPrefix, volumeKey, type VolumeRecord, volumesPrefix } from "./kv_layout.ts";
 import { decideRegistration, type Registration } from "./registration.ts";
@@ -43,6 +65,8 @@ export const volumesMax = 4096;
 export const queueOpsMaxDefault = 16_384;
 /** Most segment pieces one commit batch takes (one command spanning more goes alone). */
 export const batchPiecesMax = 65_536;
+/** Activity bitmaps cached (128 B each). */
+export const activityCacheMaxDefault = 4096;
 
 /** A log page request, validated. */
 export interface LogQuery {
@@ -79,6 +103,7 @@ export class BitmapStore {
   readonly #clock: Clock;
   readonly #metrics?: Metrics;
   readonly #cache: SegmentCache;
+  readonly #activityCache = new SegmentCache<Uint8Array>(activityCacheMaxDefault);
   readonly #volumes = new Map<string, VolumeState>();
   readonly #committer: GroupCommitter<TrackOp>;
   readonly #ready: Promise<void>;
@@ -91,8 +116,10 @@ export class BitmapStore {
     const ctx = {
       kv,
       cache: this.#cache,
+      activityCache: this.#activityCache,
       volume: (name: string) => this.#volumes.get(name)!,
       summary: (v: VolumeState) => this.#summary(v),
+      activity: (v: VolumeState) => this.#activity(v),
       onAtomic: () => {
         this.stats.atomics++;
         this.#metrics?.count(
@@ -142,6 +169,7 @@ export class BitmapStore {
       }
       const fresh = volumeState(record, 0);
       fresh.summary = new Map(); // a volume never registered has no tracking state
+      fresh.activity = new Map();
       this.#volumes.set(name, fresh);
       return fresh;
     });
@@ -193,6 +221,59 @@ export class BitmapStore {
     return { regionsCleared: op.regionsCleared, regionsKept: op.regionsKept };
   }
 
+  /**
+   * Records `host`'s activity marks for every region the extents touch; resolves after they are
+   * committed. Dirty marks, the log and the mark sequence are not touched.
+   */
+  async recordActivity(
+    name: string,
+    host: string,
+    extents: readonly Extent[],
+  ): Promise<ActivityResponse> {
+    const v = await this.#volume(name);
+    const runs = runsOfExtents(v, extents);
+    const op: ActivityOp = { kind: "activity", volume: name, host, runs, regionsNew: 0 };
+    await this.#committer.submit(op, segmentsSpanned(runs));
+    const regionsMarked = runs.reduce((n, r) => n + r.count, 0);
+    return { volume: name, host, regionsMarked, regionsNew: op.regionsNew };
+  }
+
+  /** Clears `host`'s activity marks of the regions the extents touch; resolves after commit. */
+  async retireActivity(
+    name: string,
+    host: string,
+    extents: readonly Extent[],
+  ): Promise<ActivityRetireResponse> {
+    const v = await this.#volume(name);
+    const runs = runsOfExtents(v, extents);
+    const op: RetireOp = { kind: "retire", volume: name, host, runs, regionsRetired: 0 };
+    await this.#committer.submit(op, segmentsSpanned(runs));
+    return { regionsRetired: op.regionsRetired };
+  }
+
+  /**
+   * Turns every activity mark of `host` into a dirty mark at `time` with a new mark sequence (so a
+   * clear with any token issued before keeps it), and clears the activity marks; one committer
+   * operation, crash-safe as batch_commit.ts explains. Resolves after the commit.
+   */
+  async promoteActivity(
+    name: string,
+    host: string,
+    time: number,
+  ): Promise<ActivityPromoteResponse> {
+    const v = await this.#volume(name);
+    const op: PromoteOp = { kind: "promote", volume: name, host, time, regionsPromoted: 0 };
+    const weight = v.activity?.get(host)?.segments.size ?? 1;
+    await this.#committer.submit(op, Math.max(1, weight));
+    return { regionsPromoted: op.regionsPromoted };
+  }
+
+  /** One page of the volume's activity marks, of one host or all (activity_reader.ts). */
+  async activityPage(name: string, query: ActivityWalk): Promise<ActivityPage> {
+    const v = await this.#volume(name);
+    return await readActivityPage(this.#kv, v, query);
+  }
+
   /** One page of the volume's tracking log (log_reader.ts). */
   async logPage(name: string, query: LogQuery): Promise<LogPage> {
     const v = await this.#volume(name);
@@ -237,14 +318,22 @@ export class BitmapStore {
     return v;
   }
 
-  /** The volume as the API shows it; its summary is loaded by the committer when missing. */
+  /** The volume as the API shows it; its summaries are loaded by the committer when missing. */
   async #info(v: VolumeState): Promise<VolumeInfo> {
-    return volumeInfo(v, v.summary ?? await this.#committer.exclusive(() => this.#summary(v)));
+    if (v.summary && v.activity) return volumeInfo(v, v.summary, v.activity);
+    return await this.#committer.exclusive(async () =>
+      volumeInfo(v, await this.#summary(v), await this.#activity(v))
+    );
   }
 
   /** The volume's summary; loads it from KV first if needed (inside the committer only). */
   async #summary(v: VolumeState): Promise<Map<number, SegmentSummary>> {
     return v.summary ??= await loadSummary(this.#kv, v);
+  }
+
+  /** The volume's activity summary; loads it from KV first if needed (inside the committer only). */
+  async #activity(v: VolumeState): Promise<ActivitySummary> {
+    return v.activity ??= await loadActivity(this.#kv, v);
   }
 
   #countBatch(ops: number): void {

@@ -4,6 +4,12 @@
  */
 import { call, callJson, type HttpClientOptions, ServiceCallError } from "../src/http_client.ts";
 import type {
+  ActivityPage,
+  ActivityPromoteResponse,
+  ActivityRequest,
+  ActivityResponse,
+  ActivityRetireRequest,
+  ActivityRetireResponse,
   ClearRequest,
   ClearResponse,
   LogPage,
@@ -17,6 +23,14 @@ import type {
 export interface LogPageQuery {
   since?: number;
   until?: number;
+  cursor?: string;
+  limit?: number;
+}
+
+/** Query of one activity page; `cursor` comes from the previous page's `nextCursor`. */
+export interface ActivityPageQuery {
+  /** Only this host's activity; every host's when absent. */
+  host?: string;
   cursor?: string;
   limit?: number;
 }
@@ -90,6 +104,49 @@ export class TrackerClient {
     return callJson(this.baseUrl, `/v1/volumes/${encodeURIComponent(name)}/clear`, {
       method: "POST",
       json: req,
+    }, this.opts);
+  }
+
+  /**
+   * Records the host's activity marks for the regions the extents touch (kept apart from dirty
+   * marks); resolves only once the tracker committed them.
+   */
+  activity(req: ActivityRequest): Promise<ActivityResponse> {
+    return callJson(this.baseUrl, "/v1/activity", { method: "POST", json: req }, this.opts);
+  }
+
+  /** Clears the host's activity marks of the regions the extents touch, once committed. */
+  retireActivity(name: string, req: ActivityRetireRequest): Promise<ActivityRetireResponse> {
+    return callJson(
+      this.baseUrl,
+      `/v1/volumes/${encodeURIComponent(name)}/activity/retire`,
+      { method: "POST", json: req },
+      this.opts,
+    );
+  }
+
+  /**
+   * Turns every activity mark of `host` on the volume into a dirty mark newer than any token
+   * issued before, and clears them; what a restarting host (or reconstruct for a dead one) calls.
+   */
+  promoteActivity(name: string, host: string): Promise<ActivityPromoteResponse> {
+    return callJson(
+      this.baseUrl,
+      `/v1/volumes/${encodeURIComponent(name)}/activity/promote`,
+      { method: "POST", json: { host } },
+      this.opts,
+    );
+  }
+
+  /** One page of the volume's activity marks, of `query.host` or of every host. */
+  activityPage(name: string, query: ActivityPageQuery = {}): Promise<ActivityPage> {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(query)) {
+      if (value !== undefined) params.set(key, String(value));
+    }
+    const qs = params.size ? `?${params}` : "";
+    return callJson(this.baseUrl, `/v1/volumes/${encodeURIComponent(name)}/activity${qs}`, {
+      method: "GET",
     }, this.opts);
   }
 

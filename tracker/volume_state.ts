@@ -1,13 +1,15 @@
 /**
- * A registered volume as the tracker holds it in memory: its record, its mark sequence and a
- * per-segment summary of its dirty regions (loaded on first need, then kept current by every
- * commit), plus the checks that turn a request's extents into region runs of that volume.
+ * A registered volume as the tracker holds it in memory: its record, its mark sequence, a
+ * per-segment summary of its dirty regions and one of each host's activity regions (each loaded on
+ * first need, then kept current by every commit), plus the checks that turn a request's extents
+ * into region runs of that volume.
  */
 import assert from "node:assert/strict";
 import { popcount, regionsPerSegment, testBit } from "../src/dirty_bitmap.ts";
 import { badRequest } from "../src/errors.ts";
 import { checkRange, type Extent, regionCount, type RegionRun, regionsOf } from "../src/extent.ts";
 import type { VolumeInfo } from "../src/schemas.ts";
+import { type ActivitySummary, activityTotals } from "./activity_state.ts";
 import { dirtyPrefix, markedPrefix, type VolumeRecord } from "./kv_layout.ts";
 import { markEntryBytes, oldestInRecord, type StoredSegment } from "./segment_state.ts";
 
@@ -30,6 +32,8 @@ export interface VolumeState {
   seq: number;
   /** Dirty segments → summary; null until loaded (or after a failed commit made it unsure). */
   summary: Map<number, SegmentSummary> | null;
+  /** Each host's activity regions by segment; null until loaded (or after a failed commit). */
+  activity: ActivitySummary | null;
 }
 
 /** A fresh in-memory state for a record. */
@@ -39,6 +43,7 @@ export function volumeState(record: VolumeRecord, seq: number): VolumeState {
     regionCount: regionCount(record.sizeBytes, record.regionBytes),
     seq,
     summary: null,
+    activity: null,
   };
 }
 
@@ -94,8 +99,12 @@ export async function loadSummary(
   return summary;
 }
 
-/** The volume as the API shows it, from a loaded summary. */
-export function volumeInfo(v: VolumeState, summary: Map<number, SegmentSummary>): VolumeInfo {
+/** The volume as the API shows it, from its loaded summaries. */
+export function volumeInfo(
+  v: VolumeState,
+  summary: Map<number, SegmentSummary>,
+  activity: ActivitySummary,
+): VolumeInfo {
   const { record } = v;
   let dirtyRegions = 0;
   let oldest = Infinity;
@@ -115,6 +124,7 @@ export function volumeInfo(v: VolumeState, summary: Map<number, SegmentSummary>)
     dirtyRegions,
     dirtyBytes: dirtyRegions * record.regionBytes - tailCut,
     oldestMarkAt: Number.isFinite(oldest) ? oldest : null,
+    ...activityTotals(activity),
   };
 }
 

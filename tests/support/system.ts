@@ -18,6 +18,8 @@ export interface System {
   /** Starts the backup again on its port and data dir (after a kill). */
   restartBackup(): Promise<void>;
   restartTracker(): Promise<void>;
+  /** SIGKILLs the host agent (if running) and starts it again with the same flags and port. */
+  restartHost(): Promise<void>;
   /** Waits until the host agent reports the backup online (mode "mirroring"). */
   waitMirroring(timeoutMs?: number): Promise<void>;
   /** Runs `deno task reconstruct` as a process; returns its exit code and output. */
@@ -44,6 +46,7 @@ export async function startSystem(
   const primaryPath = `${dir}/primary/${volume}.img`;
   await Deno.mkdir(`${dir}/primary`, { recursive: true });
   const started: ServiceProcess[] = [];
+  let hostArgs: string[] = [];
   const sys = {} as System;
   try {
     sys.tracker = await startService("tracker/main.ts", ["--kv", kv], { port: trackerPort });
@@ -52,7 +55,7 @@ export async function startSystem(
     started.push(sys.backup);
     const nbdPort = freePort();
     sys.nbdUri = `nbd://127.0.0.1:${nbdPort}/${volume}`;
-    sys.host = await startService("host/main.ts", [
+    hostArgs = [
       "--nbd-port",
       String(nbdPort),
       "--tracker",
@@ -62,7 +65,8 @@ export async function startSystem(
       "--volume",
       `${volume}=${primaryPath}:${sizeBytes}`,
       ...(opts.hostArgs ?? []),
-    ]);
+    ];
+    sys.host = await startService("host/main.ts", hostArgs);
     started.push(sys.host);
   } catch (err) {
     for (const p of started) await p.kill();
@@ -80,6 +84,10 @@ export async function startSystem(
       sys.backup = await startService("backup/main.ts", ["--data", backupDir], {
         port: backupPort,
       });
+    },
+    async restartHost() {
+      await sys.host.kill();
+      sys.host = await startService("host/main.ts", hostArgs, { port: sys.host.port });
     },
     async restartTracker() {
       await sys.tracker.kill();

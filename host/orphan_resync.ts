@@ -1,0 +1,85 @@
+/**
+ * Resync of a volume whose host agent will not come back (`reconstruct --host ID`): take over its
+ * lease at the tracker, promote the dead host's activity marks to dirty marks (it may have died
+ * between a backup acknowledgement and a primary write), and copy every marked region from the
+ * primary image, reachable from here, to the backup.
+ */
+import { systemClock } from "../src/clock.ts";
+import type { VolumeInfo } from "../src/schemas.ts";
+import type { BackupClient } from "../backup/client.ts";
+import type { TrackerClient } from "../tracker/client.ts";
+import { FileVolume } from "./file_volume.ts";
+import { RangeLock } from "./range_lock.ts";
+import { Resync, type ResyncProgress } from "./resync.ts";
+
+export interface OrphanOptions {
+  tracker: TrackerClient;
+  backup: BackupClient;
+  /** The identity that takes the lease over (a host id). */
+  asHost: string;
+  /** Where the primary image of the volume is, seen from this machine. */
+  primaryPath: string;
+  /** Take the lease even while the old owner's lease runs (it may be alive!). */
+  force: boolean;
+  show: (p: ResyncProgress) => void;
+}
+
+/** Takes over `info`'s volume and resyncs it; throws with a clear message on refusal. */
+export async function resyncOrphan(info: VolumeInfo, opts: OrphanOptions): Promise<ResyncProgress> {
+  const now = systemClock.now();
+  if (info.leaseExpiresAt > now && !opts.force) {
+    throw new Error(
+      `host "${info.ownerHost}" still holds the lease on "${info.name}" for ` +
+        `${Math.ceil((info.leaseExpiresAt - now) / 1000)} s more; it may be alive. ` +
+        `Stop it, wait, or pass --force`,
+    );
+  }
+  const primary = await FileVolume.open(opts.primaryPath, info.sizeBytes);
+  try {
+    await opts.tracker.registerVolume(info.name, {
+      sizeBytes: info.sizeBytes,
+      regionBytes: info.regionBytes,
+      ownerHost: opts.asHost,
+      // reconstruct serves no API: a host agent taking the volume back re-registers with its own.
+      ownerUrl: "http://127.0.0.1:1",
+      takeover: true,
+    });
+    const { regionsPromoted } = await opts.tracker.promoteActivity(info.name, info.ownerHost);
+    if (regionsPromoted > 0) {
+      console.log(
+        `reconstruct: "${info.name}": ${regionsPromoted} activity regions of host ` +
+          `"${info.ownerHost}" are now dirty`,
+      );
+    }
+    // An epoch above any the dead host used (its epochs started at its own start time).
+    const epoch = systemClock.now();
+    await opts.backup.registerVolume(info.name, info.sizeBytes, epoch);
+    let offline: unknown;
+    const resync = new Resync({
+      volume: info.name,
+      regionBytes: info.regionBytes,
+      primary,
+      locks: new RangeLock(),
+      backup: {
+        get isOnline() {
+          return offline === undefined;
+        },
+        markOffline: (err) => (offline = err),
+      },
+      writer: { writeBatch: (volume, body) => opts.backup.writeBatch(volume, body, epoch) },
+      tracker: opts.tracker,
+      marker: { forget: () => {} },
+      clock: systemClock,
+    });
+    const job = resync.start();
+    while (resync.running) {
+      opts.show(resync.progress);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const done = await job;
+    opts.show(done);
+    return done;
+  } finally {
+    await primary.close();
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * Loads what a commit batch works on: committed dirty segments (bitmap and mark record in one
+ * snapshot) and hosts' activity bitmaps, from the caches when they hold them, else from KV (then
+ * cached). Called inside the committer only, so the cache and KV agree.
+ */
+import { segmentBytes } from "../src/dirty_bitmap.ts";
+import { activityCount, activityScope, readActivitySegments } from "./activity_state.ts";
+import type { BatchContext } from "./batch_commit.ts";
+import { type HostOp, isHostOp, type Piece, type SegmentWork, touchesDirty } from "./batch_ops.ts";
+import { dirtyKey, markedKey } from "./kv_layout.ts";
+import { SegmentState, type StoredSegment } from "./segment_state.ts";
+import type { VolumeState } from "./volume_state.ts";
+
+/** Segments per `kv.getMany` (Deno KV reads at most 10 keys at once; two keys a segment). */
+export const getManySegmentsMax = 5;
+
+/**
+ * The committed state of a window of segments, ready to apply pieces to: the dirty state where a
+ * piece may change it, and the activity bits of every host a piece works on (a copy; a segment
+ * the activity summary knows to be clean is not read).
+ */
+export async function loadWindow(
+  ctx: BatchContext,
+  v: VolumeState,
+  window: readonly number[],
+  segments: ReadonlyMap<number, readonly Piece[]>,
+): Promise<Map<number, SegmentWork>> {
+  const name = v.record.name;
+  const dirtyWanted: number[] = [];
+  const activityWanted: Array<[string, number]> = [];
+  const works = new Map<number, SegmentWork>();
+  for (const segment of window) {
+    const pieces = segments.get(segment)!;
+    if (pieces.some((p) => touchesDirty(p.op))) dirtyWanted.push(segment);
+    const hosts = new Set(pieces.filter((p) => isHostOp(p.op)).map((p) => (p.op as HostOp).host));
+    for (const host of hosts) activityWanted.push([host, segment]);
+    works.set(segment, { dirty: null, activity: new Map() });
+  }
+  const [dirty, activity] = await Promise.all([
+    loadSegments(ctx, name, dirtyWanted),
+    loadActivity(ctx, v, activityWanted),
+  ]);
+  for (const [segment, stored] of dirty) {
+    works.get(segment)!.dirty = SegmentState.decode(stored, `${name}/${segment}`);
+  }
+  activityWanted.forEach(([host, segment], i) => {
+    works.get(segment)!.activity.set(host, activity[i]);
+  });
+  return works;
+}
+
+/** Working copies of activity segments `[host, segment]`: from the summary, cache or KV. */
+async function loadActivity(
+  ctx: BatchContext,
+  v: VolumeState,
+  wanted: ReadonlyArray<readonly [string, number]>,
+): Promise<Uint8Array[]> {
+  const name = v.record.name;
+  const summary = await ctx.activity(v);
+  const out: Uint8Array[] = [];
+  const missing: number[] = [];
+  wanted.forEach(([host, segment], i) => {
+    const hit = activityCount(summary, host, segment) === 0
+      ? null
+      : ctx.activityCache.get(activityScope(name, host), segment);
+    if (hit === undefined) missing.push(i);
+    out[i] = hit ? hit.slice() : new Uint8Array(segmentBytes);
+  });
+  const found = await readActivitySegments(ctx.kv, name, missing.map((i) => wanted[i]));
+  missing.forEach((i, j) => {
+    const [host, segment] = wanted[i];
+    ctx.activityCache.set(activityScope(name, host), segment, found[j]);
+    if (found[j]) out[i] = found[j]!.slice();
+  });
+  return out;
+}
+
+/** Committed state of the segments, from the cache or else KV (then cached). */
+async function loadSegments(
+  ctx: BatchContext,
+  name: string,
+  segments: readonly number[],
+): Promise<Map<number, StoredSegment | null>> {
+  const out = new Map<number, StoredSegment | null>();
+  const missing: number[] = [];
+  for (const s of segments) {
+    const hit = ctx.cache.get(name, s);
+    if (hit === undefined) missing.push(s);
+    else out.set(s, hit);
+  }
+  const reads: Promise<void>[] = [];
+  for (let i = 0; i < missing.length; i += getManySegmentsMax) {
+    const group = missing.slice(i, i + getManySegmentsMax);
+    reads.push(
+      readSegments(ctx.kv, name, group).then((found) => {
+        for (const [s, stored] of found) {
+          out.set(s, stored);
+          ctx.cache.set(name, s, stored);
+        }
+      }),
+    );
+  }
+  await Promise.all(reads);
+  return out;
+}
+
+/**
+ * Reads segments from KV, each bitmap with its mark record in the same snapshot (one getMany),
+ * so the pair always matches even while a commit is writing elsewhere.
+ */
+export async function readSegments(
+  kv: Deno.Kv,
+  name: string,
+  segments: readonly number[],
+): Promise<Map<number, StoredSegment | null>> {
+  const keys = segments.flatMap((s) => [dirtyKey(name, s), markedKey(name, s)]);
+  const entries = await kv.getMany<Uint8Array[]>(keys);
+  const out = new Map<number, StoredSegment | null>();
+  segments.forEach((s, i) => {
+    const bits = entries[2 * i].value;
+    const record = entries[2 * i + 1].value;
+    if ((bits === null) !== (record === null)) {
+      throw new Error(`Segment ${name}/${s} has a bitmap or a mark record but not both`);
+    }
+    out.set(s, bits && record ? { bits, record } : null);
+  });
+  return out;
+}
