@@ -9,6 +9,7 @@
  *
  *   deno run -A bench/tracker_bench.ts
  */
+import { seededRandom as random } from "../src/random.ts";
 import { Hono } from "hono";
 import { segmentPieces } from "../src/dirty_bitmap.ts";
 import { regionsOf } from "../src/extent.ts";
@@ -27,18 +28,6 @@ export const clientsConcurrent = 64;
 export const caseMs = 2000;
 const regionBytes = 64 * 1024;
 const volumeBytes = 1024 * 1024 * regionBytes; // 64 GiB: 1024 segments
-
-/** mulberry32: seeded, so a run can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The naive path: read-modify-write of each touched segment in its own atomic, per request. */
 async function naiveMark(kv: Deno.Kv, req: TrackRequest, time: number): Promise<number> {

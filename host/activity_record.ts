@@ -21,6 +21,7 @@
 import { DirtyBitmap } from "../src/dirty_bitmap.ts";
 import { type Extent, extentOfRegions, type RegionRun, regionsOf } from "../src/extent.ts";
 import { trackExtentsMax, type TrackRequest } from "../src/schemas.ts";
+import { MarkQueue } from "./mark_queue.ts";
 
 /** What the record needs of the tracker client. */
 export interface ActivityTracker {
@@ -39,12 +40,6 @@ export interface ActivityOptions {
 export const activityRegionsMaxDefault = 4096;
 export const predictRegionsDefault = 16;
 
-interface Pending {
-  run: RegionRun;
-  resolve: () => void;
-  reject: (err: unknown) => void;
-}
-
 export class ActivityRecord {
   /** Regions the tracker holds an activity mark for, on behalf of this host. */
   readonly hot = new DirtyBitmap();
@@ -56,17 +51,12 @@ export class ActivityRecord {
   readonly tainted = new DirtyBitmap();
   /** Regions whose retire is in flight, and the promise of its end. */
   readonly #retiring = new Map<number, Promise<void>>();
-  /** Commands in flight: each remembers regions forgotten while it flew. */
-  readonly #flying = new Set<DirtyBitmap>();
-  readonly #queue: Pending[] = [];
-  #sending = 0;
+  readonly #commands: MarkQueue;
   #retireRunning = false;
   /** False until the previous incarnation's marks were promoted: nothing may be retired before. */
   retireEnabled = false;
   readonly activityRegionsMax: number;
   readonly predictRegions: number;
-  /** Activity commands sent. */
-  commandsSent = 0;
   /** Retire commands sent and regions retired. */
   retiresSent = 0;
   regionsRetired = 0;
@@ -84,6 +74,31 @@ export class ActivityRecord {
   ) {
     this.activityRegionsMax = opts.activityRegionsMax ?? activityRegionsMaxDefault;
     this.predictRegions = opts.predictRegions ?? predictRegionsDefault;
+    this.#commands = new MarkQueue(
+      (runs) =>
+        this.tracker.activity({
+          volume: this.volume,
+          host: this.hostId,
+          extents: runs.map((run) => extentOfRegions(run, this.regionBytes, this.sizeBytes)),
+          time: this.now(),
+        }),
+      (runs, voided) => {
+        for (const run of runs) {
+          this.hot.set(run);
+          for (let r = run.first; r < run.first + run.count; r++) {
+            if (!this.#recency.has(r)) this.#recency.set(r, true);
+          }
+        }
+        // A retire sent while this command flew may have reached the tracker after it: those
+        // regions are not known to be marked, so they stay cold (acquire marks them again).
+        for (const run of voided.runs()) this.#drop(run);
+      },
+    );
+  }
+
+  /** Activity commands sent. */
+  get commandsSent(): number {
+    return this.#commands.commandsSent;
   }
 
   /**
@@ -106,14 +121,7 @@ export class ActivityRecord {
       const total = Math.ceil(this.sizeBytes / this.regionBytes);
       const predicted = Math.max(0, Math.min(this.predictRegions, total - (run.first + run.count)));
       this.regionsPredicted += predicted;
-      await new Promise<void>((resolve, reject) => {
-        this.#queue.push({
-          run: { first: run.first, count: run.count + predicted },
-          resolve,
-          reject,
-        });
-        this.#pump();
-      });
+      await this.#commands.mark({ first: run.first, count: run.count + predicted });
     }
     this.#touch(run);
     this.#maybeRetire();
@@ -218,52 +226,13 @@ export class ActivityRecord {
   #drop(run: RegionRun): void {
     this.hot.clear(run);
     for (let r = run.first; r < run.first + run.count; r++) this.#recency.delete(r);
-    for (const voided of this.#flying) voided.set(run);
+    this.#commands.void(run);
   }
 
   #touch(run: RegionRun): void {
     for (let r = run.first; r < run.first + run.count; r++) {
       this.#recency.delete(r);
       this.#recency.set(r, true);
-    }
-  }
-
-  #pump(): void {
-    while (this.#sending < 2 && this.#queue.length > 0) {
-      const batch = this.#queue.splice(0, trackExtentsMax);
-      this.#sending++;
-      this.#send(batch).finally(() => {
-        this.#sending--;
-        this.#pump();
-      });
-    }
-  }
-
-  async #send(batch: Pending[]): Promise<void> {
-    const voided = new DirtyBitmap();
-    this.#flying.add(voided);
-    try {
-      this.commandsSent++;
-      await this.tracker.activity({
-        volume: this.volume,
-        host: this.hostId,
-        extents: batch.map((p) => extentOfRegions(p.run, this.regionBytes, this.sizeBytes)),
-        time: this.now(),
-      });
-      for (const p of batch) {
-        this.hot.set(p.run);
-        for (let r = p.run.first; r < p.run.first + p.run.count; r++) {
-          if (!this.#recency.has(r)) this.#recency.set(r, true);
-        }
-      }
-      // A retire sent while this command flew may have reached the tracker after it: those
-      // regions are not known to be marked, so they stay cold (acquire marks them again).
-      for (const run of voided.runs()) this.#drop(run);
-      for (const p of batch) p.resolve();
-    } catch (err) {
-      for (const p of batch) p.reject(err);
-    } finally {
-      this.#flying.delete(voided);
     }
   }
 }

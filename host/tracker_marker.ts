@@ -15,29 +15,19 @@
  */
 import { DirtyBitmap } from "../src/dirty_bitmap.ts";
 import { extentOfRegions, type RegionRun, regionsOf } from "../src/extent.ts";
-import { trackExtentsMax, type TrackRequest } from "../src/schemas.ts";
+import type { TrackRequest } from "../src/schemas.ts";
+import { MarkQueue } from "./mark_queue.ts";
 
 /** What the marker needs of the tracker client. */
 export interface TrackSender {
   track(req: TrackRequest): Promise<unknown>;
 }
 
-interface Pending {
-  run: RegionRun;
-  resolve: () => void;
-  reject: (err: unknown) => void;
-}
-
 export class TrackerMarker {
   /** Regions the tracker is known to hold marked for this volume. */
   readonly cache = new DirtyBitmap();
-  readonly #queue: Pending[] = [];
-  readonly #flying = new Set<DirtyBitmap>();
-  #inflight = 0;
-  readonly #inflightMax = 2;
+  readonly #commands: MarkQueue;
   readonly #regionsTotal: number;
-  /** Tracking commands sent (each one KV commit's worth of waiting for a write). */
-  commandsSent = 0;
   /** Writes that found their regions already marked and needed no tracker call. */
   cacheHits = 0;
   /** Regions marked ahead of writes by prediction. */
@@ -53,6 +43,24 @@ export class TrackerMarker {
     readonly predictRegions = 0,
   ) {
     this.#regionsTotal = Math.ceil(sizeBytes / regionBytes);
+    this.#commands = new MarkQueue(
+      (runs) =>
+        this.sender.track({
+          volume: this.volume,
+          host: this.hostId,
+          extents: runs.map((run) => extentOfRegions(run, this.regionBytes, this.sizeBytes)),
+          time: this.now(),
+        }),
+      (runs, voided) => {
+        for (const run of runs) this.cache.set(run);
+        for (const run of voided.runs()) this.cache.clear(run);
+      },
+    );
+  }
+
+  /** Tracking commands sent (each one KV commit's worth of waiting for a write). */
+  get commandsSent(): number {
+    return this.#commands.commandsSent;
   }
 
   /** Resolves once the tracker holds marks covering `offset`+`length`. */
@@ -66,58 +74,19 @@ export class TrackerMarker {
       const end = run.first + run.count;
       const predicted = Math.max(0, Math.min(this.predictRegions, this.#regionsTotal - end));
       this.regionsPredicted += predicted;
-      await new Promise<void>((resolve, reject) => {
-        this.#queue.push({
-          run: { first: run.first, count: run.count + predicted },
-          resolve,
-          reject,
-        });
-        this.#pump();
-      });
+      await this.#commands.mark({ first: run.first, count: run.count + predicted });
     }
   }
 
   /** Drops regions from the cache; call before clearing them at the tracker. */
   forget(run: RegionRun): void {
     this.cache.clear(run);
-    for (const voided of this.#flying) voided.set(run);
+    this.#commands.void(run);
   }
 
   /** Drops the whole cache (e.g. when the tracker's state is unknown). */
   forgetAll(): void {
     this.cache.reset();
-    for (const voided of this.#flying) voided.set({ first: 0, count: this.#regionsTotal });
-  }
-
-  #pump(): void {
-    while (this.#inflight < this.#inflightMax && this.#queue.length > 0) {
-      const batch = this.#queue.splice(0, trackExtentsMax);
-      this.#inflight++;
-      this.#send(batch).finally(() => {
-        this.#inflight--;
-        this.#pump();
-      });
-    }
-  }
-
-  async #send(batch: Pending[]): Promise<void> {
-    const voided = new DirtyBitmap();
-    this.#flying.add(voided);
-    try {
-      this.commandsSent++;
-      await this.sender.track({
-        volume: this.volume,
-        host: this.hostId,
-        extents: batch.map((p) => extentOfRegions(p.run, this.regionBytes, this.sizeBytes)),
-        time: this.now(),
-      });
-      for (const p of batch) this.cache.set(p.run);
-      for (const run of voided.runs()) this.cache.clear(run);
-      for (const p of batch) p.resolve();
-    } catch (err) {
-      for (const p of batch) p.reject(err);
-    } finally {
-      this.#flying.delete(voided);
-    }
+    this.#commands.void({ first: 0, count: this.#regionsTotal });
   }
 }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { seededRandom as mulberry32 } from "../src/random.ts";
 import {
   bitRuns,
   clearBits,
@@ -13,18 +14,6 @@ import {
 import type { RegionRun } from "../src/extent.ts";
 
 const S = regionsPerSegment;
-
-/** mulberry32: a tiny seeded PRNG, so a failing random sequence can be replayed from its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Runs of consecutive members of a set of region indexes, ascending. */
 function modelRuns(model: Set<number>): RegionRun[] {
