@@ -5,11 +5,15 @@
  * marked regions. Those marks are promoted to dirty marks when the host restarts (or by
  * `reconstruct --host ID`) and resynced.
  *
- * The host keeps the set of regions the tracker holds for it ("hot"). A write inside hot regions
- * needs no tracker call. A write touching a cold region first records an activity mark for its
- * regions plus the `predictRegions` regions after them (sequential look-ahead), in one command.
+ * Activity is kept in units of `unitBytes` (a power-of-two multiple of the region, default 4 MiB
+ * as DRBD's activity-log extents): a coarse unit keeps random and hot-spot writes inside the hot
+ * set, at the price of resyncing whole units after a crash. Below, "region" means such a unit.
  *
- * The hot set is bounded by `activityRegionsMax`: the least recently written regions are retired in
+ * The host keeps the set of units the tracker holds for it ("hot"). A write inside hot units
+ * needs no tracker call. A write touching a cold unit first records an activity mark for its
+ * units plus the `predictUnits` units after them (sequential look-ahead), in one command.
+ *
+ * The hot set is bounded by `unitsMax`: the least recently written units are retired in
  * batches, but only when no write to them is in flight and the backup acknowledged every write to
  * them. A region is removed from the hot set before its retire is sent, and a write to a region
  * whose retire is in flight waits for it, so a new mark can never be overtaken by an old retire.
@@ -32,13 +36,17 @@ export interface ActivityTracker {
 
 export interface ActivityOptions {
   /** Most regions held hot; the least recently written beyond it are retired. */
-  activityRegionsMax?: number;
+  unitsMax?: number;
   /** Regions after a cold write's own that are marked with it (look-ahead). */
-  predictRegions?: number;
+  predictUnits?: number;
 }
 
-export const activityRegionsMaxDefault = 4096;
+/** Default bound of the hot set, in regions (4 GiB of volume at 64 KiB regions). */
+export const activityRegionsMaxDefault = 65536;
+/** Default look-ahead, in regions (dirty marks) — activity units round it up. */
 export const predictRegionsDefault = 16;
+/** Default activity unit: activity marks cover aligned 4 MiB, like DRBD's activity-log extents. */
+export const activityUnitBytesDefault = 4 * 1024 * 1024;
 
 export class ActivityRecord {
   /** Regions the tracker holds an activity mark for, on behalf of this host. */
@@ -55,8 +63,8 @@ export class ActivityRecord {
   #retireRunning = false;
   /** False until the previous incarnation's marks were promoted: nothing may be retired before. */
   retireEnabled = false;
-  readonly activityRegionsMax: number;
-  readonly predictRegions: number;
+  readonly unitsMax: number;
+  readonly predictUnits: number;
   /** Retire commands sent and regions retired. */
   retiresSent = 0;
   regionsRetired = 0;
@@ -67,19 +75,19 @@ export class ActivityRecord {
     private readonly tracker: ActivityTracker,
     readonly hostId: string,
     readonly volume: string,
-    readonly regionBytes: number,
+    readonly unitBytes: number,
     readonly sizeBytes: number,
     private readonly now: () => number,
     opts: ActivityOptions = {},
   ) {
-    this.activityRegionsMax = opts.activityRegionsMax ?? activityRegionsMaxDefault;
-    this.predictRegions = opts.predictRegions ?? predictRegionsDefault;
+    this.unitsMax = opts.unitsMax ?? activityRegionsMaxDefault;
+    this.predictUnits = opts.predictUnits ?? predictRegionsDefault;
     this.#commands = new MarkQueue(
       (runs) =>
         this.tracker.activity({
           volume: this.volume,
           host: this.hostId,
-          extents: runs.map((run) => extentOfRegions(run, this.regionBytes, this.sizeBytes)),
+          extents: runs.map((run) => extentOfRegions(run, this.unitBytes, this.sizeBytes)),
           time: this.now(),
         }),
       (runs, voided) => {
@@ -106,7 +114,7 @@ export class ActivityRecord {
    * one of them holds an activity mark at the tracker. Call `release` whatever happens next.
    */
   async acquire(offset: number, length: number): Promise<void> {
-    const run = regionsOf(offset, length, this.regionBytes);
+    const run = regionsOf(offset, length, this.unitBytes);
     for (let r = run.first; r < run.first + run.count; r++) {
       this.#inflight.set(r, (this.#inflight.get(r) ?? 0) + 1);
     }
@@ -118,8 +126,8 @@ export class ActivityRecord {
         continue;
       }
       if (this.hot.hasAll(run)) break;
-      const total = Math.ceil(this.sizeBytes / this.regionBytes);
-      const predicted = Math.max(0, Math.min(this.predictRegions, total - (run.first + run.count)));
+      const total = Math.ceil(this.sizeBytes / this.unitBytes);
+      const predicted = Math.max(0, Math.min(this.predictUnits, total - (run.first + run.count)));
       this.regionsPredicted += predicted;
       await this.#commands.mark({ first: run.first, count: run.count + predicted });
     }
@@ -132,7 +140,7 @@ export class ActivityRecord {
    * otherwise its regions are tainted and will not be retired before a dirty mark covers them.
    */
   release(offset: number, length: number, safe: boolean): void {
-    const run = regionsOf(offset, length, this.regionBytes);
+    const run = regionsOf(offset, length, this.unitBytes);
     for (let r = run.first; r < run.first + run.count; r++) {
       const n = (this.#inflight.get(r) ?? 1) - 1;
       if (n === 0) this.#inflight.delete(r);
@@ -151,8 +159,8 @@ export class ActivityRecord {
   async retireNow(): Promise<void> {
     if (!this.retireEnabled) return;
     await this.#cleanTaint();
-    const excess = this.hot.size - Math.floor(this.activityRegionsMax * 7 / 8);
-    if (excess <= 0 && this.hot.size <= this.activityRegionsMax) return;
+    const excess = this.hot.size - Math.floor(this.unitsMax * 7 / 8);
+    if (excess <= 0 && this.hot.size <= this.unitsMax) return;
     const victims: number[] = [];
     for (const region of this.#recency.keys()) {
       if (victims.length >= excess) break;
@@ -169,7 +177,7 @@ export class ActivityRecord {
     try {
       for (let i = 0; i < runs.length; i += trackExtentsMax) {
         const extents = runs.slice(i, i + trackExtentsMax).map((run) =>
-          extentOfRegions(run, this.regionBytes, this.sizeBytes)
+          extentOfRegions(run, this.unitBytes, this.sizeBytes)
         );
         this.retiresSent++;
         await this.tracker.retireActivity(this.volume, { host: this.hostId, extents });
@@ -186,7 +194,7 @@ export class ActivityRecord {
 
   #maybeRetire(): void {
     if (this.#retireRunning || !this.retireEnabled) return;
-    if (this.hot.size <= this.activityRegionsMax && this.tainted.size === 0) return;
+    if (this.hot.size <= this.unitsMax && this.tainted.size === 0) return;
     this.#retireRunning = true;
     this.retireNow().finally(() => (this.#retireRunning = false));
   }
@@ -201,7 +209,7 @@ export class ActivityRecord {
           volume: this.volume,
           host: this.hostId,
           extents: runs.slice(i, i + trackExtentsMax).map((run) =>
-            extentOfRegions(run, this.regionBytes, this.sizeBytes)
+            extentOfRegions(run, this.unitBytes, this.sizeBytes)
           ),
           time: this.now(),
         });

@@ -62,7 +62,7 @@ export class BackupBatcher {
   ) {
     this.#batchBytesMax = opts.batchBytesMax ?? 8 * 1024 * 1024;
     this.#batchRecordsMax = opts.batchRecordsMax ?? 512;
-    this.#inflightMax = opts.inflightBatchesMax ?? 2;
+    this.#inflightMax = opts.inflightBatchesMax ?? 4;
     this.#queueBytesMax = opts.queueBytesMax ?? 64 * 1024 * 1024;
   }
 

@@ -25,6 +25,7 @@ import {
   ActivityRecord,
   activityRegionsMaxDefault,
   type ActivityTracker,
+  activityUnitBytesDefault,
   predictRegionsDefault,
 } from "./activity_record.ts";
 
@@ -69,8 +70,10 @@ export interface HostAgentOptions {
   takeover?: boolean;
   /** Regions marked ahead of a cold write (look-ahead), for dirty and activity marks. */
   predictRegions?: number;
-  /** Bound of each volume's hot set of activity marks; 0 keeps no activity marks (unsafe). */
+  /** Bound of each volume's hot set of activity marks, in regions; 0 keeps none (unsafe). */
   activityRegionsMax?: number;
+  /** Granularity of activity marks: a power-of-two multiple of the region (default 4 MiB). */
+  activityUnitBytes?: number;
   probe?: ProbeOptions;
   batcher?: BatcherOptions;
   resync?: ResyncOptions;
@@ -200,8 +203,9 @@ export class HostAgent {
         cachedMarkedRegions: v.marker.cache.size,
         activity: v.activity
           ? {
-            hotRegions: v.activity.hot.size,
-            regionsMax: v.activity.activityRegionsMax,
+            unitBytes: v.activity.unitBytes,
+            hotUnits: v.activity.hot.size,
+            unitsMax: v.activity.unitsMax,
             commandsSent: v.activity.commandsSent,
             retiresSent: v.activity.retiresSent,
             regionsRetired: v.activity.regionsRetired,
@@ -247,18 +251,17 @@ export class HostAgent {
       predictRegions,
     );
     const activityRegionsMax = opts.activityRegionsMax ?? activityRegionsMaxDefault;
-    const activity = activityRegionsMax === 0 ? undefined : new ActivityRecord(
-      opts.tracker,
-      opts.hostId,
-      cfg.name,
+    const unitBytes = Math.max(
       opts.regionBytes,
-      cfg.sizeBytes,
-      now,
-      {
-        activityRegionsMax,
-        predictRegions,
-      },
+      opts.activityUnitBytes ?? activityUnitBytesDefault,
     );
+    const regionsPerUnit = unitBytes / opts.regionBytes;
+    const activity = activityRegionsMax === 0
+      ? undefined
+      : new ActivityRecord(opts.tracker, opts.hostId, cfg.name, unitBytes, cfg.sizeBytes, now, {
+        unitsMax: Math.max(1, Math.floor(activityRegionsMax / regionsPerUnit)),
+        predictUnits: Math.ceil(predictRegions / regionsPerUnit),
+      });
     const fork = opts.forking === false ? undefined : new ForkDevice(primary, {
       volume: cfg.name,
       locks,

@@ -5,14 +5,18 @@
  * --no-fork (benchmark baseline), --token.
  */
 import { systemClock } from "../src/clock.ts";
-import { parseSize, regionBytesDefault } from "../src/extent.ts";
+import { checkRegionBytes, isPowerOfTwo, parseSize, regionBytesDefault } from "../src/extent.ts";
 import { parseCount, parseFlags, parsePort, parseUrl, runMain } from "../src/flags.ts";
 import { checkName, namePattern } from "../src/schemas.ts";
 import { BackupClient } from "../backup/client.ts";
 import { TrackerClient } from "../tracker/client.ts";
 import { createHostApp } from "./app.ts";
 import { HostAgent } from "./host_agent.ts";
-import { activityRegionsMaxDefault, predictRegionsDefault } from "./activity_record.ts";
+import {
+  activityRegionsMaxDefault,
+  activityUnitBytesDefault,
+  predictRegionsDefault,
+} from "./activity_record.ts";
 import { nbdPortDefault, serveNbd } from "./nbd_server.ts";
 import { parseVolumeSpec } from "./volume_spec.ts";
 
@@ -32,9 +36,22 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
   --predict-regions N  regions marked ahead of a cold write, dirty or activity (default ${predictRegionsDefault})
   --activity-regions-max N  bound of each volume's hot activity set (default ${activityRegionsMaxDefault};
                        0 keeps no activity marks: a host crash may then leave unmarked differences)
+  --activity-unit-bytes N  granularity of activity marks, a power of two >= the region (default 4MiB)
   --resync-bytes-per-sec N  bound on resync copy rate, e.g. 100MiB (default unbounded)
   --no-fork            serve the primary directly, without mirroring (benchmark baseline only)
   --token T            bearer token for this agent and its peers (or TRACKMIRROR_TOKEN)`;
+
+/** `--activity-unit-bytes`: a power of two, at least one region. */
+function parseUnitBytes(text: string | undefined, regionBytes: number): number {
+  if (text === undefined) return Math.max(regionBytes, activityUnitBytesDefault);
+  const bytes = parseSize(text);
+  if (!isPowerOfTwo(bytes) || bytes < regionBytes) {
+    throw new RangeError(
+      `--activity-unit-bytes "${text}" must be a power of two of at least the region size ${regionBytes}`,
+    );
+  }
+  return bytes;
+}
 
 async function main(): Promise<void> {
   const flags = parseFlags(Deno.args, {
@@ -54,6 +71,7 @@ async function main(): Promise<void> {
     "resync-bytes-per-sec": { type: "string" },
     "predict-regions": { type: "string" },
     "activity-regions-max": { type: "string" },
+    "activity-unit-bytes": { type: "string" },
     token: { type: "string" },
     help: { type: "boolean" },
   });
@@ -68,6 +86,7 @@ async function main(): Promise<void> {
   const backupUrl = parseUrl("backup", flags.backup, "http://127.0.0.1:8702");
   const hostId = checkName("Host", flags["host-id"] ?? "host0");
   const regionBytes = flags["region-bytes"] ? parseSize(flags["region-bytes"]) : regionBytesDefault;
+  checkRegionBytes(regionBytes);
   const volumes = (flags.volume ?? []).map(parseVolumeSpec);
   if (volumes.length === 0) {
     throw new RangeError(`At least one --volume NAME=PATH:SIZE is needed\n${usage}`);
@@ -101,6 +120,7 @@ async function main(): Promise<void> {
       flags["activity-regions-max"],
       activityRegionsMaxDefault,
     ),
+    activityUnitBytes: parseUnitBytes(flags["activity-unit-bytes"], regionBytes),
     resync: {
       bytesPerSecMax: flags["resync-bytes-per-sec"] ? parseSize(flags["resync-bytes-per-sec"]) : 0,
     },

@@ -45,8 +45,8 @@ class FakeTracker implements ActivityTracker {
 
 function record(tracker: FakeTracker, opts: { max?: number; predict?: number } = {}) {
   const rec = new ActivityRecord(tracker, "h", "v", R, size, () => 0, {
-    activityRegionsMax: opts.max ?? 64,
-    predictRegions: opts.predict ?? 4,
+    unitsMax: opts.max ?? 64,
+    predictUnits: opts.predict ?? 4,
   });
   rec.retireEnabled = true;
   return rec;
@@ -138,9 +138,9 @@ Deno.test("a command in flight does not make a region retired meanwhile look hot
   await new Promise((resolve) => setTimeout(resolve, 5));
   // Meanwhile region 5 (hot, not pinned) is retired: the retire reaches the tracker after the
   // command did, so the tracker no longer holds 5.
-  Object.assign(rec, { activityRegionsMax: 0 });
+  Object.assign(rec, { unitsMax: 0 });
   await rec.retireNow();
-  Object.assign(rec, { activityRegionsMax: 1000 });
+  Object.assign(rec, { unitsMax: 1000 });
   assert.ok(!t.active.has(5));
   open();
   t.ackGate = undefined;

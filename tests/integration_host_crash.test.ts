@@ -17,7 +17,14 @@ Deno.test(`host agent killed at random moments under writes: images equal after 
   const sys = await startSystem({
     sizeBytes: 32 * 1024 * 1024,
     // A small hot set, so retirement runs during the rounds too.
-    hostArgs: ["--activity-regions-max", "64", "--predict-regions", "4"],
+    hostArgs: [
+      "--activity-regions-max",
+      "64",
+      "--activity-unit-bytes",
+      "256KiB",
+      "--predict-regions",
+      "4",
+    ],
   });
   try {
     for (let round = 1; round <= rounds; round++) {
