@@ -312,3 +312,21 @@ Deno.test("e) bad input is refused with a message naming the value, and nothing 
     assert.deepEqual((await tracker.listVolumes()).map((v) => v.name), ["vol0"]);
   });
 });
+
+Deno.test("f) reconstruct fails clearly while the backup is offline or the host agent is gone", async () => {
+  await withSystem(async (sys) => {
+    const host = new HostClient(sys.host.url);
+    await sys.waitMirroring();
+    await sys.backup.kill();
+    await host.write(sys.volume, 0, new Uint8Array(4096).fill(5));
+    const offline = await sys.reconstruct();
+    assert.notEqual(offline.code, 0, offline.output);
+    assert.match(offline.output, /backup is still offline/);
+    await sys.host.kill();
+    const gone = await sys.reconstruct();
+    assert.notEqual(gone.code, 0, gone.output);
+    assert.match(gone.output, /host agent "host0" at http:\/\/127\.0\.0\.1:\d+ is unreachable/);
+    const tracker = new TrackerClient(sys.tracker.url);
+    assert.ok((await tracker.getVolume(sys.volume)).dirtyRegions >= 1, "the mark is kept");
+  });
+});
