@@ -1,0 +1,294 @@
+/**
+ * The NBD servers the NBD bench compares, each on a fresh sparse image in its own temp dir:
+ *   nbdkit   — nbdkit's file plugin: the baseline
+ *   no_fork  — the host agent with `--no-fork` (pass-through to the primary)
+ *   online   — the host agent forking, backup online (mirroring)
+ *   tracking — the host agent forking, backup killed with SIGKILL (tracking mode)
+ * The host agent runs with the real tracker and backup processes on loopback. They are started here
+ * rather than by tests/support/system.ts so the bench can pass Deno flags (`--cpu-prof`) and so
+ * it does not depend on test support beyond `freePort`.
+ */
+import { freePort } from "../tests/support/service_process.ts";
+
+export type TargetKey = "nbdkit" | "no_fork" | "online" | "tracking";
+
+/** Labels in result tables, in the order the cases run. */
+export const targetLabels: Record<TargetKey, string> = {
+  nbdkit: "(a) nbdkit file",
+  no_fork: "(b) host --no-fork",
+  online: "(c) forked, backup online",
+  tracking: "(d) forked, backup killed",
+};
+
+export const targetKeys = Object.keys(targetLabels) as TargetKey[];
+
+/** The host agent's write counters (GET /v1/status), for telling which path writes took. */
+export interface HostCounters {
+  mode: string;
+  viaBackup: number;
+  viaTracker: number;
+  failed: number;
+  backupBatches: number;
+  trackerCommands: number;
+  trackerCacheHits: number;
+  /** Activity-mark commands and retires (absent before activity marks existed). */
+  activityCommands: number;
+  activityRetires: number;
+}
+
+export interface NbdTarget {
+  key: TargetKey;
+  uri: string;
+  /** Host counters; undefined for nbdkit. */
+  counters(): Promise<HostCounters | undefined>;
+  /** Called before each workload (the online case drains the backup's journal). */
+  beforeWorkload(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface TargetOptions {
+  sizeBytes: number;
+  /** When set, tracker, backup and host agent run with `--cpu-prof`, each into a subdir of it. */
+  cpuProfDir?: string;
+  /** Extra flags for the host agent (what-if runs, e.g. ["--activity-regions-max", "16384"]). */
+  hostArgs?: string[];
+}
+
+const root = new URL("../", import.meta.url).pathname;
+const volume = "vol0";
+/** Bound on a process becoming ready. */
+const readyMs = 20_000;
+
+/** Starts the target `key` in a new temp dir; `stop` removes the dir. */
+export async function startTarget(key: TargetKey, opts: TargetOptions): Promise<NbdTarget> {
+  const dir = await Deno.makeTempDir({ prefix: `nbd_bench_${key}_` });
+  try {
+    return key === "nbdkit" ? await startNbdkit(dir, opts) : await startHostSystem(key, dir, opts);
+  } catch (err) {
+    await Deno.remove(dir, { recursive: true }).catch(() => {}); // stop() may have removed it
+    throw err;
+  }
+}
+
+async function startNbdkit(dir: string, opts: TargetOptions): Promise<NbdTarget> {
+  const image = `${dir}/${volume}.img`;
+  await createSparse(image, opts.sizeBytes);
+  const port = freePort();
+  const child = new Deno.Command("nbdkit", {
+    args: ["-f", "-p", String(port), "-i", "127.0.0.1", "file", image],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const stop = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // already exited
+    }
+    await child.status;
+    await stderr;
+    await Deno.remove(dir, { recursive: true });
+  };
+  try {
+    await waitListening(port, child.status);
+  } catch (err) {
+    await stop();
+    throw new Error(`nbdkit did not start: ${(err as Error).message}\n${await stderr}`);
+  }
+  return {
+    key: "nbdkit",
+    uri: `nbd://127.0.0.1:${port}/`,
+    counters: () => Promise.resolve(undefined),
+    beforeWorkload: () => Promise.resolve(),
+    stop,
+  };
+}
+
+async function startHostSystem(
+  key: TargetKey,
+  dir: string,
+  opts: TargetOptions,
+): Promise<NbdTarget> {
+  const started: DenoProcess[] = [];
+  const stopAll = async () => {
+    for (const p of started.reverse()) await p.stop();
+    await Deno.remove(dir, { recursive: true });
+  };
+  const spawn = async (name: string, script: string, args: string[]) => {
+    const profDir = opts.cpuProfDir ? `${opts.cpuProfDir}/${name}` : undefined;
+    if (profDir) await Deno.mkdir(profDir, { recursive: true });
+    const p = await spawnDeno(script, args, profDir);
+    started.push(p);
+    return p;
+  };
+  try {
+    const tracker = await spawn("tracker", "tracker/main.ts", ["--kv", `${dir}/tracker.kv`]);
+    const backup = await spawn("backup", "backup/main.ts", ["--data", `${dir}/backup`]);
+    await Deno.mkdir(`${dir}/primary`);
+    const nbdPort = freePort();
+    const host = await spawn("host", "host/main.ts", [
+      "--nbd-port",
+      String(nbdPort),
+      "--tracker",
+      tracker.url,
+      "--backup",
+      backup.url,
+      "--volume",
+      `${volume}=${dir}/primary/${volume}.img:${opts.sizeBytes}`,
+      ...(key === "no_fork" ? ["--no-fork"] : []),
+      ...(opts.hostArgs ?? []),
+    ]);
+    const counters = () => hostCounters(host.url);
+    if (key !== "no_fork") await waitMode(host.url, "mirroring");
+    // The host notices on its first write after the kill (connection refused) and falls back to
+    // the tracker; fio's ramp time covers that.
+    if (key === "tracking") await backup.kill();
+    return {
+      key,
+      uri: `nbd://127.0.0.1:${nbdPort}/${volume}`,
+      counters,
+      async beforeWorkload() {
+        if (key !== "online") return;
+        // Start each workload with an empty journal backlog, as the backup bench does.
+        const res = await fetch(`${backup.url}/v1/flush`, { method: "POST" });
+        await res.body?.cancel();
+        if (!res.ok) throw new Error(`Backup flush answered ${res.status}`);
+      },
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+/** A service process started by the bench. */
+interface DenoProcess {
+  url: string;
+  /** SIGKILL, and wait. */
+  kill(): Promise<void>;
+  /** SIGTERM (the services exit 0, which also writes a CPU profile), SIGKILL after 10 s. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs `script` (relative to the repo root) with `--port P` and `args`, with `--cpu-prof` into
+ * `cpuProfDir` when given, and waits for its /healthz. Like tests/support/service_process.ts, but
+ * able to pass Deno flags.
+ */
+async function spawnDeno(
+  script: string,
+  args: string[],
+  cpuProfDir: string | undefined,
+): Promise<DenoProcess> {
+  const port = freePort();
+  const denoFlags = cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`] : [];
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--quiet",
+      ...denoFlags,
+      `${root}${script}`,
+      "--port",
+      String(port),
+      ...args,
+    ],
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  let log = "";
+  const decoder = new TextDecoder();
+  const drain = async (s: ReadableStream<Uint8Array>) => {
+    for await (const chunk of s) log += decoder.decode(chunk);
+  };
+  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
+  let exited = false;
+  const status = child.status.finally(() => (exited = true));
+  const url = `http://127.0.0.1:${port}`;
+  const proc: DenoProcess = {
+    url,
+    async kill() {
+      if (!exited) child.kill("SIGKILL");
+      await status;
+      await drained;
+    },
+    async stop() {
+      if (!exited) {
+        child.kill("SIGTERM");
+        const timer = setTimeout(() => !exited && child.kill("SIGKILL"), 10_000);
+        await status;
+        clearTimeout(timer);
+      }
+      await drained;
+    },
+  };
+  const deadline = Date.now() + readyMs;
+  while (Date.now() < deadline && !exited) {
+    try {
+      const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      await res.body?.cancel();
+      if (res.ok) return proc;
+    } catch {
+      // not listening yet
+    }
+    await sleep(50);
+  }
+  await proc.kill();
+  throw new Error(`${script} did not become ready:\n${log}`);
+}
+
+async function hostCounters(url: string): Promise<HostCounters> {
+  const status = await (await fetch(`${url}/v1/status`)).json();
+  const v = status.volumes[0];
+  return {
+    mode: status.mode,
+    viaBackup: v.writes?.viaBackup ?? 0,
+    viaTracker: v.writes?.viaTracker ?? 0,
+    failed: v.writes?.failed ?? 0,
+    backupBatches: v.backupBatches,
+    trackerCommands: v.trackerCommands,
+    trackerCacheHits: v.trackerCacheHits,
+    activityCommands: v.activity?.commandsSent ?? 0,
+    activityRetires: v.activity?.retiresSent ?? 0,
+  };
+}
+
+async function waitMode(url: string, mode: string): Promise<void> {
+  const deadline = Date.now() + readyMs;
+  while (Date.now() < deadline) {
+    if ((await hostCounters(url)).mode === mode) return;
+    await sleep(100);
+  }
+  throw new Error(`Host agent did not reach mode "${mode}" within ${readyMs} ms`);
+}
+
+async function createSparse(path: string, sizeBytes: number): Promise<void> {
+  const f = await Deno.open(path, { write: true, create: true, truncate: true });
+  try {
+    await f.truncate(sizeBytes);
+  } finally {
+    f.close();
+  }
+}
+
+/** Waits until something accepts TCP connections on `port`, or the process exits. */
+async function waitListening(port: number, exited: Promise<unknown>): Promise<void> {
+  let gone = false;
+  exited.then(() => (gone = true));
+  const deadline = Date.now() + readyMs;
+  while (Date.now() < deadline && !gone) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch {
+      await sleep(50);
+    }
+  }
+  throw new Error(gone ? "process exited" : `nothing listens on port ${port}`);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

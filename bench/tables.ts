@@ -1,0 +1,73 @@
+/**
+ * Readable tables of the tracker, backup and host HTTP benches' results (flat records of numbers,
+ * as those benches return them). The NBD bench formats its own (nbd_bench.ts).
+ */
+import { caseBytes as backupCaseBytes } from "./backup_bench.ts";
+import {
+  caseMs as hostCaseMs,
+  clientsConcurrent as hostClientsConcurrent,
+} from "./host_http_bench.ts";
+import {
+  caseMs as trackerCaseMs,
+  clientsConcurrent as trackerClientsConcurrent,
+} from "./tracker_bench.ts";
+
+/** Rows of cells as text columns; numbers right-aligned, text left-aligned. */
+export function table(head: string[], rows: (string | number)[][]): string {
+  const cells = [head, ...rows.map((r) => r.map(String))];
+  const widths = head.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length)));
+  const numeric = head.map((_, i) => rows.every((r) => typeof r[i] === "number"));
+  return cells.map((r) =>
+    r.map((c, i) => (numeric[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join("  ")
+      .trimEnd()
+  ).join("\n");
+}
+
+export function formatTracker(r: Record<string, number>): string {
+  const rows: (string | number)[][] = [];
+  for (const workload of ["spread", "hot"]) {
+    for (const mode of ["group", "naive"]) {
+      const cmds = r[`${mode}_${workload}_cmds_per_s`];
+      if (cmds === undefined) continue;
+      rows.push([workload, mode, cmds, r[`${mode}_${workload}_atomics_per_cmd`]]);
+    }
+  }
+  return [
+    `tracker: ${trackerClientsConcurrent} concurrent clients, ${trackerCaseMs} ms a case, ` +
+    "4 KiB marks over HTTP, KV in a temp file (group = the real tracker, naive = one atomic per " +
+    "request)",
+    table(["workload", "mode", "commands/s", "KV atomics/command"], rows),
+  ].join("\n");
+}
+
+export function formatBackup(r: Record<string, number>): string {
+  const rows: (string | number)[][] = [];
+  for (const [key, mbps] of Object.entries(r)) {
+    const m = /^backup_MBps_(.+)_c(\d+)$/.exec(key);
+    if (!m) continue;
+    rows.push([m[1], Number(m[2]), mbps, r[`backup_fsyncs_per_batch_${m[1]}_c${m[2]}`]]);
+  }
+  return [
+    `backup: ${backupCaseBytes / 2 ** 20} MiB of batches a case over HTTP, each acknowledged ` +
+    "after its group's fdatasync; applier running",
+    table(["batch", "clients", "MB/s", "journal fsyncs/batch"], rows),
+  ].join("\n");
+}
+
+export function formatHostHttp(r: Record<string, number>): string {
+  const label: Record<string, string> = {
+    host_http_4k_writes_per_sec_no_fork: "4 KiB writes/s, --no-fork (pass-through)",
+    host_http_4k_writes_per_sec_backup_online: "4 KiB writes/s, forked, backup online",
+    host_http_writes_per_backup_batch: "writes per backup batch (online)",
+    host_http_4k_writes_per_sec_backup_offline: "4 KiB writes/s, forked, backup killed",
+    host_http_tracker_commands_per_1000_offline_writes: "tracking commands per 1000 offline writes",
+  };
+  return [
+    `host HTTP: ${hostClientsConcurrent} concurrent clients, ${hostCaseMs} ms a case, PUT 4 KiB ` +
+    "at random aligned offsets of a 256 MiB volume",
+    table(
+      ["measure", "value"],
+      Object.entries(r).map(([k, v]) => [label[k] ?? k, v]),
+    ),
+  ].join("\n");
+}
