@@ -5,6 +5,7 @@
  * a refused request never reaches the device. A WRITE reaches the device only once its whole
  * payload has arrived, so a client that hangs up mid-payload has written nothing.
  */
+import { PayloadPool } from "./nbd_payload_pool.ts";
 import type { BlockDevice } from "../src/block_device.ts";
 import {
   commandName,
@@ -45,6 +46,8 @@ export class Transmission {
   readonly #close: () => void;
   readonly #opts: TransmissionOptions;
   readonly #limits: RequestLimits;
+  /** Reused buffers for large write payloads (see nbd_payload_pool.ts). */
+  readonly #payloads = new PayloadPool();
   #inflight = 0;
   #inflightBytes = 0;
   #slotFree: (() => void) | undefined;
@@ -138,17 +141,21 @@ export class Transmission {
         }
         case "execute": {
           let payload: Uint8Array | undefined;
+          let pooled = false;
           if (h.type === NbdCmd.WRITE && reader.buffered >= h.length) {
             payload = reader.take(h.length); // the common small write: no await
           } else if (h.type === NbdCmd.WRITE) {
-            payload = new Uint8Array(h.length);
+            payload = this.#payloads.take(h.length);
+            pooled = true;
             if (!(await reader.readExactly(payload))) {
               this.#opts.log(`Client hung up inside the payload of ${describeRequest(h)}`);
               return "eof";
             }
           }
           const cost = h.type === NbdCmd.READ || h.type === NbdCmd.WRITE ? h.length : 0;
-          this.#track(this.#execute(h, payload), cost);
+          const reply = this.#execute(h, payload);
+          if (pooled) void reply.then(() => this.#payloads.give(payload!));
+          this.#track(reply, cost);
         }
       }
     }
