@@ -20,9 +20,12 @@ import { benchNbd, nbdFlagSpec, nbdOptionsFromFlags } from "./nbd_bench.ts";
 import { formatNbd } from "./nbd_table.ts";
 import { formatBackup, formatHostHttp, formatTracker } from "./tables.ts";
 import { benchTracker } from "./tracker_bench.ts";
+import { benchPrediction } from "./prediction_bench.ts";
+import { formatPrediction } from "./prediction_table.ts";
 
 const usage = `Usage: deno task bench [--only LIST] [--json PATH] [NBD flags]
-  --only LIST      benches to run, comma-separated: tracker, backup, host_http, nbd (default all)
+  --only LIST      benches to run, comma-separated: tracker, backup, host_http, nbd,
+                   prediction (default all)
   --json PATH      also write the results here (they always go to bench/results/latest.json)
   NBD bench:
   --rounds N       runs of every case; the order of targets is reversed every other round;
@@ -100,6 +103,10 @@ async function main(): Promise<void> {
     nbd: {
       run: () => benchNbd(nbdOptions),
       format: (r) => formatNbd(r as Awaited<ReturnType<typeof benchNbd>>),
+    },
+    prediction: {
+      run: () => benchPrediction({ predicts: [0, 16] }),
+      format: (r) => formatPrediction(r as Record<string, unknown>),
     },
   };
   const names = flags.only === undefined

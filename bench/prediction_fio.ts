@@ -7,7 +7,7 @@
  * Capacity of the log check: one bit a 4 KiB block and one a region, so a 64 GiB area costs
  * 2 MiB + 128 KiB of bitmaps; the log itself is about 40 B a write (~15 MB for 5 s at 75k IOPS).
  */
-import { assert } from "node:assert";
+import assert from "node:assert/strict";
 
 export type PredictionWorkloadKey = "seq" | "random" | "hotspot";
 
@@ -89,7 +89,9 @@ export async function runLoggedFio(o: LoggedFioOptions): Promise<LoggedFioResult
   const out = await child.output();
   clearTimeout(timer);
   const text = () => new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  if (!out.success) throw new Error(`fio ${w.key} against ${o.uri} exited with ${out.code}:\n${text()}`);
+  if (!out.success) {
+    throw new Error(`fio ${w.key} against ${o.uri} exited with ${out.code}:\n${text()}`);
+  }
   const job = JSON.parse(await Deno.readTextFile(report)).jobs?.[0];
   if (!job?.write) throw new Error(`fio report ${report} has no write results:\n${text()}`);
   if (job.error) throw new Error(`fio ${w.key} against ${o.uri} reported error ${job.error}`);

@@ -127,7 +127,9 @@ export class ActivityRecord {
       }
       if (this.hot.hasAll(run)) break;
       const total = Math.ceil(this.sizeBytes / this.unitBytes);
-      const predicted = Math.max(0, Math.min(this.predictUnits, total - (run.first + run.count)));
+      // Predict only for a stream (continuing from a hot unit); a random write marks its own.
+      const ahead = run.first > 0 && this.hot.has(run.first - 1) ? this.predictUnits : 0;
+      const predicted = Math.max(0, Math.min(ahead, total - (run.first + run.count)));
       this.regionsPredicted += predicted;
       await this.#commands.mark({ first: run.first, count: run.count + predicted });
     }

@@ -23,6 +23,8 @@ interface Pending {
 
 export class MarkQueue {
   readonly #queue: Pending[] = [];
+  /** For each region in a queued or flying command, that command's promise (to join it). */
+  readonly #covering = new Map<number, Promise<void>>();
   readonly #flying = new Set<DirtyBitmap>();
   #inflight = 0;
   /** Commands sent. */
@@ -37,11 +39,33 @@ export class MarkQueue {
     private readonly acknowledged: (runs: RegionRun[], voided: DirtyBitmap) => void,
   ) {}
 
-  /** Resolves once a command marking `run` was acknowledged (and `acknowledged` was called). */
+  /**
+   * Resolves once a command marking `run` was acknowledged (and `acknowledged` was called). When
+   * commands already queued or in flight cover every region of `run`, it joins them instead of
+   * sending another; callers re-check their record afterwards either way (a region may have been
+   * voided meanwhile).
+   */
   mark(run: RegionRun): Promise<void> {
+    const joined = new Set<Promise<void>>();
+    for (let r = run.first; r < run.first + run.count; r++) {
+      const p = this.#covering.get(r);
+      if (!p) {
+        joined.clear();
+        break;
+      }
+      joined.add(p);
+    }
+    if (joined.size > 0) return Promise.all(joined).then(() => {});
     const done = new Promise<void>((resolve, reject) => {
       this.#queue.push({ run, resolve, reject });
     });
+    for (let r = run.first; r < run.first + run.count; r++) this.#covering.set(r, done);
+    const forget = () => {
+      for (let r = run.first; r < run.first + run.count; r++) {
+        if (this.#covering.get(r) === done) this.#covering.delete(r);
+      }
+    };
+    done.then(forget, forget);
     this.#pump();
     return done;
   }

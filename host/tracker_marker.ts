@@ -3,10 +3,11 @@
  * remembers which regions it already holds (the seeds' MOS record), so that later writes to them
  * need no tracker call at all.
  *
- * Prediction: a write that touches an unmarked region marks its regions plus the `predictRegions`
- * regions after them in the same command (sequential look-ahead), so a sequential stream makes one
- * tracker call every `predictRegions + 1` regions. The marks are a superset of what is really out of
- * sync: at most `predictRegions` regions per cold write are marked without being written.
+ * Prediction: a write that touches an unmarked region right after a marked one (a stream) marks its
+ * regions plus the `predictRegions` regions after them in the same command (sequential
+ * look-ahead), so a sequential stream makes one tracker call every `predictRegions + 1` regions; a
+ * write elsewhere marks only its own regions. The marks are a superset of what is really out of
+ * sync: at most `predictRegions` regions per stream are marked without being written.
  *
  * The cache is never larger than the tracker's record: whoever clears regions at the tracker
  * (resync) calls `forget` first, under the regions' range lock, so a write after that marks again;
@@ -72,7 +73,11 @@ export class TrackerMarker {
     }
     while (!this.cache.hasAll(run)) {
       const end = run.first + run.count;
-      const predicted = Math.max(0, Math.min(this.predictRegions, this.#regionsTotal - end));
+      // Predict only for a stream: a write continuing from a marked region. A random write then
+      // costs one region's mark, not N+1.
+      const streaming = run.first > 0 && this.cache.has(run.first - 1);
+      const ahead = streaming ? this.predictRegions : 0;
+      const predicted = Math.max(0, Math.min(ahead, this.#regionsTotal - end));
       this.regionsPredicted += predicted;
       await this.#commands.mark({ first: run.first, count: run.count + predicted });
     }

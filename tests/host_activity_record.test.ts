@@ -64,20 +64,33 @@ function assertSubset(rec: ActivityRecord, tracker: FakeTracker) {
   }
 }
 
-Deno.test("a cold write marks its regions plus the predicted ones; hot writes need no call", async () => {
+Deno.test("a stream marks ahead; a lone cold write marks only its own; hot writes are free", async () => {
   const t = new FakeTracker();
   const rec = record(t, { predict: 4 });
   await rec.acquire(10 * R + 5, 100);
   rec.release(10 * R + 5, 100, true);
-  assert.deepEqual(t.log, ["activity 10+5"]);
-  for (let r = 11; r <= 14; r++) {
+  assert.deepEqual(t.log, ["activity 10+1"], "no stream yet: no prediction");
+  for (let r = 11; r <= 15; r++) {
     await rec.acquire(r * R, R);
     rec.release(r * R, R, true);
   }
-  assert.deepEqual(t.log, ["activity 10+5"], "sequential writes inside the prediction are free");
-  await rec.acquire(15 * R, 1);
-  assert.equal(t.log.length, 2);
+  assert.deepEqual(t.log, ["activity 10+1", "activity 11+5"], "the stream rides on one command");
+  await rec.acquire(16 * R, 1);
+  rec.release(16 * R, 1, true);
+  assert.equal(t.log.length, 3);
   assertSubset(rec, t);
+});
+
+Deno.test("concurrent writes to one cold unit share one command", async () => {
+  const t = new FakeTracker();
+  let open!: () => void;
+  t.ackGate = new Promise<void>((resolve) => (open = resolve));
+  const rec = record(t, { predict: 0 });
+  const all = Array.from({ length: 16 }, (_, i) => rec.acquire(3 * R + i * 100, 100));
+  await new Promise((r) => setTimeout(r, 5));
+  open();
+  await Promise.all(all);
+  assert.deepEqual(t.log, ["activity 3+1"]);
 });
 
 Deno.test("the hot set is bounded: least recently written, unpinned regions are retired", async () => {

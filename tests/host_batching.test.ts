@@ -148,7 +148,7 @@ Deno.test("range lock serves overlapping acquirers first come first served", asy
   assert.equal(locks.size, 0);
 });
 
-Deno.test("prediction marks the next regions with a cold write; sequential writes ride on it", async () => {
+Deno.test("prediction marks ahead for a stream, not for a lone write", async () => {
   const sent: TrackRequest[] = [];
   const marker = new TrackerMarker(
     {
@@ -164,22 +164,56 @@ Deno.test("prediction marks the next regions with a cold write; sequential write
     () => 0,
     7,
   );
+  await marker.ensureMarked(50 * 4096, 10); // a lone write: its own region only
+  assert.deepEqual(sent[0].extents, [{ offset: 50 * 4096, length: 4096 }]);
+  sent.length = 0;
   for (let off = 0; off < 100 * 4096; off += 4096) await marker.ensureMarked(off, 4096);
-  assert.equal(sent.length, Math.ceil(100 / 8), "one command per 8 regions");
-  assert.deepEqual(sent[0].extents, [{ offset: 0, length: 8 * 4096 }]);
+  assert.deepEqual(sent[0].extents, [{ offset: 0, length: 4096 }], "a stream starts alone");
+  assert.deepEqual(sent[1].extents, [{ offset: 4096, length: 8 * 4096 }], "then marks 7 ahead");
+  assert.ok(sent.length <= 1 + Math.ceil(99 / 8), `${sent.length} commands for 100 regions`);
   const last = sent.at(-1)!.extents[0];
-  assert.equal(last.offset + last.length, 100 * 4096, "prediction stops at the volume's end");
+  assert.ok(last.offset + last.length <= 100 * 4096, "prediction stops at the volume's end");
+});
+
+Deno.test("concurrent writes to one cold region share one tracking command", async () => {
+  let calls = 0;
+  const marker = new TrackerMarker(
+    {
+      async track() {
+        calls++;
+        await new Promise((r) => setTimeout(r, 5));
+      },
+    },
+    "h",
+    "v",
+    65536,
+    1 << 20,
+    () => 0,
+    16,
+  );
+  await Promise.all(Array.from({ length: 16 }, (_, i) => marker.ensureMarked(i * 4096, 4096)));
+  assert.equal(calls, 1);
 });
 
 Deno.test("regions forgotten while a mark is in flight are not cached when it is answered", async () => {
+  let gate: Promise<void> | undefined;
+  const marker = new TrackerMarker(
+    { track: () => gate ?? Promise.resolve() },
+    "h",
+    "v",
+    4096,
+    1 << 20,
+    () => 0,
+    3,
+  );
+  await marker.ensureMarked(0, 4096); // region 0: a stream can start here
   let open!: () => void;
-  const gate = new Promise<void>((resolve) => (open = resolve));
-  const marker = new TrackerMarker({ track: () => gate }, "h", "v", 4096, 1 << 20, () => 0, 3);
-  const pending = marker.ensureMarked(0, 4096); // marks regions 0..3
+  gate = new Promise<void>((resolve) => (open = resolve));
+  const pending = marker.ensureMarked(4096, 4096); // a stream: marks regions 1..4
   await new Promise((r) => setTimeout(r, 5));
-  marker.forget({ first: 2, count: 1 }); // a resync cleared region 2 meanwhile
+  marker.forget({ first: 3, count: 1 }); // a resync cleared region 3 meanwhile
   open();
   await pending;
-  assert.ok(marker.cache.has(0) && marker.cache.has(1) && marker.cache.has(3));
-  assert.ok(!marker.cache.has(2), "a forgotten region must be marked again before it is trusted");
+  assert.ok(marker.cache.has(1) && marker.cache.has(2) && marker.cache.has(4));
+  assert.ok(!marker.cache.has(3), "a forgotten region must be marked again before it is trusted");
 });
