@@ -69,6 +69,7 @@ export class TrackerMarker {
     const run = regionsOf(offset, length, this.regionBytes);
     if (this.cache.hasAll(run)) {
       this.cacheHits++;
+      this.#markAhead(run);
       return;
     }
     while (!this.cache.hasAll(run)) {
@@ -81,6 +82,23 @@ export class TrackerMarker {
       this.regionsPredicted += predicted;
       await this.#commands.mark({ first: run.first, count: run.count + predicted });
     }
+  }
+
+  /**
+   * A stream halfway through its marked window marks the next window in the background, so it
+   * never stalls on the tracker at the window's edge. Only ever adds marks (a superset is safe);
+   * a failure is ignored: the write reaching the edge then marks synchronously.
+   */
+  #markAhead(run: RegionRun): void {
+    if (this.predictRegions < 2) return;
+    const next = run.first + run.count + Math.floor(this.predictRegions / 2);
+    if (next >= this.#regionsTotal || this.cache.has(next)) return;
+    if (!this.cache.has(run.first + run.count - 1) || !this.cache.has(run.first - 1)) return;
+    let first = run.first + run.count;
+    while (first < next && this.cache.has(first)) first++;
+    const count = Math.min(this.predictRegions + 1, this.#regionsTotal - first);
+    this.regionsPredicted += count;
+    this.#commands.mark({ first, count }).catch(() => {});
   }
 
   /** Drops regions from the cache; call before clearing them at the tracker. */
