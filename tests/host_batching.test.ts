@@ -196,9 +196,9 @@ Deno.test("concurrent writes to one cold region share one tracking command", asy
 });
 
 Deno.test("regions forgotten while a mark is in flight are not cached when it is answered", async () => {
-  let gate: Promise<void> | undefined;
+  const hold: { gate?: Promise<void> } = {};
   const marker = new TrackerMarker(
-    { track: () => gate ?? Promise.resolve() },
+    { track: () => hold.gate ?? Promise.resolve() },
     "h",
     "v",
     4096,
@@ -208,7 +208,7 @@ Deno.test("regions forgotten while a mark is in flight are not cached when it is
   );
   await marker.ensureMarked(0, 4096); // region 0: a stream can start here
   let open!: () => void;
-  gate = new Promise<void>((resolve) => (open = resolve));
+  hold.gate = new Promise<void>((resolve) => (open = resolve));
   const pending = marker.ensureMarked(4096, 4096); // a stream: marks regions 1..4
   await new Promise((r) => setTimeout(r, 5));
   marker.forget({ first: 3, count: 1 }); // a resync cleared region 3 meanwhile
