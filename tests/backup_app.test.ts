@@ -4,6 +4,8 @@
  * client over a real socket.
  */
 import assert from "node:assert/strict";
+import { randomBytes, seededRandom } from "../src/random.ts";
+import { sha256 } from "./support/service_process.ts";
 import { join } from "node:path";
 import { type Backup, openBackup } from "../backup/app.ts";
 import { BackupClient, encodeBatch } from "../backup/client.ts";
@@ -65,20 +67,7 @@ async function journalFileBytes(dataDir: string): Promise<number> {
 
 /** Deterministic bytes for a test write. */
 function pattern(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
-
-async function sha256(bytes: Uint8Array): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+  return randomBytes(seededRandom(seed), length);
 }
 
 function writeRecord(volume: string, offset: number, data: Uint8Array): Uint8Array {

@@ -3,6 +3,7 @@
  * reclaimed after apply, and no replay across a gap in the segment numbers.
  */
 import assert from "node:assert/strict";
+import { randomBytes, seededRandom } from "../src/random.ts";
 import { join } from "node:path";
 import { type Backup, type BackupOptions, openBackup } from "../backup/app.ts";
 import { replayStart } from "../backup/journal_replay.ts";
@@ -11,16 +12,9 @@ import { encodeRecord } from "../src/journal_record.ts";
 
 const volSize = 256 * 1024;
 
+/** Deterministic bytes for a test write. */
 function pattern(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
+  return randomBytes(seededRandom(seed), length);
 }
 
 function writeRecord(offset: number, data: Uint8Array, volume = "db0"): Uint8Array {

@@ -3,9 +3,10 @@
  * directory, and every acknowledged write must be in the secondary afterwards.
  */
 import assert from "node:assert/strict";
+import { randomBytes, seededRandom } from "../src/random.ts";
 import { join } from "node:path";
 import { BackupClient, encodeBatch } from "../backup/client.ts";
-import { startService } from "./support/service_process.ts";
+import { sha256, startService } from "./support/service_process.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const slotBytes = 16 * 1024;
@@ -14,20 +15,7 @@ const volSize = slotBytes * slots;
 
 /** The bytes slot `slot` is written with: unique per slot, so a misplaced write shows. */
 function slotData(slot: number): Uint8Array {
-  const out = new Uint8Array(slotBytes);
-  let x = (slot * 2654435761 + 12345) >>> 0 || 1;
-  for (let i = 0; i < slotBytes; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
-
-async function sha256(bytes: Uint8Array): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+  return randomBytes(seededRandom(slot * 2654435761 + 12345), slotBytes);
 }
 
 Deno.test("backup process keeps every acknowledged write across SIGKILL", async () => {
@@ -42,6 +30,7 @@ Deno.test("backup process keeps every acknowledged write across SIGKILL", async 
     let nextSlot = 0;
     let failed = 0;
     let killed = false;
+    let killing: Promise<void> | undefined;
     const writer = async () => {
       while (!killed && nextSlot + 2 <= slots) {
         const batchSlots = [nextSlot++, nextSlot++];
@@ -52,8 +41,14 @@ Deno.test("backup process keeps every acknowledged write across SIGKILL", async 
           length: slotBytes,
           data: slotData(slot),
         })));
+        const sent = client.writeBatch("db0", body);
+        // Kill while this batch (and likely others) is in flight, so the test proves something.
+        if (!killed && acknowledged.length >= 400) {
+          killed = true;
+          killing = proc.kill();
+        }
         try {
-          await client.writeBatch("db0", body);
+          await sent;
           acknowledged.push(...batchSlots);
         } catch {
           failed++;
@@ -61,11 +56,9 @@ Deno.test("backup process keeps every acknowledged write across SIGKILL", async 
       }
     };
     const writers = Array.from({ length: 8 }, writer);
-    while (acknowledged.length < 400) await new Promise((r) => setTimeout(r, 5));
-    // Writers stop starting batches, so what fails below was in flight at the kill.
-    killed = true;
-    await proc.kill();
+    // Writers stop starting batches once one of them killed the process mid-request.
     await Promise.all(writers);
+    await killing;
     assert.ok(failed > 0, "No batch was in flight at the kill; the test proved nothing");
 
     proc = await startService("backup/main.ts", ["--data", dataDir]);

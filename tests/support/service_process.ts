@@ -93,9 +93,13 @@ export async function startService(
   throw new Error(`${script} did not answer /healthz within ${opts.readyMs ?? 20_000} ms:\n${log}`);
 }
 
+/** SHA-256 of bytes, hex. */
+export async function sha256(bytes: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /** SHA-256 of a whole file, hex. */
 export async function sha256File(path: string): Promise<string> {
-  const bytes = await Deno.readFile(path);
-  const digest = await crypto.subtle.digest("SHA-256", bytes);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+  return sha256(await Deno.readFile(path));
 }
