@@ -3,7 +3,7 @@
  * volume. The file's size is the registered size, so registration needs no other record.
  *
  * Writes are positional and synchronous (seek + write in one synchronous function, as
- * host/file_volume.ts does), so nothing can interleave between the seek and the transfer; only
+ * host/fork/file_volume.ts does), so nothing can interleave between the seek and the transfer; only
  * syncing is asynchronous.
  */
 import { join } from "node:path";

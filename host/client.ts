@@ -1,6 +1,6 @@
 /** A small typed client of the host agent's HTTP API (used by reconstruct and tests). */
 import { call, callJson, type HttpClientOptions } from "../src/http_client.ts";
-import type { ResyncProgress } from "./resync.ts";
+import type { ResyncProgress } from "./resync/resync.ts";
 
 export class HostClient {
   constructor(readonly baseUrl: string, private readonly opts: HttpClientOptions = {}) {}

@@ -14,20 +14,20 @@ import type {
   VolumeInfo,
   VolumeRegistration,
 } from "../src/schemas.ts";
-import { BackupBatcher, type BatcherOptions, type BatchWriter } from "./backup_batcher.ts";
+import { BackupBatcher, type BatcherOptions, type BatchWriter } from "./fork/backup_batcher.ts";
 import { ComponentStatus, type ProbeOptions } from "./component_status.ts";
-import { FileVolume } from "./file_volume.ts";
-import { ForkDevice } from "./fork_device.ts";
-import { RangeLock } from "./range_lock.ts";
-import { Resync, type ResyncOptions, type ResyncProgress } from "./resync.ts";
-import { TrackerMarker } from "./tracker_marker.ts";
+import { FileVolume } from "./fork/file_volume.ts";
+import { ForkDevice } from "./fork/fork_device.ts";
+import { RangeLock } from "./fork/range_lock.ts";
+import { Resync, type ResyncOptions, type ResyncProgress } from "./resync/resync.ts";
+import { TrackerMarker } from "./fork/tracker_marker.ts";
 import {
   ActivityRecord,
   activityRegionsMaxDefault,
   type ActivityTracker,
   activityUnitBytesDefault,
   predictRegionsDefault,
-} from "./activity_record.ts";
+} from "./fork/activity_record.ts";
 
 /** What the agent needs of the tracker (tracker/client.ts provides it). */
 export interface HostTracker extends ActivityTracker {

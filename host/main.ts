@@ -16,8 +16,8 @@ import {
   activityRegionsMaxDefault,
   activityUnitBytesDefault,
   predictRegionsDefault,
-} from "./activity_record.ts";
-import { nbdPortDefault, serveNbd } from "./nbd_server.ts";
+} from "./fork/activity_record.ts";
+import { nbdPortDefault, serveNbd } from "./nbd/server.ts";
 import { parseVolumeSpec } from "./volume_spec.ts";
 
 const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [options]

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ActivityRecord, type ActivityTracker } from "../host/activity_record.ts";
+import { ActivityRecord, type ActivityTracker } from "../host/fork/activity_record.ts";
 import { regionsOf } from "../src/extent.ts";
 import type { TrackRequest } from "../src/schemas.ts";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { BackupBatcher } from "../host/backup_batcher.ts";
-import { TrackerMarker } from "../host/tracker_marker.ts";
-import { RangeLock } from "../host/range_lock.ts";
+import { BackupBatcher } from "../host/fork/backup_batcher.ts";
+import { TrackerMarker } from "../host/fork/tracker_marker.ts";
+import { RangeLock } from "../host/fork/range_lock.ts";
 import { decodeRecord, type JournalRecord } from "../src/journal_record.ts";
 import type { TrackRequest } from "../src/schemas.ts";
 

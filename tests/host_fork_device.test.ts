@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import type { BlockDevice } from "../src/block_device.ts";
-import type { MirrorRecord } from "../host/backup_batcher.ts";
-import { ForkDevice, type ForkPaths } from "../host/fork_device.ts";
-import { RangeLock } from "../host/range_lock.ts";
+import type { MirrorRecord } from "../host/fork/backup_batcher.ts";
+import { ForkDevice, type ForkPaths } from "../host/fork/fork_device.ts";
+import { RangeLock } from "../host/fork/range_lock.ts";
 import { ServiceError } from "../src/errors.ts";
 
 /** A primary in memory that logs each call, so the fork order can be proved from the trace. */

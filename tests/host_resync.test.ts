@@ -4,11 +4,11 @@
  * a region the tracker has cleared.
  */
 import assert from "node:assert/strict";
-import { ForkDevice } from "../host/fork_device.ts";
-import { FileVolume } from "../host/file_volume.ts";
-import { RangeLock } from "../host/range_lock.ts";
-import { Resync } from "../host/resync.ts";
-import { TrackerMarker } from "../host/tracker_marker.ts";
+import { ForkDevice } from "../host/fork/fork_device.ts";
+import { FileVolume } from "../host/fork/file_volume.ts";
+import { RangeLock } from "../host/fork/range_lock.ts";
+import { Resync } from "../host/resync/resync.ts";
+import { TrackerMarker } from "../host/fork/tracker_marker.ts";
 import { systemClock } from "../src/clock.ts";
 import { decodeRecord } from "../src/journal_record.ts";
 import { createTrackerApp } from "../tracker/app.ts";

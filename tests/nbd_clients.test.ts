@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { PassThroughDevice } from "../src/block_device.ts";
-import { FileVolume } from "../host/file_volume.ts";
-import { type NbdServer, serveNbd } from "../host/nbd_server.ts";
+import { FileVolume } from "../host/fork/file_volume.ts";
+import { type NbdServer, serveNbd } from "../host/nbd/server.ts";
 import { freePort, sha256File } from "./support/service_process.ts";
 
 // nbdsh is a python script: a python3 earlier on PATH (pyenv) may lack the libnbd module. mkfs.ext4

@@ -28,7 +28,7 @@ import {
   parseRequestHeader,
   parseString,
   truncateUtf8,
-} from "../host/nbd_protocol.ts";
+} from "../host/nbd/protocol.ts";
 
 const bytes = (...parts: (number | string | number[])[]) =>
   new Uint8Array(

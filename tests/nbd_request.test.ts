@@ -1,7 +1,7 @@
 /** The boundary check every NBD request passes before a device sees it. */
 import assert from "node:assert/strict";
-import { checkRequest, drainBytesMin, type RequestLimits } from "../host/nbd_request.ts";
-import type { RequestHeader } from "../host/nbd_protocol.ts";
+import { checkRequest, drainBytesMin, type RequestLimits } from "../host/nbd/request.ts";
+import type { RequestHeader } from "../host/nbd/protocol.ts";
 
 const READ = 0, WRITE = 1, DISC = 2, FLUSH = 3, TRIM = 4, CACHE = 5, ZEROES = 6, STATUS = 7;
 const FUA = 1, NO_HOLE = 2, DF = 4, FAST_ZERO = 16;

@@ -3,7 +3,7 @@
  * all closed (with the server) when the fixture is disposed: `await using fx = await NbdFixture...`.
  */
 import type { BlockDevice } from "../../src/block_device.ts";
-import { type NbdServer, type NbdServerOptions, serveNbd } from "../../host/nbd_server.ts";
+import { type NbdServer, type NbdServerOptions, serveNbd } from "../../host/nbd/server.ts";
 import { RawNbdClient } from "./nbd_raw_client.ts";
 import { freePort } from "./service_process.ts";
 

@@ -7,8 +7,8 @@
  * Prints "ready <port>" once listening; stops cleanly on SIGTERM / SIGINT.
  */
 import { parseArgs } from "node:util";
-import { FileVolume } from "../../host/file_volume.ts";
-import { serveNbd } from "../../host/nbd_server.ts";
+import { FileVolume } from "../../host/fork/file_volume.ts";
+import { serveNbd } from "../../host/nbd/server.ts";
 
 const { values } = parseArgs({
   options: {

@@ -108,7 +108,7 @@ export async function startSystem(
           "run",
           "-A",
           "--quiet",
-          `${root}host/reconstruct.ts`,
+          `${root}host/resync/reconstruct.ts`,
           "--tracker",
           sys.tracker.url,
           ...args,

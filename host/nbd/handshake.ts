@@ -3,7 +3,7 @@
  * flags, answer options until the client picks an export (NBD_OPT_GO or NBD_OPT_EXPORT_NAME),
  * aborts, or breaks the protocol. No TLS: NBD_OPT_STARTTLS is answered NBD_REP_ERR_UNSUP.
  */
-import type { BlockDevice } from "../src/block_device.ts";
+import type { BlockDevice } from "../../src/block_device.ts";
 import {
   clientFlagsBytes,
   describeParseError,
@@ -25,8 +25,8 @@ import {
   parseInfoRequest,
   parseOptionHeader,
   parseString,
-} from "./nbd_protocol.ts";
-import type { SocketReader } from "./nbd_reader.ts";
+} from "./protocol.ts";
+import type { SocketReader } from "./reader.ts";
 
 /**
  * Option data up to this size is read and handled; longer data is discarded unread and answered

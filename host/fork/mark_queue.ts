@@ -8,9 +8,9 @@
  * "voided" for that command: its acknowledgement must not make the owner trust them, because the
  * tracker may have applied the clear after the mark.
  */
-import { DirtyBitmap } from "../src/dirty_bitmap.ts";
-import type { RegionRun } from "../src/extent.ts";
-import { trackExtentsMax } from "../src/schemas.ts";
+import { DirtyBitmap } from "../../src/dirty_bitmap.ts";
+import type { RegionRun } from "../../src/extent.ts";
+import { trackExtentsMax } from "../../src/schemas.ts";
 
 /** Commands awaiting the tracker's answer at once. */
 export const commandsInflightMax = 2;

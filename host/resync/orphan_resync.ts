@@ -4,12 +4,12 @@
  * between a backup acknowledgement and a primary write), and copy every marked region from the
  * primary image, reachable from here, to the backup.
  */
-import { systemClock } from "../src/clock.ts";
-import type { VolumeInfo } from "../src/schemas.ts";
-import type { BackupClient } from "../backup/client.ts";
-import type { TrackerClient } from "../tracker/client.ts";
-import { FileVolume } from "./file_volume.ts";
-import { RangeLock } from "./range_lock.ts";
+import { systemClock } from "../../src/clock.ts";
+import type { VolumeInfo } from "../../src/schemas.ts";
+import type { BackupClient } from "../../backup/client.ts";
+import type { TrackerClient } from "../../tracker/client.ts";
+import { FileVolume } from "../fork/file_volume.ts";
+import { RangeLock } from "../fork/range_lock.ts";
 import { Resync, type ResyncProgress } from "./resync.ts";
 
 export interface OrphanOptions {

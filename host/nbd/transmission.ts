@@ -5,8 +5,8 @@
  * a refused request never reaches the device. A WRITE reaches the device only once its whole
  * payload has arrived, so a client that hangs up mid-payload has written nothing.
  */
-import { PayloadPool } from "./nbd_payload_pool.ts";
-import type { BlockDevice } from "../src/block_device.ts";
+import { PayloadPool } from "./payload_pool.ts";
+import type { BlockDevice } from "../../src/block_device.ts";
 import {
   commandName,
   describeParseError,
@@ -19,10 +19,10 @@ import {
   parseRequestHeader,
   type RequestHeader,
   requestHeaderBytes,
-} from "./nbd_protocol.ts";
-import type { SocketReader } from "./nbd_reader.ts";
-import { checkRequest, payloadBytes, type RequestLimits } from "./nbd_request.ts";
-import type { ReplyWriter } from "./nbd_writer.ts";
+} from "./protocol.ts";
+import type { SocketReader } from "./reader.ts";
+import { checkRequest, payloadBytes, type RequestLimits } from "./request.ts";
+import type { ReplyWriter } from "./writer.ts";
 
 export interface TransmissionOptions {
   exportName: string;

@@ -5,7 +5,7 @@
  * can never interleave between the seek and the transfer; against the page cache a synchronous
  * transfer costs microseconds, and flush (fdatasync) stays asynchronous.
  */
-import type { BlockDevice } from "../src/block_device.ts";
+import type { BlockDevice } from "../../src/block_device.ts";
 
 /** Largest zero buffer written at once by trim / writeZeroes. */
 const zeroChunkBytes = 1024 * 1024;

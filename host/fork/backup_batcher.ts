@@ -8,7 +8,7 @@
  * submit rejects. Overlapping writes are never in flight together (the range lock orders them), so
  * two batches in flight may reach the journal in either order.
  */
-import { encodedRecordBytes, encodeRecord, type RecordKind } from "../src/journal_record.ts";
+import { encodedRecordBytes, encodeRecord, type RecordKind } from "../../src/journal_record.ts";
 
 /** What the batcher needs of the backup client. */
 export interface BatchWriter {

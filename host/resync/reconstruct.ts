@@ -8,13 +8,13 @@
  *     for a host agent that will not come back: take over its volumes' leases, promote its
  *     activity marks to dirty marks, and resync from the primary images reachable here.
  */
-import { formatBytes } from "../src/extent.ts";
-import { parseCount, parseFlags, parseUrl, runMain } from "../src/flags.ts";
-import { ServiceCallError } from "../src/http_client.ts";
-import { checkName, type VolumeInfo } from "../src/schemas.ts";
-import { TrackerClient } from "../tracker/client.ts";
-import { BackupClient } from "../backup/client.ts";
-import { HostClient } from "./client.ts";
+import { formatBytes } from "../../src/extent.ts";
+import { parseCount, parseFlags, parseUrl, runMain } from "../../src/flags.ts";
+import { ServiceCallError } from "../../src/http_client.ts";
+import { checkName, type VolumeInfo } from "../../src/schemas.ts";
+import { TrackerClient } from "../../tracker/client.ts";
+import { BackupClient } from "../../backup/client.ts";
+import { HostClient } from "../client.ts";
 import { resyncOrphan } from "./orphan_resync.ts";
 import type { ResyncProgress } from "./resync.ts";
 

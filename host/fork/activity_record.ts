@@ -22,9 +22,9 @@
  * "tainted": the backup may hold bytes the primary does not. A tainted region is never retired; it
  * is turned into a dirty mark as soon as the tracker answers, and only then can it be retired.
  */
-import { DirtyBitmap } from "../src/dirty_bitmap.ts";
-import { type Extent, extentOfRegions, type RegionRun, regionsOf } from "../src/extent.ts";
-import { trackExtentsMax, type TrackRequest } from "../src/schemas.ts";
+import { DirtyBitmap } from "../../src/dirty_bitmap.ts";
+import { type Extent, extentOfRegions, type RegionRun, regionsOf } from "../../src/extent.ts";
+import { trackExtentsMax, type TrackRequest } from "../../src/schemas.ts";
 import { MarkQueue } from "./mark_queue.ts";
 
 /** What the record needs of the tracker client. */

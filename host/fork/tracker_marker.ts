@@ -14,9 +14,9 @@
  * a command in flight while regions are forgotten does not add them back when it is acknowledged.
  * Concurrent marks are coalesced (≤ `trackExtentsMax` extents a command, 2 commands in flight).
  */
-import { DirtyBitmap } from "../src/dirty_bitmap.ts";
-import { extentOfRegions, type RegionRun, regionsOf } from "../src/extent.ts";
-import type { TrackRequest } from "../src/schemas.ts";
+import { DirtyBitmap } from "../../src/dirty_bitmap.ts";
+import { extentOfRegions, type RegionRun, regionsOf } from "../../src/extent.ts";
+import type { TrackRequest } from "../../src/schemas.ts";
 import { MarkQueue } from "./mark_queue.ts";
 
 /** What the marker needs of the tracker client. */

@@ -8,13 +8,13 @@
  * token, so the clear keeps it dirty). Marks are cleared only after the backup acknowledged the
  * copy. A failure stops the job and leaves every uncopied mark in place: running again resumes.
  */
-import type { BlockDevice } from "../src/block_device.ts";
-import type { Clock } from "../src/clock.ts";
-import { type Extent, mergeExtents, regionsOf } from "../src/extent.ts";
-import { encodeRecord } from "../src/journal_record.ts";
-import type { ClearRequest, ClearResponse, LogPage, VolumeInfo } from "../src/schemas.ts";
-import type { BatchWriter } from "./backup_batcher.ts";
-import type { RangeLock } from "./range_lock.ts";
+import type { BlockDevice } from "../../src/block_device.ts";
+import type { Clock } from "../../src/clock.ts";
+import { type Extent, mergeExtents, regionsOf } from "../../src/extent.ts";
+import { encodeRecord } from "../../src/journal_record.ts";
+import type { ClearRequest, ClearResponse, LogPage, VolumeInfo } from "../../src/schemas.ts";
+import type { BatchWriter } from "../fork/backup_batcher.ts";
+import type { RangeLock } from "../fork/range_lock.ts";
 
 export interface ResyncTracker {
   getVolume(name: string): Promise<VolumeInfo>;

@@ -2,7 +2,7 @@
  * What the server does with one transmission request, decided before any device is called: the
  * boundary where NBD ranges, lengths and flags are checked. Pure: no I/O, no state.
  */
-import { commandName, NbdCmd, NbdCmdFlag, NbdError, type RequestHeader } from "./nbd_protocol.ts";
+import { commandName, NbdCmd, NbdCmdFlag, NbdError, type RequestHeader } from "./protocol.ts";
 
 /**
  * Write payloads up to this many bytes are read and discarded when the request is refused, so the

@@ -11,11 +11,11 @@
  * A device call that never returns holds close() forever: requests in flight are never abandoned,
  * so no write can land on a device after its owner believes the server stopped.
  */
-import type { BlockDevice } from "../src/block_device.ts";
-import { blockBytesPreferred, negotiate } from "./nbd_handshake.ts";
-import { SocketReader } from "./nbd_reader.ts";
-import { isSocketGone, Transmission } from "./nbd_transmission.ts";
-import { ReplyWriter } from "./nbd_writer.ts";
+import type { BlockDevice } from "../../src/block_device.ts";
+import { blockBytesPreferred, negotiate } from "./handshake.ts";
+import { SocketReader } from "./reader.ts";
+import { isSocketGone, Transmission } from "./transmission.ts";
+import { ReplyWriter } from "./writer.ts";
 
 /** The IANA port for NBD. */
 export const nbdPortDefault = 10809;

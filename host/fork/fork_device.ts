@@ -13,8 +13,8 @@
  * This keeps the one invariant: for every byte range, either the backup holds what the primary
  * holds, or the tracker holds a mark covering it.
  */
-import { type BlockDevice, PassThroughDevice } from "../src/block_device.ts";
-import { ServiceError } from "../src/errors.ts";
+import { type BlockDevice, PassThroughDevice } from "../../src/block_device.ts";
+import { ServiceError } from "../../src/errors.ts";
 import type { MirrorRecord } from "./backup_batcher.ts";
 import type { RangeLock } from "./range_lock.ts";
 
