@@ -78,24 +78,28 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
   const applier = new Applier(journal, store, { paused: opts.applierPaused });
   applier.start();
   metrics.gauge(
-    "trackmirror_backup_journal_bytes_pending",
-    "Journal bytes not yet applied",
-    () => journal.pendingBytes,
+    "trackmirror_backup_journal_pending_bytes",
+    "Journal bytes not yet applied to the secondaries",
+    [],
+    (set) => set({}, journal.pendingBytes),
   );
   metrics.gauge(
-    "trackmirror_backup_journal_bytes_max",
-    "Bound on pending journal bytes",
-    () => journalBytesMax,
+    "trackmirror_backup_journal_max_bytes",
+    "Bound on pending journal bytes (--journal-bytes-max)",
+    [],
+    (set) => set({}, journalBytesMax),
   );
-  metrics.gauge(
-    "trackmirror_backup_records_acknowledged",
-    "Records acknowledged since start",
-    () => journal.recordsAcknowledged,
+  metrics.counter(
+    "trackmirror_backup_records_acknowledged_total",
+    "Records acknowledged (journaled durably) since start",
+    [],
+    (set) => set({}, journal.recordsAcknowledged),
   );
-  metrics.gauge(
-    "trackmirror_backup_records_applied",
-    "Records applied and synced since start",
-    () => applier.recordsApplied,
+  metrics.counter(
+    "trackmirror_backup_records_applied_total",
+    "Records applied to the secondaries and synced since start",
+    [],
+    (set) => set({}, applier.recordsApplied),
   );
   const app = createBackupRoutes({
     journal,

@@ -86,9 +86,12 @@ export function createBackupRoutes(deps: BackupRouteDeps) {
       const batch = checkBatch(body, name, sizeBytes);
       const admit = epoch === undefined ? undefined : () => fence.admit(name, epoch);
       await journal.append(body, batch.records, admit);
-      metrics.count("trackmirror_backup_batches_total", "Batches acknowledged");
-      metrics.count("trackmirror_backup_records_total", "Records acknowledged", batch.records);
-      metrics.count("trackmirror_backup_bytes_total", "Batch bytes acknowledged", batch.bytes);
+      metrics.count("trackmirror_backup_batches_total", "Batches acknowledged over HTTP");
+      metrics.count(
+        "trackmirror_backup_batch_bytes_total",
+        "Batch bytes acknowledged over HTTP",
+        batch.bytes,
+      );
       return c.json<WriteBatchResponse>(batch);
     })
     .get("/v1/status", (c) =>

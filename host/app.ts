@@ -31,27 +31,25 @@ export function createHostApp(agent: HostAgent, opts: HostAppOptions = {}) {
   const metrics = new Metrics();
   const app = new Hono();
   applyServiceBasics(app, "host", { token: opts.token, metrics });
-  for (const v of agent.volumes) {
-    metrics.gauge(
-      `trackmirror_host_writes_via_backup{volume="${v.name}"}`,
-      "Writes acknowledged by the backup",
-      () => v.fork?.counters.viaBackup ?? 0,
-    );
-    metrics.gauge(
-      `trackmirror_host_writes_via_tracker{volume="${v.name}"}`,
-      "Writes made safe by a tracker mark",
-      () => v.fork?.counters.viaTracker ?? 0,
-    );
-    metrics.gauge(
-      `trackmirror_host_writes_failed{volume="${v.name}"}`,
-      "Writes refused because neither backup nor tracker acknowledged",
-      () => v.fork?.counters.failed ?? 0,
-    );
-  }
+  metrics.counter(
+    "trackmirror_host_writes_total",
+    "Forked writes by outcome: backup (acknowledged by the backup), tracker (covered by a " +
+      "tracker mark), failed (neither acknowledged; primary untouched)",
+    ["volume", "outcome"],
+    (set) => {
+      for (const v of agent.volumes) {
+        const n = v.fork?.counters;
+        set({ volume: v.name, outcome: "backup" }, n?.viaBackup ?? 0);
+        set({ volume: v.name, outcome: "tracker" }, n?.viaTracker ?? 0);
+        set({ volume: v.name, outcome: "failed" }, n?.failed ?? 0);
+      }
+    },
+  );
   metrics.gauge(
-    "trackmirror_host_backup_online",
-    "1 when the backup is online",
-    () => agent.backupStatus.isOnline ? 1 : 0,
+    "trackmirror_host_backup_up",
+    "1 when the backup is online, 0 otherwise",
+    [],
+    (set) => set({}, agent.backupStatus.isOnline ? 1 : 0),
   );
 
   const volumeOf = (name: string): HostVolume => {

@@ -1,29 +1,155 @@
-/** Counters and gauges rendered as Prometheus text for `GET /metrics`. */
+/**
+ * Prometheus metrics of one service, on prom-client: one registry per service, labels as data
+ * (`trackmirror_host_writes_total{volume="vol0",outcome="backup"}`), one HELP/TYPE per family,
+ * base units in the name (`_bytes`, `_seconds`) and `_total` on counters. Names are checked when a
+ * family is registered, so a badly named metric fails the first test that builds the service.
+ */
+import {
+  collectDefaultMetrics,
+  Counter,
+  Gauge,
+  Histogram,
+  type LabelValues,
+  Registry,
+} from "prom-client";
+
+/** Every family of ours starts with this; `process_*` and `nodejs_*` are prom-client's defaults. */
+export const metricPrefix = "trackmirror_";
+
+const namePattern = /^trackmirror_[a-z][a-z0-9_]*$/;
+
+/** Reads a gauge's current values when `/metrics` is scraped. */
+export type GaugeCollect<L extends string> = (
+  set: (labels: LabelValues<L>, value: number) => void,
+) => void;
+
+export interface MetricsOptions {
+  /** Also export prom-client's default process metrics (CPU, memory, event loop). Default true. */
+  defaults?: boolean;
+}
+
+/** The metric families of one service and their text exposition. */
 export class Metrics {
-  readonly #counters = new Map<string, { help: string; value: number }>();
-  readonly #gauges = new Map<string, { help: string; read: () => number }>();
+  readonly registry = new Registry();
+  readonly contentType: string = this.registry.contentType;
 
-  /** Adds `by` to counter `name` (created on first use). */
-  count(name: string, help: string, by = 1): void {
-    const c = this.#counters.get(name);
-    if (c) c.value += by;
-    else this.#counters.set(name, { help, value: by });
+  constructor(opts: MetricsOptions = {}) {
+    if (opts.defaults ?? true) collectDefaultMetrics({ register: this.registry });
   }
 
-  /** Registers a gauge read when the metrics are rendered. */
-  gauge(name: string, help: string, read: () => number): void {
-    this.#gauges.set(name, { help, read });
+  readonly #counters = new Map<string, Counter<string>>();
+
+  /**
+   * Adds `by` to counter `name` (the family is registered on first use, with the label names of
+   * that first call). For counters bumped in one place; declare with `counter()` otherwise.
+   */
+  count(name: string, help: string, by = 1, labels: Record<string, string> = {}): void {
+    let c = this.#counters.get(name);
+    if (!c) {
+      c = this.counter(name, help, Object.keys(labels));
+      this.#counters.set(name, c);
+    }
+    c.inc(labels, by);
   }
 
-  /** The Prometheus text exposition. */
-  render(): string {
-    const lines: string[] = [];
-    for (const [name, c] of this.#counters) {
-      lines.push(`# HELP ${name} ${c.help}`, `# TYPE ${name} counter`, `${name} ${c.value}`);
+  /**
+   * A counter family; `name` ends in `_total`. With `collect`, its values are read at every
+   * scrape from a running total the component keeps (it must never go down).
+   */
+  counter<L extends string = never>(
+    name: string,
+    help: string,
+    labelNames: readonly L[] = [],
+    collect?: GaugeCollect<L>,
+  ): Counter<L> {
+    checkName(name);
+    if (!name.endsWith("_total")) {
+      throw new RangeError(`Counter "${name}" must end in _total`);
     }
-    for (const [name, g] of this.#gauges) {
-      lines.push(`# HELP ${name} ${g.help}`, `# TYPE ${name} gauge`, `${name} ${g.read()}`);
+    const counter: Counter<L> = new Counter({
+      name,
+      help,
+      labelNames,
+      registers: [this.registry],
+      collect: collect
+        ? () => {
+          counter.reset();
+          collect((labels, value) => counter.inc(labels, value));
+        }
+        : undefined,
+    });
+    return counter;
+  }
+
+  /**
+   * A gauge family. With `collect`, its values are read at every scrape (the gauge is reset
+   * first, so a label set that disappeared — a closed volume — disappears from the output).
+   */
+  gauge<L extends string = never>(
+    name: string,
+    help: string,
+    labelNames: readonly L[] = [],
+    collect?: GaugeCollect<L>,
+  ): Gauge<L> {
+    checkName(name);
+    if (name.endsWith("_total")) throw new RangeError(`Gauge "${name}" must not end in _total`);
+    const gauge: Gauge<L> = new Gauge({
+      name,
+      help,
+      labelNames,
+      registers: [this.registry],
+      collect: collect
+        ? () => {
+          gauge.reset();
+          collect((labels, value) => gauge.set(labels, value));
+        }
+        : undefined,
+    });
+    return gauge;
+  }
+
+  /** A histogram family; `name` carries its unit (`_seconds`, `_bytes`). */
+  histogram<L extends string = never>(
+    name: string,
+    help: string,
+    labelNames: readonly L[] = [],
+    buckets: number[] = latencySecondsBuckets,
+  ): Histogram<L> {
+    checkName(name);
+    if (!/_(seconds|bytes)$/.test(name)) {
+      throw new RangeError(`Histogram "${name}" must end in its base unit (_seconds or _bytes)`);
     }
-    return lines.join("\n") + "\n";
+    return new Histogram({ name, help, labelNames, buckets, registers: [this.registry] });
+  }
+
+  /** The Prometheus text exposition of every family. */
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
+
+/** Latency buckets from 50 µs to 10 s: a journal sync is ~0.1–1 ms, a KV commit ~1–10 ms. */
+export const latencySecondsBuckets = [
+  0.00005,
+  0.0001,
+  0.00025,
+  0.0005,
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  10,
+];
+
+function checkName(name: string): void {
+  if (!namePattern.test(name)) {
+    throw new RangeError(`Metric name "${name}" must match ${namePattern}`);
   }
 }

@@ -39,7 +39,7 @@ export function applyServiceBasics(app: Hono, name: string, opts: ServiceOptions
     const metrics = opts.metrics;
     app.get(
       "/metrics",
-      (c) => c.text(metrics.render(), 200, { "content-type": "text/plain; version=0.0.4" }),
+      async (c) => c.text(await metrics.render(), 200, { "content-type": metrics.contentType }),
     );
   }
 }

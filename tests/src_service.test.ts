@@ -5,6 +5,7 @@ import { badRequest, notFound, unavailable } from "../src/errors.ts";
 import { Metrics } from "../src/metrics.ts";
 import { applyServiceBasics } from "../src/service.ts";
 import { validate } from "../src/validate.ts";
+import { family, parseExposition } from "./support/prometheus.ts";
 
 /** A small service with the shared basics and routes that fail in each way a real one can. */
 function testApp(opts: { token?: string; metrics?: Metrics } = {}) {
@@ -145,28 +146,46 @@ Deno.test("a token guards every route but /healthz", async (t) => {
   });
 });
 
-Deno.test("a service without a token serves /metrics in Prometheus text", async () => {
-  const metrics = new Metrics();
+Deno.test("a service without a token serves /metrics as valid Prometheus text", async () => {
+  const metrics = new Metrics({ defaults: false });
   let pending = 3;
-  metrics.count("writes_total", "Writes mirrored");
-  metrics.count("writes_total", "Writes mirrored", 4);
-  metrics.gauge("journal_bytes", "Journal bytes pending", () => pending);
+  metrics.count("trackmirror_test_writes_total", "Writes mirrored", 1, { volume: "vol0" });
+  metrics.count("trackmirror_test_writes_total", "Writes mirrored", 4, { volume: "vol0" });
+  metrics.count("trackmirror_test_writes_total", "Writes mirrored", 2, { volume: "vol1" });
+  metrics.gauge(
+    "trackmirror_test_journal_pending_bytes",
+    "Journal bytes pending",
+    [],
+    (set) => set({}, pending),
+  );
   const app = testApp({ metrics });
   pending = 7;
   const res = await app.request("/metrics");
   assert.equal(res.status, 200);
-  assert.equal(res.headers.get("content-type"), "text/plain; version=0.0.4");
+  assert.match(res.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+  const text = await res.text();
+  const families = parseExposition(text);
+  const writes = family(families, "trackmirror_test_writes_total");
+  assert.equal(writes.type, "COUNTER");
+  assert.deepEqual(
+    writes.metrics.map((m) => [m.labels?.volume, m.value]),
+    [["vol0", "5"], ["vol1", "2"]],
+  );
+  const gauge = family(families, "trackmirror_test_journal_pending_bytes");
+  assert.equal(gauge.metrics[0].value, "7", "a gauge is read at scrape time");
   assert.equal(
-    await res.text(),
-    [
-      "# HELP writes_total Writes mirrored",
-      "# TYPE writes_total counter",
-      "writes_total 5",
-      "# HELP journal_bytes Journal bytes pending",
-      "# TYPE journal_bytes gauge",
-      "journal_bytes 7",
-      "",
-    ].join("\n"),
+    text.match(/# HELP trackmirror_test_writes_total /g)?.length,
+    1,
+    "one HELP a family",
   );
   assert.equal((await testApp().request("/metrics")).status, 404, "no metrics, no route");
+});
+
+Deno.test("badly named metric families are refused when registered", () => {
+  const metrics = new Metrics({ defaults: false });
+  assert.throws(() => metrics.count("writes_total", "no prefix"), /must match/);
+  assert.throws(() => metrics.counter("trackmirror_writes", "no _total"), /_total/);
+  assert.throws(() => metrics.gauge("trackmirror_lag_total", "a gauge"), /must not end in _total/);
+  assert.throws(() => metrics.histogram("trackmirror_ack_latency", "no unit"), /base unit/);
+  assert.throws(() => metrics.gauge('trackmirror_x{volume="a"}', "labels baked in"), /must match/);
 });

@@ -73,9 +73,13 @@ function buildRoutes(store: BitmapStore, metrics: Metrics, clock: Clock, token?:
   return app
     .post("/v1/track", validate("json", trackRequest), async (c) => {
       const req = c.req.valid("json");
-      metrics.count("tracker_track_requests_total", "Tracking commands received");
+      metrics.count("trackmirror_tracker_track_requests_total", "Tracking commands received");
       const res = await store.mark(req.volume, req.extents, req.time ?? clock.now());
-      metrics.count("tracker_regions_marked_total", "Regions marked", res.regionsMarked);
+      metrics.count(
+        "trackmirror_tracker_regions_marked_total",
+        "Regions marked",
+        res.regionsMarked,
+      );
       return c.json(res);
     })
     .put("/v1/volumes/:name", validate("json", volumeRegistration), async (c) => {
@@ -94,14 +98,22 @@ function buildRoutes(store: BitmapStore, metrics: Metrics, clock: Clock, token?:
       const name = volumeParam(c.req.param("name"));
       const req = c.req.valid("json");
       const res = await store.clear(name, req.token, req.extents);
-      metrics.count("tracker_regions_cleared_total", "Regions cleared", res.regionsCleared);
+      metrics.count(
+        "trackmirror_tracker_regions_cleared_total",
+        "Regions cleared",
+        res.regionsCleared,
+      );
       return c.json(res);
     })
     .post("/v1/activity", validate("json", activityRequest), async (c) => {
       const req = c.req.valid("json");
-      metrics.count("tracker_activity_requests_total", "Activity commands received");
+      metrics.count("trackmirror_tracker_activity_requests_total", "Activity commands received");
       const res = await store.recordActivity(req.volume, req.host, req.extents);
-      metrics.count("tracker_activity_regions_new_total", "Activity regions added", res.regionsNew);
+      metrics.count(
+        "trackmirror_tracker_activity_regions_new_total",
+        "Activity regions added",
+        res.regionsNew,
+      );
       return c.json(res);
     })
     .post(
@@ -112,7 +124,7 @@ function buildRoutes(store: BitmapStore, metrics: Metrics, clock: Clock, token?:
         const req = c.req.valid("json");
         const res = await store.retireActivity(name, req.host, req.extents);
         metrics.count(
-          "tracker_activity_regions_retired_total",
+          "trackmirror_tracker_activity_regions_retired_total",
           "Activity regions retired",
           res.regionsRetired,
         );
@@ -127,7 +139,7 @@ function buildRoutes(store: BitmapStore, metrics: Metrics, clock: Clock, token?:
         const req = c.req.valid("json");
         const res = await store.promoteActivity(name, req.host, clock.now());
         metrics.count(
-          "tracker_activity_regions_promoted_total",
+          "trackmirror_tracker_activity_regions_promoted_total",
           "Activity regions promoted to dirty",
           res.regionsPromoted,
         );

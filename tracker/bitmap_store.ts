@@ -123,7 +123,7 @@ export class BitmapStore {
       onAtomic: () => {
         this.stats.atomics++;
         this.#metrics?.count(
-          "tracker_kv_atomics_total",
+          "trackmirror_tracker_kv_atomics_total",
           "Deno KV atomic commits of tracking state",
         );
       },
@@ -133,16 +133,23 @@ export class BitmapStore {
       return commitBatch(ctx, ops);
     }, { queueOpsMax: opts.queueOpsMax ?? queueOpsMaxDefault, batchWeightMax: batchPiecesMax });
     this.#ready = this.#load();
-    this.#metrics?.gauge("tracker_queue_ops", "Tracking commands waiting", () => this.queued);
     this.#metrics?.gauge(
-      "tracker_commit_batch_ops_last",
-      "Commands in the latest commit batch",
-      () => this.stats.lastBatchOps,
+      "trackmirror_tracker_queue_commands",
+      "Tracking commands waiting for a commit",
+      [],
+      (set) => set({}, this.queued),
     );
     this.#metrics?.gauge(
-      "tracker_segment_cache_segments",
-      "Segments cached",
-      () => this.#cache.size,
+      "trackmirror_tracker_commit_batch_commands_last",
+      "Commands in the latest commit batch",
+      [],
+      (set) => set({}, this.stats.lastBatchOps),
+    );
+    this.#metrics?.gauge(
+      "trackmirror_tracker_segment_cache_segments",
+      "Bitmap segments cached in memory",
+      [],
+      (set) => set({}, this.#cache.size),
     );
   }
 
@@ -340,7 +347,11 @@ export class BitmapStore {
     this.stats.batches++;
     this.stats.batchOps += ops;
     this.stats.lastBatchOps = ops;
-    this.#metrics?.count("tracker_commit_batches_total", "Commit batches");
-    this.#metrics?.count("tracker_commit_batch_ops_total", "Commands in commit batches", ops);
+    this.#metrics?.count("trackmirror_tracker_commit_batches_total", "Commit batches");
+    this.#metrics?.count(
+      "trackmirror_tracker_commit_batch_commands_total",
+      "Commands in commit batches",
+      ops,
+    );
   }
 }
