@@ -26,6 +26,10 @@ export function checkName(kind: "Volume" | "Host", name: string): string {
 const byteCount = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
 /** Most extents one tracking command may carry. */
+/** The `{name}` path parameter of every `/v1/volumes/{name}...` route, validated like a body. */
+export const volumeParams = z.object({ name: volumeName });
+export type VolumeParams = z.infer<typeof volumeParams>;
+
 export const trackExtentsMax = 4096;
 
 export const extent = z.object({
