@@ -1,128 +1,45 @@
 /**
- * Opens a backup service on a data directory: the secondary volumes (`<data>/volumes`), the
- * journal (`<data>/journal`, replayed first), the background applier and the HTTP app.
+ * The backup's Hono app: one sub-app per resource (volumes, writes, status and flush, the OpenAPI
+ * document) joined with `app.route`, behind the shared service basics (auth, error shape,
+ * /healthz, /metrics). Paths come from backup/paths.ts, which the client shares.
  */
-import { join } from "node:path";
-import { Metrics } from "../src/metrics.ts";
-import { Applier } from "./applier.ts";
-import { Journal, journalSegmentBytesDefault } from "./journal.ts";
-import { replayJournal } from "./journal_replay.ts";
-import { type BackupApp, createBackupRoutes } from "./routes.ts";
-import { SecondaryStore } from "./secondary_store.ts";
+import { Hono } from "hono";
+import type { Metrics } from "../src/metrics.ts";
+import { applyServiceBasics } from "../src/service.ts";
+import type { Applier } from "./applier.ts";
+import { EpochFence } from "./epoch_fence.ts";
+import type { Journal } from "./journal.ts";
+import { backupOpenApi } from "./openapi.ts";
+import { backupRoutes } from "./paths.ts";
+import { statusApp } from "./routes/status.ts";
+import { volumesApp } from "./routes/volumes.ts";
+import { writesApp } from "./routes/writes.ts";
+import type { SecondaryStore } from "./secondary_store.ts";
 
-/** Default bound on pending journal bytes before appends get 503. */
-export const journalBytesMaxDefault = 1024 * 1024 * 1024;
-/** Default bound on one batch body; larger ones get 413. */
-export const batchBytesMaxDefault = 64 * 1024 * 1024;
-
-/** How to open a backup service; every bound has a default. */
-export interface BackupOptions {
-  /** Root of the backup's files. */
-  dataDir: string;
-  journalBytesMax?: number;
-  batchBytesMax?: number;
-  journalSegmentBytes?: number;
-  /** Start with the applier paused (a held-back backlog); resume with `applier.resume()`. */
-  applierPaused?: boolean;
-  /** Bearer token guarding every route but /healthz. */
-  token?: string;
-  /** Where replay reports a torn tail; console.warn by default. */
-  log?: (message: string) => void;
-}
-
-/** An open backup service. */
-export interface Backup {
-  app: BackupApp;
+/** What the app works on. */
+export interface BackupAppDeps {
   journal: Journal;
   applier: Applier;
   store: SecondaryStore;
   metrics: Metrics;
-  /** Refuses new batches, finishes the in-flight group, stops the applier, closes the files. */
-  close(): Promise<void>;
+  /** Largest batch body accepted; larger ones get 413. */
+  batchBytesMax: number;
+  /** Bearer token guarding every route but /healthz. */
+  token?: string;
 }
 
-/** Opens the backup in `opts.dataDir`: replays the journal, then starts the applier. */
-export async function openBackup(opts: BackupOptions): Promise<Backup> {
-  const journalBytesMax = opts.journalBytesMax ?? journalBytesMaxDefault;
-  const batchBytesMax = opts.batchBytesMax ?? batchBytesMaxDefault;
-  const journalSegmentBytes = opts.journalSegmentBytes ?? journalSegmentBytesDefault;
-  for (
-    const [name, value] of Object.entries({ journalBytesMax, batchBytesMax, journalSegmentBytes })
-  ) {
-    if (!Number.isSafeInteger(value) || value < 1) {
-      throw new RangeError(`${name} ${value} must be a whole number of bytes >= 1`);
-    }
-  }
-  const journalDir = join(opts.dataDir, "journal");
-  await Deno.mkdir(journalDir, { recursive: true });
-  const store = await SecondaryStore.open(join(opts.dataDir, "volumes"));
-  const metrics = new Metrics();
-  let journal: Journal;
-  try {
-    const replayed = await replayJournal(journalDir, (rec) => store.applySync(rec), opts.log);
-    // Journal.open removes replayed segments, so what replay wrote must be durable first.
-    await store.syncAll();
-    journal = await Journal.open(
-      { dir: journalDir, journalBytesMax, journalSegmentBytes, metrics },
-      replayed,
-    );
-    if (replayed.records > 0) {
-      (opts.log ?? console.warn)(
-        `Backup: replayed ${replayed.records} records from ${replayed.replayedIds.length} journal segments`,
-      );
-    }
-  } catch (err) {
-    store.close();
-    throw err;
-  }
-  const applier = new Applier(journal, store, { paused: opts.applierPaused });
-  applier.start();
-  metrics.gauge(
-    "trackmirror_backup_journal_pending_bytes",
-    "Journal bytes not yet applied to the secondaries",
-    [],
-    (set) => set({}, journal.pendingBytes),
-  );
-  metrics.gauge(
-    "trackmirror_backup_journal_max_bytes",
-    "Bound on pending journal bytes (--journal-bytes-max)",
-    [],
-    (set) => set({}, journalBytesMax),
-  );
-  metrics.counter(
-    "trackmirror_backup_records_acknowledged_total",
-    "Records acknowledged (journaled durably) since start",
-    [],
-    (set) => set({}, journal.recordsAcknowledged),
-  );
-  metrics.counter(
-    "trackmirror_backup_records_applied_total",
-    "Records applied to the secondaries and synced since start",
-    [],
-    (set) => set({}, applier.recordsApplied),
-  );
-  const app = createBackupRoutes({
-    journal,
-    applier,
-    store,
-    metrics,
-    batchBytesMax,
-    token: opts.token,
-  });
-  let closing: Promise<void> | undefined;
-  return {
-    app,
-    journal,
-    applier,
-    store,
-    metrics,
-    close() {
-      closing ??= (async () => {
-        await journal.close();
-        await applier.stop();
-        store.close();
-      })();
-      return closing;
-    },
-  };
+/** Builds the backup's Hono app; the epoch fence lives as long as the app. */
+export function createBackupApp(deps: BackupAppDeps) {
+  const { journal, applier, store, metrics, batchBytesMax } = deps;
+  const fence = new EpochFence();
+  const app = new Hono();
+  applyServiceBasics(app, "backup", { token: deps.token, metrics });
+  return app
+    .route("/", new Hono().get(backupRoutes.openapi, (c) => c.json(backupOpenApi)))
+    .route("/", volumesApp({ store, fence, metrics }))
+    .route("/", writesApp({ journal, store, fence, metrics, batchBytesMax }))
+    .route("/", statusApp({ journal, applier, store }));
 }
+
+/** The backup app's type, for a typed `hc` client. */
+export type BackupApp = ReturnType<typeof createBackupApp>;

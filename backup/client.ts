@@ -5,7 +5,13 @@
 import { call, callJson, type HttpClientOptions } from "../src/http_client.ts";
 import { encodedRecordBytes, encodeRecord, type RecordKind } from "../src/journal_record.ts";
 import type { BackupStatus, WriteBatchResponse } from "../src/schemas.ts";
-import { type BackupVolume, type BackupVolumeList, epochHeader } from "./backup_schemas.ts";
+import {
+  type BackupVolume,
+  type BackupVolumeList,
+  epochHeader,
+  type FlushResponse,
+} from "./backup_schemas.ts";
+import { backupPath, backupRoutes } from "./paths.ts";
 
 /** Least time a flush may take before the client gives up: applying a full journal takes a while. */
 export const flushTimeoutMsMin = 300_000;
@@ -48,7 +54,7 @@ export class BackupClient {
 
   /** Registers (creates if absent) the secondary of `name`; 409 when it has another size. */
   async registerVolume(name: string, sizeBytes: number, epoch?: number): Promise<void> {
-    const path = `/v1/volumes/${encodeURIComponent(name)}`;
+    const path = backupPath(backupRoutes.volume, { name });
     const json = epoch === undefined ? { sizeBytes } : { sizeBytes, epoch };
     const res = await call(this.#base, path, { method: "PUT", json }, this.opts);
     await res.body?.cancel();
@@ -60,7 +66,7 @@ export class BackupClient {
     if (epoch !== undefined) headers[epochHeader] = String(epoch);
     return callJson<WriteBatchResponse>(
       this.#base,
-      `/v1/volumes/${encodeURIComponent(volume)}/writes`,
+      backupPath(backupRoutes.writes, { name: volume }),
       { method: "POST", body: body as Uint8Array<ArrayBuffer>, headers },
       this.opts,
     );
@@ -68,23 +74,22 @@ export class BackupClient {
 
   /** Journal and applier counters. */
   status(): Promise<BackupStatus> {
-    return callJson<BackupStatus>(this.#base, "/v1/status", { method: "GET" }, this.opts);
+    return callJson<BackupStatus>(this.#base, backupRoutes.status, { method: "GET" }, this.opts);
   }
 
   /** Resolves once everything acknowledged so far is applied and synced on the secondaries. */
   async flush(): Promise<void> {
     const timeoutMs = Math.max(this.opts.timeoutMs ?? 0, flushTimeoutMsMin);
-    const res = await call(this.#base, "/v1/flush", { method: "POST" }, {
+    await callJson<FlushResponse>(this.#base, backupRoutes.flush, { method: "POST" }, {
       ...this.opts,
       timeoutMs,
     });
-    await res.body?.cancel();
   }
 
   /** True when the service answers `GET /healthz` with 2xx; never throws. */
   async healthz(): Promise<boolean> {
     try {
-      const res = await call(this.#base, "/healthz", { method: "GET" }, this.opts);
+      const res = await call(this.#base, backupRoutes.healthz, { method: "GET" }, this.opts);
       await res.body?.cancel();
       return true;
     } catch {
@@ -96,7 +101,7 @@ export class BackupClient {
   async listVolumes(): Promise<BackupVolume[]> {
     const list = await callJson<BackupVolumeList>(
       this.#base,
-      "/v1/volumes",
+      backupRoutes.volumes,
       { method: "GET" },
       this.opts,
     );

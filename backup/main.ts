@@ -8,7 +8,8 @@
  */
 import { parseSize } from "../src/extent.ts";
 import { parseFlags, parsePort, runMain } from "../src/flags.ts";
-import { batchBytesMaxDefault, journalBytesMaxDefault, openBackup } from "./app.ts";
+import { backupBatchBytesMaxDefault } from "../src/limits.ts";
+import { journalBytesMaxDefault, openBackup } from "./service.ts";
 
 /** Default TCP port of the backup service. */
 export const backupPortDefault = 8702;
@@ -41,7 +42,11 @@ async function main(): Promise<void> {
     flags["journal-bytes-max"],
     journalBytesMaxDefault,
   );
-  const batchBytesMax = sizeFlag("batch-bytes-max", flags["batch-bytes-max"], batchBytesMaxDefault);
+  const batchBytesMax = sizeFlag(
+    "batch-bytes-max",
+    flags["batch-bytes-max"],
+    backupBatchBytesMaxDefault,
+  );
   const token = flags.token ?? Deno.env.get("TRACKMIRROR_TOKEN") ?? undefined;
 
   const backup = await openBackup({ dataDir, journalBytesMax, batchBytesMax, token });

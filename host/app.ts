@@ -14,7 +14,8 @@ import { validate } from "../src/validate.ts";
 import type { HostAgent, HostVolume } from "./host_agent.ts";
 
 /** Largest write or read one HTTP request carries. */
-export const httpIoBytesMax = 32 * 1024 * 1024;
+export { httpIoBytesMax } from "../src/limits.ts";
+import { httpIoBytesMax } from "../src/limits.ts";
 
 const byteOffset = z.string().regex(/^\d{1,16}$/, "Must be a whole number of bytes").transform(
   Number,

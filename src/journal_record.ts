@@ -17,12 +17,13 @@
  *   24+N     payload (length bytes for a write, none for a zero)
  */
 import { crc32 } from "node:zlib";
+import { recordHeaderBytes, recordPayloadBytesMax, volumeNameBytesMax } from "./limits.ts";
+
+/** The header size is part of the format; its value lives with the bounds it adds up to. */
+export { recordHeaderBytes };
 
 export const recordMagic = 0x524a4d54;
 export const recordVersion = 1;
-export const recordHeaderBytes = 24;
-/** Largest payload one record carries; larger writes are split by the sender. */
-export const recordPayloadBytesMax = 32 * 1024 * 1024;
 
 export type RecordKind = "write" | "zero";
 
@@ -50,25 +51,7 @@ export function encodeRecord(
   out?: Uint8Array,
   pos = 0,
 ): Uint8Array {
-  const name = encoder.encode(rec.volume);
-  // A non-ASCII name encodes to more bytes than characters, which encodedRecordBytes counts.
-  if (name.length < 1 || name.length > 64 || name.length !== rec.volume.length) {
-    throw new RangeError(`Volume name "${rec.volume}" must be 1 to 64 ASCII bytes`);
-  }
-  const payload = rec.kind === "write" ? rec.data! : new Uint8Array(0);
-  if (rec.kind === "write" && payload.length !== rec.length) {
-    throw new RangeError(`Write record length ${rec.length} differs from data ${payload.length}`);
-  }
-  // The decoder refuses what does not fit these fields; refuse it here rather than journal it.
-  if (!Number.isSafeInteger(rec.offset) || rec.offset < 0) {
-    throw new RangeError(`Record offset ${rec.offset} must be a whole number from 0 to 2^53 - 1`);
-  }
-  if (!Number.isInteger(rec.length) || rec.length <= 0 || rec.length > 0xffff_ffff) {
-    throw new RangeError(`Record length ${rec.length} must be from 1 to 4294967295`);
-  }
-  if (rec.kind === "write" && rec.length > recordPayloadBytesMax) {
-    throw new RangeError(`Record length ${rec.length} exceeds ${recordPayloadBytesMax}`);
-  }
+  const { name, payload } = checkRecord(rec);
   const total = recordHeaderBytes + name.length + payload.length;
   const buf = out ?? new Uint8Array(total);
   const view = new DataView(buf.buffer, buf.byteOffset + pos, recordHeaderBytes);
@@ -84,6 +67,34 @@ export function encodeRecord(
   crc = crc32(buf.subarray(pos + recordHeaderBytes, pos + total), crc);
   view.setUint32(20, crc, true);
   return buf.subarray(pos, pos + total);
+}
+
+/**
+ * Refuses what the decoder would refuse, naming the bad value, before anything is encoded or sent:
+ * a sender checks each record when it is handed one, so a bad record fails alone.
+ */
+export function checkRecord(
+  rec: Omit<JournalRecord, "data"> & { data?: Uint8Array },
+): { name: Uint8Array; payload: Uint8Array } {
+  const name = encoder.encode(rec.volume);
+  // A non-ASCII name encodes to more bytes than characters, which encodedRecordBytes counts.
+  if (name.length < 1 || name.length > volumeNameBytesMax || name.length !== rec.volume.length) {
+    throw new RangeError(`Volume name "${rec.volume}" must be 1 to 64 ASCII bytes`);
+  }
+  const payload = rec.kind === "write" ? rec.data ?? new Uint8Array(0) : new Uint8Array(0);
+  if (rec.kind === "write" && payload.length !== rec.length) {
+    throw new RangeError(`Write record length ${rec.length} differs from data ${payload.length}`);
+  }
+  if (!Number.isSafeInteger(rec.offset) || rec.offset < 0) {
+    throw new RangeError(`Record offset ${rec.offset} must be a whole number from 0 to 2^53 - 1`);
+  }
+  if (!Number.isInteger(rec.length) || rec.length <= 0 || rec.length > 0xffff_ffff) {
+    throw new RangeError(`Record length ${rec.length} must be from 1 to 4294967295`);
+  }
+  if (rec.kind === "write" && rec.length > recordPayloadBytesMax) {
+    throw new RangeError(`Record length ${rec.length} exceeds ${recordPayloadBytesMax}`);
+  }
+  return { name, payload };
 }
 
 /** What decoding the bytes at a position found. */
@@ -128,7 +139,7 @@ export function decodeRecord(buf: Uint8Array, pos: number): DecodeResult {
   const nameBytes = view.getUint16(6, true);
   const offset = view.getBigUint64(8, true);
   const length = view.getUint32(16, true);
-  if (nameBytes < 1 || nameBytes > 64) {
+  if (nameBytes < 1 || nameBytes > volumeNameBytesMax) {
     return {
       ok: false,
       incomplete: false,

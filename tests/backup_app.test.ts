@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { randomBytes, seededRandom } from "../src/random.ts";
 import { sha256 } from "./support/service_process.ts";
 import { join } from "node:path";
-import { type Backup, openBackup } from "../backup/app.ts";
+import { type Backup, openBackup } from "../backup/service.ts";
 import { BackupClient, encodeBatch } from "../backup/client.ts";
 import { ServiceCallError } from "../src/http_client.ts";
 import { encodeRecord } from "../src/journal_record.ts";

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { randomBytes, seededRandom } from "../src/random.ts";
 import { join } from "node:path";
-import { type Backup, type BackupOptions, openBackup } from "../backup/app.ts";
+import { type Backup, type BackupOptions, openBackup } from "../backup/service.ts";
 import { replayStart } from "../backup/journal_replay.ts";
 import { segmentPath } from "../backup/segment_files.ts";
 import { encodeRecord } from "../src/journal_record.ts";

@@ -7,9 +7,9 @@ import {
   type JournalRecord,
   recordHeaderBytes,
   recordMagic,
-  recordPayloadBytesMax,
   recordVersion,
 } from "../src/journal_record.ts";
+import { recordPayloadBytesMax } from "../src/limits.ts";
 
 /** A bit-at-a-time CRC-32 (IEEE, reflected), written apart from the codec to check its checksum. */
 function referenceCrc32(bytes: Uint8Array): number {

@@ -8,7 +8,13 @@
  * submit rejects. Overlapping writes are never in flight together (the range lock orders them), so
  * two batches in flight may reach the journal in either order.
  */
-import { encodedRecordBytes, encodeRecord, type RecordKind } from "../../src/journal_record.ts";
+import {
+  checkRecord,
+  encodedRecordBytes,
+  encodeRecord,
+  type RecordKind,
+} from "../../src/journal_record.ts";
+import { hostBatchBytesMax, hostBatchQueueBytesMax } from "../../src/limits.ts";
 
 /** What the batcher needs of the backup client. */
 export interface BatchWriter {
@@ -21,6 +27,14 @@ export interface MirrorRecord {
   offset: number;
   length: number;
   data?: Uint8Array;
+}
+
+/**
+ * A record the batcher refused or could not encode: a fault of this host's write, not of the
+ * backup, so it fails that write alone and must not take the backup offline.
+ */
+export class RecordRefusedError extends Error {
+  override name = "RecordRefusedError";
 }
 
 export interface BatcherOptions {
@@ -60,14 +74,27 @@ export class BackupBatcher {
     readonly volume: string,
     opts: BatcherOptions = {},
   ) {
-    this.#batchBytesMax = opts.batchBytesMax ?? 8 * 1024 * 1024;
+    this.#batchBytesMax = opts.batchBytesMax ?? hostBatchBytesMax;
     this.#batchRecordsMax = opts.batchRecordsMax ?? 512;
     this.#inflightMax = opts.inflightBatchesMax ?? 4;
-    this.#queueBytesMax = opts.queueBytesMax ?? 64 * 1024 * 1024;
+    this.#queueBytesMax = opts.queueBytesMax ?? hostBatchQueueBytesMax;
   }
 
-  /** Resolves once the backup acknowledged (journaled durably) the batch holding `rec`. */
+  /**
+   * Resolves once the backup acknowledged (journaled durably) the batch holding `rec`. A record
+   * the codec refuses (e.g. a payload over recordPayloadBytesMax) rejects with RecordRefusedError
+   * before it is queued, so it never shares the fate of other writes' records.
+   */
   async submit(rec: MirrorRecord): Promise<void> {
+    try {
+      checkRecord({ ...rec, volume: this.volume });
+    } catch (err) {
+      throw new RecordRefusedError(
+        `Record ${rec.kind} ${rec.offset}+${rec.length} of volume "${this.volume}" refused: ${
+          (err as Error).message
+        }`,
+      );
+    }
     const bytes = encodedRecordBytes(this.volume, rec.kind, rec.length);
     while (this.#queuedBytes > 0 && this.#queuedBytes + bytes > this.#queueBytesMax) {
       await new Promise<void>((resolve) => this.#spaceWaiters.push(resolve));
@@ -108,14 +135,20 @@ export class BackupBatcher {
   }
 
   async #send(batch: Pending[]): Promise<void> {
+    let body: Uint8Array;
     try {
-      const total = batch.reduce((n, p) => n + p.bytes, 0);
-      const body = new Uint8Array(total);
-      let pos = 0;
-      for (const { rec, bytes } of batch) {
-        encodeRecord({ ...rec, volume: this.volume }, body, pos);
-        pos += bytes;
-      }
+      body = this.#encode(batch);
+    } catch (err) {
+      // Records were checked on submit; failing here is this host's bug, never the backup's.
+      const refused = new RecordRefusedError(
+        `Batch of ${batch.length} records of volume "${this.volume}" could not be encoded: ${
+          (err as Error).message
+        }`,
+      );
+      for (const p of batch) p.reject(refused);
+      return;
+    }
+    try {
       this.batchesSent++;
       this.recordsSent += batch.length;
       await this.writer.writeBatch(this.volume, body);
@@ -123,5 +156,16 @@ export class BackupBatcher {
     } catch (err) {
       for (const p of batch) p.reject(err);
     }
+  }
+
+  #encode(batch: Pending[]): Uint8Array {
+    const total = batch.reduce((n, p) => n + p.bytes, 0);
+    const body = new Uint8Array(total);
+    let pos = 0;
+    for (const { rec, bytes } of batch) {
+      encodeRecord({ ...rec, volume: this.volume }, body, pos);
+      pos += bytes;
+    }
+    return body;
   }
 }

@@ -15,7 +15,8 @@
  */
 import { type BlockDevice, PassThroughDevice } from "../../src/block_device.ts";
 import { ServiceError } from "../../src/errors.ts";
-import type { MirrorRecord } from "./backup_batcher.ts";
+import { recordPayloadBytesMax } from "../../src/limits.ts";
+import { type MirrorRecord, RecordRefusedError } from "./backup_batcher.ts";
 import type { RangeLock } from "./range_lock.ts";
 
 /** The parts of the host the fork layer talks to; tests substitute recording fakes. */
@@ -42,7 +43,7 @@ export interface ForkCounters {
   failed: number;
 }
 
-/** Largest range one zero record covers; longer trims are split. */
+/** Largest range one zero record covers; longer trims are split (a zero record has no payload). */
 const zeroRecordBytesMax = 1024 * 1024 * 1024;
 
 export class ForkDevice extends PassThroughDevice {
@@ -52,11 +53,20 @@ export class ForkDevice extends PassThroughDevice {
     super(primary);
   }
 
+  /**
+   * A write longer than one record carries (recordPayloadBytesMax; an NBD server configured above
+   * its 32 MiB default, or a direct caller) is split into record-sized pieces, each forked on its
+   * own, like a long zero range: block devices promise no atomicity across such a range.
+   */
   override async write(offset: number, data: Uint8Array, opts?: { fua?: boolean }): Promise<void> {
-    await this.#forked(
-      { kind: "write", offset, length: data.length, data },
-      () => this.next.write(offset, data, opts),
-    );
+    for (let done = 0; done < data.length || done === 0; done += recordPayloadBytesMax) {
+      const o = offset + done;
+      const piece = data.subarray(done, done + recordPayloadBytesMax);
+      await this.#forked(
+        { kind: "write", offset: o, length: piece.length, data: piece },
+        () => this.next.write(o, piece, opts),
+      );
+    }
   }
 
   override trim(offset: number, length: number, opts?: { fua?: boolean }): Promise<void> {
@@ -124,6 +134,16 @@ export class ForkDevice extends PassThroughDevice {
         this.counters.viaBackup++;
         return "backup";
       } catch (err) {
+        if (err instanceof RecordRefusedError) {
+          // This write's own fault: nothing reached the backup, which stays online.
+          pin.safe = true;
+          this.counters.failed++;
+          throw new ServiceError(
+            500,
+            `Write to volume "${volume}" at ${rec.offset}+${rec.length} failed, primary untouched: ` +
+              err.message,
+          );
+        }
         backupError = err;
         backup.markOffline(err);
       }

@@ -12,6 +12,7 @@
  * so no write can land on a device after its owner believes the server stopped.
  */
 import type { BlockDevice } from "../../src/block_device.ts";
+import { nbdRequestBytesMaxDefault } from "../../src/limits.ts";
 import { blockBytesPreferred, negotiate } from "./handshake.ts";
 import { SocketReader } from "./reader.ts";
 import { isSocketGone, Transmission } from "./transmission.ts";
@@ -20,7 +21,7 @@ import { ReplyWriter } from "./writer.ts";
 /** The IANA port for NBD. */
 export const nbdPortDefault = 10809;
 /** Largest READ / WRITE: 2^25, the length the spec says any client may use. */
-export const requestBytesMaxDefault = 32 * 1024 * 1024;
+export const requestBytesMaxDefault = nbdRequestBytesMaxDefault;
 /** Bounds accepted for `requestBytesMax`: at least the preferred block size, at most 256 MiB. */
 export const requestBytesMaxLimit = 256 * 1024 * 1024;
 /** Requests read from one connection and not yet answered. */

@@ -1,0 +1,128 @@
+/**
+ * Opens a backup service on a data directory: the secondary volumes (`<data>/volumes`), the
+ * journal (`<data>/journal`, replayed first), the background applier and the HTTP app
+ * (backup/app.ts). The assembly of the service; main.ts only parses flags and serves it.
+ */
+import { join } from "node:path";
+import { backupBatchBytesMaxDefault } from "../src/limits.ts";
+import { Metrics } from "../src/metrics.ts";
+import { Applier } from "./applier.ts";
+import { Journal, journalSegmentBytesDefault } from "./journal.ts";
+import { replayJournal } from "./journal_replay.ts";
+import { type BackupApp, createBackupApp } from "./app.ts";
+import { SecondaryStore } from "./secondary_store.ts";
+
+/** Default bound on pending journal bytes before appends get 503. */
+export const journalBytesMaxDefault = 1024 * 1024 * 1024;
+
+/** How to open a backup service; every bound has a default. */
+export interface BackupOptions {
+  /** Root of the backup's files. */
+  dataDir: string;
+  journalBytesMax?: number;
+  batchBytesMax?: number;
+  journalSegmentBytes?: number;
+  /** Start with the applier paused (a held-back backlog); resume with `applier.resume()`. */
+  applierPaused?: boolean;
+  /** Bearer token guarding every route but /healthz. */
+  token?: string;
+  /** Where replay reports a torn tail; console.warn by default. */
+  log?: (message: string) => void;
+}
+
+/** An open backup service. */
+export interface Backup {
+  app: BackupApp;
+  journal: Journal;
+  applier: Applier;
+  store: SecondaryStore;
+  metrics: Metrics;
+  /** Refuses new batches, finishes the in-flight group, stops the applier, closes the files. */
+  close(): Promise<void>;
+}
+
+/** Opens the backup in `opts.dataDir`: replays the journal, then starts the applier. */
+export async function openBackup(opts: BackupOptions): Promise<Backup> {
+  const journalBytesMax = opts.journalBytesMax ?? journalBytesMaxDefault;
+  const batchBytesMax = opts.batchBytesMax ?? backupBatchBytesMaxDefault;
+  const journalSegmentBytes = opts.journalSegmentBytes ?? journalSegmentBytesDefault;
+  for (
+    const [name, value] of Object.entries({ journalBytesMax, batchBytesMax, journalSegmentBytes })
+  ) {
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw new RangeError(`${name} ${value} must be a whole number of bytes >= 1`);
+    }
+  }
+  const journalDir = join(opts.dataDir, "journal");
+  await Deno.mkdir(journalDir, { recursive: true });
+  const store = await SecondaryStore.open(join(opts.dataDir, "volumes"));
+  const metrics = new Metrics();
+  let journal: Journal;
+  try {
+    const replayed = await replayJournal(journalDir, (rec) => store.applySync(rec), opts.log);
+    // Journal.open removes replayed segments, so what replay wrote must be durable first.
+    await store.syncAll();
+    journal = await Journal.open(
+      { dir: journalDir, journalBytesMax, journalSegmentBytes, metrics },
+      replayed,
+    );
+    if (replayed.records > 0) {
+      (opts.log ?? console.warn)(
+        `Backup: replayed ${replayed.records} records from ${replayed.replayedIds.length} journal segments`,
+      );
+    }
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+  const applier = new Applier(journal, store, { paused: opts.applierPaused });
+  applier.start();
+  metrics.gauge(
+    "trackmirror_backup_journal_pending_bytes",
+    "Journal bytes not yet applied to the secondaries",
+    [],
+    (set) => set({}, journal.pendingBytes),
+  );
+  metrics.gauge(
+    "trackmirror_backup_journal_max_bytes",
+    "Bound on pending journal bytes (--journal-bytes-max)",
+    [],
+    (set) => set({}, journalBytesMax),
+  );
+  metrics.counter(
+    "trackmirror_backup_records_acknowledged_total",
+    "Records acknowledged (journaled durably) since start",
+    [],
+    (set) => set({}, journal.recordsAcknowledged),
+  );
+  metrics.counter(
+    "trackmirror_backup_records_applied_total",
+    "Records applied to the secondaries and synced since start",
+    [],
+    (set) => set({}, applier.recordsApplied),
+  );
+  const app = createBackupApp({
+    journal,
+    applier,
+    store,
+    metrics,
+    batchBytesMax,
+    token: opts.token,
+  });
+  let closing: Promise<void> | undefined;
+  return {
+    app,
+    journal,
+    applier,
+    store,
+    metrics,
+    close() {
+      closing ??= (async () => {
+        await journal.close();
+        await applier.stop();
+        store.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,60 @@
+/**
+ * Byte bounds that must agree across services, defined once so that their relations can be
+ * asserted when the module loads (TigerBeetle's `constants.zig` habit): a change that breaks one
+ * of them fails at startup, not as an outage under load.
+ *
+ * Capacity reasoning, from the bottom up:
+ *
+ *   - A journal record (src/journal_record.ts) carries at most `recordPayloadBytesMax` (32 MiB) of
+ *     payload; its length field is a u32, so the bound is a policy, not the format's limit. With
+ *     its 24-byte header and a name of at most `volumeNameBytesMax` (64) bytes, one record is at
+ *     most `recordBytesMax` = 32 MiB + 88 bytes.
+ *   - The front-ends hand the fork layer writes of at most `nbdRequestBytesMaxDefault` (NBD, the
+ *     2^25 bytes the NBD spec says any client may use; the server's `requestBytesMax` option
+ *     may raise it to 256 MiB) and `httpIoBytesMax` (HTTP). Both defaults fit one record; a larger write reaching
+ *     the fork layer is split into records there (host/fork/fork_device.ts), like long zero ranges.
+ *   - The host's BackupBatcher packs records into batches of at most `hostBatchBytesMax` (8 MiB);
+ *     a single record larger than that leaves alone, so the backup must accept a one-record batch
+ *     of `recordBytesMax`: `backupBatchBytesMaxDefault` (64 MiB) is at least that. A backup started
+ *     with a smaller `--batch-bytes-max` refuses such batches with 413, and the host takes it
+ *     offline: an operator's choice, not a default.
+ *   - The batcher queues at most `hostBatchQueueBytesMax` (64 MiB) per volume before submitters
+ *     wait; an empty queue always admits one record, and the bound holds at least one full record.
+ *
+ * The tracker's request body bound (1 MiB, tracker/app.ts) carries marks, never data, so it has
+ * no relation to these.
+ */
+import assert from "node:assert/strict";
+
+const MiB = 1024 * 1024;
+
+/** Longest volume name in bytes (ASCII), as a record's name field and file names allow. */
+export const volumeNameBytesMax = 64;
+/** Bytes of a journal record's fixed header (src/journal_record.ts layout). */
+export const recordHeaderBytes = 24;
+/** Largest payload one journal record carries; larger writes are split by the fork layer. */
+export const recordPayloadBytesMax = 32 * MiB;
+/** Largest encoded journal record: header, longest name, largest payload. */
+export const recordBytesMax = recordHeaderBytes + volumeNameBytesMax + recordPayloadBytesMax;
+/** Default largest NBD READ / WRITE the host's NBD server accepts. */
+export const nbdRequestBytesMaxDefault = 32 * MiB;
+/** Largest body of a host HTTP write, and largest length of a host HTTP read. */
+export const httpIoBytesMax = 32 * MiB;
+/** Default largest batch body the host's BackupBatcher packs (a lone larger record still goes). */
+export const hostBatchBytesMax = 8 * MiB;
+/** Default bytes the host's BackupBatcher queues per volume before `submit` waits. */
+export const hostBatchQueueBytesMax = 64 * MiB;
+/** Default largest batch body the backup accepts; larger ones get 413. */
+export const backupBatchBytesMaxDefault = 64 * MiB;
+
+// The record's length field is a u32.
+assert(recordPayloadBytesMax <= 0xffff_ffff);
+// By default one front-end write is one record.
+assert(nbdRequestBytesMaxDefault <= recordPayloadBytesMax);
+assert(httpIoBytesMax <= recordPayloadBytesMax);
+// Whatever the batcher sends by default, the backup accepts by default.
+assert(hostBatchBytesMax <= backupBatchBytesMaxDefault);
+assert(recordBytesMax <= backupBatchBytesMaxDefault);
+// The batcher's queue holds at least one largest record.
+assert(recordBytesMax <= hostBatchQueueBytesMax);
+assert(hostBatchBytesMax <= hostBatchQueueBytesMax);
