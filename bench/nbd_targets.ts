@@ -5,10 +5,10 @@
  *   online   — the host agent forking, backup online (mirroring)
  *   tracking — the host agent forking, backup killed with SIGKILL (tracking mode)
  * The host agent runs with the real tracker and backup processes on loopback. They are started here
- * rather than by tests/support/system.ts so the bench can pass Deno flags (`--cpu-prof`) and so
- * it does not depend on test support beyond `freePort`.
+ * rather than by harness/system.ts so the bench can pass Deno flags (`--cpu-prof`) and so
+ * it uses the harness only for `freePort`.
  */
-import { freePort } from "../tests/support/service_process.ts";
+import { freePort } from "../harness/service_process.ts";
 
 export type TargetKey = "nbdkit" | "no_fork" | "online" | "tracking";
 

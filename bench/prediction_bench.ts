@@ -26,7 +26,7 @@
 import { HostClient } from "../host/client.ts";
 import { parseSize, regionBytesDefault } from "../src/extent.ts";
 import { parseFlags, runMain } from "../src/flags.ts";
-import { startSystem, type System } from "../tests/support/system.ts";
+import { startSystem, type System } from "../harness/system.ts";
 import { startTarget } from "./nbd_targets.ts";
 import {
   blockBytes,
