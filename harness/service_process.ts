@@ -13,6 +13,9 @@ export function freePort(): number {
   return port;
 }
 
+/** How long `stop` waits for a SIGTERMed service before it SIGKILLs it. */
+const stopGraceMsDefault = 5000;
+
 export interface ServiceProcess {
   readonly url: string;
   readonly port: number;
@@ -21,8 +24,20 @@ export interface ServiceProcess {
   output(): string;
   /** Kills with SIGKILL and waits for the exit. */
   kill(): Promise<void>;
-  /** Stops with SIGTERM (SIGKILL after 5 s) and waits; safe to call twice. */
+  /** Stops with SIGTERM (SIGKILL after `stopGraceMs`) and waits; safe to call twice. */
   stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Port to listen on (default: a free one). */
+  port?: number;
+  /** Bound on the wait for /healthz. */
+  readyMs?: number;
+  env?: Record<string, string>;
+  /** Flags for `deno run` itself, e.g. `--cpu-prof`. */
+  denoFlags?: string[];
+  /** How long `stop` waits after SIGTERM before SIGKILL (a CPU profile is written on exit). */
+  stopGraceMs?: number;
 }
 
 /**
@@ -32,11 +47,21 @@ export interface ServiceProcess {
 export async function startService(
   script: string,
   args: string[],
-  opts: { port?: number; readyMs?: number; env?: Record<string, string> } = {},
+  opts: StartOptions = {},
 ): Promise<ServiceProcess> {
   const port = opts.port ?? freePort();
+  const denoFlags = opts.denoFlags ?? [];
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", `${root}${script}`, "--port", String(port), ...args],
+    args: [
+      "run",
+      "-A",
+      "--quiet",
+      ...denoFlags,
+      `${root}${script}`,
+      "--port",
+      String(port),
+      ...args,
+    ],
     cwd: root,
     stdout: "piped",
     stderr: "piped",
@@ -67,7 +92,10 @@ export async function startService(
     async stop() {
       if (!exited) {
         child.kill("SIGTERM");
-        const timer = setTimeout(() => !exited && child.kill("SIGKILL"), 5000);
+        const timer = setTimeout(
+          () => !exited && child.kill("SIGKILL"),
+          opts.stopGraceMs ?? stopGraceMsDefault,
+        );
         await status;
         clearTimeout(timer);
       }
