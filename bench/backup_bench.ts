@@ -8,7 +8,7 @@
  *   deno run -A bench/backup_bench.ts
  */
 import { BackupClient, encodeBatch } from "../backup/client.ts";
-import { startService } from "../tests/support/service_process.ts";
+import { startService } from "../harness/service_process.ts";
 
 /** Batch bytes each case sends. */
 export const caseBytes = 128 * 1024 * 1024;

@@ -3,6 +3,7 @@
  * latency percentiles of the write side. One job, one connection; fio's default seeded random
  * sequence (randrepeat=1), so every target sees the same offsets.
  */
+import { run } from "../harness/tools.ts";
 
 /** One fio workload. */
 export interface Workload {
@@ -81,15 +82,9 @@ export async function runFio(o: FioOptions): Promise<FioResult> {
     "--output-format=json",
     `--output=${o.outputPath}`,
   ];
-  const child = new Deno.Command("fio", { args, stdout: "piped", stderr: "piped" }).spawn();
-  const timer = setTimeout(
-    () => child.kill("SIGKILL"),
-    (o.runtimeSec + o.rampSec) * 1000 + fioSlackMs,
-  );
-  const out = await child.output();
-  clearTimeout(timer);
-  const text = () => new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  if (!out.success) {
+  const out = await run("fio", args, { timeoutMs: (o.runtimeSec + o.rampSec) * 1000 + fioSlackMs });
+  const text = () => out.stdout + out.stderr;
+  if (out.code !== 0) {
     throw new Error(`fio ${w.key} against ${o.uri} exited with ${out.code}:\n${text()}`);
   }
   const report = JSON.parse(await Deno.readTextFile(o.outputPath));

@@ -7,7 +7,8 @@
  *   deno run -A bench/host_http_bench.ts
  */
 import { HostClient } from "../host/client.ts";
-import { seededRandom, startSystem, type System } from "../tests/support/system.ts";
+import { seededRandom } from "../src/random.ts";
+import { startSystem, type System } from "../harness/system.ts";
 
 export const clientsConcurrent = 32;
 export const caseMs = 3000;

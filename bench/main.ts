@@ -14,6 +14,7 @@
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseFlags, runMain } from "../src/flags.ts";
+import { run } from "../harness/tools.ts";
 import { benchBackup } from "./backup_bench.ts";
 import { benchHostHttp } from "./host_http_bench.ts";
 import { benchNbd, nbdFlagSpec, nbdOptionsFromFlags } from "./nbd_bench.ts";
@@ -49,13 +50,8 @@ const resultsPath = fileURLToPath(new URL("./results/latest.json", import.meta.u
 
 async function git(args: string[]): Promise<string | undefined> {
   try {
-    const out = await new Deno.Command("git", {
-      args,
-      cwd: dirname(dirname(resultsPath)),
-      stdout: "piped",
-      stderr: "null",
-    }).output();
-    return out.success ? new TextDecoder().decode(out.stdout).trim() : undefined;
+    const out = await run("git", args, { cwd: dirname(dirname(resultsPath)) });
+    return out.code === 0 ? out.stdout.trim() : undefined;
   } catch {
     return undefined;
   }
@@ -67,9 +63,9 @@ async function git(args: string[]): Promise<string | undefined> {
  */
 async function loadavg(): Promise<number[]> {
   try {
-    const out = await new Deno.Command("cat", { args: ["/proc/loadavg"], stderr: "null" }).output();
-    if (!out.success) return [];
-    return new TextDecoder().decode(out.stdout).split(" ").slice(0, 3).map(Number);
+    const out = await run("cat", ["/proc/loadavg"]);
+    if (out.code !== 0) return [];
+    return out.stdout.split(" ").slice(0, 3).map(Number);
   } catch {
     return [];
   }

@@ -21,6 +21,7 @@ import { parseSize } from "../src/extent.ts";
 import { parseFlags, runMain } from "../src/flags.ts";
 import { type FioResult, runFio, type Workload, workloads } from "./fio.ts";
 import { describePaths, formatNbd } from "./nbd_table.ts";
+import type { NbdBenchResult, NbdFailure, NbdRow, WritePaths } from "./nbd_types.ts";
 import {
   type HostCounters,
   startTarget,
@@ -43,64 +44,6 @@ export interface NbdBenchOptions {
   cpuProfDir?: string;
   /** Progress lines (default: stderr). */
   log?: (line: string) => void;
-}
-
-/** Which write path the host took during one workload (deltas of its counters). */
-export interface WritePaths {
-  viaBackup: number;
-  viaTracker: number;
-  failed: number;
-  backupBatches: number;
-  trackerCommands: number;
-  trackerCacheHits: number;
-  /** Activity-mark commands and retire commands sent to the tracker while mirroring. */
-  activityCommands: number;
-  activityRetires: number;
-  /** Host mode after the workload. */
-  modeAfter: string;
-}
-
-/** One target × workload, over every round. */
-export interface NbdRow {
-  target: TargetKey;
-  workload: string;
-  /** Medians over rounds. */
-  iops: number;
-  mbPerSec: number;
-  p50Us: number;
-  p99Us: number;
-  /** IOPS / IOPS of nbdkit for the same workload (medians); absent for nbdkit itself. */
-  ratio?: number;
-  /** The goal for the ratio, when issue 3 sets one. */
-  goal?: number;
-  met?: boolean;
-  /** Lowest and highest IOPS over rounds. */
-  iopsMin: number;
-  iopsMax: number;
-  /** Every round as measured. */
-  runs: (FioResult & { paths?: WritePaths })[];
-}
-
-/** A fio run that did not complete (its case is left out of the medians). */
-export interface NbdFailure {
-  target: TargetKey;
-  workload: string;
-  round: number;
-  message: string;
-}
-
-export interface NbdBenchResult {
-  settings: {
-    rounds: number;
-    runtimeSec: number;
-    rampSec: number;
-    sizeBytes: number;
-    workloads: Workload[];
-    targets: TargetKey[];
-    hostArgs: string[];
-  };
-  rows: NbdRow[];
-  failures: NbdFailure[];
 }
 
 /**

@@ -2,7 +2,7 @@
  * The NBD bench's result as text: one block of rows per workload (IOPS, MB/s, p50 / p99 completion
  * latency, ratio to nbdkit and the goal), then which write path the host agent took.
  */
-import type { NbdBenchResult, WritePaths } from "./nbd_bench.ts";
+import type { NbdBenchResult, WritePaths } from "./nbd_types.ts";
 import { targetLabels } from "./nbd_targets.ts";
 
 /** One line saying which path writes took (deltas of the host agent's counters). */

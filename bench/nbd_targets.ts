@@ -5,10 +5,10 @@
  *   online   — the host agent forking, backup online (mirroring)
  *   tracking — the host agent forking, backup killed with SIGKILL (tracking mode)
  * The host agent runs with the real tracker and backup processes on loopback. They are started here
- * rather than by tests/support/system.ts so the bench can pass Deno flags (`--cpu-prof`) and so
- * it does not depend on test support beyond `freePort`.
+ * with harness/service_process.ts rather than by harness/system.ts so the bench can pass Deno
+ * flags (`--cpu-prof`) and give each process time to write its profile when stopped.
  */
-import { freePort } from "../tests/support/service_process.ts";
+import { freePort, type ServiceProcess, startService } from "../harness/service_process.ts";
 
 export type TargetKey = "nbdkit" | "no_fork" | "online" | "tracking";
 
@@ -54,7 +54,6 @@ export interface TargetOptions {
   hostArgs?: string[];
 }
 
-const root = new URL("../", import.meta.url).pathname;
 const volume = "vol0";
 /** Bound on a process becoming ready. */
 const readyMs = 20_000;
@@ -110,7 +109,7 @@ async function startHostSystem(
   dir: string,
   opts: TargetOptions,
 ): Promise<NbdTarget> {
-  const started: DenoProcess[] = [];
+  const started: ServiceProcess[] = [];
   const stopAll = async () => {
     for (const p of started.reverse()) await p.stop();
     await Deno.remove(dir, { recursive: true });
@@ -118,7 +117,11 @@ async function startHostSystem(
   const spawn = async (name: string, script: string, args: string[]) => {
     const profDir = opts.cpuProfDir ? `${opts.cpuProfDir}/${name}` : undefined;
     if (profDir) await Deno.mkdir(profDir, { recursive: true });
-    const p = await spawnDeno(script, args, profDir);
+    const p = await startService(script, args, {
+      readyMs,
+      denoFlags: profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : [],
+      stopGraceMs: 10_000, // SIGTERM makes the services exit 0, which writes the CPU profile
+    });
     started.push(p);
     return p;
   };
@@ -161,84 +164,6 @@ async function startHostSystem(
     await stopAll();
     throw err;
   }
-}
-
-/** A service process started by the bench. */
-interface DenoProcess {
-  url: string;
-  /** SIGKILL, and wait. */
-  kill(): Promise<void>;
-  /** SIGTERM (the services exit 0, which also writes a CPU profile), SIGKILL after 10 s. */
-  stop(): Promise<void>;
-}
-
-/**
- * Runs `script` (relative to the repo root) with `--port P` and `args`, with `--cpu-prof` into
- * `cpuProfDir` when given, and waits for its /healthz. Like tests/support/service_process.ts, but
- * able to pass Deno flags.
- */
-async function spawnDeno(
-  script: string,
-  args: string[],
-  cpuProfDir: string | undefined,
-): Promise<DenoProcess> {
-  const port = freePort();
-  const denoFlags = cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`] : [];
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--quiet",
-      ...denoFlags,
-      `${root}${script}`,
-      "--port",
-      String(port),
-      ...args,
-    ],
-    cwd: root,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  let log = "";
-  const decoder = new TextDecoder();
-  const drain = async (s: ReadableStream<Uint8Array>) => {
-    for await (const chunk of s) log += decoder.decode(chunk);
-  };
-  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
-  let exited = false;
-  const status = child.status.finally(() => (exited = true));
-  const url = `http://127.0.0.1:${port}`;
-  const proc: DenoProcess = {
-    url,
-    async kill() {
-      if (!exited) child.kill("SIGKILL");
-      await status;
-      await drained;
-    },
-    async stop() {
-      if (!exited) {
-        child.kill("SIGTERM");
-        const timer = setTimeout(() => !exited && child.kill("SIGKILL"), 10_000);
-        await status;
-        clearTimeout(timer);
-      }
-      await drained;
-    },
-  };
-  const deadline = Date.now() + readyMs;
-  while (Date.now() < deadline && !exited) {
-    try {
-      const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
-      await res.body?.cancel();
-      if (res.ok) return proc;
-    } catch {
-      // not listening yet
-    }
-    await sleep(50);
-  }
-  await proc.kill();
-  throw new Error(`${script} did not become ready:\n${log}`);
 }
 
 async function hostCounters(url: string): Promise<HostCounters> {

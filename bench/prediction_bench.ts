@@ -14,7 +14,7 @@
  * (marks saturate) and flatter its call savings (later writes land in predicted regions), so
  * random and hot spot run offline a second time on a much larger sparse volume (`largeSizeBytes`).
  *
- * Every case runs on a fresh system (tests/support/system.ts), so counters and marks start at zero.
+ * Every case runs on a fresh system (harness/system.ts), so counters and marks start at zero.
  * Offline cases kill the backup with SIGKILL and make the host notice with one 4 KiB write at the
  * volume's end; fio writes only below `tailBytes` from the end, so that write's mark and fio's
  * (with look-ahead) never share a region, and every count is a delta around the fio run.
@@ -26,7 +26,7 @@
 import { HostClient } from "../host/client.ts";
 import { parseSize, regionBytesDefault } from "../src/extent.ts";
 import { parseFlags, runMain } from "../src/flags.ts";
-import { startSystem, type System } from "../tests/support/system.ts";
+import { startSystem, type System } from "../harness/system.ts";
 import { startTarget } from "./nbd_targets.ts";
 import {
   blockBytes,
@@ -37,8 +37,7 @@ import {
   runLoggedFio,
 } from "./prediction_fio.ts";
 import { formatPrediction } from "./prediction_table.ts";
-
-export type BackupMode = "offline" | "online";
+import type { BackupMode, PredictionResult, PredictionRow } from "./prediction_types.ts";
 
 export interface PredictionOptions {
   /** Values of `--predict-regions` to compare (the host's default is 16). */
@@ -52,72 +51,6 @@ export interface PredictionOptions {
   workloads?: PredictionWorkloadKey[];
   modes?: BackupMode[];
   log?: (line: string) => void;
-}
-
-/** One workload × volume size × backup mode × N. */
-export interface PredictionRow {
-  workload: PredictionWorkloadKey;
-  sizeBytes: number;
-  mode: BackupMode;
-  predict: number;
-  iops: number;
-  /** IOPS / nbdkit's IOPS on the same workload and volume size. */
-  ratio: number;
-  /** Writes the host forked during the run, and how. */
-  writes: number;
-  viaTracker: number;
-  viaBackup: number;
-  failed: number;
-  modeAfter: string;
-  /** Tracker commands during the run: dirty marks, activity marks, activity retires. */
-  trackCommands: number;
-  activityCommands: number;
-  retires: number;
-  trackerCacheHits: number;
-  markCallsPer1000: number;
-  retiresPer1000: number;
-  fio: LoggedFioResult;
-  /** Dirty bytes plus activity bytes the run added at the tracker. */
-  markedBytes: number;
-  markedPerWritten: number;
-  markedPerDistinct: number;
-  /** markedBytes / (distinct regions × region bytes). */
-  markedPerRegionFloor: number;
-  /** Goals that apply to this row and whether they were met. */
-  goals: { name: string; met: boolean }[];
-}
-
-/** nbdkit's file plugin on one workload and volume size: the baseline of the IOPS ratio. */
-export interface PredictionBaseline {
-  workload: PredictionWorkloadKey;
-  sizeBytes: number;
-  fio: LoggedFioResult;
-}
-
-export interface PredictionFailure {
-  workload: string;
-  sizeBytes: number;
-  target: string;
-  message: string;
-}
-
-/** What `benchPrediction` returns (as a JSON-ready record). */
-export interface PredictionResult {
-  settings: {
-    predicts: number[];
-    runtimeSec: number;
-    iodepth: number;
-    sizeBytes: number;
-    largeSizeBytes: number;
-    /** fio writes inside [0, size - tailBytes); the tail is kept for the warm-up write. */
-    tailBytes: number;
-    regionBytes: number;
-    workloads: PredictionWorkloadKey[];
-    modes: BackupMode[];
-  };
-  baselines: PredictionBaseline[];
-  rows: PredictionRow[];
-  failures: PredictionFailure[];
 }
 
 export const predictsDefault = [0, 4, 16, 64];

@@ -8,6 +8,7 @@
  * 2 MiB + 128 KiB of bitmaps; the log itself is about 40 B a write (~15 MB for 5 s at 75k IOPS).
  */
 import assert from "node:assert/strict";
+import { run } from "../harness/tools.ts";
 
 export type PredictionWorkloadKey = "seq" | "random" | "hotspot";
 
@@ -84,12 +85,9 @@ export async function runLoggedFio(o: LoggedFioOptions): Promise<LoggedFioResult
     `--output=${report}`,
     ...(w.distribution ? [`--random_distribution=${w.distribution}`] : []),
   ];
-  const child = new Deno.Command("fio", { args, stdout: "piped", stderr: "piped" }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), o.runtimeSec * 1000 + fioSlackMs);
-  const out = await child.output();
-  clearTimeout(timer);
-  const text = () => new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  if (!out.success) {
+  const out = await run("fio", args, { timeoutMs: o.runtimeSec * 1000 + fioSlackMs });
+  const text = () => out.stdout + out.stderr;
+  if (out.code !== 0) {
     throw new Error(`fio ${w.key} against ${o.uri} exited with ${out.code}:\n${text()}`);
   }
   const job = JSON.parse(await Deno.readTextFile(report)).jobs?.[0];

@@ -3,9 +3,9 @@
  * first, then the host agent per backup mode and look-ahead N; under it, what a sequential stream
  * would cost with exactly one tracker command per look-ahead window, and anything odd.
  */
-import type { PredictionResult } from "./prediction_bench.ts";
+import type { PredictionResult } from "./prediction_types.ts";
 import { blockBytes, predictionWorkloads } from "./prediction_fio.ts";
-import { table } from "./tables.ts";
+import { table } from "./table.ts";
 
 /** Activity unit of the host's default `--activity-unit-bytes`, for the ideal-calls footnote. */
 const activityUnitBytes = 4 * 2 ** 20;

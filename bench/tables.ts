@@ -1,6 +1,6 @@
 /**
  * Readable tables of the tracker, backup and host HTTP benches' results (flat records of numbers,
- * as those benches return them). The NBD bench formats its own (nbd_bench.ts).
+ * as those benches return them). The NBD and prediction benches format their own (nbd_table.ts, prediction_table.ts).
  */
 import { caseBytes as backupCaseBytes } from "./backup_bench.ts";
 import {
@@ -11,17 +11,7 @@ import {
   caseMs as trackerCaseMs,
   clientsConcurrent as trackerClientsConcurrent,
 } from "./tracker_bench.ts";
-
-/** Rows of cells as text columns; numbers right-aligned, text left-aligned. */
-export function table(head: string[], rows: (string | number)[][]): string {
-  const cells = [head, ...rows.map((r) => r.map(String))];
-  const widths = head.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length)));
-  const numeric = head.map((_, i) => rows.every((r) => typeof r[i] === "number"));
-  return cells.map((r) =>
-    r.map((c, i) => (numeric[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join("  ")
-      .trimEnd()
-  ).join("\n");
-}
+import { table } from "./table.ts";
 
 export function formatTracker(r: Record<string, number>): string {
   const rows: (string | number)[][] = [];

@@ -17,7 +17,7 @@ import { type TrackRequest, trackRequest } from "../src/schemas.ts";
 import { applyServiceBasics } from "../src/service.ts";
 import { validate } from "../src/validate.ts";
 import { TrackerClient } from "../tracker/client.ts";
-import { startService } from "../tests/support/service_process.ts";
+import { startService } from "../harness/service_process.ts";
 import { parseFlags, parsePort } from "../src/flags.ts";
 import { dirtyKey, markedKey } from "../tracker/kv_layout.ts";
 import { SegmentState } from "../tracker/segment_state.ts";

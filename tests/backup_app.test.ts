@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes, seededRandom } from "../src/random.ts";
-import { sha256 } from "./support/service_process.ts";
+import { sha256 } from "../harness/tools.ts";
 import { join } from "node:path";
 import { type Backup, openBackup } from "../backup/service.ts";
 import { BackupClient, encodeBatch } from "../backup/client.ts";

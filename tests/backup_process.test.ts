@@ -6,9 +6,9 @@ import assert from "node:assert/strict";
 import { randomBytes, seededRandom } from "../src/random.ts";
 import { join } from "node:path";
 import { BackupClient, encodeBatch } from "../backup/client.ts";
-import { sha256, startService } from "./support/service_process.ts";
+import { startService } from "../harness/service_process.ts";
+import { runScript, sha256 } from "../harness/tools.ts";
 
-const root = new URL("../", import.meta.url).pathname;
 const slotBytes = 16 * 1024;
 const slots = 4096;
 const volSize = slotBytes * slots;
@@ -135,13 +135,9 @@ Deno.test("backup process exits 2 with a message naming a bad flag", async (t) =
   ];
   for (const [args, message] of cases) {
     await t.step(args.join(" "), async () => {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", "--quiet", join(root, "backup/main.ts"), ...args],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
+      const out = await runScript("backup/main.ts", args);
       assert.equal(out.code, 2);
-      assert.match(new TextDecoder().decode(out.stderr), message);
+      assert.match(out.stderr, message);
     });
   }
 });

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { ActivityRecord, type ActivityTracker } from "../host/fork/activity_record.ts";
 import { regionsOf } from "../src/extent.ts";
 import type { TrackRequest } from "../src/schemas.ts";
+import { settled } from "./support/gate.ts";
 
 const R = 4096; // region bytes in these tests
 const size = 1024 * R;
@@ -87,7 +88,8 @@ Deno.test("concurrent writes to one cold unit share one command", async () => {
   t.ackGate = new Promise<void>((resolve) => (open = resolve));
   const rec = record(t, { predict: 0 });
   const all = Array.from({ length: 16 }, (_, i) => rec.acquire(3 * R + i * 100, 100));
-  await new Promise((r) => setTimeout(r, 5));
+  await settled();
+  assert.deepEqual(t.log, ["activity 3+1"], "one command while its answer is held");
   open();
   await Promise.all(all);
   assert.deepEqual(t.log, ["activity 3+1"]);
@@ -100,7 +102,7 @@ Deno.test("the hot set is bounded: least recently written, unpinned regions are 
   for (let r = 1; r < 60; r++) {
     await rec.acquire(r * R, R);
     rec.release(r * R, R, true);
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    await settled();
   }
   await rec.retireNow();
   assert.ok(rec.hot.size <= 16, `hot ${rec.hot.size}`);
@@ -148,7 +150,7 @@ Deno.test("a command in flight does not make a region retired meanwhile look hot
   let open!: () => void;
   t.ackGate = new Promise<void>((resolve) => (open = resolve));
   const pending = rec.acquire(4 * R, R);
-  await new Promise((resolve) => setTimeout(resolve, 5));
+  await settled();
   // Meanwhile region 5 (hot, not pinned) is retired: the retire reaches the tracker after the
   // command did, so the tracker no longer holds 5.
   Object.assign(rec, { unitsMax: 0 });

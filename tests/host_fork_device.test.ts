@@ -4,6 +4,7 @@ import type { MirrorRecord } from "../host/fork/backup_batcher.ts";
 import { ForkDevice, type ForkPaths } from "../host/fork/fork_device.ts";
 import { RangeLock } from "../host/fork/range_lock.ts";
 import { ServiceError } from "../src/errors.ts";
+import { settled } from "./support/gate.ts";
 
 /** A primary in memory that logs each call, so the fork order can be proved from the trace. */
 class TracedPrimary implements BlockDevice {
@@ -144,7 +145,7 @@ Deno.test("overlapping writes are ordered by the range lock; disjoint ones are n
   const first = r.fork.write(0, new Uint8Array(100).fill(1));
   const overlapping = r.fork.write(50, new Uint8Array(100).fill(2));
   const disjoint = r.fork.write(1000, new Uint8Array(10).fill(3));
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  await settled();
   // The disjoint write reached the backup; the overlapping one waits for the first to finish.
   assert.deepEqual(r.trace, ["backup.submit write 0+100", "backup.submit write 1000+10"]);
   open();

@@ -7,7 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { HostClient } from "../host/client.ts";
-import { randomBytes, seededRandom, startSystem } from "./support/system.ts";
+import { startSystem } from "../harness/system.ts";
+import { randomBytes, seededRandom } from "../src/random.ts";
 
 const seed = Number(Deno.env.get("TRACKMIRROR_SEED") ?? Date.now() % 1_000_000);
 const rounds = Number(Deno.env.get("TRACKMIRROR_CRASH_ROUNDS") ?? 20);

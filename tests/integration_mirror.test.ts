@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { HostClient } from "../host/client.ts";
 import { TrackerClient } from "../tracker/client.ts";
-import { randomBytes, seededRandom, startSystem, type System } from "./support/system.ts";
+import { startSystem, type System } from "../harness/system.ts";
+import { randomBytes, seededRandom } from "../src/random.ts";
 
 const seed = Number(Deno.env.get("TRACKMIRROR_SEED") ?? Date.now() % 1_000_000);
 const region = 64 * 1024;

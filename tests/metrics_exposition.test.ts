@@ -3,7 +3,7 @@
  * parses with an independent exposition parser and carries labels as data.
  */
 import assert from "node:assert/strict";
-import { startSystem } from "./support/system.ts";
+import { startSystem } from "../harness/system.ts";
 import { family, parseExposition } from "./support/prometheus.ts";
 
 Deno.test("tracker, backup and host serve valid Prometheus text with labels as data", async () => {

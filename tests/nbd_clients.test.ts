@@ -8,53 +8,21 @@ import assert from "node:assert/strict";
 import { PassThroughDevice } from "../src/block_device.ts";
 import { FileVolume } from "../host/fork/file_volume.ts";
 import { type NbdServer, serveNbd } from "../host/nbd/server.ts";
-import { freePort, sha256File } from "./support/service_process.ts";
-
-// nbdsh is a python script: a python3 earlier on PATH (pyenv) may lack the libnbd module. mkfs.ext4
-// and e2fsck live in sbin.
-const env = { PATH: `/usr/bin:/usr/sbin:/sbin:${Deno.env.get("PATH") ?? ""}`, LIBNBD_DEBUG: "0" };
-const toolTimeoutMs = 60_000;
-
-async function installed(tool: string, args = ["--version"]): Promise<boolean> {
-  try {
-    const out = await new Deno.Command(tool, {
-      args,
-      env,
-      stdout: "null",
-      stderr: "null",
-    })
-      .output();
-    return out.success;
-  } catch {
-    return false;
-  }
-}
+import { freePort } from "../harness/service_process.ts";
+import {
+  installed,
+  run,
+  runChecked,
+  sha256,
+  sha256File,
+  toolEnv,
+  toolTimeoutMs,
+} from "../harness/tools.ts";
 
 const tools = ["nbdinfo", "nbdsh", "nbdcopy", "qemu-io", "qemu-img"] as const;
 const have = Object.fromEntries(await Promise.all(tools.map(async (t) => [t, await installed(t)])));
 for (const t of tools) {
   if (!have[t]) console.warn(`nbd_clients: ${t} is not installed; its tests are SKIPPED`);
-}
-
-/** Runs a client to completion (killed after toolTimeoutMs); throws with its output on failure. */
-async function run(cmd: string, args: string[], stdin?: string): Promise<string> {
-  const child = new Deno.Command(cmd, {
-    args,
-    env,
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(toolTimeoutMs),
-  }).spawn();
-  if (stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-  }
-  const out = await child.output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  if (!out.success) throw new Error(`${cmd} ${args.join(" ")} exited ${out.code}:\n${text}`);
-  return text;
 }
 
 interface Served {
@@ -115,11 +83,6 @@ function randomImage(sizeBytes: number, seed: number): Uint8Array {
   return out;
 }
 
-async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 const MiB = 1024 * 1024;
 
 Deno.test({
@@ -128,7 +91,7 @@ Deno.test({
   async fn() {
     for (const socket of [false, true]) {
       await using s = await serveVolume(8 * MiB, undefined, socket);
-      const info = JSON.parse(await run("nbdinfo", ["--json", s.uri]));
+      const info = JSON.parse(await runChecked("nbdinfo", ["--json", s.uri]));
       const exp = info.exports[0];
       assert.equal(info.protocol, "newstyle-fixed");
       assert.equal(info.TLS, false);
@@ -138,7 +101,7 @@ Deno.test({
       }
       assert.equal(exp.is_read_only, false);
       assert.equal(exp.block_size_maximum, 32 * MiB);
-      const list = await run("nbdinfo", ["--list", "--json", s.uri.replace("/vol0", "/")]);
+      const list = await runChecked("nbdinfo", ["--list", "--json", s.uri.replace("/vol0", "/")]);
       assert.deepEqual(
         JSON.parse(list).exports.map((e: { "export-name": string }) => e["export-name"]),
         [
@@ -163,7 +126,7 @@ Deno.test({
     for (const [p, off, len] of writes) args.push("-c", `write -P ${p} ${off} ${len}`);
     for (const [p, off, len] of writes) args.push("-c", `read -P ${p} ${off} ${len}`);
     args.push("-c", "flush", s.uri);
-    const out = await run("qemu-io", args);
+    const out = await runChecked("qemu-io", args);
     assert.doesNotMatch(out, /fail|error/i);
     const image = await Deno.readFile(s.path);
     const expected = new Uint8Array(16 * MiB);
@@ -225,7 +188,7 @@ assert h.pread(10, size - 10) == expected[size - 10:]
 h.shutdown()
 open(${JSON.stringify(expectedPath)}, "wb").write(bytes(expected))
 `;
-    await run("nbdsh", ["-c", "-"], script);
+    await runChecked("nbdsh", ["-c", "-"], { stdin: script });
     const expected = await Deno.readFile(expectedPath);
     assert.equal(expected.length, size);
     assert.ok(expected.some((b) => b !== 0));
@@ -241,7 +204,7 @@ Deno.test({
     await using s = await serveVolume(size);
     const src = `${s.dir}/source.img`;
     await Deno.writeFile(src, randomImage(size, 0xc0ffee));
-    await run("qemu-img", ["convert", "-n", "-f", "raw", "-O", "raw", src, s.uri]);
+    await runChecked("qemu-img", ["convert", "-n", "-f", "raw", "-O", "raw", src, s.uri]);
     assert.equal(await sha256File(s.path), await sha256File(src));
   },
 });
@@ -255,10 +218,10 @@ Deno.test({
     const src = `${s.dir}/source.img`;
     const back = `${s.dir}/back.img`;
     await Deno.writeFile(src, randomImage(size, 1234));
-    await run("nbdcopy", ["--connections=4", "--requests=16", "--flush", src, s.uri]);
+    await runChecked("nbdcopy", ["--connections=4", "--requests=16", "--flush", src, s.uri]);
     assert.equal(await sha256File(s.path), await sha256File(src));
     await Deno.writeFile(back, new Uint8Array(0));
-    await run("nbdcopy", ["--connections=4", s.uri, back]);
+    await runChecked("nbdcopy", ["--connections=4", s.uri, back]);
     assert.equal(await sha256File(back), await sha256File(src));
   },
 });
@@ -301,7 +264,7 @@ Deno.test({
         args.push("-c", `aio_write -P ${p} ${off} ${Math.min(300_001, to - off)}`);
       }
       args.push("-c", "aio_flush", s.uri);
-      return run("qemu-io", args);
+      return runChecked("qemu-io", args);
     };
     await Promise.all([writer(0x33, 0, half), writer(0xcc, half, size)]);
     const expected = new Uint8Array(size);
@@ -328,7 +291,7 @@ Deno.test({
     await Deno.mkdir(mnt);
     const fuse = new Deno.Command("nbdfuse", {
       args: [`${mnt}/vol`, s.uri],
-      env,
+      env: toolEnv,
       stdout: "null",
       stderr: "piped",
       signal: AbortSignal.timeout(toolTimeoutMs),
@@ -340,20 +303,15 @@ Deno.test({
         if (Date.now() > deadline) throw new Error("nbdfuse did not mount within 10 s");
         await new Promise((r) => setTimeout(r, 50));
       }
-      await run("mkfs.ext4", ["-F", "-q", "-E", "discard", `${mnt}/vol`]);
+      await runChecked("mkfs.ext4", ["-F", "-q", "-E", "discard", `${mnt}/vol`]);
     } finally {
-      await run("fusermount3", ["-u", mnt]).catch(() => fuse.kill("SIGKILL"));
+      await runChecked("fusermount3", ["-u", mnt]).catch(() => fuse.kill("SIGKILL"));
       await fuseExit;
     }
     await s.server.close();
     await s.volume.close();
-    const fsck = await new Deno.Command("e2fsck", {
-      args: ["-fn", s.path],
-      stdout: "piped",
-      stderr: "piped",
-    })
-      .output();
-    const report = new TextDecoder().decode(fsck.stdout) + new TextDecoder().decode(fsck.stderr);
+    const fsck = await run("e2fsck", ["-fn", s.path]);
+    const report = fsck.stdout + fsck.stderr;
     assert.equal(fsck.code, 0, report);
     assert.match(report, /11\/\d+ files/);
   },

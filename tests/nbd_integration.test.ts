@@ -8,15 +8,10 @@
 import assert from "node:assert/strict";
 import { TrackerClient } from "../tracker/client.ts";
 import { HostClient } from "../host/client.ts";
-import { randomBytes, seededRandom, startSystem, type System } from "./support/system.ts";
-import {
-  CleanupStack,
-  installed,
-  run,
-  runTool,
-  ScriptProcess,
-  sha256,
-} from "./support/nbd_integration_tools.ts";
+import { startSystem, type System } from "../harness/system.ts";
+import { randomBytes, seededRandom } from "../src/random.ts";
+import { installed, run, runChecked, sha256 } from "../harness/tools.ts";
+import { CleanupStack, ScriptProcess } from "./support/nbd_integration_tools.ts";
 
 const seed = Number(Deno.env.get("TRACKMIRROR_SEED") ?? Date.now() % 1_000_000);
 const MiB = 1024 * 1024;
@@ -114,7 +109,7 @@ Deno.test({
       }
       args.push("-c", "flush", sys.nbdUri);
       await sys.waitMirroring();
-      const out = await run("qemu-io", args);
+      const out = await runChecked("qemu-io", args);
       assert.doesNotMatch(out, /fail|error/i, out);
 
       const want = await sha256(expected);
@@ -141,7 +136,7 @@ Deno.test({
       const source = `${sys.dir}/source.img`;
       await Deno.writeFile(source, model);
       await sys.waitMirroring();
-      await run("nbdcopy", ["--flush", source, sys.nbdUri]);
+      await runChecked("nbdcopy", ["--flush", source, sys.nbdUri]);
       await sys.flushBackup();
       assert.equal(await sys.sha256Secondary(), await sha256(model), "the copy was mirrored");
 
@@ -324,24 +319,24 @@ async function fileSystemUnavailable(): Promise<string | undefined> {
   for (const dev of ["/dev/fuse", "/dev/loop-control"]) {
     if (!await installed("test", ["-c", dev])) return `${dev} is missing`;
   }
-  if ((await runTool("id", ["-u"])).text.trim() !== "0") return "losetup and mount need root";
+  if ((await run("id", ["-u"])).stdout.trim() !== "0") return "losetup and mount need root";
   // Loop devices and ext4 mounts may still be refused (a container without CAP_SYS_ADMIN).
   const dir = await Deno.makeTempDir({ prefix: "nbd-integration-probe-" });
   let loop = "";
   let mounted = false;
   try {
     await Deno.writeFile(`${dir}/fs.img`, new Uint8Array(4 * MiB));
-    await run("mkfs.ext4", ["-q", "-F", `${dir}/fs.img`]);
+    await runChecked("mkfs.ext4", ["-q", "-F", `${dir}/fs.img`]);
     await Deno.mkdir(`${dir}/mnt`);
-    loop = (await run("losetup", ["-f", "--show", `${dir}/fs.img`])).trim();
-    await run("mount", ["-o", "ro", loop, `${dir}/mnt`]);
+    loop = (await runChecked("losetup", ["-f", "--show", `${dir}/fs.img`])).trim();
+    await runChecked("mount", ["-o", "ro", loop, `${dir}/mnt`]);
     mounted = true;
     return undefined;
   } catch (err) {
     return `a loop device with ext4 cannot be mounted here: ${(err as Error).message}`;
   } finally {
-    if (mounted) mounted = (await runTool("umount", [`${dir}/mnt`])).code !== 0;
-    if (loop) await runTool("losetup", ["-d", loop]);
+    if (mounted) mounted = (await run("umount", [`${dir}/mnt`])).code !== 0;
+    if (loop) await run("losetup", ["-d", loop]);
     // Never recursive into a file system still mounted.
     await Deno.remove(dir, { recursive: !mounted }).catch((err) =>
       console.warn(`nbd_integration: probe left ${dir}: ${err.message}`)
@@ -356,21 +351,24 @@ if (noFileSystem) {
 
 /** Mounts `device` on `dir`; the undo unmounts (lazily when busy). */
 async function mountOn(cleanup: CleanupStack, device: string, dir: string, opts: string[] = []) {
-  await run("mount", [...opts, device, dir]);
+  await runChecked("mount", [...opts, device, dir]);
   return cleanup.defer(`umount ${dir}`, async () => {
-    const { code, text } = await runTool("umount", [dir]);
+    const { code, stdout, stderr } = await run("umount", [dir]);
     if (code !== 0) {
-      await runTool("umount", ["-l", dir]);
-      throw new Error(`umount ${dir} failed (detached lazily): ${text}`);
+      await run("umount", ["-l", dir]);
+      throw new Error(`umount ${dir} failed (detached lazily): ${stdout}${stderr}`);
     }
   });
 }
 
 /** Attaches `file` to a free loop device; the undo detaches it. */
 async function attachLoop(cleanup: CleanupStack, file: string, opts: string[] = []) {
-  const loop = (await run("losetup", ["-f", "--show", ...opts, file])).trim();
+  const loop = (await runChecked("losetup", ["-f", "--show", ...opts, file])).trim();
   assert.match(loop, /^\/dev\/loop\d+$/);
-  const detach = cleanup.defer(`losetup -d ${loop}`, () => run("losetup", ["-d", loop]).then());
+  const detach = cleanup.defer(
+    `losetup -d ${loop}`,
+    () => runChecked("losetup", ["-d", loop]).then(),
+  );
   return { loop, detach };
 }
 
@@ -378,11 +376,11 @@ async function attachLoop(cleanup: CleanupStack, file: string, opts: string[] = 
 async function nbdfuse(cleanup: CleanupStack, uri: string, dir: string, sizeBytes: number) {
   const fuse = new ScriptProcess("nbdfuse", "nbdfuse", [`${dir}/disk`, uri]);
   const unmount = cleanup.defer(`nbdfuse on ${dir}`, async () => {
-    const { code, text } = await runTool("fusermount3", ["-u", dir]);
+    const { code, stdout, stderr } = await run("fusermount3", ["-u", dir]);
     if (code !== 0) {
-      await runTool("fusermount3", ["-uz", dir]);
+      await run("fusermount3", ["-uz", dir]);
       await fuse.kill();
-      throw new Error(`fusermount3 -u ${dir} failed (killed nbdfuse): ${text}`);
+      throw new Error(`fusermount3 -u ${dir} failed (killed nbdfuse): ${stdout}${stderr}`);
     }
     await fuse.done();
   });
@@ -424,7 +422,7 @@ Deno.test({
         await sys.waitMirroring();
         const fuse = await nbdfuse(cleanup, sys.nbdUri, fuseDir, sys.sizeBytes);
         const rw = await attachLoop(cleanup, fuse.disk);
-        await run("mkfs.ext4", ["-q", "-F", rw.loop]);
+        await runChecked("mkfs.ext4", ["-q", "-F", rw.loop]);
         const umountFs = await mountOn(cleanup, rw.loop, fsDir);
         const copy = async (from: number, to: number) => {
           for (const f of files.slice(from, to)) {
@@ -433,14 +431,14 @@ Deno.test({
           }
         };
         await copy(0, 6);
-        await run("sync", []);
+        await runChecked("sync", []);
         await copy(6, 8);
-        const syncing = run("sync", []); // the backup dies while this sync's writes flow
+        const syncing = runChecked("sync", []); // the backup dies while this sync's writes flow
         await new Promise((r) => setTimeout(r, 5));
         await sys.backup.kill();
         await syncing;
         await copy(8, files.length);
-        await run("sync", []);
+        await runChecked("sync", []);
         await umountFs();
         await rw.detach();
         await fuse.unmount();
@@ -448,8 +446,8 @@ Deno.test({
 
         await repair(sys);
         assert.equal(await sys.sha256Secondary(), await sys.sha256Primary());
-        const fsck = await runTool("e2fsck", ["-fn", sys.secondaryPath]);
-        assert.equal(fsck.code, 0, `e2fsck -fn of the secondary:\n${fsck.text}`);
+        const fsck = await run("e2fsck", ["-fn", sys.secondaryPath]);
+        assert.equal(fsck.code, 0, `e2fsck -fn of the secondary:\n${fsck.stdout}${fsck.stderr}`);
 
         const ro = await attachLoop(cleanup, sys.secondaryPath, ["-r"]);
         const umountRo = await mountOn(cleanup, ro.loop, roDir, ["-o", "ro"]);

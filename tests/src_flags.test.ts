@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { run } from "../harness/tools.ts";
 import { parseCount, parseFlags, parsePort, parseUrl } from "../src/flags.ts";
 
 const options = {
@@ -104,24 +105,16 @@ Deno.test("parseUrl takes http(s) URLs without a trailing slash and names a bad 
 
 Deno.test("runMain prints a bad flag without a stack and exits 2, other failures exit 1", async (t) => {
   const flags = new URL("../src/flags.ts", import.meta.url).href;
-  const run = async (thrown: string) => {
+  const runThrowing = (thrown: string) => {
     const code = `import { runMain } from ${JSON.stringify(flags)};
 await runMain(async () => { throw ${thrown}; });
 console.log("not reached");`;
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["eval", "--quiet", code],
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).output();
-    return {
-      code: out.code,
-      stdout: new TextDecoder().decode(out.stdout),
-      stderr: new TextDecoder().decode(out.stderr),
-    };
+    return run(Deno.execPath(), ["eval", "--quiet", code]);
   };
   await t.step("a RangeError", async () => {
-    const r = await run(`new RangeError('Port "x" must be a whole number from 0 to 65535')`);
+    const r = await runThrowing(
+      `new RangeError('Port "x" must be a whole number from 0 to 65535')`,
+    );
     assert.deepEqual(r, {
       code: 2,
       stdout: "",
@@ -129,7 +122,7 @@ console.log("not reached");`;
     });
   });
   await t.step("any other error", async () => {
-    const r = await run(`new Error("Cannot open /nope")`);
+    const r = await runThrowing(`new Error("Cannot open /nope")`);
     assert.deepEqual(r, { code: 1, stdout: "", stderr: "Error: Cannot open /nope\n" });
   });
 });

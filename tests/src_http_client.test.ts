@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { call, callJson, ServiceCallError } from "../src/http_client.ts";
-import { freePort } from "./support/service_process.ts";
+import { freePort } from "../harness/service_process.ts";
 
 /** Serves `handler` on a kernel-picked loopback port for the length of `fn`, then stops. */
 async function withServer(

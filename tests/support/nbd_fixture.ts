@@ -5,7 +5,7 @@
 import type { BlockDevice } from "../../src/block_device.ts";
 import { type NbdServer, type NbdServerOptions, serveNbd } from "../../host/nbd/server.ts";
 import { RawNbdClient } from "./nbd_raw_client.ts";
-import { freePort } from "./service_process.ts";
+import { freePort } from "../../harness/service_process.ts";
 
 export class NbdFixture {
   readonly logs: string[] = [];

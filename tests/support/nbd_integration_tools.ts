@@ -1,59 +1,12 @@
 /**
- * Plumbing for tests/nbd_integration.test.ts: running real NBD clients and system tools as child
- * processes (bounded by a timeout, output kept for failure messages), talking to a long-running
- * client script line by line, and undoing mounts and loop devices in reverse order, even after a
+ * Plumbing for tests/nbd_integration.test.ts (one-shot tools run through harness/tools.ts): talking
+ * to a long-running client script line by line, and undoing mounts and loop devices in reverse order, even after a
  * failure.
  */
 
-// nbdsh is a python script: a python3 earlier on PATH (pyenv) may lack the libnbd module. mkfs.ext4,
-// e2fsck and losetup live in sbin.
-export const toolEnv = {
-  PATH: `/usr/bin:/usr/sbin:/bin:/sbin:${Deno.env.get("PATH") ?? ""}`,
-  LIBNBD_DEBUG: "0",
-};
-/** A tool still running after this long is killed and its test fails. */
-export const toolTimeoutMs = 60_000;
+import { toolEnv, toolTimeoutMs } from "../../harness/tools.ts";
 
 const decoder = new TextDecoder();
-
-/** Whether `tool args` runs and exits 0. */
-export async function installed(tool: string, args = ["--version"]): Promise<boolean> {
-  try {
-    const out = await new Deno.Command(tool, {
-      args,
-      env: toolEnv,
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return out.success;
-  } catch {
-    return false;
-  }
-}
-
-/** Runs `cmd` to completion; returns its exit code and output (stdout then stderr). */
-export async function runTool(
-  cmd: string,
-  args: string[],
-): Promise<{ code: number; text: string }> {
-  const out = await new Deno.Command(cmd, {
-    args,
-    env: toolEnv,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(toolTimeoutMs),
-  }).output();
-  return { code: out.code, text: decoder.decode(out.stdout) + decoder.decode(out.stderr) };
-}
-
-/** Runs `cmd` to completion; throws with its output unless it exits 0. */
-export async function run(cmd: string, args: string[]): Promise<string> {
-  const { code, text } = await runTool(cmd, args);
-  if (code !== 0) throw new Error(`${cmd} ${args.join(" ")} exited ${code}:\n${text}`);
-  return text;
-}
 
 /**
  * A client script running as a child process: its stdout is read line by line so a test can wait
@@ -212,12 +165,4 @@ export class CleanupStack {
     if (failing) console.error(err.message);
     else throw err;
   }
-}
-
-/** SHA-256 of bytes, hex. */
-export async function sha256(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(
-    await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>),
-  );
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }

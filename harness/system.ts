@@ -2,7 +2,8 @@
  * The whole system as real processes on free loopback ports, for integration tests: tracker,
  * backup and one host agent serving volume `vol0`. Every process started here is stopped by `stop`.
  */
-import { freePort, type ServiceProcess, sha256File, startService } from "./service_process.ts";
+import { freePort, type ServiceProcess, startService } from "./service_process.ts";
+import { runScript, sha256File } from "./tools.ts";
 
 export interface System {
   dir: string;
@@ -30,8 +31,6 @@ export interface System {
   sha256Secondary(): Promise<string>;
   stop(): Promise<void>;
 }
-
-const root = new URL("../../", import.meta.url).pathname;
 
 export async function startSystem(
   opts: { sizeBytes?: number; hostArgs?: string[]; volume?: string } = {},
@@ -103,20 +102,12 @@ export async function startSystem(
       throw new Error(`Host agent did not see the backup online within ${timeoutMs} ms`);
     },
     async reconstruct(args: string[] = []) {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          "--quiet",
-          `${root}host/resync/reconstruct.ts`,
-          "--tracker",
-          sys.tracker.url,
-          ...args,
-        ],
-        env: { NO_COLOR: "1" },
-      }).output();
-      const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-      return { code: out.code, output: text };
+      const out = await runScript("host/resync/reconstruct.ts", [
+        "--tracker",
+        sys.tracker.url,
+        ...args,
+      ]);
+      return { code: out.code, output: out.stdout + out.stderr };
     },
     async flushBackup() {
       const res = await fetch(`${sys.backup.url}/v1/flush`, { method: "POST" });
@@ -132,5 +123,3 @@ export async function startSystem(
   });
   return sys;
 }
-
-export { randomBytes, seededRandom } from "../../src/random.ts";
