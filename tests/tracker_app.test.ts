@@ -643,11 +643,17 @@ Deno.test("2000 concurrent tracking commands are all kept, in far fewer atomics"
     assert.deepEqual(regionsOfPages(await h.logAll("db0")), range(0, requests).map((i) => i * 3));
 
     const metrics = (await h.req("GET", "/metrics")).json as string;
-    assert.match(metrics, new RegExp(`^tracker_track_requests_total ${requests}$`, "m"));
-    assert.match(metrics, new RegExp(`^tracker_kv_atomics_total ${h.store.stats.atomics}$`, "m"));
     assert.match(
       metrics,
-      new RegExp(`^tracker_commit_batches_total ${h.store.stats.batches}$`, "m"),
+      new RegExp(`^trackmirror_tracker_track_requests_total ${requests}$`, "m"),
+    );
+    assert.match(
+      metrics,
+      new RegExp(`^trackmirror_tracker_kv_atomics_total ${h.store.stats.atomics}$`, "m"),
+    );
+    assert.match(
+      metrics,
+      new RegExp(`^trackmirror_tracker_commit_batches_total ${h.store.stats.batches}$`, "m"),
     );
   } finally {
     await h.close();

@@ -22,7 +22,7 @@ import {
 } from "../src/schemas.ts";
 import { applyServiceBasics } from "../src/service.ts";
 import { validate } from "../src/validate.ts";
-import { BitmapStore } from "./bitmap_store.ts";
+import { TrackerState } from "./tracker_state.ts";
 
 /** Largest request body accepted (a full tracking command of 4096 extents is ~200 KiB). */
 export const requestBodyBytesMax = 1024 * 1024;
@@ -43,7 +43,7 @@ export interface TrackerAppOptions {
 /** The tracker app and what its owner needs to run and stop it. */
 export interface TrackerService {
   app: TrackerApp;
-  store: BitmapStore;
+  store: TrackerState;
   metrics: Metrics;
   /** Refuses new commands and waits until the queued ones are committed; does not close the KV. */
   close(): Promise<void>;
@@ -58,7 +58,7 @@ function volumeParam(name: string): string {
   }
 }
 
-function buildRoutes(store: BitmapStore, metrics: Metrics, clock: Clock, token?: string) {
+function buildRoutes(store: TrackerState, metrics: Metrics, clock: Clock, token?: string) {
   const app = new Hono();
   applyServiceBasics(app, "tracker", { token, metrics });
   app.use(
@@ -158,7 +158,7 @@ export type TrackerApp = ReturnType<typeof buildRoutes>;
 /** Builds the tracker over `kv`; see TrackerService. */
 export function createTrackerApp(opts: TrackerAppOptions): TrackerService {
   const metrics = new Metrics();
-  const store = new BitmapStore(opts.kv, {
+  const store = new TrackerState(opts.kv, {
     clock: opts.clock,
     metrics,
     segmentCacheMax: opts.segmentCacheMax,
