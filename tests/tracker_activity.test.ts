@@ -10,7 +10,7 @@ import { regionsPerSegment, segmentBytes, testBit } from "../src/dirty_bitmap.ts
 import type { ActivityPage, LogPage, VolumeInfo } from "../src/schemas.ts";
 import { activityHostsMax } from "../tracker/activity_state.ts";
 import { activitySegmentsPerPageMax } from "../tracker/activity_reader.ts";
-import { createTrackerApp, type TrackerService } from "../tracker/app.ts";
+import { createTrackerApp, type TrackerService } from "../tracker/service.ts";
 import { TrackerClient } from "../tracker/client.ts";
 import { startService } from "./support/service_process.ts";
 

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { ManualClock } from "../src/clock.ts";
 import { regionsPerSegment } from "../src/dirty_bitmap.ts";
 import type { LogExtent, LogPage, VolumeInfo } from "../src/schemas.ts";
-import { createTrackerApp, type TrackerService } from "../tracker/app.ts";
+import { createTrackerApp, type TrackerService } from "../tracker/service.ts";
 import { logSegmentsPerPageMax } from "../tracker/log_reader.ts";
 
 const S = regionsPerSegment;
