@@ -11,7 +11,7 @@ import { Resync } from "../host/resync/resync.ts";
 import { TrackerMarker } from "../host/fork/tracker_marker.ts";
 import { systemClock } from "../src/clock.ts";
 import { decodeRecord } from "../src/journal_record.ts";
-import { createTrackerApp } from "../tracker/app.ts";
+import { createTrackerApp } from "../tracker/service.ts";
 import { TrackerClient } from "../tracker/client.ts";
 
 const region = 64 * 1024;

@@ -5,126 +5,33 @@
  * only through the answer to the request that changed it.
  */
 import assert from "node:assert/strict";
-import { ManualClock } from "../src/clock.ts";
 import { regionsPerSegment, segmentBytes, testBit } from "../src/dirty_bitmap.ts";
 import type { ActivityPage, LogPage, VolumeInfo } from "../src/schemas.ts";
 import { activityHostsMax } from "../tracker/activity_state.ts";
 import { activitySegmentsPerPageMax } from "../tracker/activity_reader.ts";
-import { createTrackerApp, type TrackerService } from "../tracker/app.ts";
 import { TrackerClient } from "../tracker/client.ts";
+import { CommitFaults } from "./support/fault_kv.ts";
 import { startService } from "./support/service_process.ts";
+import {
+  regionBytesTest,
+  type TrackerHarness as Harness,
+  trackerHarness as harness,
+} from "./support/tracker_harness.ts";
 
 const S = regionsPerSegment;
-const R = 512; // smallest region, so a few MiB of volume span several segments
+const R = regionBytesTest;
 
-// deno-lint-ignore no-explicit-any
-type Json = any; // response bodies, checked field by field
-
-interface Harness extends TrackerService {
-  kv: Deno.Kv;
-  clock: ManualClock;
-  req(method: string, path: string, body?: unknown): Promise<{ status: number; json: Json }>;
-  ok(method: string, path: string, body?: unknown): Promise<Json>;
-  register(name: string, sizeBytes: number): Promise<void>;
-  /** Records activity of `host` for single regions; returns the answer. */
-  active(volume: string, host: string, regions: number[]): Promise<Json>;
-  info(volume: string): Promise<VolumeInfo>;
-  /** Dirty regions as a walk of the log shows them, and the first page's token. */
-  log(volume: string): Promise<{ regions: number[]; token: string; pages: LogPage[] }>;
-  close(): Promise<void>;
-}
-
-/**
- * A KV whose atomics fail on demand: `plan.failAt` counts the commits still to succeed before one
- * fails without writing anything (-1: never). Models a crash between two atomics of one batch.
- */
-function faultyKv(kv: Deno.Kv, plan: { failAt: number }): Deno.Kv {
-  return new Proxy(kv, {
-    get(target, prop) {
-      if (prop === "atomic") {
-        return () => {
-          const op = target.atomic();
-          const commit = op.commit.bind(op);
-          op.commit = () => {
-            if (plan.failAt === 0) {
-              plan.failAt = -1;
-              return Promise.reject(new Error("Injected commit failure"));
-            }
-            if (plan.failAt > 0) plan.failAt--;
-            return commit();
-          };
-          return op;
-        };
-      }
-      const value = Reflect.get(target, prop, target);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
-}
-
-async function harness(opts: { path?: string; plan?: { failAt: number } } = {}): Promise<Harness> {
-  const kv = await Deno.openKv(opts.path ?? ":memory:");
-  const clock = new ManualClock();
-  const service = createTrackerApp({ kv: opts.plan ? faultyKv(kv, opts.plan) : kv, clock });
-  const h: Harness = {
-    ...service,
-    kv,
-    clock,
-    async req(method, path, body) {
-      const init: RequestInit = { method };
-      if (body !== undefined) {
-        init.body = typeof body === "string" ? body : JSON.stringify(body);
-        init.headers = { "content-type": "application/json" };
-      }
-      const res = await service.app.request(path, init);
-      const text = await res.text();
-      let json: unknown = text;
-      try {
-        json = JSON.parse(text);
-      } catch { /* metrics are text */ }
-      return { status: res.status, json };
-    },
-    async ok(method, path, body) {
-      const res = await h.req(method, path, body);
-      assert.equal(res.status, 200, `${method} ${path}: ${JSON.stringify(res.json)}`);
-      return res.json;
-    },
-    async register(name, sizeBytes) {
-      await h.ok("PUT", `/v1/volumes/${name}`, {
-        sizeBytes,
-        regionBytes: R,
-        ownerHost: "h1",
-        ownerUrl: "http://127.0.0.1:9001",
-      });
-    },
-    active(volume, host, regions) {
-      const extents = regions.map((r) => ({ offset: r * R + 7, length: 1 }));
-      return h.ok("POST", "/v1/activity", { volume, host, extents });
-    },
-    async info(volume) {
-      return await h.ok("GET", `/v1/volumes/${volume}`);
-    },
-    async log(volume) {
-      const pages: LogPage[] = [];
-      let cursor: string | null = null;
-      do {
-        pages.push(
-          await h.ok("GET", `/v1/volumes/${volume}/log${cursor ? `?cursor=${cursor}` : ""}`),
-        );
-        cursor = pages.at(-1)!.nextCursor;
-      } while (cursor);
-      return {
-        regions: regionsOfExtents(pages.flatMap((p) => p.extents)),
-        token: pages[0].token,
-        pages,
-      };
-    },
-    async close() {
-      await service.close();
-      kv.close();
-    },
+/** Dirty regions as a walk of the log shows them, and the first page's token. */
+async function log(
+  h: Harness,
+  volume: string,
+): Promise<{ regions: number[]; token: string; pages: LogPage[] }> {
+  const pages = await h.logAll(volume);
+  return {
+    regions: regionsOfExtents(pages.flatMap((p) => p.extents)),
+    token: pages[0].token,
+    pages,
   };
-  return h;
 }
 
 /** Region indexes the extents cover, sorted. */
@@ -186,7 +93,7 @@ Deno.test("activity marks are kept apart from dirty marks: log, token and dirty 
       host: "h1",
       extents: [{ offset: 3 * R, length: 2 * R }],
     });
-    const before = await h.log("db0");
+    const before = await log(h, "db0");
     const dirtyKeys = await keyCount(h.kv, ["dirty"]);
     const seq = (await h.kv.get(["seq", "db0"])).value;
 
@@ -205,7 +112,7 @@ Deno.test("activity marks are kept apart from dirty marks: log, token and dirty 
     assert.deepEqual(again, { volume: "db0", host: "h1", regionsMarked: 3, regionsNew: 1 });
 
     assert.deepEqual(await kvRegions(h.kv, ["activity", "db0", "h1"]), [0, 1, 2, 4, 5, S - 1, S]);
-    const after = await h.log("db0");
+    const after = await log(h, "db0");
     assert.deepEqual(after.regions, before.regions);
     assert.deepEqual(after.regions, [3, 4]);
     assert.equal(after.token, before.token, "activity moved the mark sequence");
@@ -237,7 +144,7 @@ Deno.test("hosts' activity is separate: promoting one host's leaves the other's"
 
     const res = await h.ok("POST", "/v1/volumes/db0/activity/promote", { host: "h1" });
     assert.deepEqual(res, { regionsPromoted: 4 });
-    assert.deepEqual((await h.log("db0")).regions, [1, 2, 3, 2 * S + 5]);
+    assert.deepEqual((await log(h, "db0")).regions, [1, 2, 3, 2 * S + 5]);
     assert.deepEqual(await kvRegions(h.kv, ["activity", "db0", "h1"]), []);
     assert.deepEqual(await kvRegions(h.kv, ["activity", "db0", "h2"]), [2, 3, 4, 3 * S]);
     const info = await h.info("db0");
@@ -246,16 +153,16 @@ Deno.test("hosts' activity is separate: promoting one host's leaves the other's"
     assert.equal(info.dirtyRegions, 4);
 
     // Promoting a host without activity changes nothing, not even the sequence.
-    const { token } = await h.log("db0");
+    const { token } = await log(h, "db0");
     assert.deepEqual(await h.ok("POST", "/v1/volumes/db0/activity/promote", { host: "h1" }), {
       regionsPromoted: 0,
     });
-    assert.equal((await h.log("db0")).token, token);
+    assert.equal((await log(h, "db0")).token, token);
 
     assert.deepEqual(await h.ok("POST", "/v1/volumes/db0/activity/promote", { host: "h2" }), {
       regionsPromoted: 4,
     });
-    assert.deepEqual((await h.log("db0")).regions, [1, 2, 3, 4, 2 * S + 5, 3 * S]);
+    assert.deepEqual((await log(h, "db0")).regions, [1, 2, 3, 4, 2 * S + 5, 3 * S]);
     assert.equal(await keyCount(h.kv, ["activity"]), 0, "empty activity segments leave no keys");
     assert.deepEqual((await h.info("db0")).activityByHost, {});
   } finally {
@@ -300,7 +207,7 @@ Deno.test("retire clears only the given regions of the given host", async () => 
     });
     assert.deepEqual(await kvRegions(h.kv, ["activity", "db0", "h1"]), [0, 1, 2, 6, 7, 8, 9]);
     assert.equal(await keyCount(h.kv, ["activity", "db0", "h1"]), 1);
-    assert.deepEqual((await h.log("db0")).regions, [], "retire made something dirty");
+    assert.deepEqual((await log(h, "db0")).regions, [], "retire made something dirty");
     assert.equal((await h.info("db0")).activityRegions, 9);
   } finally {
     await h.close();
@@ -318,13 +225,13 @@ Deno.test("promote marks dirty newer than an earlier token: a clear with it keep
       extents: [{ offset: 0, length: 2 * R }], // regions 0, 1 dirty
     });
     await h.active("db0", "h1", [1, 10, 11]);
-    const before = await h.log("db0");
+    const before = await log(h, "db0");
     h.clock.advance(5000);
     const t1 = h.clock.now();
     assert.deepEqual(await h.ok("POST", "/v1/volumes/db0/activity/promote", { host: "h1" }), {
       regionsPromoted: 3,
     });
-    const after = await h.log("db0");
+    const after = await log(h, "db0");
     assert.ok(Number(after.token) > Number(before.token), `${after.token} ≤ ${before.token}`);
     assert.deepEqual(after.pages[0].extents, [
       { offset: 0, length: 2 * R, firstMarkedAt: t0, lastMarkedAt: t1 }, // 1 keeps its first mark
@@ -332,7 +239,7 @@ Deno.test("promote marks dirty newer than an earlier token: a clear with it keep
     ]);
     const cleared = await h.ok("POST", "/v1/volumes/db0/clear", { token: before.token });
     assert.deepEqual(cleared, { regionsCleared: 1, regionsKept: 3 });
-    assert.deepEqual((await h.log("db0")).regions, [1, 10, 11]);
+    assert.deepEqual((await log(h, "db0")).regions, [1, 10, 11]);
     assert.equal((await h.info("db0")).activityRegions, 0);
     const done = await h.ok("POST", "/v1/volumes/db0/clear", { token: after.token });
     assert.deepEqual(done, { regionsCleared: 3, regionsKept: 0 });
@@ -361,7 +268,7 @@ Deno.test("activity, retire and promote in one commit batch apply in queue order
     assert.deepEqual(r, { regionsRetired: 1 });
     assert.deepEqual(p, { regionsPromoted: 2 }); // 1 and 5; 2 was retired before
     assert.equal(b.regionsNew, 1);
-    assert.deepEqual((await h.log("db0")).regions, [1, 5]);
+    assert.deepEqual((await log(h, "db0")).regions, [1, 5]);
     assert.deepEqual(await kvRegions(h.kv, ["activity", "db0", "h1"]), [6]);
     assert.deepEqual((await h.info("db0")).activityByHost, { h1: 1 });
   } finally {
@@ -370,8 +277,8 @@ Deno.test("activity, retire and promote in one commit batch apply in queue order
 });
 
 Deno.test("a promote over many segments is chunked, and a failure between chunks loses no region", async () => {
-  const plan = { failAt: -1 };
-  const h = await harness({ plan });
+  const faults = new CommitFaults();
+  const h = await harness({ faults });
   try {
     const segments = 70; // fully dirty: ~24.7 KiB a segment, ~31 in an 800 KiB atomic
     await h.register("big", segments * S * R);
@@ -382,9 +289,9 @@ Deno.test("a promote over many segments is chunked, and a failure between chunks
     });
     await h.active("big", "h2", [7]);
     const all = range(0, segments * S);
-    const { token } = await h.log("big");
+    const { token } = await log(h, "big");
 
-    plan.failAt = 1; // the first chunk (with the sequence) lands, the second does not
+    faults.failNext(1, { after: 1 }); // the first chunk (with the sequence) lands, the second does not
     const failed = await h.req("POST", "/v1/volumes/big/activity/promote", { host: "h1" });
     assert.equal(failed.status, 500, JSON.stringify(failed.json));
     assert.match(failed.json.error.message, /Injected commit failure/);
@@ -639,7 +546,7 @@ Deno.test("activity and its counts survive reopening the KV", async () => {
       assert.deepEqual(await h.ok("POST", "/v1/volumes/db0/activity/promote", { host: "h1" }), {
         regionsPromoted: 2,
       });
-      assert.deepEqual((await h.log("db0")).regions, [1, S + 4]);
+      assert.deepEqual((await log(h, "db0")).regions, [1, S + 4]);
       assert.deepEqual((await h.info("db0")).activityByHost, { h2: 1 });
     } finally {
       await h.close();

@@ -4,122 +4,14 @@
  * the answer to the request that changed it.
  */
 import assert from "node:assert/strict";
-import { ManualClock } from "../src/clock.ts";
 import { regionsPerSegment } from "../src/dirty_bitmap.ts";
 import type { LogExtent, LogPage, VolumeInfo } from "../src/schemas.ts";
-import { createTrackerApp, type TrackerService } from "../tracker/app.ts";
 import { logSegmentsPerPageMax } from "../tracker/log_reader.ts";
+import { CommitFaults } from "./support/fault_kv.ts";
+import { regionBytesTest, trackerHarness as harness } from "./support/tracker_harness.ts";
 
 const S = regionsPerSegment;
-const R = 512; // smallest region, so a few MiB of volume span several segments
-
-// deno-lint-ignore no-explicit-any
-type Json = any; // response bodies, checked field by field
-
-interface Harness extends TrackerService {
-  kv: Deno.Kv;
-  clock: ManualClock;
-  req(method: string, path: string, body?: unknown): Promise<{ status: number; json: Json }>;
-  register(name: string, sizeBytes: number, extra?: Record<string, unknown>): Promise<VolumeInfo>;
-  track(
-    volume: string,
-    extents: { offset: number; length: number }[],
-    time?: number,
-  ): Promise<Json>;
-  logAll(volume: string, query?: string): Promise<LogPage[]>;
-  dirtyKeys(): Promise<number>;
-  close(): Promise<void>;
-}
-
-/** A KV whose next `failures.n` atomic commits fail before writing anything (fault injection). */
-function faultyKv(kv: Deno.Kv, failures: { n: number }): Deno.Kv {
-  return new Proxy(kv, {
-    get(target, prop) {
-      if (prop === "atomic") {
-        return () => {
-          const op = target.atomic();
-          const commit = op.commit.bind(op);
-          op.commit = () =>
-            failures.n-- > 0 ? Promise.reject(new Error("Injected commit failure")) : commit();
-          return op;
-        };
-      }
-      const value = Reflect.get(target, prop, target);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
-}
-
-async function harness(
-  opts: { path?: string; token?: string; failures?: { n: number } } = {},
-): Promise<Harness> {
-  const kv = await Deno.openKv(opts.path ?? ":memory:");
-  const clock = new ManualClock();
-  const service = createTrackerApp({
-    kv: opts.failures ? faultyKv(kv, opts.failures) : kv,
-    clock,
-    token: opts.token,
-  });
-  const h: Harness = {
-    ...service,
-    kv,
-    clock,
-    async req(method, path, body) {
-      const init: RequestInit = { method };
-      if (body !== undefined) {
-        init.body = typeof body === "string" ? body : JSON.stringify(body);
-        init.headers = { "content-type": "application/json" };
-      }
-      const res = await service.app.request(path, init);
-      const text = await res.text();
-      let json: unknown = text;
-      try {
-        json = JSON.parse(text);
-      } catch { /* metrics are text */ }
-      return { status: res.status, json };
-    },
-    async register(name, sizeBytes, extra = {}) {
-      const res = await h.req("PUT", `/v1/volumes/${name}`, {
-        sizeBytes,
-        regionBytes: R,
-        ownerHost: "h1",
-        ownerUrl: "http://127.0.0.1:9001",
-        ...extra,
-      });
-      assert.equal(res.status, 200, JSON.stringify(res.json));
-      return res.json;
-    },
-    async track(volume, extents, time) {
-      const res = await h.req("POST", "/v1/track", { volume, host: "h1", extents, time });
-      assert.equal(res.status, 200, JSON.stringify(res.json));
-      return res.json;
-    },
-    async logAll(volume, query = "") {
-      const pages: LogPage[] = [];
-      let cursor: string | null = null;
-      do {
-        const q = [query, cursor ? `cursor=${cursor}` : ""].filter(Boolean).join("&");
-        const res = await h.req("GET", `/v1/volumes/${volume}/log${q ? `?${q}` : ""}`);
-        assert.equal(res.status, 200, JSON.stringify(res.json));
-        pages.push(res.json);
-        cursor = res.json.nextCursor;
-        assert.ok(pages.length < 100_000, "log walk does not end");
-      } while (cursor);
-      return pages;
-    },
-    async dirtyKeys() {
-      let n = 0;
-      for await (const _ of kv.list({ prefix: ["dirty"] })) n++;
-      for await (const _ of kv.list({ prefix: ["marked"] })) n++;
-      return n;
-    },
-    async close() {
-      await service.close();
-      kv.close();
-    },
-  };
-  return h;
-}
+const R = regionBytesTest;
 
 /** The dirty regions a walk of the log shows, as a sorted list of region indexes. */
 function regionsOfPages(pages: LogPage[]): number[] {
@@ -643,11 +535,17 @@ Deno.test("2000 concurrent tracking commands are all kept, in far fewer atomics"
     assert.deepEqual(regionsOfPages(await h.logAll("db0")), range(0, requests).map((i) => i * 3));
 
     const metrics = (await h.req("GET", "/metrics")).json as string;
-    assert.match(metrics, new RegExp(`^tracker_track_requests_total ${requests}$`, "m"));
-    assert.match(metrics, new RegExp(`^tracker_kv_atomics_total ${h.store.stats.atomics}$`, "m"));
     assert.match(
       metrics,
-      new RegExp(`^tracker_commit_batches_total ${h.store.stats.batches}$`, "m"),
+      new RegExp(`^trackmirror_tracker_track_requests_total ${requests}$`, "m"),
+    );
+    assert.match(
+      metrics,
+      new RegExp(`^trackmirror_tracker_kv_atomics_total ${h.store.stats.atomics}$`, "m"),
+    );
+    assert.match(
+      metrics,
+      new RegExp(`^trackmirror_tracker_commit_batches_total ${h.store.stats.batches}$`, "m"),
     );
   } finally {
     await h.close();
@@ -655,12 +553,12 @@ Deno.test("2000 concurrent tracking commands are all kept, in far fewer atomics"
 });
 
 Deno.test("a failed commit fails exactly its batch's commands; the others are kept", async () => {
-  const failures = { n: 0 };
-  const h = await harness({ failures });
+  const faults = new CommitFaults();
+  const h = await harness({ faults });
   try {
     await h.register("db0", 8 * S * R);
     await h.track("db0", [{ offset: 0, length: 1 }]); // region 0 cached as committed
-    failures.n = 1;
+    faults.failNext(1);
     const regions = range(1, 61).map((i) => i * 37);
     const answers = await Promise.all(
       regions.map((r) =>
@@ -684,7 +582,7 @@ Deno.test("a failed commit fails exactly its batch's commands; the others are ke
     assert.deepEqual(regionsOfPages(await h.logAll("db0")), [0, ...regions]);
 
     const [page] = await h.logAll("db0");
-    failures.n = 1;
+    faults.failNext(1);
     const clear = await h.req("POST", "/v1/volumes/db0/clear", { token: page.token });
     assert.equal(clear.status, 500);
     assert.equal(((await h.req("GET", "/v1/volumes/db0")).json as VolumeInfo).dirtyRegions, 61);

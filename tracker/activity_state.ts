@@ -7,7 +7,6 @@
  */
 import { popcount, segmentBytes } from "../src/dirty_bitmap.ts";
 import { activityKey, activityPrefix } from "./kv_layout.ts";
-import type { VolumeState } from "./volume_state.ts";
 
 /** Most hosts that may hold activity marks on one volume at once (a further host gets 409). */
 export const activityHostsMax = 64;
@@ -76,8 +75,7 @@ export function checkActivityBits(bits: unknown, what: string): Uint8Array {
  * Builds the volume's activity summary from KV. Call only where no commit can interleave (inside
  * the committer), so the listing sees one state.
  */
-export async function loadActivity(kv: Deno.Kv, v: VolumeState): Promise<ActivitySummary> {
-  const name = v.record.name;
+export async function loadActivity(kv: Deno.Kv, name: string): Promise<ActivitySummary> {
   const summary: ActivitySummary = new Map();
   for await (const e of kv.list<Uint8Array>({ prefix: activityPrefix(name) })) {
     const host = e.key[2] as string;

@@ -35,6 +35,29 @@ export interface ActivityPageQuery {
   limit?: number;
 }
 
+/** Every tracker path the client calls, in one place (the routes are in routes/). */
+export const trackerPaths = {
+  track: "/v1/track",
+  activity: "/v1/activity",
+  volumes: "/v1/volumes",
+  volume: (name: string) => `/v1/volumes/${encodeURIComponent(name)}`,
+  log: (name: string) => `/v1/volumes/${encodeURIComponent(name)}/log`,
+  clear: (name: string) => `/v1/volumes/${encodeURIComponent(name)}/clear`,
+  volumeActivity: (name: string) => `/v1/volumes/${encodeURIComponent(name)}/activity`,
+  retire: (name: string) => `/v1/volumes/${encodeURIComponent(name)}/activity/retire`,
+  promote: (name: string) => `/v1/volumes/${encodeURIComponent(name)}/activity/promote`,
+  healthz: "/healthz",
+} as const;
+
+/** `?key=value&...` of the defined entries of `query`, or "" when none. */
+function queryString(query: object): string {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) {
+    if (value !== undefined) params.set(key, String(value));
+  }
+  return params.size ? `?${params}` : "";
+}
+
 /** Client of one tracker at `baseUrl` (e.g. "http://127.0.0.1:8701"). */
 export class TrackerClient {
   readonly baseUrl: string;
@@ -45,7 +68,7 @@ export class TrackerClient {
 
   /** Registers a volume, or renews its lease when `reg.ownerHost` already holds it. */
   registerVolume(name: string, reg: VolumeRegistration): Promise<VolumeInfo> {
-    return callJson(this.baseUrl, `/v1/volumes/${encodeURIComponent(name)}`, {
+    return callJson(this.baseUrl, trackerPaths.volume(name), {
       method: "PUT",
       json: reg,
     }, this.opts);
@@ -53,14 +76,14 @@ export class TrackerClient {
 
   /** Marks the regions the extents touch; resolves only once the tracker committed them. */
   track(req: TrackRequest): Promise<TrackResponse> {
-    return callJson(this.baseUrl, "/v1/track", { method: "POST", json: req }, this.opts);
+    return callJson(this.baseUrl, trackerPaths.track, { method: "POST", json: req }, this.opts);
   }
 
   /** Every registered volume. */
   async listVolumes(): Promise<VolumeInfo[]> {
     const body = await callJson<{ volumes: VolumeInfo[] }>(
       this.baseUrl,
-      "/v1/volumes",
+      trackerPaths.volumes,
       { method: "GET" },
       this.opts,
     );
@@ -69,19 +92,14 @@ export class TrackerClient {
 
   /** One volume, with its dirty region count and oldest mark. */
   getVolume(name: string): Promise<VolumeInfo> {
-    return callJson(this.baseUrl, `/v1/volumes/${encodeURIComponent(name)}`, {
+    return callJson(this.baseUrl, trackerPaths.volume(name), {
       method: "GET",
     }, this.opts);
   }
 
   /** One page of the volume's tracking log. */
   logPage(name: string, query: LogPageQuery = {}): Promise<LogPage> {
-    const params = new URLSearchParams();
-    for (const [key, value] of Object.entries(query)) {
-      if (value !== undefined) params.set(key, String(value));
-    }
-    const qs = params.size ? `?${params}` : "";
-    return callJson(this.baseUrl, `/v1/volumes/${encodeURIComponent(name)}/log${qs}`, {
+    return callJson(this.baseUrl, trackerPaths.log(name) + queryString(query), {
       method: "GET",
     }, this.opts);
   }
@@ -101,7 +119,7 @@ export class TrackerClient {
 
   /** Clears regions not re-marked after `req.token` (all dirty regions when no extents). */
   clear(name: string, req: ClearRequest): Promise<ClearResponse> {
-    return callJson(this.baseUrl, `/v1/volumes/${encodeURIComponent(name)}/clear`, {
+    return callJson(this.baseUrl, trackerPaths.clear(name), {
       method: "POST",
       json: req,
     }, this.opts);
@@ -112,14 +130,14 @@ export class TrackerClient {
    * marks); resolves only once the tracker committed them.
    */
   activity(req: ActivityRequest): Promise<ActivityResponse> {
-    return callJson(this.baseUrl, "/v1/activity", { method: "POST", json: req }, this.opts);
+    return callJson(this.baseUrl, trackerPaths.activity, { method: "POST", json: req }, this.opts);
   }
 
   /** Clears the host's activity marks of the regions the extents touch, once committed. */
   retireActivity(name: string, req: ActivityRetireRequest): Promise<ActivityRetireResponse> {
     return callJson(
       this.baseUrl,
-      `/v1/volumes/${encodeURIComponent(name)}/activity/retire`,
+      trackerPaths.retire(name),
       { method: "POST", json: req },
       this.opts,
     );
@@ -132,7 +150,7 @@ export class TrackerClient {
   promoteActivity(name: string, host: string): Promise<ActivityPromoteResponse> {
     return callJson(
       this.baseUrl,
-      `/v1/volumes/${encodeURIComponent(name)}/activity/promote`,
+      trackerPaths.promote(name),
       { method: "POST", json: { host } },
       this.opts,
     );
@@ -140,12 +158,7 @@ export class TrackerClient {
 
   /** One page of the volume's activity marks, of `query.host` or of every host. */
   activityPage(name: string, query: ActivityPageQuery = {}): Promise<ActivityPage> {
-    const params = new URLSearchParams();
-    for (const [key, value] of Object.entries(query)) {
-      if (value !== undefined) params.set(key, String(value));
-    }
-    const qs = params.size ? `?${params}` : "";
-    return callJson(this.baseUrl, `/v1/volumes/${encodeURIComponent(name)}/activity${qs}`, {
+    return callJson(this.baseUrl, trackerPaths.volumeActivity(name) + queryString(query), {
       method: "GET",
     }, this.opts);
   }
@@ -153,7 +166,7 @@ export class TrackerClient {
   /** True when the tracker answers its health check; false when it does not answer or fails. */
   async healthz(): Promise<boolean> {
     try {
-      const res = await call(this.baseUrl, "/healthz", { method: "GET" }, this.opts);
+      const res = await call(this.baseUrl, trackerPaths.healthz, { method: "GET" }, this.opts);
       await res.body?.cancel();
       return true;
     } catch (err) {

@@ -15,7 +15,7 @@
  * retires it once its writes there are safe. They are never in the log, never in dirtyRegions, and
  * never move the mark sequence. Only a promote (host restart, or reconstruct for a dead host) turns
  * them into dirty marks; it writes a segment's dirty keys and the deletion (or shrinking) of its
- * activity key in the same atomic (batch_commit.ts). Activity keys carry no times: a promote marks
+ * activity key in the same atomic (commit/batch_commit.ts). Activity keys carry no times: a promote marks
  * at the tracker's time. Like dirty segments, an activity segment with no bit set is deleted.
  * No ["log", ...] event keys are kept: per-region first/last mark times answer time-range queries.
  */

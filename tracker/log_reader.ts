@@ -10,7 +10,7 @@
 import { regionsPerSegment } from "../src/dirty_bitmap.ts";
 import { extentOfRegions } from "../src/extent.ts";
 import type { LogExtent, LogPage } from "../src/schemas.ts";
-import { readSegments } from "./segment_loader.ts";
+import { readSegments } from "./segment_io.ts";
 import { dirtyKey, dirtyPrefix } from "./kv_layout.ts";
 import type { SegmentCache } from "./segment_cache.ts";
 import { SegmentState, type StoredSegment } from "./segment_state.ts";

@@ -12,7 +12,7 @@
 import { dirname } from "node:path";
 import { systemClock } from "../src/clock.ts";
 import { parseFlags, parsePort, runMain } from "../src/flags.ts";
-import { createTrackerApp } from "./app.ts";
+import { createTrackerApp } from "./service.ts";
 
 /** Default port of the tracker. */
 export const trackerPortDefault = 8701;

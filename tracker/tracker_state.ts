@@ -22,7 +22,7 @@
  *     loaded, ~80 B per active (host, segment) of summary
  *
  * Writes (marks, clears, activity, registrations) are serialized through one group committer
- * (group_commit.ts, batch_commit.ts): concurrent operations are merged per segment and committed
+ * (commit/group_commit.ts, commit/batch_commit.ts): concurrent operations are merged per segment and committed
  * together, and each request is answered only after its commit. This process must be the only
  * writer of its KV; it caches committed segments and the mark sequence in memory.
  */
@@ -42,9 +42,16 @@ import type {
 } from "../src/schemas.ts";
 import { type ActivityWalk, readActivityPage } from "./activity_reader.ts";
 import { type ActivitySummary, loadActivity } from "./activity_state.ts";
-import { commitBatch } from "./batch_commit.ts";
-import type { ActivityOp, ClearOp, MarkOp, PromoteOp, RetireOp, TrackOp } from "./batch_ops.ts";
-import { GroupCommitter } from "./group_commit.ts";
+import { commitBatch } from "./commit/batch_commit.ts";
+import type {
+  ActivityOp,
+  ClearOp,
+  MarkOp,
+  PromoteOp,
+  RetireOp,
+  TrackOp,
+} from "./commit/batch_ops.ts";
+import { GroupCommitter } from "./commit/group_commit.ts";
 import { seqsPrefix, volumeKey, type VolumeRecord, volumesPrefix } from "./kv_layout.ts";
 import { decideRegistration, type Registration } from "./registration.ts";
 import { readLogPage } from "./log_reader.ts";
@@ -77,7 +84,7 @@ export interface LogQuery {
 }
 
 /** Options of the store. */
-export interface BitmapStoreOptions {
+export interface TrackerStateOptions {
   clock: Clock;
   metrics?: Metrics;
   segmentCacheMax?: number;
@@ -97,7 +104,7 @@ export interface CommitStats {
 }
 
 /** Tracking state of all volumes; see the file comment. */
-export class BitmapStore {
+export class TrackerState {
   readonly stats: CommitStats = { batches: 0, batchOps: 0, lastBatchOps: 0, atomics: 0 };
   readonly #kv: Deno.Kv;
   readonly #clock: Clock;
@@ -108,7 +115,7 @@ export class BitmapStore {
   readonly #committer: GroupCommitter<TrackOp>;
   readonly #ready: Promise<void>;
 
-  constructor(kv: Deno.Kv, opts: BitmapStoreOptions) {
+  constructor(kv: Deno.Kv, opts: TrackerStateOptions) {
     this.#kv = kv;
     this.#clock = opts.clock;
     this.#metrics = opts.metrics;
@@ -261,7 +268,7 @@ export class BitmapStore {
   /**
    * Turns every activity mark of `host` into a dirty mark at `time` with a new mark sequence (so a
    * clear with any token issued before keeps it), and clears the activity marks; one committer
-   * operation, crash-safe as batch_commit.ts explains. Resolves after the commit.
+   * operation, crash-safe as commit/batch_commit.ts explains. Resolves after the commit.
    */
   async promoteActivity(
     name: string,
@@ -340,7 +347,7 @@ export class BitmapStore {
 
   /** The volume's activity summary; loads it from KV first if needed (inside the committer only). */
   async #activity(v: VolumeState): Promise<ActivitySummary> {
-    return v.activity ??= await loadActivity(this.#kv, v);
+    return v.activity ??= await loadActivity(this.#kv, v.record.name);
   }
 
   #countBatch(ops: number): void {

@@ -5,7 +5,7 @@
  * more commits. Exclusive tasks (registration, loading a volume summary) run between batches, so
  * everything that writes or must see a quiet store is serialized through this one loop.
  */
-import { unavailable } from "../src/errors.ts";
+import { unavailable } from "../../src/errors.ts";
 
 /** An operation the batch may fail on its own (e.g. a stale token) without failing the batch. */
 export interface BatchOp {

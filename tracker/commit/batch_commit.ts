@@ -19,47 +19,23 @@
  * active; promoting again finishes the job (and re-marking a dirty region only moves its last mark).
  * The sequence is written before any segment, so promoted marks are newer than every token issued.
  */
-import { popcount, regionsPerSegment, segmentPieces } from "../src/dirty_bitmap.ts";
-import { badRequest, conflict } from "../src/errors.ts";
-import type { RegionRun } from "../src/extent.ts";
-import {
-  activityHostsMax,
-  activityScope,
-  type ActivitySummary,
-  updateActivity,
-} from "./activity_state.ts";
+import { popcount, regionsPerSegment, segmentPieces } from "../../src/dirty_bitmap.ts";
+import { badRequest, conflict } from "../../src/errors.ts";
+import type { RegionRun } from "../../src/extent.ts";
+import { activityHostsMax, activityScope, updateActivity } from "../activity_state.ts";
 import { AtomicWriter, type Mutation } from "./atomic_writer.ts";
 import { applyPieces, type Piece, type TrackOp } from "./batch_ops.ts";
-import { activityKey, dirtyKey, markedKey, seqKey } from "./kv_layout.ts";
-import type { SegmentCache } from "./segment_cache.ts";
-import type { StoredSegment } from "./segment_state.ts";
+import type { BatchContext } from "./batch_context.ts";
+import { activityKey, dirtyKey, markedKey, seqKey } from "../kv_layout.ts";
+import type { StoredSegment } from "../segment_state.ts";
 import { loadWindow } from "./segment_loader.ts";
-import {
-  type SegmentSummary,
-  summarizeSegment,
-  updateSummary,
-  type VolumeState,
-} from "./volume_state.ts";
+import { summarizeSegment, updateSummary, type VolumeState } from "../volume_state.ts";
 
+export type { BatchContext } from "./batch_context.ts";
 export type { ClearOp, MarkOp, TrackOp } from "./batch_ops.ts";
 
 /** Segments decoded and applied at a time within one batch (≤ 256 × 24 KiB of working state). */
 export const commitWindowSegments = 256;
-
-/** What a batch needs of the store. */
-export interface BatchContext {
-  kv: Deno.Kv;
-  cache: SegmentCache;
-  /** Committed activity segments, scoped by activityScope(volume, host). */
-  activityCache: SegmentCache<Uint8Array>;
-  volume(name: string): VolumeState;
-  /** The volume's summary, loaded if needed; called inside the committer only. */
-  summary(v: VolumeState): Promise<Map<number, SegmentSummary>>;
-  /** The volume's activity summary, loaded if needed; called inside the committer only. */
-  activity(v: VolumeState): Promise<ActivitySummary>;
-  /** Called after each atomic that committed. */
-  onAtomic(): void;
-}
 
 /** Pieces of a batch: volume → segment → pieces in queue order. */
 type PieceIndex = Map<string, Map<number, Piece[]>>;

@@ -3,10 +3,10 @@
  * order) changes that segment's dirty state and its hosts' activity bits. Pure and synchronous:
  * batch_commit.ts loads the segment before and writes it after.
  */
-import { bitRuns, clearBits, popcount, segmentBytes, setBits } from "../src/dirty_bitmap.ts";
-import type { RegionRun } from "../src/extent.ts";
+import { bitRuns, clearBits, popcount, segmentBytes, setBits } from "../../src/dirty_bitmap.ts";
+import type { RegionRun } from "../../src/extent.ts";
 import type { BatchOp } from "./group_commit.ts";
-import type { SegmentState } from "./segment_state.ts";
+import type { SegmentState } from "../segment_state.ts";
 
 /** Mark the regions of `runs` at `time`. */
 export interface MarkOp extends BatchOp {

@@ -3,16 +3,13 @@
  * snapshot) and hosts' activity bitmaps, from the caches when they hold them, else from KV (then
  * cached). Called inside the committer only, so the cache and KV agree.
  */
-import { segmentBytes } from "../src/dirty_bitmap.ts";
-import { activityCount, activityScope, readActivitySegments } from "./activity_state.ts";
-import type { BatchContext } from "./batch_commit.ts";
+import { segmentBytes } from "../../src/dirty_bitmap.ts";
+import { activityCount, activityScope, readActivitySegments } from "../activity_state.ts";
+import type { BatchContext } from "./batch_context.ts";
 import { type HostOp, isHostOp, type Piece, type SegmentWork, touchesDirty } from "./batch_ops.ts";
-import { dirtyKey, markedKey } from "./kv_layout.ts";
-import { SegmentState, type StoredSegment } from "./segment_state.ts";
-import type { VolumeState } from "./volume_state.ts";
-
-/** Segments per `kv.getMany` (Deno KV reads at most 10 keys at once; two keys a segment). */
-export const getManySegmentsMax = 5;
+import { getManySegmentsMax, readSegments } from "../segment_io.ts";
+import { SegmentState, type StoredSegment } from "../segment_state.ts";
+import type { VolumeState } from "../volume_state.ts";
 
 /**
  * The committed state of a window of segments, ready to apply pieces to: the dirty state where a
@@ -101,28 +98,5 @@ async function loadSegments(
     );
   }
   await Promise.all(reads);
-  return out;
-}
-
-/**
- * Reads segments from KV, each bitmap with its mark record in the same snapshot (one getMany),
- * so the pair always matches even while a commit is writing elsewhere.
- */
-export async function readSegments(
-  kv: Deno.Kv,
-  name: string,
-  segments: readonly number[],
-): Promise<Map<number, StoredSegment | null>> {
-  const keys = segments.flatMap((s) => [dirtyKey(name, s), markedKey(name, s)]);
-  const entries = await kv.getMany<Uint8Array[]>(keys);
-  const out = new Map<number, StoredSegment | null>();
-  segments.forEach((s, i) => {
-    const bits = entries[2 * i].value;
-    const record = entries[2 * i + 1].value;
-    if ((bits === null) !== (record === null)) {
-      throw new Error(`Segment ${name}/${s} has a bitmap or a mark record but not both`);
-    }
-    out.set(s, bits && record ? { bits, record } : null);
-  });
   return out;
 }

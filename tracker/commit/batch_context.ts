@@ -1,0 +1,22 @@
+/**
+ * What a commit batch needs of the state façade. Its own file so the loader and the batch
+ * commit both name it without importing each other.
+ */
+import type { ActivitySummary } from "../activity_state.ts";
+import type { SegmentCache } from "../segment_cache.ts";
+import type { SegmentSummary, VolumeState } from "../volume_state.ts";
+
+/** What a batch needs of the store. */
+export interface BatchContext {
+  kv: Deno.Kv;
+  cache: SegmentCache;
+  /** Committed activity segments, scoped by activityScope(volume, host). */
+  activityCache: SegmentCache<Uint8Array>;
+  volume(name: string): VolumeState;
+  /** The volume's summary, loaded if needed; called inside the committer only. */
+  summary(v: VolumeState): Promise<Map<number, SegmentSummary>>;
+  /** The volume's activity summary, loaded if needed; called inside the committer only. */
+  activity(v: VolumeState): Promise<ActivitySummary>;
+  /** Called after each atomic that committed. */
+  onAtomic(): void;
+}

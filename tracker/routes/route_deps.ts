@@ -1,0 +1,10 @@
+/** What every tracker sub-app is built from; its own file so sub-apps and app.ts share it. */
+import type { Clock } from "../../src/clock.ts";
+import type { Metrics } from "../../src/metrics.ts";
+import type { TrackerState } from "../tracker_state.ts";
+
+export interface RouteDeps {
+  store: TrackerState;
+  metrics: Metrics;
+  clock: Clock;
+}

@@ -1,0 +1,32 @@
+/**
+ * Reads committed dirty segments from KV. Shared by the log reader and the committer's loader, so
+ * it stands below both and imports neither.
+ */
+import { dirtyKey, markedKey } from "./kv_layout.ts";
+import type { StoredSegment } from "./segment_state.ts";
+
+/** Segments per `kv.getMany` (Deno KV reads at most 10 keys at once; two keys a segment). */
+export const getManySegmentsMax = 5;
+
+/**
+ * Reads segments from KV, each bitmap with its mark record in the same snapshot (one getMany),
+ * so the pair always matches even while a commit is writing elsewhere.
+ */
+export async function readSegments(
+  kv: Deno.Kv,
+  name: string,
+  segments: readonly number[],
+): Promise<Map<number, StoredSegment | null>> {
+  const keys = segments.flatMap((s) => [dirtyKey(name, s), markedKey(name, s)]);
+  const entries = await kv.getMany<Uint8Array[]>(keys);
+  const out = new Map<number, StoredSegment | null>();
+  segments.forEach((s, i) => {
+    const bits = entries[2 * i].value;
+    const record = entries[2 * i + 1].value;
+    if ((bits === null) !== (record === null)) {
+      throw new Error(`Segment ${name}/${s} has a bitmap or a mark record but not both`);
+    }
+    out.set(s, bits && record ? { bits, record } : null);
+  });
+  return out;
+}

@@ -1,0 +1,43 @@
+/**
+ * Assembles a tracker: the state façade over the KV, its metrics and the HTTP app, and how to
+ * stop it. Apart from app.ts so the routes stay a plain description of the HTTP surface.
+ */
+import type { Clock } from "../src/clock.ts";
+import { Metrics } from "../src/metrics.ts";
+import { buildTrackerApp, type TrackerApp } from "./app.ts";
+import { TrackerState } from "./tracker_state.ts";
+
+/** What the tracker is built from. */
+export interface TrackerAppOptions {
+  /** The KV this tracker solely owns. */
+  kv: Deno.Kv;
+  clock: Clock;
+  /** When set, every route but /healthz needs `Authorization: Bearer <token>`. */
+  token?: string;
+  /** Bound of the in-memory segment cache (segments). */
+  segmentCacheMax?: number;
+  /** Bound of the tracking command queue (commands). */
+  queueOpsMax?: number;
+}
+
+/** The tracker app and what its owner needs to run and stop it. */
+export interface TrackerService {
+  app: TrackerApp;
+  store: TrackerState;
+  metrics: Metrics;
+  /** Refuses new commands and waits until the queued ones are committed; does not close the KV. */
+  close(): Promise<void>;
+}
+
+/** Builds the tracker over `kv`; see TrackerService. */
+export function createTrackerApp(opts: TrackerAppOptions): TrackerService {
+  const metrics = new Metrics();
+  const store = new TrackerState(opts.kv, {
+    clock: opts.clock,
+    metrics,
+    segmentCacheMax: opts.segmentCacheMax,
+    queueOpsMax: opts.queueOpsMax,
+  });
+  const app = buildTrackerApp({ store, metrics, clock: opts.clock }, opts.token);
+  return { app, store, metrics, close: () => store.close() };
+}
