@@ -16,10 +16,6 @@ const skippedDirs = new Set([".git", "data", "node_modules", "results"]);
  * Cycles known to exist in tracker/ while it is reorganised elsewhere; each entry is one cycle's
  * files, sorted and joined by " ". The lead empties this list once those cycles are gone.
  */
-const trackerCyclesToFix: readonly string[] = [
-  "tracker/activity_state.ts tracker/volume_state.ts",
-  "tracker/batch_commit.ts tracker/segment_loader.ts",
-];
 
 /** Relative specifiers a module's source imports or re-exports, static or dynamic. */
 function relativeImports(source: string): string[] {
@@ -95,10 +91,32 @@ function cycles(graph: Map<string, string[]>): string[][] {
 const room = (path: string) => path.includes("/") ? path.slice(0, path.indexOf("/")) : "";
 const isClient = (path: string) => path === "tracker/client.ts" || path === "backup/client.ts";
 
+/** Inside tracker/: readers and state never stand on the committer, the façade or the edge. */
+const trackerReaders = ["tracker/log_reader.ts", "tracker/activity_reader.ts"];
+const isTrackerTop = (f: string) =>
+  ["tracker_state.ts", "app.ts", "service.ts", "main.ts", "client.ts"].some((n) =>
+    f === `tracker/${n}`
+  ) || f.startsWith("tracker/routes/");
+const isTrackerCommit = (f: string) => f.startsWith("tracker/commit/");
+
+function forbiddenInTracker(from: string, to: string): string | undefined {
+  if (isTrackerTop(from)) return undefined;
+  if (isTrackerTop(to)) return "only the edge imports the façade and the edge";
+  if (isTrackerCommit(from)) {
+    return trackerReaders.includes(to) ? "the committer does not stand on a reader" : undefined;
+  }
+  if (isTrackerCommit(to)) return "readers and state do not stand on the committer";
+  if (trackerReaders.includes(to) && !trackerReaders.includes(from)) {
+    return "state files do not import readers";
+  }
+  return undefined;
+}
+
 /** Why `from` may not import `to`, or undefined when the edge is allowed. */
 function forbidden(from: string, to: string): string | undefined {
   const a = room(from);
   const b = room(to);
+  if (a === "tracker" && b === "tracker") return forbiddenInTracker(from, to);
   if (a === b) return undefined;
   if (b === "tests" && a !== "tests") return "only tests/ imports tests/";
   switch (a) {
@@ -119,6 +137,21 @@ function forbidden(from: string, to: string): string | undefined {
   }
   return undefined;
 }
+
+Deno.test("the layering rules refuse what they should", () => {
+  assert.match(forbidden("src/extent.ts", "host/app.ts") ?? "", /ground floor/);
+  assert.match(forbidden("host/app.ts", "tracker/tracker_state.ts") ?? "", /client\.ts/);
+  assert.equal(forbidden("host/app.ts", "tracker/client.ts"), undefined);
+  assert.match(
+    forbidden("tracker/log_reader.ts", "tracker/commit/batch_ops.ts") ?? "",
+    /committer/,
+  );
+  assert.match(
+    forbidden("tracker/commit/batch_commit.ts", "tracker/log_reader.ts") ?? "",
+    /reader/,
+  );
+  assert.equal(forbidden("tracker/tracker_state.ts", "tracker/commit/group_commit.ts"), undefined);
+});
 
 Deno.test("the parser sees multi-line, type-only, re-exported and dynamic relative imports", () => {
   const source = `import assert from "node:assert/strict";
@@ -144,11 +177,7 @@ Deno.test("no module reaches itself through imports, type imports included", asy
   const graph = await importGraph();
   assert.ok(graph.has("src/extent.ts") && graph.has("start.ts"), "the walk found the repo's files");
   const found = cycles(graph).map((c) => c.join(" "));
-  const known = found.filter((c) => trackerCyclesToFix.includes(c));
-  if (known.length > 0) console.warn(`Tracker import cycles still to fix:\n${known.join("\n")}`);
-  assert.deepEqual(found.filter((c) => !known.includes(c)), [], "import cycles");
-  const gone = trackerCyclesToFix.filter((c) => !found.includes(c));
-  assert.deepEqual(gone, [], "cycles fixed: remove them from trackerCyclesToFix");
+  assert.deepEqual(found, [], "import cycles");
 });
 
 Deno.test("every import respects the rooms' layering", async () => {

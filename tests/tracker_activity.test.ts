@@ -11,7 +11,7 @@ import { activityHostsMax } from "../tracker/activity_state.ts";
 import { activitySegmentsPerPageMax } from "../tracker/activity_reader.ts";
 import { TrackerClient } from "../tracker/client.ts";
 import { CommitFaults } from "./support/fault_kv.ts";
-import { startService } from "./support/service_process.ts";
+import { startService } from "../harness/service_process.ts";
 import {
   regionBytesTest,
   type TrackerHarness as Harness,

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { ServiceCallError } from "../src/http_client.ts";
 import { TrackerClient } from "../tracker/client.ts";
-import { startService } from "./support/service_process.ts";
+import { startService } from "../harness/service_process.ts";
 
 const R = 4096;
 
