@@ -36,17 +36,22 @@
  * Capacity arithmetic: the disk syncs ~5.8k times/s at ~0.15 ms each. To keep the journal busy a
  * window must hold what arrives during one sync plus one round trip: at 3 GB/s (1 MiB records)
  * and ~2 ms that is ~6 MiB, so 32 MiB (`linkInflightBytesMax`) leaves room for ~5 group commits
- * in flight, and is ~3% of the default 1 GiB journal. A frame is at most 8 MiB
- * (`linkFrameBytesMax`): large enough for eight 1 MiB writes or 2000 4 KiB writes in one
- * frame, small enough that four frames fit one window, and bounded memory per connection.
+ * in flight, and is ~3% of the default 1 GiB journal. A sender coalesces at most
+ * `linkCoalesceBytesMax` (4 MiB: a thousand 4 KiB records, four 1 MiB ones) per frame, so several
+ * frames share a window; a frame may still be as large as the largest single record
+ * (`recordPayloadBytesMax`, 32 MiB, plus its header), which `linkFrameBytesMax` allows so that no
+ * write needs splitting. A record larger than the credit goes alone when the whole window is free.
  */
 import { crc32 } from "node:zlib";
+import { recordPayloadBytesMax } from "./journal_record.ts";
 
 export const linkFrameMagic = 0x464c4d54;
 export const linkFrameVersion = 1;
 export const linkFrameHeaderBytes = 24;
-/** Largest payload of one frame; a larger one is refused as corrupt. */
-export const linkFrameBytesMax = 8 * 1024 * 1024 + 64 * 1024;
+/** Largest payload of one frame (one largest record and its header); larger is corrupt. */
+export const linkFrameBytesMax = recordPayloadBytesMax + 64 * 1024;
+/** Most record bytes a sender coalesces into one frame. */
+export const linkCoalesceBytesMax = 4 * 1024 * 1024;
 /** Largest credit window the backup grants (RECORDS bytes sent and not yet durable). */
 export const linkInflightBytesMax = 32 * 1024 * 1024;
 /** Default TCP port of the backup's link listener. */

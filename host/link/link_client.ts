@@ -37,8 +37,8 @@ import {
   frameJson,
   FrameReader,
   FrameType,
+  linkCoalesceBytesMax,
   type LinkError,
-  linkFrameBytesMax,
   linkFrameHeaderBytes,
   linkInflightBytesMax,
   type LinkVolume,
@@ -62,7 +62,7 @@ export interface LinkClientOptions {
   /** Tracking granularity of the unhardened record (`received` mode). */
   regionBytes?: number;
   ackTimeoutMs?: number;
-  /** Largest RECORDS payload per frame. */
+  /** Most record bytes coalesced into one RECORDS frame (a larger record goes alone). */
   frameBytesMax?: number;
   /** Most bytes queued and unacknowledged before `submit` waits. */
   inflightBytesMax?: number;
@@ -112,7 +112,7 @@ export class LinkClient {
   constructor(private readonly opts: LinkClientOptions) {
     this.ack = opts.ack ?? "durable";
     this.#volumes = new Map(opts.volumes.map((v) => [v.name, v]));
-    this.#frameBytesMax = opts.frameBytesMax ?? linkFrameBytesMax;
+    this.#frameBytesMax = opts.frameBytesMax ?? linkCoalesceBytesMax;
     this.#inflightBytesMax = opts.inflightBytesMax ?? linkInflightBytesMax;
     this.#ackTimeoutMs = opts.ackTimeoutMs ?? linkAckTimeoutMsDefault;
     if (this.ack === "received") {
@@ -245,8 +245,9 @@ export class LinkClient {
     let n = 0;
     while (n < this.#queue.length) {
       const b = this.#queue[n].bytes;
-      // A record larger than a whole frame still goes alone, when nothing else is in flight.
-      const alone = n === 0 && this.#sentBytes === 0 && this.#credit > 0;
+      // A record larger than a frame (or the credit) goes alone when the whole window is free.
+      const alone = n === 0 && this.#sentBytes === 0 &&
+        this.#credit >= Math.min(b, this.#inflightBytesMax);
       if (bytes + b > limit && !alone) break;
       bytes += b;
       n++;

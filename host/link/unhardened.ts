@@ -10,6 +10,9 @@
  * every region received and not yet known hardened: a superset of what a backup crash can lose,
  * which the host marks at the tracker when the link breaks.
  *
+ * When a notice covers every frame sent, both sets are dropped at once (an idle link would
+ * otherwise keep its last regions until the next write).
+ *
  * Regions, not bytes: the set grows with the regions written between two notices, not with the
  * bytes, and matches the tracker's granularity.
  */
@@ -37,6 +40,13 @@ export class UnhardenedRegions {
    */
   notice(hardenedSeq: number, highestSentSeq: number): void {
     if (hardenedSeq < this.#boundary) return;
+    if (hardenedSeq >= highestSentSeq) {
+      // Everything sent is hardened, so everything received is: nothing is left to lose.
+      this.#current.clear();
+      this.#old.clear();
+      this.#boundary = highestSentSeq;
+      return;
+    }
     this.#old = this.#current;
     this.#current = new Set();
     this.#boundary = highestSentSeq;
