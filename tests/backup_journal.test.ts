@@ -274,3 +274,19 @@ Deno.test("journal takes a run of zeros after the last record as the end, in eve
     }
   });
 });
+
+Deno.test("applier syncs the secondaries at checkpoints, not after every small batch", async () => {
+  await withDir(async (dataDir) => {
+    const { b } = await open(dataDir);
+    try {
+      await register(b);
+      for (let i = 0; i < 30; i++) await post(b, writeRecord((i % 16) * 4096, pattern(4096, i)));
+      await b.applier.waitApplied(30);
+      // Thirty batches applied one by one would have meant thirty syncs before checkpoints.
+      assert.ok(b.applier.checkpoints <= 5, `${b.applier.checkpoints} checkpoints for 30 batches`);
+      assert.equal(b.applier.recordsApplied, 30);
+    } finally {
+      await b.close();
+    }
+  });
+});
