@@ -293,3 +293,31 @@ Deno.test("a full journal withholds credit: submits wait and time out instead of
   assert.ok(rejected.every((m) => /No ack from the backup/.test(m)), rejected[0]);
   await link.close();
 });
+
+Deno.test("received mode resolves on receipt and keeps regions unhardened until HARDENED covers them", async () => {
+  await using f = await start();
+  const link = new LinkClient({
+    address: f.address,
+    hostId: "h1",
+    ack: "received",
+    regionBytes: 64 * 1024,
+    volumes: [{ name: "a", sizeBytes: volSize, epoch: 1 }],
+  });
+  await link.open();
+  const unhardenedSeen: number[][] = [];
+  await Promise.all(Array.from({ length: 64 }, (_, i) => {
+    const data = new Uint8Array(block).fill(i + 1);
+    return link.submit("a", { kind: "write", offset: i * block, length: block, data }).then(
+      () => unhardenedSeen.push(link.unhardened("a")!.unionRegions()),
+    );
+  }));
+  // At each receipt the write's own region (i * 4 KiB lies in region floor(i / 16)) was listed.
+  assert.ok(unhardenedSeen.every((u) => u.length > 0), "a received write was not unhardened");
+  await f.backup.applier.waitApplied(64);
+  // Every frame sent is hardened by now: the last notice emptied both sets.
+  for (let i = 0; i < 50 && !link.unhardened("a")!.empty; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.ok(link.unhardened("a")!.empty, `${link.unhardened("a")!.unionRegions()}`);
+  await link.close();
+});

@@ -35,6 +35,10 @@ export async function startService(
   opts: { port?: number; readyMs?: number; env?: Record<string, string> } = {},
 ): Promise<ServiceProcess> {
   const port = opts.port ?? freePort();
+  // The backup's link listener defaults to port 8704; tests never take a fixed port.
+  if (script === "backup/main.ts" && !args.includes("--link-port")) {
+    args = [...args, "--link-port", "0"];
+  }
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--quiet", `${root}${script}`, "--port", String(port), ...args],
     cwd: root,
