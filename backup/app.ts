@@ -7,7 +7,7 @@ import { Hono } from "hono";
 import type { Metrics } from "../src/metrics.ts";
 import { applyServiceBasics } from "../src/service.ts";
 import type { Applier } from "./applier.ts";
-import { EpochFence } from "./epoch_fence.ts";
+import type { EpochFence } from "./epoch_fence.ts";
 import type { Journal } from "./journal.ts";
 import { backupOpenApi } from "./openapi.ts";
 import { backupRoutes } from "./paths.ts";
@@ -24,21 +24,28 @@ export interface BackupAppDeps {
   metrics: Metrics;
   /** Largest batch body accepted; larger ones get 413. */
   batchBytesMax: number;
+  /** The epoch fence, shared with the link server: one order for a volume's writes. */
+  fence: EpochFence;
+  /** Where the link server listens ("tcp://host:port", socket paths); empty without one. */
+  linkAddresses: () => string[];
   /** Bearer token guarding every route but /healthz. */
   token?: string;
 }
 
-/** Builds the backup's Hono app; the epoch fence lives as long as the app. */
+/** Builds the backup's Hono app. */
 export function createBackupApp(deps: BackupAppDeps) {
-  const { journal, applier, store, metrics, batchBytesMax } = deps;
-  const fence = new EpochFence();
+  const { journal, applier, store, metrics, batchBytesMax, fence } = deps;
   const app = new Hono();
   applyServiceBasics(app, "backup", { token: deps.token, metrics });
   return app
     .route("/", new Hono().get(backupRoutes.openapi, (c) => c.json(backupOpenApi)))
     .route("/", volumesApp({ store, fence, metrics }))
     .route("/", writesApp({ journal, store, fence, metrics, batchBytesMax }))
-    .route("/", statusApp({ journal, applier, store }));
+    .route("/", statusApp({ journal, applier, store }))
+    .route(
+      "/",
+      new Hono().get(backupRoutes.link, (c) => c.json({ addresses: deps.linkAddresses() })),
+    );
 }
 
 /** The backup app's type, for a typed `hc` client. */

@@ -4,9 +4,15 @@
  * so the journal can reclaim their segments. A crash anywhere in between leaves the records in the
  * journal, and replay applies them again.
  *
+ * Checkpoints: applying is cheap, syncing the secondaries is not (each fdatasync competes with the
+ * journal's own on one disk). So applied batches accumulate and the secondaries are synced, and
+ * the batches released, at a checkpoint: once `applyStepBytesMax` bytes are applied, or
+ * `checkpointMs` after the first unsynced apply, or sooner when someone waits (`waitApplied`),
+ * the journal is half full, the applier pauses or stops. Journal space is reclaimed only after
+ * the checkpoint that covers it, as before.
+ *
  * Memory: the batches it works on are the journal's pending bytes, already in memory and bounded
- * by journalBytesMax; one step takes at most `applyStepBytesMax` of them, so a sync (and a
- * release) comes at least that often.
+ * by journalBytesMax.
  */
 import assert from "node:assert/strict";
 import { decodeRecord } from "../src/journal_record.ts";
@@ -15,6 +21,8 @@ import type { SecondaryStore } from "./secondary_store.ts";
 
 /** Most bytes applied between two syncs of the secondaries. */
 export const applyStepBytesMax = 64 * 1024 * 1024;
+/** Longest a applied batch waits for the checkpoint that syncs it. */
+export const checkpointMs = 1000;
 /** Bytes applied before yielding to the event loop, so HTTP requests keep moving. */
 const applyYieldBytes = 8 * 1024 * 1024;
 /** Wait before retrying a step that failed (e.g. a full disk). */
@@ -34,6 +42,13 @@ export class Applier {
   #loop: Promise<void> | undefined;
   #stopping = false;
   #failure: Error | undefined;
+  /** Applied, not yet synced: released at the next checkpoint. */
+  #unsynced: JournalEntry[] = [];
+  #unsyncedBytes = 0;
+  #touched = new Set<string>();
+  #firstUnsyncedAt = 0;
+  /** Secondary syncs done (checkpoints), for metrics and tests. */
+  checkpoints = 0;
 
   constructor(
     private readonly journal: Journal,
@@ -60,6 +75,7 @@ export class Applier {
   /** Stops taking new steps after the current one. */
   pause(): void {
     this.#paused = true;
+    this.#kick?.();
   }
 
   /** Lets the loop take steps again. */
@@ -72,43 +88,80 @@ export class Applier {
   waitApplied(records: number): Promise<void> {
     if (this.recordsApplied >= records) return Promise.resolve();
     if (this.#stopping) return Promise.reject(new Error("The applier is stopped"));
-    return new Promise((resolve, reject) => {
+    const waiting = new Promise<void>((resolve, reject) => {
       this.#appliedWaiters.push({ records, resolve, reject });
     });
+    this.#kick?.();
+    return waiting;
   }
 
   /** Finishes the current step and stops; call after the journal is closed. */
   async stop(): Promise<void> {
     this.#stopping = true;
     this.resume();
+    this.#kick?.();
     await this.#loop;
     for (const w of this.#appliedWaiters.splice(0)) w.reject(new Error("The applier is stopped"));
   }
 
   async #run(): Promise<void> {
-    while (!this.#stopping) {
-      if (this.#paused) {
-        await new Promise<void>((resolve) => this.#resumeWaiters.push(resolve));
-        continue;
+    try {
+      while (!this.#stopping) {
+        if (this.#paused) {
+          await this.#checkpoint();
+          if (!this.#paused) continue;
+          await new Promise<void>((resolve) => this.#resumeWaiters.push(resolve));
+          continue;
+        }
+        if (this.#unsynced.length > 0 && this.#checkpointDue()) {
+          await this.#checkpoint();
+          continue;
+        }
+        await this.#waitWork();
+        if (this.#stopping || this.#paused) continue;
+        const entries = this.journal.takeDurable(applyStepBytesMax);
+        if (entries.length === 0) {
+          if (this.journal.closed) return;
+          continue;
+        }
+        await this.#step(entries);
       }
-      await this.journal.waitDurable();
-      if (this.#stopping || this.#paused) continue;
-      const entries = this.journal.takeDurable(applyStepBytesMax);
-      if (entries.length === 0) {
-        if (this.journal.closed) return;
-        continue;
-      }
-      await this.#step(entries);
+    } finally {
+      await this.#checkpoint();
     }
   }
+
+  /** A checkpoint is due: enough applied, waited long enough, or someone needs it now. */
+  #checkpointDue(): boolean {
+    return this.#unsyncedBytes >= applyStepBytesMax ||
+      performance.now() - this.#firstUnsyncedAt >= checkpointMs ||
+      this.#appliedWaiters.length > 0 ||
+      this.journal.pendingBytes * 2 >= this.journal.journalBytesMax ||
+      this.journal.closed;
+  }
+
+  /** Waits for a durable batch, or until the pending checkpoint's time bound. */
+  async #waitWork(): Promise<void> {
+    if (this.#unsynced.length === 0) return await this.journal.waitDurable();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = this.#firstUnsyncedAt + checkpointMs - performance.now();
+    await Promise.race([
+      this.journal.waitDurable(),
+      new Promise<void>((r) => timer = setTimeout(r, Math.max(0, deadline))),
+      new Promise<void>((r) => this.#kick = r),
+    ]);
+    clearTimeout(timer);
+    this.#kick = undefined;
+  }
+
+  /** Wakes `#waitWork` early (a waiter or stop wants the checkpoint now). */
+  #kick: (() => void) | undefined;
 
   /** Applies `entries` until it succeeds; order forbids skipping one. */
   async #step(entries: JournalEntry[]): Promise<void> {
     for (;;) {
       try {
-        const touched = await this.#apply(entries);
-        await this.store.sync(touched);
-        await this.journal.release(entries);
+        await this.#apply(entries, this.#touched);
         this.#failure = undefined;
         break;
       } catch (err) {
@@ -118,6 +171,35 @@ export class Applier {
         await new Promise((r) => setTimeout(r, applyRetryMs));
       }
     }
+    if (this.#unsynced.length === 0) this.#firstUnsyncedAt = performance.now();
+    this.#unsynced.push(...entries);
+    for (const e of entries) this.#unsyncedBytes += e.body.length;
+  }
+
+  /**
+   * Syncs the secondaries touched since the last checkpoint and releases what they cover. After a
+   * failed sync the written pages may be gone, so every unsynced batch is applied again first.
+   */
+  async #checkpoint(): Promise<void> {
+    if (this.#unsynced.length === 0) return;
+    for (let attempt = 0;; attempt++) {
+      try {
+        if (attempt > 0) await this.#apply(this.#unsynced, this.#touched);
+        await this.store.sync(this.#touched);
+        await this.journal.release(this.#unsynced);
+        this.#failure = undefined;
+        break;
+      } catch (err) {
+        this.#failure = err as Error;
+        console.error(`Applier: ${(err as Error).message}; retrying in ${applyRetryMs} ms`);
+        if (this.#stopping && attempt > 0) return;
+        await new Promise((r) => setTimeout(r, applyRetryMs));
+      }
+    }
+    this.checkpoints++;
+    this.#unsynced = [];
+    this.#unsyncedBytes = 0;
+    this.#touched = new Set();
     const applied = this.recordsApplied;
     this.#appliedWaiters = this.#appliedWaiters.filter((w) => {
       if (w.records > applied) return true;
@@ -126,9 +208,8 @@ export class Applier {
     });
   }
 
-  /** Writes every record of `entries`; returns the volumes touched. */
-  async #apply(entries: readonly JournalEntry[]): Promise<Set<string>> {
-    const touched = new Set<string>();
+  /** Writes every record of `entries`, adding the volumes touched to `touched`. */
+  async #apply(entries: readonly JournalEntry[], touched: Set<string>): Promise<void> {
     let sinceYield = 0;
     for (const entry of entries) {
       applyBatch(this.store, entry.body, touched);
@@ -138,7 +219,6 @@ export class Applier {
         await new Promise((r) => setTimeout(r, 0));
       }
     }
-    return touched;
   }
 }
 

@@ -86,6 +86,17 @@ export class BackupClient {
     });
   }
 
+  /** Where the backup's host link listens: "tcp://HOST:PORT" and unix socket paths. */
+  async linkAddresses(): Promise<string[]> {
+    const res = await callJson<{ addresses: string[] }>(
+      this.#base,
+      backupRoutes.link,
+      { method: "GET" },
+      this.opts,
+    );
+    return res.addresses;
+  }
+
   /** True when the service answers `GET /healthz` with 2xx; never throws. */
   async healthz(): Promise<boolean> {
     try {

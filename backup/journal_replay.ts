@@ -7,7 +7,10 @@
  * before the crash, or newer. That holds only over a contiguous run of segments ending at the last
  * one, which is why replay starts after the last gap in the numbering (see `replayStart`).
  *
- * What a failure to decode means depends on where it is:
+ * Segments are preallocated and zero-filled (journal.ts), so a run of zeros from a position to the
+ * end of a segment is where its records end, in any segment, and is neither damage nor a tear.
+ *
+ * What any other failure to decode means depends on where it is:
  * - in the last segment it is a torn write: the crash came in the middle of a group that was never
  *   synced, so no record from there on was acknowledged. The segment is truncated there (logged)
  *   and nothing from there on is applied. Page-cache writeback is not ordered, so a valid record
@@ -73,6 +76,7 @@ export async function replayJournal(
     let pos = 0;
     while (pos < bytes.length) {
       const decoded = decodeRecord(bytes, pos);
+      if (!decoded.ok && zeroFrom(bytes, pos)) break;
       if (!decoded.ok) {
         if (!isLast) {
           throw new Error(
@@ -102,6 +106,18 @@ export async function replayJournal(
     if (isLast) result.lastSegmentBytes = pos;
   }
   return result;
+}
+
+/** True when every byte of `bytes` from `pos` on is zero: the unwritten, preallocated tail. */
+export function zeroFrom(bytes: Uint8Array, pos: number): boolean {
+  // Eight bytes at a time where aligned; the tail is usually megabytes of zeros.
+  let i = pos;
+  while (i < bytes.length && (bytes.byteOffset + i) % 8 !== 0) if (bytes[i++] !== 0) return false;
+  const words = Math.floor((bytes.length - i) / 8);
+  const view = new BigUint64Array(bytes.buffer, bytes.byteOffset + i, words);
+  for (let w = 0; w < words; w++) if (view[w] !== 0n) return false;
+  for (i += words * 8; i < bytes.length; i++) if (bytes[i] !== 0) return false;
+  return true;
 }
 
 async function truncateSegment(path: string, bytes: number): Promise<void> {

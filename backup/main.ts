@@ -3,13 +3,15 @@
  *
  * Flags: --port P (8702), --hostname H (127.0.0.1), --data DIR (./data/backup; secondaries at
  * DIR/volumes/NAME.img, journal at DIR/journal), --journal-bytes-max SIZE (1GiB),
- * --batch-bytes-max SIZE (64MiB), --token T (or env TRACKMIRROR_TOKEN).
+ * --batch-bytes-max SIZE (64MiB), --token T (or env TRACKMIRROR_TOKEN), --link-port P (8704: the
+ * host link, src/link_protocol.ts, on --hostname), --link-socket PATH (also on a unix socket).
  * SIGTERM / SIGINT: stop accepting, finish the in-flight group, exit 0.
  */
 import { parseSize } from "../src/extent.ts";
 import { parseFlags, parsePort, runMain } from "../src/flags.ts";
 import { backupBatchBytesMaxDefault } from "../src/limits.ts";
 import { journalBytesMaxDefault, openBackup } from "./service.ts";
+import { linkPortDefault } from "../src/link_protocol.ts";
 
 /** Default TCP port of the backup service. */
 export const backupPortDefault = 8702;
@@ -33,6 +35,8 @@ async function main(): Promise<void> {
     "journal-bytes-max": { type: "string" },
     "batch-bytes-max": { type: "string" },
     token: { type: "string" },
+    "link-port": { type: "string" },
+    "link-socket": { type: "string" },
   });
   const port = parsePort(flags.port, backupPortDefault);
   const hostname = flags.hostname ?? "127.0.0.1";
@@ -49,7 +53,15 @@ async function main(): Promise<void> {
   );
   const token = flags.token ?? Deno.env.get("TRACKMIRROR_TOKEN") ?? undefined;
 
-  const backup = await openBackup({ dataDir, journalBytesMax, batchBytesMax, token });
+  const linkPort = parsePort(flags["link-port"], linkPortDefault);
+  const backup = await openBackup({
+    dataDir,
+    journalBytesMax,
+    batchBytesMax,
+    token,
+    link: { hostname, port: linkPort, socketPath: flags["link-socket"] },
+  });
+  console.log(`backup: link listening on ${backup.link!.addresses.join(" and ")}`);
   const server = Deno.serve({
     port,
     hostname,

@@ -12,6 +12,7 @@ export const backupRoutes = {
   writes: "/v1/volumes/:name/writes",
   status: "/v1/status",
   flush: "/v1/flush",
+  link: "/v1/link",
   healthz: "/healthz",
 } as const;
 

@@ -11,6 +11,8 @@ import { Journal, journalSegmentBytesDefault } from "./journal.ts";
 import { replayJournal } from "./journal_replay.ts";
 import { type BackupApp, createBackupApp } from "./app.ts";
 import { SecondaryStore } from "./secondary_store.ts";
+import { EpochFence } from "./epoch_fence.ts";
+import { type LinkListenOptions, LinkServer } from "./link_server.ts";
 
 /** Default bound on pending journal bytes before appends get 503. */
 export const journalBytesMaxDefault = 1024 * 1024 * 1024;
@@ -28,6 +30,8 @@ export interface BackupOptions {
   token?: string;
   /** Where replay reports a torn tail; console.warn by default. */
   log?: (message: string) => void;
+  /** Where the host link listens (backup/link_server.ts); absent: no link, HTTP batches only. */
+  link?: LinkListenOptions;
 }
 
 /** An open backup service. */
@@ -37,6 +41,10 @@ export interface Backup {
   applier: Applier;
   store: SecondaryStore;
   metrics: Metrics;
+  /** Orders each volume's writers: batches of an older epoch are refused (epoch_fence.ts). */
+  fence: EpochFence;
+  /** The host link's listeners, when `opts.link` asked for them. */
+  link: LinkServer | undefined;
   /** Refuses new batches, finishes the in-flight group, stops the applier, closes the files. */
   close(): Promise<void>;
 }
@@ -101,12 +109,24 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
     [],
     (set) => set({}, applier.recordsApplied),
   );
+  const fence = new EpochFence();
+  let link: LinkServer | undefined;
+  try {
+    link = opts.link ? LinkServer.listen({ journal, store, fence, metrics }, opts.link) : undefined;
+  } catch (err) {
+    await journal.close();
+    await applier.stop();
+    store.close();
+    throw err;
+  }
   const app = createBackupApp({
     journal,
     applier,
     store,
     metrics,
     batchBytesMax,
+    fence,
+    linkAddresses: () => link?.addresses ?? [],
     token: opts.token,
   });
   let closing: Promise<void> | undefined;
@@ -116,8 +136,11 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
     applier,
     store,
     metrics,
+    fence,
+    link,
     close() {
       closing ??= (async () => {
+        await link?.close();
         await journal.close();
         await applier.stop();
         store.close();

@@ -51,6 +51,10 @@ export async function startService(
 ): Promise<ServiceProcess> {
   const port = opts.port ?? freePort();
   const denoFlags = opts.denoFlags ?? [];
+  // The backup's link listener defaults to port 8704; tests never take a fixed port.
+  if (script === "backup/main.ts" && !args.includes("--link-port")) {
+    args = [...args, "--link-port", "0"];
+  }
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",

@@ -56,11 +56,15 @@ async function metric(b: Backup, name: string): Promise<number> {
   return m ? Number(m[1]) : 0;
 }
 
-/** Total bytes of every journal segment file. */
+/** Total bytes written to the journal's segments: up to each one's preallocated zero tail. */
 async function journalFileBytes(dataDir: string): Promise<number> {
   let total = 0;
   for await (const e of Deno.readDir(join(dataDir, "journal"))) {
-    total += (await Deno.stat(join(dataDir, "journal", e.name))).size;
+    if (!e.name.endsWith(".log")) continue;
+    const bytes = await Deno.readFile(join(dataDir, "journal", e.name));
+    let end = bytes.length;
+    while (end > 0 && bytes[end - 1] === 0) end--;
+    total += end;
   }
   return total;
 }

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { randomBytes, seededRandom } from "../src/random.ts";
 import { join } from "node:path";
 import { type Backup, type BackupOptions, openBackup } from "../backup/service.ts";
-import { replayStart } from "../backup/journal_replay.ts";
+import { replayStart, zeroFrom } from "../backup/journal_replay.ts";
 import { segmentPath } from "../backup/segment_files.ts";
 import { encodeRecord } from "../src/journal_record.ts";
 
@@ -54,7 +54,9 @@ function secondary(dataDir: string, name = "db0"): Promise<Uint8Array> {
 
 async function segmentNames(dataDir: string): Promise<string[]> {
   const names: string[] = [];
-  for await (const e of Deno.readDir(join(dataDir, "journal"))) names.push(e.name);
+  for await (const e of Deno.readDir(join(dataDir, "journal"))) {
+    if (e.name.endsWith(".log")) names.push(e.name);
+  }
   return names.sort();
 }
 
@@ -122,7 +124,8 @@ Deno.test("journal drops a torn tail of the last segment and never applies it", 
           const img = await secondary(dataDir);
           assert.deepEqual(img.subarray(0, 4096), kept);
           assert.ok(img.subarray(65536, 65536 + 4096).every((x) => x === 0), "Torn record applied");
-          assert.equal((await Deno.stat(path)).size, goodBytes, "Torn tail not truncated");
+          // Cut off, and the segment preallocated again: only zeros follow the good records.
+          assert.ok(zeroFrom(await Deno.readFile(path), goodBytes), "Torn tail not cut off");
           assert.ok(second.logs.some((m) => /torn tail of \d+ bytes/.test(m)), second.logs.join());
           // Appending continues where the good records end, and replays cleanly next time.
           const later = pattern(2048, 5);
@@ -239,5 +242,50 @@ Deno.test("journal refuses to replay a record for a volume that has no secondary
       openBackup({ dataDir, log: () => {} }),
       /cannot be replayed: Volume "db0" is not registered/,
     );
+  });
+});
+
+Deno.test("journal takes a run of zeros after the last record as the end, in every segment", async () => {
+  await withDir(async (dataDir) => {
+    const first = await open(dataDir, { applierPaused: true, journalSegmentBytes: 6000 });
+    await register(first.b);
+    const data = [0, 1, 2].map((i) => pattern(4096, 30 + i));
+    for (let i = 0; i < 3; i++) await post(first.b, writeRecord(i * 4096, data[i]));
+    await first.b.close();
+    const names = await segmentNames(dataDir);
+    assert.equal(names.length, 3, names.join());
+    // Closed segments keep their preallocated zero tail; give the last one the tail a crash
+    // (no clean close, no trim) would leave.
+    const closedBytes = await Deno.readFile(join(dataDir, "journal", names[0]));
+    assert.equal(closedBytes.length, 6000);
+    assert.ok(zeroFrom(closedBytes, 4123), "a closed segment lost its preallocated tail");
+    const last = join(dataDir, "journal", names[2]);
+    await Deno.writeFile(last, new Uint8Array(5000), { append: true });
+
+    const second = await open(dataDir);
+    try {
+      assert.ok(!second.logs.some((m) => /torn|corrupt/.test(m)), second.logs.join("\n"));
+      assert.ok(second.logs.some((m) => /replayed 3 records/.test(m)), second.logs.join("\n"));
+      const img = await secondary(dataDir);
+      for (let i = 0; i < 3; i++) assert.deepEqual(img.subarray(i * 4096, (i + 1) * 4096), data[i]);
+    } finally {
+      await second.b.close();
+    }
+  });
+});
+
+Deno.test("applier syncs the secondaries at checkpoints, not after every small batch", async () => {
+  await withDir(async (dataDir) => {
+    const { b } = await open(dataDir);
+    try {
+      await register(b);
+      for (let i = 0; i < 30; i++) await post(b, writeRecord((i % 16) * 4096, pattern(4096, i)));
+      await b.applier.waitApplied(30);
+      // Thirty batches applied one by one would have meant thirty syncs before checkpoints.
+      assert.ok(b.applier.checkpoints <= 5, `${b.applier.checkpoints} checkpoints for 30 batches`);
+      assert.equal(b.applier.recordsApplied, 30);
+    } finally {
+      await b.close();
+    }
   });
 });

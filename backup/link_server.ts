@@ -1,0 +1,341 @@
+/**
+ * The backup's end of the link (src/link_protocol.ts): accepts host agents on TCP (no-delay: with
+ * Nagle on, receipt acks collapsed to 4k/s) and optionally a unix socket, and turns their RECORDS
+ * frames into journal appends.
+ *
+ * Per connection: HELLO registers the announced volumes (creating secondaries as PUT
+ * /v1/volumes does) and raises the epoch fence for each, so frames of an older connection still
+ * queued in the journal are refused when the journal orders them; then WELCOME with credit; then
+ * frames in order (sequence 1, 2, 3...). Each RECORDS payload is verified (link_check.ts) and
+ * appended unchanged; the journal's `admit` refuses it if the fence moved past the connection's
+ * epoch or the connection already failed. Reading does not wait for durability: frames are
+ * pipelined, bounded by the credit the host was granted.
+ *
+ * Acks are cumulative and coalesced: everything that becomes durable (or received) in one step
+ * of the event loop is answered by one frame naming the highest sequence, sent on a microtask
+ * after the journal resolved the whole group.
+ *
+ * Any failure (bad frame, out-of-order sequence, journal refusal, fence) sends ERROR and closes
+ * the connection; from then on nothing else from it reaches the journal.
+ */
+import { ServiceError } from "../src/errors.ts";
+import {
+  type AckMode,
+  encodeAckFrame,
+  encodeJsonFrame,
+  type Frame,
+  frameJson,
+  FrameReader,
+  FrameType,
+  type LinkError,
+  type LinkHello,
+  linkInflightBytesMax,
+  type LinkWelcome,
+  writeAll,
+} from "../src/link_protocol.ts";
+import type { Metrics } from "../src/metrics.ts";
+import { checkName } from "../src/schemas.ts";
+import { EpochFence } from "./epoch_fence.ts";
+import type { Journal } from "./journal.ts";
+import { checkRecords } from "./link_check.ts";
+import type { SecondaryStore } from "./secondary_store.ts";
+
+/** How often a connection whose credit was withheld checks for journal room again. */
+const creditRecheckMs = 20;
+
+/** What the link server works on. */
+export interface LinkServerDeps {
+  journal: Journal;
+  store: SecondaryStore;
+  /** The epoch fence; share the HTTP routes' one if both paths carry a host's writes. */
+  fence?: EpochFence;
+  metrics?: Metrics;
+  /** Largest credit granted (tests lower it). */
+  inflightBytesMax?: number;
+}
+
+/** Where the link server listens. */
+export interface LinkListenOptions {
+  hostname?: string;
+  /** TCP port (0 picks a free one); undefined: no TCP listener. */
+  port?: number;
+  /** Unix socket path; undefined: none. */
+  socketPath?: string;
+}
+
+/** The link listener(s) of one backup. */
+export class LinkServer {
+  readonly fence: EpochFence;
+  readonly #listeners: Deno.Listener[] = [];
+  readonly #sessions = new Set<LinkSession>();
+  readonly #loops: Promise<void>[] = [];
+  #closed = false;
+
+  constructor(readonly deps: LinkServerDeps) {
+    this.fence = deps.fence ?? new EpochFence();
+  }
+
+  /** Opens the listeners and starts accepting. */
+  static listen(deps: LinkServerDeps, opts: LinkListenOptions): LinkServer {
+    const server = new LinkServer(deps);
+    if (opts.port !== undefined) {
+      server.#accept(
+        Deno.listen({ hostname: opts.hostname ?? "127.0.0.1", port: opts.port, transport: "tcp" }),
+      );
+    }
+    if (opts.socketPath !== undefined) {
+      try {
+        Deno.removeSync(opts.socketPath);
+      } catch { /* absent */ }
+      server.#accept(Deno.listen({ path: opts.socketPath, transport: "unix" }));
+    }
+    return server;
+  }
+
+  /** Where the listeners listen: "tcp://host:port" or a socket path. */
+  get addresses(): string[] {
+    return this.#listeners.map((l) => {
+      const a = l.addr;
+      if (a.transport === "unix" || a.transport === "unixpacket") return a.path;
+      if (a.transport === "tcp" || a.transport === "udp") return `tcp://${a.hostname}:${a.port}`;
+      return String(a.transport);
+    });
+  }
+
+  /** The TCP port, when listening on TCP. */
+  get port(): number | undefined {
+    for (const l of this.#listeners) {
+      const a = l.addr;
+      if (a.transport === "tcp") return a.port;
+    }
+    return undefined;
+  }
+
+  /** Serves one accepted connection until it ends (exposed for in-process tests). */
+  serve(conn: Deno.Conn): Promise<void> {
+    const session = new LinkSession(this, conn);
+    this.#sessions.add(session);
+    return session.run().finally(() => this.#sessions.delete(session));
+  }
+
+  /** Stops accepting and closes every connection. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const l of this.#listeners) l.close();
+    for (const s of this.#sessions) s.fail(new ServiceError(503, "The backup is shutting down"));
+    await Promise.allSettled(this.#loops);
+  }
+
+  #accept(listener: Deno.Listener): void {
+    this.#listeners.push(listener);
+    this.#loops.push((async () => {
+      const served: Promise<void>[] = [];
+      try {
+        for await (const conn of listener) {
+          if (conn.remoteAddr.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
+          served.push(this.serve(conn));
+        }
+      } catch (err) {
+        if (!this.#closed) console.error(`Link: accept failed: ${(err as Error).message}`);
+      }
+      await Promise.allSettled(served);
+    })());
+  }
+}
+
+/** One host's connection. */
+class LinkSession {
+  readonly #reader: FrameReader;
+  #ack: AckMode = "durable";
+  readonly #volumes = new Map<string, { sizeBytes: number; epoch: number }>();
+  #failed: Error | undefined;
+  #lastSeq = 0;
+  #receivedSeq = 0;
+  #durableSeq = 0;
+  #sentReceived = 0;
+  #sentDurable = 0;
+  #sentCredit = -1;
+  /** RECORDS bytes appended and not yet durable. */
+  #undurableBytes = 0;
+  #flushQueued = false;
+  #recheck: ReturnType<typeof setTimeout> | undefined;
+  #writing: Promise<void> = Promise.resolve();
+
+  constructor(private readonly server: LinkServer, private readonly conn: Deno.Conn) {
+    this.#reader = new FrameReader(conn);
+  }
+
+  async run(): Promise<void> {
+    try {
+      const hello = await this.#reader.next();
+      if (hello === null) return;
+      if (hello.type !== FrameType.hello) {
+        throw new ServiceError(400, `First frame has type ${hello.type}, not HELLO`);
+      }
+      await this.#welcome(frameJson<LinkHello>(hello));
+      for (;;) {
+        const frame = await this.#reader.next();
+        if (frame === null || this.#failed) break;
+        this.#records(frame);
+      }
+    } catch (err) {
+      this.fail(err as Error);
+    } finally {
+      await this.#writing;
+      this.#close();
+    }
+  }
+
+  /** Sends ERROR (once) and closes; nothing more of this connection reaches the journal. */
+  fail(err: Error): void {
+    if (this.#failed) return;
+    this.#failed = err;
+    const status = err instanceof ServiceError ? err.status : 400;
+    this.#send(encodeJsonFrame(FrameType.error, { status, message: err.message } as LinkError));
+    void this.#writing.finally(() => this.#close());
+  }
+
+  #close(): void {
+    if (this.#recheck !== undefined) clearTimeout(this.#recheck);
+    this.#recheck = undefined;
+    this.#failed ??= new Error("The connection closed");
+    try {
+      this.conn.close();
+    } catch { /* already closed */ }
+  }
+
+  async #welcome(hello: LinkHello): Promise<void> {
+    const { store, metrics } = this.server.deps;
+    if (hello.ack !== "durable" && hello.ack !== "received") {
+      throw new ServiceError(400, `HELLO ack mode "${hello.ack}" must be durable or received`);
+    }
+    if (!Array.isArray(hello.volumes)) throw new ServiceError(400, "HELLO carries no volumes");
+    this.#ack = hello.ack;
+    const results: LinkWelcome["volumes"] = [];
+    for (const v of hello.volumes) {
+      try {
+        checkName("Volume", v.name);
+      } catch (err) {
+        throw new ServiceError(400, (err as Error).message);
+      }
+      if (!Number.isSafeInteger(v.sizeBytes) || v.sizeBytes < 1) {
+        throw new ServiceError(400, `Volume "${v.name}" size ${v.sizeBytes} must be >= 1`);
+      }
+      if (!Number.isSafeInteger(v.epoch) || v.epoch < 0) {
+        throw new ServiceError(400, `Volume "${v.name}" epoch ${v.epoch} must be >= 0`);
+      }
+      const created = await store.register(v.name, v.sizeBytes);
+      if (created) {
+        metrics?.count("trackmirror_backup_volumes_created_total", "Secondaries created");
+      }
+      this.server.fence.raise(v.name, v.epoch);
+      this.server.fence.admit(v.name, v.epoch);
+      this.#volumes.set(v.name, { sizeBytes: v.sizeBytes, epoch: v.epoch });
+      results.push({ name: v.name, created });
+    }
+    const credit = this.#credit();
+    this.#sentCredit = credit;
+    this.#send(encodeJsonFrame(FrameType.welcome, { credit, volumes: results } as LinkWelcome));
+    if (credit === 0) this.#armRecheck();
+  }
+
+  #records(frame: Frame): void {
+    const { journal } = this.server.deps;
+    if (frame.type !== FrameType.records) {
+      throw new ServiceError(400, `Frame type ${frame.type} is not RECORDS`);
+    }
+    if (frame.sequence !== this.#lastSeq + 1) {
+      throw new ServiceError(400, `Frame sequence ${frame.sequence} follows ${this.#lastSeq}`);
+    }
+    this.#lastSeq = frame.sequence;
+    const summary = checkRecords(frame.payload, (v) => this.#volumes.get(v)?.sizeBytes);
+    const seq = frame.sequence;
+    const bytes = frame.payload.length;
+    const admit = () => {
+      if (this.#failed) throw new ServiceError(409, `Link connection failed before frame ${seq}`);
+      for (const v of summary.volumes) this.server.fence.admit(v, this.#volumes.get(v)!.epoch);
+    };
+    // Throws synchronously when the journal has no room: the host overran its credit.
+    const durable = journal.append(frame.payload, summary.records, admit);
+    this.#undurableBytes += bytes;
+    durable.then(() => {
+      this.#undurableBytes -= bytes;
+      this.#durableSeq = seq;
+      this.#queueFlush();
+    }, (err) => {
+      this.#undurableBytes -= bytes;
+      this.fail(err as Error);
+    });
+    this.server.deps.metrics?.count(
+      "trackmirror_backup_link_frames_total",
+      "RECORDS frames received on the link",
+    );
+    if (this.#ack === "received") {
+      this.#receivedSeq = seq;
+      this.#queueFlush();
+    }
+  }
+
+  #credit(): number {
+    const { journal } = this.server.deps;
+    const room = journal.journalBytesMax - journal.pendingBytes + this.#undurableBytes;
+    return Math.max(0, Math.min(room, this.server.deps.inflightBytesMax ?? linkInflightBytesMax));
+  }
+
+  /** Sends the acks due, once for everything resolved in this step of the event loop. */
+  #queueFlush(): void {
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    queueMicrotask(() => {
+      this.#flushQueued = false;
+      this.#flush(false);
+    });
+  }
+
+  #flush(creditOnly: boolean): void {
+    if (this.#failed) return;
+    const credit = this.#credit();
+    const parts: Uint8Array[] = [];
+    if (this.#ack === "received" && this.#receivedSeq > this.#sentReceived) {
+      this.#sentReceived = this.#receivedSeq;
+      parts.push(encodeAckFrame(FrameType.received, this.#receivedSeq, credit));
+    }
+    const durableType = this.#ack === "received" ? FrameType.hardened : FrameType.ack;
+    if (
+      this.#durableSeq > this.#sentDurable || (creditOnly && credit !== this.#sentCredit)
+    ) {
+      this.#sentDurable = this.#durableSeq;
+      parts.push(encodeAckFrame(durableType, this.#durableSeq, credit));
+    }
+    if (parts.length === 0) return;
+    this.#sentCredit = credit;
+    this.#send(parts.length === 1 ? parts[0] : concat(parts));
+    if (credit < (this.server.deps.inflightBytesMax ?? linkInflightBytesMax)) this.#armRecheck();
+  }
+
+  /** While credit is short, looks again for journal room, and grants it unasked when found. */
+  #armRecheck(): void {
+    if (this.#recheck !== undefined || this.#failed) return;
+    this.#recheck = setTimeout(() => {
+      this.#recheck = undefined;
+      this.#flush(true);
+    }, creditRecheckMs);
+  }
+
+  #send(bytes: Uint8Array): void {
+    this.#writing = this.#writing.then(() => writeAll(this.conn, bytes)).catch((err) => {
+      this.#failed ??= err as Error;
+    });
+  }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let pos = 0;
+  for (const p of parts) {
+    out.set(p, pos);
+    pos += p.length;
+  }
+  return out;
+}
