@@ -148,6 +148,10 @@ function pathsBetween(a: HostCounters, b: HostCounters): WritePaths {
     activityCommands: b.activityCommands - a.activityCommands,
     activityRetires: b.activityRetires - a.activityRetires,
     modeAfter: b.mode,
+    hostCpuSec: b.hostCpuSec - a.hostCpuSec,
+    backupCpuSec: b.backupCpuSec - a.backupCpuSec,
+    backupSyncs: b.backupSyncs - a.backupSyncs,
+    backupRecords: b.backupRecords - a.backupRecords,
   };
 }
 

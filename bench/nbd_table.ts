@@ -19,6 +19,17 @@ export function describePaths(p: WritePaths): string {
     );
   }
   if (p.failed) parts.push(`${p.failed} failed`);
+  const writes = p.viaBackup + p.viaTracker + p.failed;
+  if (writes > 0) {
+    const us = (sec: number) => `${Math.round((sec * 1e6) / writes)} µs`;
+    parts.push(`CPU a write: host ${us(p.hostCpuSec)}, backup ${us(p.backupCpuSec)}`);
+  }
+  if (p.backupSyncs > 0) {
+    parts.push(
+      `${(p.backupRecords / p.backupSyncs).toFixed(1)} records a backup sync, ` +
+        `${p.backupSyncs} syncs`,
+    );
+  }
   return parts.join(", ");
 }
 

@@ -10,13 +10,14 @@
  */
 import { freePort, type ServiceProcess, startService } from "../harness/service_process.ts";
 
-export type TargetKey = "nbdkit" | "no_fork" | "online" | "tracking";
+export type TargetKey = "nbdkit" | "no_fork" | "online" | "received" | "tracking";
 
 /** Labels in result tables, in the order the cases run. */
 export const targetLabels: Record<TargetKey, string> = {
   nbdkit: "(a) nbdkit file",
   no_fork: "(b) host --no-fork",
-  online: "(c) forked, backup online",
+  online: "(c) online, --ack durable",
+  received: "(c') online, --ack received",
   tracking: "(d) forked, backup killed",
 };
 
@@ -34,6 +35,12 @@ export interface HostCounters {
   /** Activity-mark commands and retires (absent before activity marks existed). */
   activityCommands: number;
   activityRetires: number;
+  /** CPU seconds (user + system) of the host agent and of the backup process so far. */
+  hostCpuSec: number;
+  backupCpuSec: number;
+  /** The backup journal's fdatasyncs and records acknowledged so far (its /metrics). */
+  backupSyncs: number;
+  backupRecords: number;
 }
 
 export interface NbdTarget {
@@ -140,19 +147,31 @@ async function startHostSystem(
       "--volume",
       `${volume}=${dir}/primary/${volume}.img:${opts.sizeBytes}`,
       ...(key === "no_fork" ? ["--no-fork"] : []),
+      ...(key === "received" ? ["--ack", "received"] : []),
       ...(opts.hostArgs ?? []),
     ]);
-    const counters = () => hostCounters(host.url);
+    let backupGone = false;
+    const counters = async () => ({
+      ...await hostCounters(host.url),
+      hostCpuSec: await cpuSeconds(host.child.pid),
+      ...(backupGone ? { backupCpuSec: 0, backupSyncs: 0, backupRecords: 0 } : {
+        backupCpuSec: await cpuSeconds(backup.child.pid),
+        ...await backupJournalCounters(backup.url),
+      }),
+    });
     if (key !== "no_fork") await waitMode(host.url, "mirroring");
     // The host notices on its first write after the kill (connection refused) and falls back to
     // the tracker; fio's ramp time covers that.
-    if (key === "tracking") await backup.kill();
+    if (key === "tracking") {
+      await backup.kill();
+      backupGone = true;
+    }
     return {
       key,
       uri: `nbd://127.0.0.1:${nbdPort}/${volume}`,
       counters,
       async beforeWorkload() {
-        if (key !== "online") return;
+        if (key !== "online" && key !== "received") return;
         // Start each workload with an empty journal backlog, as the backup bench does.
         const res = await fetch(`${backup.url}/v1/flush`, { method: "POST" });
         await res.body?.cancel();
@@ -166,7 +185,29 @@ async function startHostSystem(
   }
 }
 
-async function hostCounters(url: string): Promise<HostCounters> {
+/** User + system CPU seconds of process `pid` (Linux /proc; clock ticks of 10 ms). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // After the command name: state is field 3, utime 14 and stime 15 (1-based, see proc(5)).
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** The backup journal's fdatasyncs and acknowledged records, from its /metrics. */
+async function backupJournalCounters(
+  url: string,
+): Promise<{ backupSyncs: number; backupRecords: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const value = (name: string) => Number(text.match(new RegExp(`^${name} (\\S+)$`, "m"))?.[1] ?? 0);
+  return {
+    backupSyncs: value("trackmirror_backup_journal_fsyncs_total"),
+    backupRecords: value("trackmirror_backup_records_acknowledged_total"),
+  };
+}
+
+async function hostCounters(
+  url: string,
+): Promise<Omit<HostCounters, "hostCpuSec" | "backupCpuSec" | "backupSyncs" | "backupRecords">> {
   const status = await (await fetch(`${url}/v1/status`)).json();
   const v = status.volumes[0];
   return {

@@ -18,6 +18,12 @@ export interface WritePaths {
   activityRetires: number;
   /** Host mode after the workload. */
   modeAfter: string;
+  /** CPU seconds of the host agent and the backup over the workload (ramp included). */
+  hostCpuSec: number;
+  backupCpuSec: number;
+  /** Journal fdatasyncs and records acknowledged by the backup over the workload. */
+  backupSyncs: number;
+  backupRecords: number;
 }
 
 /** One target × workload, over every round. */
