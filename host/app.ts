@@ -11,7 +11,7 @@ import { Metrics } from "../src/metrics.ts";
 import { checkName } from "../src/schemas.ts";
 import { applyServiceBasics } from "../src/service.ts";
 import { validate } from "../src/validate.ts";
-import type { HostAgent, HostVolume } from "./host_agent.ts";
+import type { HostAgent, HostVolume } from "./agent/host_agent.ts";
 
 /** Largest write or read one HTTP request carries. */
 export const httpIoBytesMax = 32 * 1024 * 1024;

@@ -5,18 +5,10 @@
  * Writes consult `isOnline` synchronously; any failure of a mirror write marks the backup offline,
  * and a probe with exponential backoff (`probeIntervalMsMin` .. `probeIntervalMsMax`) brings it back.
  */
-import type { Clock } from "../src/clock.ts";
+import type { Clock } from "../../src/clock.ts";
+import type { ComponentState, ComponentStatusView } from "../../src/host_schemas.ts";
 
-export type ComponentState = "online" | "offline" | "probing";
-
-export interface ComponentStatusView {
-  name: string;
-  state: ComponentState;
-  since: number;
-  lastError: string | null;
-  lastErrorAt: number | null;
-  probes: number;
-}
+export type { ComponentState, ComponentStatusView } from "../../src/host_schemas.ts";
 
 export interface ProbeOptions {
   /** First wait after going offline before probing. */
