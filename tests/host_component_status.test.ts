@@ -3,33 +3,9 @@
  * Timers are stepped by hand (no sleeps); probes are gates the test opens.
  */
 import assert from "node:assert/strict";
-import { ComponentStatus, type ProbeTimers } from "../host/agent/component_status.ts";
+import { ComponentStatus } from "../host/agent/component_status.ts";
 import { ManualClock } from "../src/clock.ts";
-
-/** Timers that only fire when the test says so; records every delay asked for. */
-class StepTimers implements ProbeTimers {
-  delays: number[] = [];
-  #pending: { id: number; fn: () => void } | undefined;
-  #next = 1;
-  setTimeout(fn: () => void, delayMs: number): unknown {
-    this.delays.push(delayMs);
-    this.#pending = { id: this.#next++, fn };
-    return this.#pending.id;
-  }
-  clearTimeout(id: unknown): void {
-    if (this.#pending?.id === id) this.#pending = undefined;
-  }
-  get armed(): boolean {
-    return this.#pending !== undefined;
-  }
-  /** Fires the pending timer. */
-  fire(): void {
-    const p = this.#pending;
-    assert.ok(p, "a probe is scheduled");
-    this.#pending = undefined;
-    p.fn();
-  }
-}
+import { StepTimers } from "./support/step_timers.ts";
 
 /** A probe whose every call waits for the test to settle it. */
 function gatedProbe() {
