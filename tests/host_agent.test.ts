@@ -18,7 +18,7 @@ const settle = () => new Promise((r) => setTimeout(r, 0));
 async function withAgent(
   fn: (
     x: { agent: HostAgent; tracker: FakeTracker; backup: FakeBackup; timers: StepTimers },
-  ) => Promise<void>,
+  ) => void | Promise<void>,
   opts: Partial<HostAgentOptions> & { before?: (t: FakeTracker) => void } = {},
 ): Promise<void> {
   const dir = await Deno.makeTempDir();
@@ -52,7 +52,7 @@ async function withAgent(
 }
 
 Deno.test("open registers every volume with the tracker and promotes the earlier run's activity", async () => {
-  await withAgent(async ({ agent, tracker }) => {
+  await withAgent(({ agent, tracker }) => {
     assert.deepEqual(tracker.registrations.map((r) => r.name), ["vol0", "vol1"]);
     const reg = tracker.registrations[0]!.reg;
     assert.equal(reg.ownerHost, "host0");
@@ -89,7 +89,7 @@ Deno.test("the lease is renewed every leaseMs / 3 and activity is promoted only 
 
 Deno.test("open fails naming the volume when the tracker refuses it", async () => {
   await assert.rejects(
-    withAgent(() => Promise.resolve(), {
+    withAgent(() => {}, {
       before: (t) => (t.refuse = { status: 409, message: "Lease held by host9" }),
     }),
     (err: unknown) =>
@@ -104,7 +104,6 @@ Deno.test("an unreachable tracker at open is reported in the status, not fatal",
       const status = x.agent.status();
       assert.equal(status.components.tracker.lastError, "connection refused");
       assert.ok(status.volumes.every((v) => !v.registered && !v.promoted));
-      return Promise.resolve();
     },
     { before: (t) => (t.refuse = { status: 0, message: "connection refused" }) },
   );
