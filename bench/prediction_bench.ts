@@ -268,12 +268,13 @@ interface HostSnapshot {
 
 async function hostSnapshot(sys: System): Promise<HostSnapshot> {
   const status = await new HostClient(sys.host.url).status();
-  const v = status.volumes.find((x: { name: string }) => x.name === sys.volume);
+  const v = status.volumes.find((x) => x.name === sys.volume);
+  if (!v) throw new Error(`Host status lists no volume "${sys.volume}"`);
   return {
     mode: status.mode,
-    viaBackup: v.writes.viaBackup,
-    viaTracker: v.writes.viaTracker,
-    failed: v.writes.failed,
+    viaBackup: v.writes?.viaBackup ?? 0,
+    viaTracker: v.writes?.viaTracker ?? 0,
+    failed: v.writes?.failed ?? 0,
     trackerCommands: v.trackerCommands,
     trackerCacheHits: v.trackerCacheHits,
     activityCommands: v.activity?.commandsSent ?? 0,

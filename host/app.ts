@@ -1,6 +1,7 @@
 /**
  * The host agent's HTTP front-end: applications write and read volumes, operators read status and
- * start resync. Ranges are validated here, once, before any layer of the write path sees them.
+ * start resync. One sub-app per resource, joined with `app.route`. Ranges are validated here, once,
+ * before any layer of the write path sees them.
  */
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -8,14 +9,21 @@ import { z } from "zod";
 import { checkRange } from "../src/extent.ts";
 import { badRequest, notFound, tooLarge } from "../src/errors.ts";
 import { Metrics } from "../src/metrics.ts";
-import { checkName } from "../src/schemas.ts";
+import { volumeParams } from "../src/schemas.ts";
 import { applyServiceBasics } from "../src/service.ts";
 import { validate } from "../src/validate.ts";
-import type { HostAgent, HostVolume } from "./host_agent.ts";
+import type { HostAgent, HostVolume } from "./agent/host_agent.ts";
 
 /** Largest write or read one HTTP request carries. */
 export { httpIoBytesMax } from "../src/limits.ts";
 import { httpIoBytesMax } from "../src/limits.ts";
+
+/** The host's routes, in one place for the app and its client. */
+export const hostPaths = {
+  status: "/v1/status",
+  data: (volume: string) => `/v1/volumes/${encodeURIComponent(volume)}/data`,
+  resync: (volume: string) => `/v1/volumes/${encodeURIComponent(volume)}/resync`,
+} as const;
 
 const byteOffset = z.string().regex(/^\d{1,16}$/, "Must be a whole number of bytes").transform(
   Number,
@@ -26,6 +34,76 @@ const readQuery = z.object({ offset: byteOffset, length: byteOffset });
 
 export interface HostAppOptions {
   token?: string;
+}
+
+/** The volume `name` served by `agent`; 404 naming it and the host otherwise. */
+function volumeOf(agent: HostAgent, name: string): HostVolume {
+  const v = agent.volume(name);
+  if (!v) throw notFound(`Volume "${name}" is not served by host "${agent.opts.hostId}"`);
+  return v;
+}
+
+/** 400 naming the values unless the range lies inside the volume. */
+function checkedRange(v: HostVolume, offset: number, length: number): void {
+  try {
+    checkRange(offset, length, v.sizeBytes, `volume "${v.name}"`);
+  } catch (err) {
+    throw badRequest((err as Error).message);
+  }
+}
+
+/** `GET /v1/status`. */
+function statusApp(agent: HostAgent) {
+  return new Hono().get("/", (c) => c.json(agent.status()));
+}
+
+/** `PUT|GET /v1/volumes/:name/data`: application writes and reads. */
+function dataApp(agent: HostAgent) {
+  return new Hono()
+    .put(
+      "/",
+      bodyLimit({
+        maxSize: httpIoBytesMax,
+        onError: () => {
+          throw tooLarge(`Write body exceeds ${httpIoBytesMax} bytes`);
+        },
+      }),
+      validate("query", writeQuery),
+      validate("param", volumeParams),
+      async (c) => {
+        const v = volumeOf(agent, c.req.valid("param").name);
+        const { offset } = c.req.valid("query");
+        const data = new Uint8Array(await c.req.arrayBuffer());
+        checkedRange(v, offset, data.length);
+        await v.device.write(offset, data);
+        return c.body(null, 204);
+      },
+    )
+    .get("/", validate("query", readQuery), validate("param", volumeParams), async (c) => {
+      const v = volumeOf(agent, c.req.valid("param").name);
+      const { offset, length } = c.req.valid("query");
+      if (length > httpIoBytesMax) {
+        throw tooLarge(`Read length ${length} exceeds ${httpIoBytesMax} bytes`);
+      }
+      checkedRange(v, offset, length);
+      const data = await v.device.read(offset, length);
+      return c.body(data as Uint8Array<ArrayBuffer>, 200, {
+        "content-type": "application/octet-stream",
+      });
+    });
+}
+
+/** `POST|GET /v1/volumes/:name/resync`: start a resync, read its progress. */
+function resyncApp(agent: HostAgent) {
+  return new Hono()
+    .post("/", validate("param", volumeParams), (c) => {
+      const v = volumeOf(agent, c.req.valid("param").name);
+      return c.json(agent.startResync(v.name), 202);
+    })
+    .get("/", validate("param", volumeParams), (c) => {
+      const v = volumeOf(agent, c.req.valid("param").name);
+      return c.json(agent.resyncProgress(v.name));
+    });
 }
 
 export function createHostApp(agent: HostAgent, opts: HostAppOptions = {}) {
@@ -53,70 +131,10 @@ export function createHostApp(agent: HostAgent, opts: HostAppOptions = {}) {
     (set) => set({}, agent.backupStatus.isOnline ? 1 : 0),
   );
 
-  const volumeOf = (name: string): HostVolume => {
-    try {
-      checkName("Volume", name);
-    } catch (err) {
-      throw badRequest((err as Error).message);
-    }
-    const v = agent.volume(name);
-    if (!v) throw notFound(`Volume "${name}" is not served by host "${agent.opts.hostId}"`);
-    return v;
-  };
-
-  const checkedRange = (v: HostVolume, offset: number, length: number) => {
-    try {
-      checkRange(offset, length, v.sizeBytes, `volume "${v.name}"`);
-    } catch (err) {
-      throw badRequest((err as Error).message);
-    }
-  };
-
-  app.get("/v1/status", (c) => c.json(agent.status()));
-
-  app.put(
-    "/v1/volumes/:name/data",
-    bodyLimit({
-      maxSize: httpIoBytesMax,
-      onError: () => {
-        throw tooLarge(`Write body exceeds ${httpIoBytesMax} bytes`);
-      },
-    }),
-    validate("query", writeQuery),
-    async (c) => {
-      const v = volumeOf(c.req.param("name"));
-      const { offset } = c.req.valid("query");
-      const data = new Uint8Array(await c.req.arrayBuffer());
-      checkedRange(v, offset, data.length);
-      await v.device.write(offset, data);
-      return c.body(null, 204);
-    },
-  );
-
-  app.get("/v1/volumes/:name/data", validate("query", readQuery), async (c) => {
-    const v = volumeOf(c.req.param("name"));
-    const { offset, length } = c.req.valid("query");
-    if (length > httpIoBytesMax) {
-      throw tooLarge(`Read length ${length} exceeds ${httpIoBytesMax} bytes`);
-    }
-    checkedRange(v, offset, length);
-    const data = await v.device.read(offset, length);
-    return c.body(data as Uint8Array<ArrayBuffer>, 200, {
-      "content-type": "application/octet-stream",
-    });
-  });
-
-  app.post("/v1/volumes/:name/resync", (c) => {
-    const v = volumeOf(c.req.param("name"));
-    return c.json(agent.startResync(v.name), 202);
-  });
-
-  app.get("/v1/volumes/:name/resync", (c) => {
-    const v = volumeOf(c.req.param("name"));
-    return c.json(agent.resyncProgress(v.name));
-  });
-
-  return app;
+  return app
+    .route("/v1/status", statusApp(agent))
+    .route("/v1/volumes/:name/data", dataApp(agent))
+    .route("/v1/volumes/:name/resync", resyncApp(agent));
 }
 
 export type HostApp = ReturnType<typeof createHostApp>;

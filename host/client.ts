@@ -1,30 +1,36 @@
-/** A small typed client of the host agent's HTTP API (used by reconstruct and tests). */
+/**
+ * A small typed client of the host agent's HTTP API (used by reconstruct and tests). Paths come
+ * from the app's path table; JSON answers are parsed with the wire schemas.
+ */
+import {
+  type HostStatus,
+  hostStatus,
+  type ResyncProgress,
+  resyncProgress,
+} from "../src/host_schemas.ts";
 import { call, callJson, type HttpClientOptions } from "../src/http_client.ts";
-import type { ResyncProgress } from "./resync/resync.ts";
+import { hostPaths } from "./app.ts";
 
 export class HostClient {
   constructor(readonly baseUrl: string, private readonly opts: HttpClientOptions = {}) {}
 
   /** Starts (or joins) a resync of `volume`. */
-  startResync(volume: string): Promise<ResyncProgress> {
-    return callJson(this.baseUrl, `/v1/volumes/${encodeURIComponent(volume)}/resync`, {
-      method: "POST",
-    }, this.opts);
+  async startResync(volume: string): Promise<ResyncProgress> {
+    return resyncProgress.parse(
+      await callJson(this.baseUrl, hostPaths.resync(volume), { method: "POST" }, this.opts),
+    );
   }
 
-  resyncProgress(volume: string): Promise<ResyncProgress> {
-    return callJson(
-      this.baseUrl,
-      `/v1/volumes/${encodeURIComponent(volume)}/resync`,
-      {},
-      this.opts,
+  async resyncProgress(volume: string): Promise<ResyncProgress> {
+    return resyncProgress.parse(
+      await callJson(this.baseUrl, hostPaths.resync(volume), {}, this.opts),
     );
   }
 
   async write(volume: string, offset: number, data: Uint8Array): Promise<void> {
     const res = await call(
       this.baseUrl,
-      `/v1/volumes/${encodeURIComponent(volume)}/data?offset=${offset}`,
+      `${hostPaths.data(volume)}?offset=${offset}`,
       {
         method: "PUT",
         body: data as Uint8Array<ArrayBuffer>,
@@ -38,15 +44,14 @@ export class HostClient {
   async read(volume: string, offset: number, length: number): Promise<Uint8Array> {
     const res = await call(
       this.baseUrl,
-      `/v1/volumes/${encodeURIComponent(volume)}/data?offset=${offset}&length=${length}`,
+      `${hostPaths.data(volume)}?offset=${offset}&length=${length}`,
       {},
       this.opts,
     );
     return new Uint8Array(await res.arrayBuffer());
   }
 
-  // deno-lint-ignore no-explicit-any
-  status(): Promise<any> {
-    return callJson(this.baseUrl, "/v1/status", {}, this.opts);
+  async status(): Promise<HostStatus> {
+    return hostStatus.parse(await callJson(this.baseUrl, hostPaths.status, {}, this.opts));
   }
 }

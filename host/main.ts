@@ -11,7 +11,7 @@ import { checkName, namePattern } from "../src/schemas.ts";
 import { BackupClient } from "../backup/client.ts";
 import { TrackerClient } from "../tracker/client.ts";
 import { createHostApp } from "./app.ts";
-import { HostAgent } from "./host_agent.ts";
+import { HostAgent } from "./agent/host_agent.ts";
 import {
   activityRegionsMaxDefault,
   activityUnitBytesDefault,

@@ -1,7 +1,7 @@
 /** Parses the host agent's `--volume NAME=PATH:SIZE` flag. */
 import { parseSize } from "../src/extent.ts";
 import { checkName } from "../src/schemas.ts";
-import type { HostVolumeConfig } from "./host_agent.ts";
+import type { HostVolumeConfig } from "./agent/host_agent.ts";
 
 /** `NAME=PATH:SIZE`, SIZE a byte count or with a binary suffix (64MiB, 1GiB); PATH may hold ':'. */
 export function parseVolumeSpec(spec: string): HostVolumeConfig {

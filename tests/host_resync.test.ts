@@ -4,11 +4,7 @@
  * a region the tracker has cleared.
  */
 import assert from "node:assert/strict";
-import { ForkDevice } from "../host/fork/fork_device.ts";
-import { FileVolume } from "../host/fork/file_volume.ts";
-import { RangeLock } from "../host/fork/range_lock.ts";
-import { Resync } from "../host/resync/resync.ts";
-import { TrackerMarker } from "../host/fork/tracker_marker.ts";
+import { openVolumeStack } from "../host/agent/volume_stack.ts";
 import { systemClock } from "../src/clock.ts";
 import { decodeRecord } from "../src/journal_record.ts";
 import { createTrackerApp } from "../tracker/service.ts";
@@ -32,9 +28,6 @@ async function rig() {
     ownerUrl: "http://127.0.0.1:1",
   });
   const dir = await Deno.makeTempDir();
-  const primary = await FileVolume.open(`${dir}/vol0.img`, sizeBytes);
-  const locks = new RangeLock();
-  const marker = new TrackerMarker(tracker, "host0", "vol0", region, sizeBytes, () => Date.now());
   const backup = { isOnline: false, markOffline() {} };
   /** What the backup received: offset → bytes. */
   const received: { offset: number; data: Uint8Array }[] = [];
@@ -49,24 +42,18 @@ async function rig() {
       return Promise.resolve();
     },
   };
-  const fork = new ForkDevice(primary, {
-    volume: "vol0",
-    locks,
-    backup,
-    batcher: { submit: () => Promise.reject(new Error("backup offline in this test")) },
-    marker,
-  });
-  const resync = new Resync({
-    volume: "vol0",
+  const { primary, device: fork, marker, resync } = await openVolumeStack({
+    volume: { name: "vol0", path: `${dir}/vol0.img`, sizeBytes },
+    hostId: "host0",
     regionBytes: region,
-    primary,
-    locks,
+    tracker,
     backup,
     writer,
-    tracker,
-    marker,
     clock: systemClock,
-  }, { chunkBytes: 2 * region });
+    predictRegions: 0,
+    activityRegionsMax: 0,
+    resync: { chunkBytes: 2 * region },
+  });
   return {
     tracker,
     marker,

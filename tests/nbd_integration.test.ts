@@ -115,7 +115,8 @@ Deno.test({
       const want = await sha256(expected);
       assert.equal(await sys.sha256Primary(), want, "primary holds the written patterns");
       const status = await new HostClient(sys.host.url).status();
-      const counters = status.volumes[0].writes;
+      const counters = status.volumes[0]?.writes;
+      assert.ok(counters, "the host forks writes");
       assert.ok(counters.viaBackup >= writes.length, JSON.stringify(counters));
       assert.equal(counters.viaTracker, 0, JSON.stringify(counters));
       await sys.flushBackup();

@@ -4,7 +4,11 @@
  * I/O is positional and synchronous (seek + read/write in one synchronous call), so two requests
  * can never interleave between the seek and the transfer; against the page cache a synchronous
  * transfer costs microseconds, and flush (fdatasync) stays asynchronous.
+ *
+ * Ranges are validated once, at the front-ends (HTTP app, NBD request); here, like nbdkit's
+ * `backend_valid_range`, a bad range is a programmer error and fails an assertion.
  */
+import assert from "node:assert/strict";
 import type { BlockDevice } from "../../src/block_device.ts";
 
 /** Largest zero buffer written at once by trim / writeZeroes. */
@@ -42,6 +46,7 @@ export class FileVolume implements BlockDevice {
 
   read(offset: number, length: number): Promise<Uint8Array> {
     this.#checkOpen();
+    this.#assertRange(offset, length);
     const out = new Uint8Array(length);
     this.file.seekSync(offset, Deno.SeekMode.Start);
     let done = 0;
@@ -55,6 +60,7 @@ export class FileVolume implements BlockDevice {
 
   async write(offset: number, data: Uint8Array, opts?: { fua?: boolean }): Promise<void> {
     this.#checkOpen();
+    this.#assertRange(offset, data.length);
     this.#writeSync(offset, data);
     if (opts?.fua) await this.file.syncData();
   }
@@ -70,6 +76,7 @@ export class FileVolume implements BlockDevice {
 
   async writeZeroes(offset: number, length: number, opts?: { fua?: boolean }): Promise<void> {
     this.#checkOpen();
+    this.#assertRange(offset, length);
     const zeros = new Uint8Array(Math.min(length, zeroChunkBytes));
     for (let done = 0; done < length; done += zeros.length) {
       this.#writeSync(offset + done, zeros.subarray(0, Math.min(zeros.length, length - done)));
@@ -89,6 +96,16 @@ export class FileVolume implements BlockDevice {
     this.file.seekSync(offset, Deno.SeekMode.Start);
     let done = 0;
     while (done < data.length) done += this.file.writeSync(data.subarray(done));
+  }
+
+  /** A range the front-ends let through must lie inside the image. */
+  #assertRange(offset: number, length: number): void {
+    assert(Number.isSafeInteger(offset) && offset >= 0, `Offset ${offset} is not a byte offset`);
+    assert(Number.isSafeInteger(length) && length > 0, `Length ${length} is not positive`);
+    assert(
+      offset + length <= this.sizeBytes,
+      `Range ${offset}+${length} ends past the ${this.sizeBytes}-byte image "${this.path}"`,
+    );
   }
 
   #checkOpen(): void {

@@ -16,7 +16,7 @@ import { TrackerClient } from "../../tracker/client.ts";
 import { BackupClient } from "../../backup/client.ts";
 import { HostClient } from "../client.ts";
 import { resyncOrphan } from "./orphan_resync.ts";
-import type { ResyncProgress } from "./resync.ts";
+import type { ResyncProgress } from "../../src/host_schemas.ts";
 
 const encoder = new TextEncoder();
 

@@ -8,6 +8,7 @@
  * token, so the clear keeps it dirty). Marks are cleared only after the backup acknowledged the
  * copy. A failure stops the job and leaves every uncopied mark in place: running again resumes.
  */
+import type { ResyncProgress, ResyncState } from "../../src/host_schemas.ts";
 import type { BlockDevice } from "../../src/block_device.ts";
 import type { Clock } from "../../src/clock.ts";
 import { type Extent, mergeExtents, regionsOf } from "../../src/extent.ts";
@@ -46,24 +47,7 @@ export interface ResyncOptions {
   logPageExtentsMax?: number;
 }
 
-export type ResyncState = "idle" | "running" | "done" | "failed";
-
-/** Progress of the latest resync of a volume, as `GET /v1/volumes/{name}/resync` shows it. */
-export interface ResyncProgress {
-  volume: string;
-  state: ResyncState;
-  startedAt: number | null;
-  finishedAt: number | null;
-  regionsTotal: number;
-  regionsDone: number;
-  bytesTotal: number;
-  bytesDone: number;
-  /** Regions marked again during the copy; they stay dirty for the next resync. */
-  regionsKept: number;
-  bytesPerSec: number;
-  etaSeconds: number | null;
-  error: string | null;
-}
+export type { ResyncProgress, ResyncState } from "../../src/host_schemas.ts";
 
 export class Resync {
   #progress: ResyncProgress;

@@ -5,24 +5,28 @@
  * Writes consult `isOnline` synchronously; any failure of a mirror write marks the backup offline,
  * and a probe with exponential backoff (`probeIntervalMsMin` .. `probeIntervalMsMax`) brings it back.
  */
-import type { Clock } from "../src/clock.ts";
+import type { Clock } from "../../src/clock.ts";
+import type { ComponentState, ComponentStatusView } from "../../src/host_schemas.ts";
 
-export type ComponentState = "online" | "offline" | "probing";
+export type { ComponentState, ComponentStatusView } from "../../src/host_schemas.ts";
 
-export interface ComponentStatusView {
-  name: string;
-  state: ComponentState;
-  since: number;
-  lastError: string | null;
-  lastErrorAt: number | null;
-  probes: number;
+/** The timers probes are scheduled with; tests pass their own to step through backoff. */
+export interface ProbeTimers {
+  setTimeout(fn: () => void, delayMs: number): unknown;
+  clearTimeout(id: unknown): void;
 }
+
+const globalTimers: ProbeTimers = {
+  setTimeout: (fn, delayMs) => setTimeout(fn, delayMs),
+  clearTimeout: (id) => clearTimeout(id as number),
+};
 
 export interface ProbeOptions {
   /** First wait after going offline before probing. */
   probeIntervalMsMin?: number;
   /** Longest wait between probes. */
   probeIntervalMsMax?: number;
+  timers?: ProbeTimers;
 }
 
 /**
@@ -35,7 +39,10 @@ export class ComponentStatus {
   #lastError: string | null = null;
   #lastErrorAt: number | null = null;
   #probes = 0;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: unknown;
+  readonly #timers: ProbeTimers;
+  /** Set when a write fails while a probe is in flight: that probe's success does not count. */
+  #failedDuringProbe = false;
   #stopped = false;
   #listeners: ((state: ComponentState) => void)[] = [];
   readonly #min: number;
@@ -49,6 +56,7 @@ export class ComponentStatus {
   ) {
     this.#min = opts.probeIntervalMsMin ?? 250;
     this.#max = opts.probeIntervalMsMax ?? 5000;
+    this.#timers = opts.timers ?? globalTimers;
     this.#state = "probing";
     this.#since = clock.now();
   }
@@ -76,6 +84,7 @@ export class ComponentStatus {
   markOffline(err: unknown): void {
     this.#lastError = err instanceof Error ? err.message : String(err);
     this.#lastErrorAt = this.clock.now();
+    if (this.#state === "probing") this.#failedDuringProbe = true;
     if (this.#state !== "online") return;
     this.#set("offline");
     this.#schedule(this.#min);
@@ -84,7 +93,7 @@ export class ComponentStatus {
   /** Stops probing for good. */
   stop(): void {
     this.#stopped = true;
-    clearTimeout(this.#timer);
+    this.#timers.clearTimeout(this.#timer);
   }
 
   view(): ComponentStatusView {
@@ -100,23 +109,27 @@ export class ComponentStatus {
 
   #schedule(delayMs: number): void {
     if (this.#stopped) return;
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => this.#runProbe(delayMs), delayMs);
+    this.#timers.clearTimeout(this.#timer);
+    this.#timer = this.#timers.setTimeout(() => void this.#runProbe(delayMs), delayMs);
   }
 
   async #runProbe(lastDelayMs: number): Promise<void> {
     if (this.#stopped || this.#state === "online") return;
     this.#set("probing");
     this.#probes++;
+    this.#failedDuringProbe = false;
     try {
       await this.probe();
-      // A write may have failed while the probe ran; its error is newer than the probe's success.
       if (this.#stopped || this.#state !== "probing") return;
+      // A write failed while the probe ran; its error is newer than the probe's success.
+      if (this.#failedDuringProbe) throw new Error(this.#lastError ?? "A write failed");
       this.#set("online");
     } catch (err) {
       if (this.#stopped) return;
-      this.#lastError = err instanceof Error ? err.message : String(err);
-      this.#lastErrorAt = this.clock.now();
+      if (!this.#failedDuringProbe) {
+        this.#lastError = err instanceof Error ? err.message : String(err);
+        this.#lastErrorAt = this.clock.now();
+      }
       this.#set("offline");
       this.#schedule(Math.min(this.#max, Math.max(this.#min, lastDelayMs * 2)));
     }

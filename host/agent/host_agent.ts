@@ -1,0 +1,162 @@
+/**
+ * The host agent: opens its primary volumes (each one's layer stack), holds the lease on them at
+ * the tracker, keeps the link to the backup, and controls resync of its own volumes (on request,
+ * and automatically when the backup comes back).
+ */
+import type { Clock } from "../../src/clock.ts";
+import { ServiceError } from "../../src/errors.ts";
+import type { HostStatus, ResyncProgress } from "../../src/host_schemas.ts";
+import type { BatcherOptions } from "../fork/backup_batcher.ts";
+import type { ResyncOptions } from "../resync/resync.ts";
+import { BackupLink } from "./backup_link.ts";
+import type { ComponentStatus, ProbeOptions } from "./component_status.ts";
+import type { HostBackup, HostTracker } from "./ports.ts";
+import { statusView } from "./status_view.ts";
+import { TrackerLease } from "./tracker_lease.ts";
+import { type HostVolume, type HostVolumeConfig, openVolumeStack } from "./volume_stack.ts";
+
+export type { HostBackup, HostTracker } from "./ports.ts";
+export type { HostVolume, HostVolumeConfig } from "./volume_stack.ts";
+
+export interface HostAgentOptions {
+  hostId: string;
+  /** URL where reconstruct reaches this agent's HTTP API. */
+  advertiseUrl: string;
+  volumes: HostVolumeConfig[];
+  regionBytes: number;
+  tracker: HostTracker;
+  backup: HostBackup;
+  clock: Clock;
+  /** false serves the primary directly (no fork): a baseline for benchmarks only. */
+  forking?: boolean;
+  /** Resync dirty volumes whenever the backup comes back online. */
+  autoResync?: boolean;
+  leaseMs?: number;
+  /** Take volume leases held by another host. */
+  takeover?: boolean;
+  /** Regions marked ahead of a cold write (look-ahead), for dirty and activity marks. */
+  predictRegions?: number;
+  /** Bound of each volume's hot set of activity marks, in regions; 0 keeps none (unsafe). */
+  activityRegionsMax?: number;
+  /** Granularity of activity marks: a power-of-two multiple of the region (default 4 MiB). */
+  activityUnitBytes?: number;
+  probe?: ProbeOptions;
+  batcher?: BatcherOptions;
+  resync?: ResyncOptions;
+}
+
+export class HostAgent {
+  readonly backupLink: BackupLink;
+  readonly #volumes = new Map<string, HostVolume>();
+  readonly #lease: TrackerLease;
+
+  private constructor(readonly opts: HostAgentOptions) {
+    this.backupLink = new BackupLink(opts.backup, opts.clock, opts.probe);
+    this.#lease = new TrackerLease(opts, this.#volumes);
+    if (opts.autoResync) {
+      this.backupStatus.onChange((state) => {
+        if (state === "online") void this.#autoResync();
+      });
+    }
+  }
+
+  /** The backup's status: whether writes are forked to it. */
+  get backupStatus(): ComponentStatus {
+    return this.backupLink.status;
+  }
+
+  /** Opens (creating when absent) every volume, registers them, and starts probing the backup. */
+  static async open(opts: HostAgentOptions): Promise<HostAgent> {
+    const agent = new HostAgent(opts);
+    try {
+      for (const v of opts.volumes) await agent.#openVolume(v);
+    } catch (err) {
+      await agent.close();
+      throw err;
+    }
+    await agent.#lease.start();
+    agent.backupStatus.start();
+    return agent;
+  }
+
+  volume(name: string): HostVolume | undefined {
+    return this.#volumes.get(name);
+  }
+
+  get volumes(): HostVolume[] {
+    return [...this.#volumes.values()];
+  }
+
+  /** Starts a resync of `name`; 503 while the backup is offline, 404 for an unknown volume. */
+  startResync(name: string): ResyncProgress {
+    const v = this.#require(name);
+    if (!this.backupStatus.isOnline) {
+      const s = this.backupStatus.view();
+      throw new ServiceError(
+        503,
+        `Cannot resync volume "${name}": backup is ${s.state}` +
+          (s.lastError ? ` (last error: ${s.lastError})` : ""),
+      );
+    }
+    void v.resync.start();
+    return v.resync.progress;
+  }
+
+  resyncProgress(name: string): ResyncProgress {
+    return this.#require(name).resync.progress;
+  }
+
+  /** The agent's status: components, mode and volumes. */
+  status(): HostStatus {
+    return statusView({
+      hostId: this.opts.hostId,
+      advertiseUrl: this.opts.advertiseUrl,
+      forking: this.opts.forking !== false,
+      backup: this.backupStatus.view(),
+      trackerError: this.#lease.trackerError,
+      volumes: this.volumes,
+      isRegistered: (name) => this.#lease.isRegistered(name),
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#lease.stop();
+    this.backupStatus.stop();
+    for (const v of this.#volumes.values()) await v.primary.close();
+    this.#volumes.clear();
+  }
+
+  #require(name: string): HostVolume {
+    const v = this.#volumes.get(name);
+    if (!v) {
+      throw new ServiceError(404, `Volume "${name}" is not served by host "${this.opts.hostId}"`);
+    }
+    return v;
+  }
+
+  async #openVolume(cfg: HostVolumeConfig): Promise<void> {
+    const { opts } = this;
+    if (this.#volumes.has(cfg.name)) throw new RangeError(`Volume "${cfg.name}" is given twice`);
+    const v = await openVolumeStack({
+      ...opts,
+      volume: cfg,
+      backup: this.backupStatus,
+      writer: this.backupLink.writer,
+    });
+    this.#volumes.set(cfg.name, v);
+    this.backupLink.addVolume(v.name, v.sizeBytes);
+  }
+
+  async #autoResync(): Promise<void> {
+    for (const v of this.#volumes.values()) {
+      try {
+        const info = await this.opts.tracker.getVolume(v.name);
+        if (info.dirtyRegions > 0 && this.backupStatus.isOnline) void v.resync.start();
+      } catch (err) {
+        console.warn(
+          `host: automatic resync of "${v.name}" not started: ${(err as Error).message}`,
+        );
+      }
+    }
+  }
+}

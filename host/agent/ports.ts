@@ -1,0 +1,27 @@
+/** The ports the host agent needs of the other services (their clients provide them). */
+import type {
+  ClearRequest,
+  ClearResponse,
+  LogPage,
+  TrackRequest,
+  VolumeInfo,
+  VolumeRegistration,
+} from "../../src/schemas.ts";
+import type { ActivityTracker } from "../fork/activity_record.ts";
+
+/** What the agent needs of the tracker (tracker/client.ts provides it). */
+export interface HostTracker extends ActivityTracker {
+  registerVolume(name: string, reg: VolumeRegistration): Promise<VolumeInfo>;
+  track(req: TrackRequest): Promise<unknown>;
+  promoteActivity(name: string, host: string): Promise<{ regionsPromoted: number }>;
+  getVolume(name: string): Promise<VolumeInfo>;
+  log(name: string, query?: { limit?: number }): AsyncGenerator<LogPage>;
+  clear(name: string, req: ClearRequest): Promise<ClearResponse>;
+}
+
+/** What the agent needs of the backup (backup/client.ts provides it). */
+export interface HostBackup {
+  registerVolume(name: string, sizeBytes: number, epoch?: number): Promise<void>;
+  writeBatch(volume: string, body: Uint8Array, epoch?: number): Promise<unknown>;
+  healthz(): Promise<boolean>;
+}

@@ -1,0 +1,55 @@
+/** Builds the host agent's `/v1/status` document from its volumes, backup link and lease. */
+import type { ComponentStatusView, HostMode, HostStatus } from "../../src/host_schemas.ts";
+import type { HostVolume } from "./volume_stack.ts";
+
+export interface StatusInputs {
+  hostId: string;
+  advertiseUrl: string;
+  /** false: the primary is served directly (no fork). */
+  forking: boolean;
+  backup: ComponentStatusView;
+  trackerError: string | null;
+  volumes: readonly HostVolume[];
+  isRegistered(name: string): boolean;
+}
+
+export function statusView(s: StatusInputs): HostStatus {
+  const mode: HostMode = !s.forking
+    ? "pass-through"
+    : s.backup.state === "online"
+    ? "mirroring"
+    : "tracking";
+  return {
+    host: s.hostId,
+    url: s.advertiseUrl,
+    mode,
+    components: {
+      backup: s.backup,
+      tracker: { lastError: s.trackerError },
+    },
+    volumes: s.volumes.map((v) => ({
+      name: v.name,
+      path: v.path,
+      sizeBytes: v.sizeBytes,
+      registered: s.isRegistered(v.name),
+      writes: v.fork?.counters ?? null,
+      backupBatches: v.batcher.batchesSent,
+      trackerCommands: v.marker.commandsSent,
+      trackerCacheHits: v.marker.cacheHits,
+      cachedMarkedRegions: v.marker.cache.size,
+      activity: v.activity
+        ? {
+          unitBytes: v.activity.unitBytes,
+          hotUnits: v.activity.hot.size,
+          unitsMax: v.activity.unitsMax,
+          commandsSent: v.activity.commandsSent,
+          retiresSent: v.activity.retiresSent,
+          regionsRetired: v.activity.regionsRetired,
+          taintedRegions: v.activity.tainted.size,
+        }
+        : null,
+      promoted: v.promoted,
+      resync: v.resync.progress,
+    })),
+  };
+}

@@ -1,0 +1,99 @@
+/**
+ * The host's lease on its volumes at the tracker: registers them, renews every `leaseMs / 3`,
+ * promotes the previous run's activity marks to dirty marks (enabling retirement after), and
+ * remembers the tracker's last error for the status document.
+ */
+import type { HostVolume } from "./volume_stack.ts";
+import type { HostTracker } from "./ports.ts";
+
+/** Lease a host holds on its volumes unless told otherwise. */
+export const leaseMsDefault = 30_000;
+
+export interface TrackerLeaseOptions {
+  tracker: HostTracker;
+  hostId: string;
+  /** URL where reconstruct reaches this agent's HTTP API. */
+  advertiseUrl: string;
+  regionBytes: number;
+  leaseMs?: number;
+  /** Take volume leases held by another host (at start-up only). */
+  takeover?: boolean;
+}
+
+export class TrackerLease {
+  readonly #registered = new Set<string>();
+  #trackerError: string | null = null;
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  /** `volumes` is the agent's volume map; the lease reads it at every renewal. */
+  constructor(
+    private readonly opts: TrackerLeaseOptions,
+    private readonly volumes: ReadonlyMap<string, HostVolume>,
+  ) {}
+
+  /** The tracker's last error, null after a success. */
+  get trackerError(): string | null {
+    return this.#trackerError;
+  }
+
+  isRegistered(name: string): boolean {
+    return this.#registered.has(name);
+  }
+
+  /** Registers every volume (a 4xx refusal is fatal), then renews every `leaseMs / 3`. */
+  async start(): Promise<void> {
+    await this.#register(true);
+    const leaseMs = this.opts.leaseMs ?? leaseMsDefault;
+    this.#timer = setInterval(() => void this.#register(false), leaseMs / 3);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  /** Registers (or renews the lease of) every volume; at start-up a refusal is fatal. */
+  async #register(startup: boolean): Promise<void> {
+    const { opts } = this;
+    for (const v of this.volumes.values()) {
+      try {
+        await opts.tracker.registerVolume(v.name, {
+          sizeBytes: v.sizeBytes,
+          regionBytes: opts.regionBytes,
+          ownerHost: opts.hostId,
+          ownerUrl: opts.advertiseUrl,
+          leaseMs: opts.leaseMs ?? leaseMsDefault,
+          takeover: startup && (opts.takeover ?? false),
+        });
+        this.#registered.add(v.name);
+        if (!v.promoted) await this.#promote(v);
+        this.#trackerError = null;
+      } catch (err) {
+        const status = (err as { status?: number }).status ?? 0;
+        this.#trackerError = (err as Error).message;
+        // 4xx: the tracker refuses this volume (size differs, lease held elsewhere): do not serve it.
+        if (startup && status >= 400 && status < 500) {
+          throw new RangeError(`Tracker refused volume "${v.name}": ${(err as Error).message}`);
+        }
+        if (startup) {
+          console.warn(`host: tracker unreachable, will retry: ${(err as Error).message}`);
+        }
+      }
+    }
+  }
+
+  /**
+   * Turns the activity marks a previous incarnation of this host left (it may have died between a
+   * backup acknowledgement and a primary write) into dirty marks, before this one retires any.
+   */
+  async #promote(v: HostVolume): Promise<void> {
+    const { regionsPromoted } = await this.opts.tracker.promoteActivity(v.name, this.opts.hostId);
+    v.promoted = true;
+    if (v.activity) v.activity.retireEnabled = true;
+    if (regionsPromoted > 0) {
+      console.log(
+        `host: volume "${v.name}": ${regionsPromoted} regions of activity from an earlier run ` +
+          `are now dirty and will be resynced`,
+      );
+    }
+  }
+}
