@@ -5,6 +5,7 @@
  * --no-fork (benchmark baseline), --token.
  */
 import { systemClock } from "../src/clock.ts";
+import type { AckMode } from "../src/link_protocol.ts";
 import { checkRegionBytes, isPowerOfTwo, parseSize, regionBytesDefault } from "../src/extent.ts";
 import { parseCount, parseFlags, parsePort, parseUrl, runMain } from "../src/flags.ts";
 import { checkName, namePattern } from "../src/schemas.ts";
@@ -38,6 +39,8 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
                        0 keeps no activity marks: a host crash may then leave unmarked differences)
   --activity-unit-bytes N  granularity of activity marks, a power of two >= the region (default 4MiB)
   --resync-bytes-per-sec N  bound on resync copy rate, e.g. 100MiB (default unbounded)
+  --ack MODE           when a mirror write is acknowledged: durable (the backup's journal sync
+                       covers it; default) or received (on receipt; seed 002's hardening notices)
   --no-fork            serve the primary directly, without mirroring (benchmark baseline only)
   --token T            bearer token for this agent and its peers (or TRACKMIRROR_TOKEN)`;
 
@@ -51,6 +54,13 @@ function parseUnitBytes(text: string | undefined, regionBytes: number): number {
     );
   }
   return bytes;
+}
+
+/** `--ack`: durable (default) or received. */
+function parseAck(text: string | undefined): AckMode {
+  if (text === undefined) return "durable";
+  if (text === "durable" || text === "received") return text;
+  throw new RangeError(`--ack "${text}" must be durable or received`);
 }
 
 async function main(): Promise<void> {
@@ -68,6 +78,7 @@ async function main(): Promise<void> {
     "auto-resync": { type: "boolean" },
     takeover: { type: "boolean" },
     "no-fork": { type: "boolean" },
+    ack: { type: "string" },
     "resync-bytes-per-sec": { type: "string" },
     "predict-regions": { type: "string" },
     "activity-regions-max": { type: "string" },
@@ -112,6 +123,7 @@ async function main(): Promise<void> {
     backup: new BackupClient(backupUrl, { token, timeoutMs: 5000 }),
     clock: systemClock,
     forking: !flags["no-fork"],
+    ack: parseAck(flags.ack),
     autoResync: flags["auto-resync"] ?? false,
     takeover: flags.takeover ?? false,
     predictRegions: parseCount("predict-regions", flags["predict-regions"], predictRegionsDefault),

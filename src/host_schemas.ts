@@ -62,6 +62,7 @@ export const hostVolumeView = z.object({
   registered: z.boolean(),
   writes: z.object({ viaBackup: z.number(), viaTracker: z.number(), failed: z.number() })
     .nullable(),
+  /** RECORDS frames sent on the backup link (the link carries every volume of the host). */
   backupBatches: z.number(),
   trackerCommands: z.number(),
   trackerCacheHits: z.number(),
@@ -77,6 +78,10 @@ export const hostStatus = z.object({
   host: z.string(),
   url: z.string(),
   mode: hostMode,
+  /** When a mirror write counts as acknowledged: journal synced, or received (seed 002). */
+  ack: z.enum(["durable", "received"]),
+  /** `received` mode: regions a lost link may have lost, not yet marked / marked so far. */
+  unhardened: z.object({ uncoveredRegions: z.number(), regionsCovered: z.number() }),
   components: z.object({
     backup: componentStatusView,
     tracker: z.object({ lastError: z.string().nullable() }),

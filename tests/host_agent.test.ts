@@ -39,6 +39,7 @@ async function withAgent(
       backup,
       clock: new ManualClock(),
       probe: { timers },
+      linkFactory: backup.linkFactory,
       ...opts,
     });
     try {
@@ -121,18 +122,24 @@ Deno.test("the backup going offline raises the epoch every batch and registratio
       { name: "vol1", sizeBytes, epoch },
     ]);
     await agent.backupLink.writer.writeBatch("vol0", new Uint8Array(3));
-    agent.backupStatus.markOffline(new Error("Batch refused"));
+    backup.links.at(-1)!.fail(new Error("Batch refused"));
     const status = agent.status();
     assert.equal(status.mode, "tracking");
     assert.equal(status.components.backup.state, "offline");
     assert.equal(status.components.backup.lastError, "Batch refused");
     assert.equal(agent.backupLink.epoch, epoch + 1);
-    await agent.backupLink.writer.writeBatch("vol0", new Uint8Array(5));
-    assert.deepEqual(backup.batches.map((b) => b.epoch), [epoch, epoch + 1]);
+    await assert.rejects(
+      agent.backupLink.writer.writeBatch("vol0", new Uint8Array(4)),
+      /link is down/,
+      "nothing is sent on a failed link",
+    );
     timers.fire();
     await settle();
     assert.equal(agent.status().mode, "mirroring");
     assert.equal(backup.registrations.at(-1)?.epoch, epoch + 1);
+    assert.equal(backup.links.length, 2, "the probe opened a new link");
+    await agent.backupLink.writer.writeBatch("vol0", new Uint8Array(5));
+    assert.deepEqual(backup.batches.map((b) => b.epoch), [epoch, epoch + 1]);
   });
 });
 

@@ -18,15 +18,17 @@ const settle = () => new Promise((r) => setTimeout(r, 0));
 async function withApp(fn: (app: HostApp, timers: StepTimers) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir();
   const timers = new StepTimers();
+  const backup = new FakeBackup();
   const agent = await HostAgent.open({
     hostId: "host0",
     advertiseUrl: "http://127.0.0.1:1",
     volumes: [{ name: "vol0", path: `${dir}/vol0.img`, sizeBytes }],
     regionBytes: region,
     tracker: new FakeTracker(),
-    backup: new FakeBackup(),
+    backup,
     clock: new ManualClock(),
     probe: { timers },
+    linkFactory: backup.linkFactory,
   });
   try {
     await fn(createHostApp(agent), timers);
@@ -122,7 +124,15 @@ Deno.test("the status document has the wire schema's shape", async () => {
     await settle();
     const after = hostStatus.parse(await (await app.request("/v1/status")).json());
     assert.equal(after.mode, "mirroring");
-    assert.deepEqual(Object.keys(after), ["host", "url", "mode", "components", "volumes"]);
+    assert.deepEqual(Object.keys(after), [
+      "host",
+      "url",
+      "mode",
+      "ack",
+      "unhardened",
+      "components",
+      "volumes",
+    ]);
     assert.deepEqual(after.volumes.map((v) => [v.name, v.sizeBytes, v.registered]), [
       ["vol0", sizeBytes, true],
     ]);

@@ -1,32 +1,94 @@
 /**
  * The backup as the host sees it: its status (online, offline, probing), the epoch, the probe that
- * brings it back, and the epoch-stamped writer the write path and resync send batches through.
- * The writer stays behind the `BatchWriter` interface so another transport can replace HTTP.
+ * brings it back, and the persistent link (host/link/link_client.ts) that every mirror write and
+ * resync copy travels on.
+ *
+ * The probe brings the backup back in this order: `/healthz` answers; every volume is registered
+ * over HTTP with the current epoch (that creates the secondary and raises the backup's fence, so
+ * nothing an earlier connection left queued can land after what follows); the link endpoints are
+ * read from `GET /v1/link` (a unix socket is preferred when the backup offers one on this
+ * machine); the link is opened (or reopened) with a HELLO naming the same epoch.
+ *
+ * `received` mode (seed 002): the backup acknowledges on receipt and hardens later, so when the
+ * link fails the union of the volumes' unhardened regions (current ∪ old) may be lost. That union
+ * is marked at the tracker before any later write is acknowledged: the fork layer awaits
+ * `settled()` before it acknowledges through the tracker, and the probe awaits it before the link
+ * is used again. If the tracker cannot take it, `settled()` rejects and writes fail — the
+ * invariant wins over availability.
  */
 import type { Clock } from "../../src/clock.ts";
-import type { BatchWriter } from "../fork/backup_batcher.ts";
+import { mergeExtents } from "../../src/extent.ts";
+import type { AckMode } from "../../src/link_protocol.ts";
+import { trackExtentsMax } from "../../src/schemas.ts";
+import type { MirrorRecord } from "../fork/backup_batcher.ts";
+import { LinkClient, type LinkClientOptions } from "../link/link_client.ts";
 import { ComponentStatus, type ProbeOptions } from "./component_status.ts";
-import type { HostBackup } from "./ports.ts";
+import type { HostBackup, HostTracker } from "./ports.ts";
+
+export interface BackupLinkOptions {
+  hostId: string;
+  /** When a mirror write counts as acknowledged (default durable). */
+  ack?: AckMode;
+  /** Tracking granularity (the unhardened record keeps regions). */
+  regionBytes: number;
+  /** Where the unhardened union is marked when the link fails. */
+  tracker: Pick<HostTracker, "track">;
+  clock: Clock;
+  probe?: ProbeOptions;
+  /** No ack progress for this long fails the link (default link_client's). */
+  linkAckTimeoutMs?: number;
+  /** Makes the link (tests substitute a fake); default: a LinkClient. */
+  linkFactory?: (opts: LinkClientOptions) => BackupLinkPort;
+}
+
+/** What BackupLink uses of a link (host/link/link_client.ts provides it). */
+export type BackupLinkPort = Pick<
+  LinkClient,
+  | "failure"
+  | "ack"
+  | "open"
+  | "submit"
+  | "submitEncoded"
+  | "unhardened"
+  | "clearUnhardened"
+  | "onFailure"
+  | "close"
+  | "framesSent"
+  | "recordsSent"
+>;
+
+/** Where resync copies go: encoded records, acknowledged once durable. */
+export interface BatchWriter {
+  writeBatch(volume: string, body: Uint8Array): Promise<unknown>;
+}
 
 export class BackupLink {
   readonly status: ComponentStatus;
-  /** The backup as the write path and resync see it: every batch carries the current epoch. */
+  readonly ack: AckMode;
+  /** Resync copies: over the link, resolved when the backup's journal sync covers them. */
   readonly writer: BatchWriter;
   /**
-   * Raised whenever the backup goes offline; sent with every batch and with the volume
-   * registration that brings the backup back, so the backup refuses batches the agent gave up on
+   * Raised whenever the backup goes offline; sent with the volume registration and the HELLO that
+   * bring the backup back, so the backup refuses frames and batches the agent gave up on
    * (backup/epoch_fence.ts). Starts at the clock so it also rises across agent restarts.
    */
   #epoch: number;
   /** Volumes the probe registers with the backup: name → size in bytes. */
   readonly #volumes = new Map<string, number>();
+  #link: BackupLinkPort | undefined;
+  /** Unhardened regions of a failed link not yet marked at the tracker: volume → regions. */
+  readonly #uncovered = new Map<string, Set<number>>();
+  #covering: Promise<void> | undefined;
+  /** Regions marked at the tracker because a link failed in `received` mode (for status). */
+  regionsCovered = 0;
 
-  constructor(private readonly backup: HostBackup, clock: Clock, probe?: ProbeOptions) {
-    this.#epoch = clock.now();
+  constructor(private readonly backup: HostBackup, private readonly opts: BackupLinkOptions) {
+    this.ack = opts.ack ?? "durable";
+    this.#epoch = opts.clock.now();
     this.writer = {
-      writeBatch: (volume, body) => backup.writeBatch(volume, body, this.#epoch),
+      writeBatch: async (volume, body) => await this.#requireLink().submitEncoded(volume, body),
     };
-    this.status = new ComponentStatus("backup", () => this.#probe(), clock, probe);
+    this.status = new ComponentStatus("backup", () => this.#probe(), opts.clock, opts.probe);
     this.status.onChange((state) => {
       if (state === "offline") this.#epoch++;
     });
@@ -36,16 +98,129 @@ export class BackupLink {
     return this.#epoch;
   }
 
+  /** Whether mirror writes are sent to the backup now. */
+  get isOnline(): boolean {
+    return this.status.isOnline;
+  }
+
+  /** Regions whose loss a failed link may have caused and that are not yet marked. */
+  get uncoveredRegions(): number {
+    let n = 0;
+    for (const s of this.#uncovered.values()) n += s.size;
+    return n;
+  }
+
+  /** RECORDS frames and records sent on the current link (for status and the bench). */
+  get framesSent(): number {
+    return this.#link?.framesSent ?? 0;
+  }
+
   /** Adds a volume the probe registers with the backup before declaring it online. */
   addVolume(name: string, sizeBytes: number): void {
     this.#volumes.set(name, sizeBytes);
   }
 
-  /** The backup is usable again when it answers and knows every volume. */
+  /** The fork layer's port to the backup for one volume. */
+  submitterFor(volume: string): { submit(rec: MirrorRecord): Promise<void> } {
+    return { submit: async (rec) => await this.#requireLink().submit(volume, rec) };
+  }
+
+  /** A mirror write failed: the backup is offline; in `received` mode its loss gets covered. */
+  markOffline(err: unknown): void {
+    this.#collectUnhardened();
+    this.status.markOffline(err);
+  }
+
+  /**
+   * Resolves once every region a failed link may have lost is marked at the tracker (at once when
+   * none is pending); rejects when the tracker does not take them (the next call tries again).
+   */
+  settled(): Promise<void> {
+    if (this.#uncovered.size === 0) return Promise.resolve();
+    this.#covering ??= this.#cover().finally(() => this.#covering = undefined);
+    return this.#covering;
+  }
+
+  async close(): Promise<void> {
+    this.status.stop();
+    await this.#link?.close();
+  }
+
+  #requireLink(): BackupLinkPort {
+    const link = this.#link;
+    if (!link || link.failure) {
+      throw new Error(`The backup link is down: ${link?.failure?.message ?? "never opened"}`);
+    }
+    return link;
+  }
+
+  /** Moves the failed link's unhardened regions into the set still to be marked. */
+  #collectUnhardened(): void {
+    const link = this.#link;
+    if (!link || link.ack !== "received") return;
+    for (const name of this.#volumes.keys()) {
+      const regions = link.unhardened(name)?.unionRegions() ?? [];
+      if (regions.length === 0) continue;
+      const set = this.#uncovered.get(name) ?? new Set<number>();
+      for (const r of regions) set.add(r);
+      this.#uncovered.set(name, set);
+    }
+    link.clearUnhardened();
+  }
+
+  async #cover(): Promise<void> {
+    const regionBytes = this.opts.regionBytes;
+    for (const [volume, regions] of [...this.#uncovered]) {
+      const extents = mergeExtents(
+        [...regions].sort((a, b) => a - b).map((r) => ({
+          offset: r * regionBytes,
+          length: regionBytes,
+        })),
+      );
+      for (let i = 0; i < extents.length; i += trackExtentsMax) {
+        await this.opts.tracker.track({
+          volume,
+          host: this.opts.hostId,
+          extents: extents.slice(i, i + trackExtentsMax),
+        });
+      }
+      this.regionsCovered += regions.size;
+      this.#uncovered.delete(volume);
+      console.warn(
+        `host: backup link lost with ${regions.size} regions of volume "${volume}" received but ` +
+          `not hardened; they are marked dirty and will be resynced`,
+      );
+    }
+  }
+
+  /** The backup is usable again when it answers, knows every volume, and the link is up. */
   async #probe(): Promise<void> {
     if (!(await this.backup.healthz())) throw new Error("Backup /healthz did not answer ok");
-    for (const [name, sizeBytes] of this.#volumes) {
-      await this.backup.registerVolume(name, sizeBytes, this.#epoch);
-    }
+    await this.settled();
+    const volumes = [...this.#volumes].map(([name, sizeBytes]) => ({
+      name,
+      sizeBytes,
+      epoch: this.#epoch,
+    }));
+    for (const v of volumes) await this.backup.registerVolume(v.name, v.sizeBytes, v.epoch);
+    const addresses = await this.backup.linkAddresses();
+    const address = addresses.find((a) => !a.startsWith("tcp://")) ??
+      addresses.find((a) => a.startsWith("tcp://"));
+    if (!address) throw new Error("The backup offers no link (GET /v1/link is empty)");
+    const old = this.#link;
+    if (old && !old.failure) return; // still up (a probe after a failure that was not the link's)
+    const link = (this.opts.linkFactory ?? ((o) => new LinkClient(o)))({
+      address,
+      hostId: this.opts.hostId,
+      ack: this.ack,
+      volumes,
+      regionBytes: this.opts.regionBytes,
+      ackTimeoutMs: this.opts.linkAckTimeoutMs,
+    });
+    await link.open();
+    link.onFailure((err) => {
+      if (this.#link === link) this.markOffline(err);
+    });
+    this.#link = link;
   }
 }

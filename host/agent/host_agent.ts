@@ -8,7 +8,8 @@ import { ServiceError } from "../../src/errors.ts";
 import type { HostStatus, ResyncProgress } from "../../src/host_schemas.ts";
 import type { BatcherOptions } from "../fork/backup_batcher.ts";
 import type { ResyncOptions } from "../resync/resync.ts";
-import { BackupLink } from "./backup_link.ts";
+import type { AckMode } from "../../src/link_protocol.ts";
+import { BackupLink, type BackupLinkOptions } from "./backup_link.ts";
 import type { ComponentStatus, ProbeOptions } from "./component_status.ts";
 import type { HostBackup, HostTracker } from "./ports.ts";
 import { statusView } from "./status_view.ts";
@@ -41,6 +42,10 @@ export interface HostAgentOptions {
   /** Granularity of activity marks: a power-of-two multiple of the region (default 4 MiB). */
   activityUnitBytes?: number;
   probe?: ProbeOptions;
+  /** When a mirror write counts as acknowledged: journal synced (default) or received. */
+  ack?: AckMode;
+  linkAckTimeoutMs?: number;
+  linkFactory?: BackupLinkOptions["linkFactory"];
   batcher?: BatcherOptions;
   resync?: ResyncOptions;
 }
@@ -51,7 +56,16 @@ export class HostAgent {
   readonly #lease: TrackerLease;
 
   private constructor(readonly opts: HostAgentOptions) {
-    this.backupLink = new BackupLink(opts.backup, opts.clock, opts.probe);
+    this.backupLink = new BackupLink(opts.backup, {
+      hostId: opts.hostId,
+      ack: opts.ack,
+      regionBytes: opts.regionBytes,
+      tracker: opts.tracker,
+      clock: opts.clock,
+      probe: opts.probe,
+      linkAckTimeoutMs: opts.linkAckTimeoutMs,
+      linkFactory: opts.linkFactory,
+    });
     this.#lease = new TrackerLease(opts, this.#volumes);
     if (opts.autoResync) {
       this.backupStatus.onChange((state) => {
@@ -113,6 +127,12 @@ export class HostAgent {
       advertiseUrl: this.opts.advertiseUrl,
       forking: this.opts.forking !== false,
       backup: this.backupStatus.view(),
+      ack: this.backupLink.ack,
+      unhardened: {
+        uncoveredRegions: this.backupLink.uncoveredRegions,
+        regionsCovered: this.backupLink.regionsCovered,
+      },
+      linkFrames: this.backupLink.framesSent,
       trackerError: this.#lease.trackerError,
       volumes: this.volumes,
       isRegistered: (name) => this.#lease.isRegistered(name),
@@ -120,6 +140,7 @@ export class HostAgent {
   }
 
   async close(): Promise<void> {
+    await this.backupLink.close();
     this.#lease.stop();
     this.backupStatus.stop();
     for (const v of this.#volumes.values()) await v.primary.close();
@@ -140,8 +161,9 @@ export class HostAgent {
     const v = await openVolumeStack({
       ...opts,
       volume: cfg,
-      backup: this.backupStatus,
+      backup: this.backupLink,
       writer: this.backupLink.writer,
+      submitter: this.backupLink.submitterFor(cfg.name),
     });
     this.#volumes.set(cfg.name, v);
     this.backupLink.addVolume(v.name, v.sizeBytes);

@@ -24,4 +24,6 @@ export interface HostBackup {
   registerVolume(name: string, sizeBytes: number, epoch?: number): Promise<void>;
   writeBatch(volume: string, body: Uint8Array, epoch?: number): Promise<unknown>;
   healthz(): Promise<boolean>;
+  /** Where the backup's host link listens (GET /v1/link). */
+  linkAddresses(): Promise<string[]>;
 }

@@ -8,6 +8,10 @@ export interface StatusInputs {
   /** false: the primary is served directly (no fork). */
   forking: boolean;
   backup: ComponentStatusView;
+  ack: "durable" | "received";
+  unhardened: { uncoveredRegions: number; regionsCovered: number };
+  /** RECORDS frames sent on the backup link so far. */
+  linkFrames: number;
   trackerError: string | null;
   volumes: readonly HostVolume[];
   isRegistered(name: string): boolean;
@@ -23,6 +27,8 @@ export function statusView(s: StatusInputs): HostStatus {
     host: s.hostId,
     url: s.advertiseUrl,
     mode,
+    ack: s.ack,
+    unhardened: s.unhardened,
     components: {
       backup: s.backup,
       tracker: { lastError: s.trackerError },
@@ -33,7 +39,7 @@ export function statusView(s: StatusInputs): HostStatus {
       sizeBytes: v.sizeBytes,
       registered: s.isRegistered(v.name),
       writes: v.fork?.counters ?? null,
-      backupBatches: v.batcher.batchesSent,
+      backupBatches: s.linkFrames + v.batcher.batchesSent,
       trackerCommands: v.marker.commandsSent,
       trackerCacheHits: v.marker.cacheHits,
       cachedMarkedRegions: v.marker.cache.size,

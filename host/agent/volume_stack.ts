@@ -14,7 +14,7 @@ import {
 } from "../fork/activity_record.ts";
 import { BackupBatcher, type BatcherOptions, type BatchWriter } from "../fork/backup_batcher.ts";
 import { FileVolume } from "../fork/file_volume.ts";
-import { ForkDevice } from "../fork/fork_device.ts";
+import { ForkDevice, type ForkPaths } from "../fork/fork_device.ts";
 import { RangeLock } from "../fork/range_lock.ts";
 import { TrackerMarker } from "../fork/tracker_marker.ts";
 import { Resync, type ResyncOptions, type ResyncTracker } from "../resync/resync.ts";
@@ -50,10 +50,12 @@ export interface VolumeStackOptions {
   regionBytes: number;
   /** The tracker's ports the marker, the activity record and resync use. */
   tracker: Pick<HostTracker, "track"> & ActivityTracker & ResyncTracker;
-  /** Whether the backup is online; write failures mark it offline. */
-  backup: { readonly isOnline: boolean; markOffline(err: unknown): void };
-  /** Where batches go (the epoch-stamped backup writer). */
+  /** Whether the backup is online; write failures mark it offline; `settled` (seed 002). */
+  backup: ForkPaths["backup"];
+  /** Where resync copies go (encoded records, acknowledged once durable). */
   writer: BatchWriter;
+  /** Where mirror writes go (the backup link); default: a BackupBatcher over `writer`. */
+  submitter?: ForkPaths["batcher"];
   clock: Clock;
   /** false serves the primary directly (no fork): a baseline for benchmarks only. */
   forking?: boolean;
@@ -100,7 +102,7 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     volume: cfg.name,
     locks,
     backup: opts.backup,
-    batcher,
+    batcher: opts.submitter ?? batcher,
     marker,
     activity,
   });

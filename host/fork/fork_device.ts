@@ -23,7 +23,15 @@ import type { RangeLock } from "./range_lock.ts";
 export interface ForkPaths {
   volume: string;
   locks: RangeLock;
-  backup: { readonly isOnline: boolean; markOffline(err: unknown): void };
+  backup: {
+    readonly isOnline: boolean;
+    markOffline(err: unknown): void;
+    /**
+     * Resolves once everything a lost backup connection may have lost is marked at the tracker
+     * (seed 002's unhardened union); a write acknowledged through the tracker waits for it.
+     */
+    settled?(): Promise<void>;
+  };
   batcher: { submit(rec: MirrorRecord): Promise<void> };
   marker: { ensureMarked(offset: number, length: number): Promise<void> };
   /** Activity marks while the backup is online (activity_record.ts); absent: none are kept. */
@@ -149,6 +157,7 @@ export class ForkDevice extends PassThroughDevice {
       }
     }
     try {
+      await backup.settled?.();
       await marker.ensureMarked(rec.offset, rec.length);
       this.counters.viaTracker++;
       return "tracker";

@@ -70,8 +70,13 @@ export interface LinkClientOptions {
 
 interface Pending {
   volume: string;
-  rec: MirrorRecord;
+  /** One record to encode, or records already encoded back to back (resync copies). */
+  rec?: MirrorRecord;
+  encoded?: Uint8Array;
   bytes: number;
+  /** Resolve only once durable, whatever the ack mode (resync copies clear tracker marks). */
+  waitDurable: boolean;
+  done: boolean;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -104,6 +109,7 @@ export class LinkClient {
   readonly #frameBytesMax: number;
   readonly #inflightBytesMax: number;
   readonly #ackTimeoutMs: number;
+  readonly #failureListeners: ((err: Error) => void)[] = [];
   /** RECORDS frames sent (for the bench and tests). */
   framesSent = 0;
   /** Records sent. */
@@ -134,6 +140,11 @@ export class LinkClient {
   unhardened(volume: string): UnhardenedRegions | undefined {
     return this.#unhardened.get(volume);
   }
+  /** Calls `listener` whenever an open link fails (closed, ERROR, no ack progress). */
+  onFailure(listener: (err: Error) => void): void {
+    this.#failureListeners.push(listener);
+  }
+
   /** Forgets every unhardened region: call once their union is marked at the tracker. */
   clearUnhardened(): void {
     for (const u of this.#unhardened.values()) u.clear();
@@ -195,12 +206,41 @@ export class LinkClient {
       throw new RangeError(`Volume "${volume}" was not announced on the link`);
     }
     const bytes = encodedRecordBytes(volume, rec.kind, rec.length);
+    return await this.#enqueue({ volume, rec, bytes, waitDurable: false });
+  }
+
+  /**
+   * Sends records already encoded back to back (src/journal_record.ts) for `volume`; resolves
+   * once the backup's journal sync covers them, in either ack mode. Resync sends its copies so.
+   */
+  async submitEncoded(volume: string, body: Uint8Array): Promise<void> {
+    if (this.#failure) throw this.#failure;
+    if (!this.#volumes.has(volume)) {
+      throw new RangeError(`Volume "${volume}" was not announced on the link`);
+    }
+    return await this.#enqueue({ volume, encoded: body, bytes: body.length, waitDurable: true });
+  }
+
+  async #enqueue(item: Omit<Pending, "resolve" | "reject" | "done">): Promise<void> {
+    const { bytes } = item;
     while (this.#queuedBytes > 0 && this.#queuedBytes + bytes > this.#inflightBytesMax) {
       await new Promise<void>((resolve) => this.#roomWaiters.push(resolve));
       if (this.#failure) throw this.#failure;
     }
     const done = new Promise<void>((resolve, reject) => {
-      this.#queue.push({ volume, rec, bytes, resolve, reject });
+      const p: Pending = {
+        ...item,
+        done: false,
+        resolve: () => {
+          p.done = true;
+          resolve();
+        },
+        reject: (err) => {
+          p.done = true;
+          reject(err);
+        },
+      };
+      this.#queue.push(p);
     });
     this.#queuedBytes += bytes;
     this.#armTimer();
@@ -264,7 +304,8 @@ export class LinkClient {
     const buf = new Uint8Array(linkFrameHeaderBytes + payloadBytes);
     let pos = linkFrameHeaderBytes;
     for (const p of items) {
-      encodeRecord({ ...p.rec, volume: p.volume }, buf, pos);
+      if (p.encoded) buf.set(p.encoded, pos);
+      else encodeRecord({ ...p.rec!, volume: p.volume }, buf, pos);
       pos += p.bytes;
     }
     const seq = ++this.#seq;
@@ -316,6 +357,7 @@ export class LinkClient {
       if (f.received) continue;
       f.received = true;
       for (const p of f.items) {
+        if (p.waitDurable || !p.rec) continue;
         this.#unhardened.get(p.volume)?.received(p.rec.offset, p.rec.length);
         p.resolve();
       }
@@ -327,7 +369,7 @@ export class LinkClient {
     let n = 0;
     for (const f of this.#sent) {
       if (f.seq > seq) break;
-      if (!f.received) { for (const p of f.items) p.resolve(); }
+      for (const p of f.items) if (!p.done) p.resolve();
       this.#sentBytes -= f.bytes;
       n++;
     }
@@ -371,12 +413,13 @@ export class LinkClient {
       conn?.close();
     } catch { /* already closed */ }
     for (const f of this.#sent.splice(0)) {
-      if (!f.received) { for (const p of f.items) p.reject(err); }
+      for (const p of f.items) if (!p.done) p.reject(err);
     }
     for (const p of this.#queue.splice(0)) p.reject(err);
     this.#sentBytes = 0;
     this.#queuedBytes = 0;
     for (const wake of this.#roomWaiters.splice(0)) wake();
+    if (conn) { for (const listener of this.#failureListeners) listener(err); }
   }
 }
 

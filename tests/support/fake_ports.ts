@@ -1,4 +1,9 @@
 /** In-memory stand-ins for the tracker and backup ports of the host agent, recording every call. */
+import type { BackupLinkPort } from "../../host/agent/backup_link.ts";
+import type { MirrorRecord } from "../../host/fork/backup_batcher.ts";
+import type { LinkClientOptions } from "../../host/link/link_client.ts";
+import type { UnhardenedRegions } from "../../host/link/unhardened.ts";
+import type { AckMode, LinkWelcome } from "../../src/link_protocol.ts";
 import type { HostBackup, HostTracker } from "../../host/agent/ports.ts";
 import type { LogPage, VolumeInfo, VolumeRegistration } from "../../src/schemas.ts";
 
@@ -91,5 +96,66 @@ export class FakeBackup implements HostBackup {
   }
   healthz(): Promise<boolean> {
     return Promise.resolve(this.healthy);
+  }
+  linkAddresses(): Promise<string[]> {
+    return Promise.resolve(["/fake/backup-link.sock"]);
+  }
+  /** Links this backup accepted, newest last. */
+  links: FakeLink[] = [];
+  /** For `HostAgentOptions.linkFactory`: links that record into this backup. */
+  linkFactory = (o: LinkClientOptions): BackupLinkPort => {
+    const link = new FakeLink(this, o);
+    this.links.push(link);
+    return link;
+  };
+}
+
+/**
+ * A link that acknowledges every record at once and records what it carried (with the epoch its
+ * HELLO named) into its FakeBackup's `batches`; `fail()` breaks it like a cut connection.
+ */
+export class FakeLink implements BackupLinkPort {
+  failure: Error | undefined = new Error("The link is not open");
+  readonly ack: AckMode;
+  framesSent = 0;
+  recordsSent = 0;
+  #listeners: ((err: Error) => void)[] = [];
+
+  constructor(private readonly backup: FakeBackup, readonly opts: LinkClientOptions) {
+    this.ack = opts.ack ?? "durable";
+  }
+  open(): Promise<LinkWelcome> {
+    this.failure = undefined;
+    return Promise.resolve({ credit: 1 << 25, volumes: [] } as unknown as LinkWelcome);
+  }
+  #carry(volume: string, bytes: number): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    const epoch = this.opts.volumes.find((v) => v.name === volume)?.epoch;
+    this.backup.batches.push({ volume, bytes, epoch });
+    this.framesSent++;
+    this.recordsSent++;
+    return Promise.resolve();
+  }
+  submit(volume: string, rec: MirrorRecord): Promise<void> {
+    return this.#carry(volume, rec.length);
+  }
+  submitEncoded(volume: string, body: Uint8Array): Promise<void> {
+    return this.#carry(volume, body.length);
+  }
+  unhardened(): UnhardenedRegions | undefined {
+    return undefined;
+  }
+  clearUnhardened(): void {}
+  onFailure(listener: (err: Error) => void): void {
+    this.#listeners.push(listener);
+  }
+  fail(err = new Error("The backup closed the link")): void {
+    if (this.failure) return;
+    this.failure = err;
+    for (const l of this.#listeners) l(err);
+  }
+  close(): Promise<void> {
+    this.fail(new Error("The link was closed"));
+    return Promise.resolve();
   }
 }
