@@ -39,6 +39,8 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
                        0 keeps no activity marks: a host crash may then leave unmarked differences)
   --activity-unit-bytes N  granularity of activity marks, a power of two >= the region (default 4MiB)
   --resync-bytes-per-sec N  bound on resync copy rate, e.g. 100MiB (default unbounded)
+  --backup-link ADDR   the backup's link: tcp://HOST:PORT or a unix socket path (default: what
+                       the backup advertises at GET /v1/link, its unix socket preferred)
   --ack MODE           when a mirror write is acknowledged: durable (the backup's journal sync
                        covers it; default) or received (on receipt; seed 002's hardening notices)
   --no-fork            serve the primary directly, without mirroring (benchmark baseline only)
@@ -54,6 +56,15 @@ function parseUnitBytes(text: string | undefined, regionBytes: number): number {
     );
   }
   return bytes;
+}
+
+/** `--backup-link`: tcp://HOST:PORT or an absolute unix socket path. */
+function parseLinkAddress(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  if (/^tcp:\/\/[^/:]+:\d{1,5}$/.test(text) || text.startsWith("/")) return text;
+  throw new RangeError(
+    `--backup-link "${text}" must be tcp://HOST:PORT or an absolute socket path`,
+  );
 }
 
 /** `--ack`: durable (default) or received. */
@@ -79,6 +90,7 @@ async function main(): Promise<void> {
     takeover: { type: "boolean" },
     "no-fork": { type: "boolean" },
     ack: { type: "string" },
+    "backup-link": { type: "string" },
     "resync-bytes-per-sec": { type: "string" },
     "predict-regions": { type: "string" },
     "activity-regions-max": { type: "string" },
@@ -124,6 +136,7 @@ async function main(): Promise<void> {
     clock: systemClock,
     forking: !flags["no-fork"],
     ack: parseAck(flags.ack),
+    linkAddress: parseLinkAddress(flags["backup-link"]),
     autoResync: flags["auto-resync"] ?? false,
     takeover: flags.takeover ?? false,
     predictRegions: parseCount("predict-regions", flags["predict-regions"], predictRegionsDefault),

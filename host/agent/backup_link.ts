@@ -37,6 +37,8 @@ export interface BackupLinkOptions {
   probe?: ProbeOptions;
   /** No ack progress for this long fails the link (default link_client's). */
   linkAckTimeoutMs?: number;
+  /** The link's address ("tcp://HOST:PORT" or a socket path); default: asked of the backup. */
+  linkAddress?: string;
   /** Makes the link (tests substitute a fake); default: a LinkClient. */
   linkFactory?: (opts: LinkClientOptions) => BackupLinkPort;
 }
@@ -203,8 +205,8 @@ export class BackupLink {
       epoch: this.#epoch,
     }));
     for (const v of volumes) await this.backup.registerVolume(v.name, v.sizeBytes, v.epoch);
-    const addresses = await this.backup.linkAddresses();
-    const address = addresses.find((a) => !a.startsWith("tcp://")) ??
+    const addresses = this.opts.linkAddress ? [] : await this.backup.linkAddresses();
+    const address = this.opts.linkAddress ?? addresses.find((a) => !a.startsWith("tcp://")) ??
       addresses.find((a) => a.startsWith("tcp://"));
     if (!address) throw new Error("The backup offers no link (GET /v1/link is empty)");
     const old = this.#link;

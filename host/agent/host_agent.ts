@@ -45,6 +45,8 @@ export interface HostAgentOptions {
   /** When a mirror write counts as acknowledged: journal synced (default) or received. */
   ack?: AckMode;
   linkAckTimeoutMs?: number;
+  /** The backup link's address; default: what the backup advertises at GET /v1/link. */
+  linkAddress?: string;
   linkFactory?: BackupLinkOptions["linkFactory"];
   batcher?: BatcherOptions;
   resync?: ResyncOptions;
@@ -64,6 +66,7 @@ export class HostAgent {
       clock: opts.clock,
       probe: opts.probe,
       linkAckTimeoutMs: opts.linkAckTimeoutMs,
+      linkAddress: opts.linkAddress,
       linkFactory: opts.linkFactory,
     });
     this.#lease = new TrackerLease(opts, this.#volumes);
