@@ -3,28 +3,10 @@
  * them without importing the bench.
  */
 import type { FioResult, Workload } from "./fio.ts";
-import type { TargetKey } from "./nbd_targets.ts";
+import type { HostCounters, TargetKey } from "./nbd_targets.ts";
 
-/** Which write path the host took during one workload (deltas of its counters). */
-export interface WritePaths {
-  viaBackup: number;
-  viaTracker: number;
-  failed: number;
-  backupBatches: number;
-  trackerCommands: number;
-  trackerCacheHits: number;
-  /** Activity-mark commands and retire commands sent to the tracker while mirroring. */
-  activityCommands: number;
-  activityRetires: number;
-  /** Host mode after the workload. */
-  modeAfter: string;
-  /** CPU seconds of the host agent and the backup over the workload (ramp included). */
-  hostCpuSec: number;
-  backupCpuSec: number;
-  /** Journal fdatasyncs and records acknowledged by the backup over the workload. */
-  backupSyncs: number;
-  backupRecords: number;
-}
+/** Which write path the host took during one workload: deltas of its counters, and its mode after. */
+export type WritePaths = Omit<HostCounters, "mode"> & { modeAfter: string };
 
 /** One target × workload, over every round. */
 export interface NbdRow {

@@ -71,12 +71,7 @@ export class Metrics {
       help,
       labelNames,
       registers: [this.registry],
-      collect: collect
-        ? () => {
-          counter.reset();
-          collect((labels, value) => counter.inc(labels, value));
-        }
-        : undefined,
+      collect: readAtScrape(() => counter, collect, (labels, value) => counter.inc(labels, value)),
     });
     return counter;
   }
@@ -98,12 +93,7 @@ export class Metrics {
       help,
       labelNames,
       registers: [this.registry],
-      collect: collect
-        ? () => {
-          gauge.reset();
-          collect((labels, value) => gauge.set(labels, value));
-        }
-        : undefined,
+      collect: readAtScrape(() => gauge, collect, (labels, value) => gauge.set(labels, value)),
     });
     return gauge;
   }
@@ -147,6 +137,19 @@ export const latencySecondsBuckets = [
   2.5,
   10,
 ];
+
+/** A prom-client `collect` that resets the family and sets every value `collect` reports. */
+function readAtScrape<L extends string>(
+  family: () => { reset(): void },
+  collect: GaugeCollect<L> | undefined,
+  set: (labels: LabelValues<L>, value: number) => void,
+): (() => void) | undefined {
+  if (!collect) return undefined;
+  return () => {
+    family().reset();
+    collect(set);
+  };
+}
 
 function checkName(name: string): void {
   if (!namePattern.test(name)) {
