@@ -2,7 +2,7 @@
  * `deno task host`: the host agent. Flags (a contract):
  *   --port P (8703) --tracker URL --backup URL --volume NAME=PATH:SIZE (repeatable)
  * --nbd-port P (10809) --nbd-socket PATH, and more: --hostname, --host-id, --advertise-url, --region-bytes, --auto-resync, --takeover,
- * --no-fork (benchmark baseline), --token.
+ * --ack, --backup-link, --link-ack-timeout-ms, --no-fork (benchmark baseline), --token.
  */
 import { systemClock } from "../src/clock.ts";
 import type { AckMode } from "../src/link_protocol.ts";
@@ -18,6 +18,7 @@ import {
   activityUnitBytesDefault,
   predictRegionsDefault,
 } from "./fork/activity_record.ts";
+import { linkAckTimeoutMsDefault } from "./link/link_client.ts";
 import { nbdPortDefault, serveNbd } from "./nbd/server.ts";
 import { parseVolumeSpec } from "./volume_spec.ts";
 
@@ -43,6 +44,8 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
                        the backup advertises at GET /v1/link, its unix socket preferred)
   --ack MODE           when a mirror write is acknowledged: durable (the backup's journal sync
                        covers it; default) or received (on receipt; seed 002's hardening notices)
+  --link-ack-timeout-ms N  how long the link waits for the backup's ack before it gives the link
+                       up and falls back to tracker marks (default ${linkAckTimeoutMsDefault})
   --no-fork            serve the primary directly, without mirroring (benchmark baseline only)
   --token T            bearer token for this agent and its peers (or TRACKMIRROR_TOKEN)`;
 
@@ -74,6 +77,13 @@ function parseAck(text: string | undefined): AckMode {
   throw new RangeError(`--ack "${text}" must be durable or received`);
 }
 
+/** `--link-ack-timeout-ms`: a whole number of milliseconds, at least 1 (0 would fail every write). */
+function parseLinkAckTimeoutMs(text: string | undefined): number {
+  const ms = parseCount("link-ack-timeout-ms", text, linkAckTimeoutMsDefault);
+  if (ms < 1) throw new RangeError(`--link-ack-timeout-ms "${text}" must be at least 1`);
+  return ms;
+}
+
 async function main(): Promise<void> {
   const flags = parseFlags(Deno.args, {
     port: { type: "string" },
@@ -91,6 +101,7 @@ async function main(): Promise<void> {
     "no-fork": { type: "boolean" },
     ack: { type: "string" },
     "backup-link": { type: "string" },
+    "link-ack-timeout-ms": { type: "string" },
     "resync-bytes-per-sec": { type: "string" },
     "predict-regions": { type: "string" },
     "activity-regions-max": { type: "string" },
@@ -137,6 +148,7 @@ async function main(): Promise<void> {
     forking: !flags["no-fork"],
     ack: parseAck(flags.ack),
     linkAddress: parseLinkAddress(flags["backup-link"]),
+    linkAckTimeoutMs: parseLinkAckTimeoutMs(flags["link-ack-timeout-ms"]),
     autoResync: flags["auto-resync"] ?? false,
     takeover: flags.takeover ?? false,
     predictRegions: parseCount("predict-regions", flags["predict-regions"], predictRegionsDefault),
