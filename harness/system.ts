@@ -3,6 +3,7 @@
  * backup and one host agent serving volume `vol0`. Every process started here is stopped by `stop`.
  */
 import { freePort, type ServiceProcess, startService } from "./service_process.ts";
+import { TcpProxy } from "./tcp_proxy.ts";
 import { runScript, sha256File } from "./tools.ts";
 
 export interface System {
@@ -16,6 +17,11 @@ export interface System {
   sizeBytes: number;
   primaryPath: string;
   secondaryPath: string;
+  /**
+   * With `linkProxy`: the proxy the host's link goes through (to the backup's fixed link port,
+   * kept across `restartBackup`), so a test can cut, hold or delay the link alone.
+   */
+  linkProxy?: TcpProxy;
   /** Starts the backup again on its port and data dir (after a kill). */
   restartBackup(): Promise<void>;
   restartTracker(): Promise<void>;
@@ -32,9 +38,18 @@ export interface System {
   stop(): Promise<void>;
 }
 
-export async function startSystem(
-  opts: { sizeBytes?: number; hostArgs?: string[]; volume?: string } = {},
-): Promise<System> {
+export interface SystemOptions {
+  sizeBytes?: number;
+  hostArgs?: string[];
+  volume?: string;
+  /**
+   * Starts the backup with a fixed `--link-port` and a TcpProxy in front of it, and points the
+   * host at the proxy (`--backup-link tcp://127.0.0.1:<proxy port>`).
+   */
+  linkProxy?: boolean;
+}
+
+export async function startSystem(opts: SystemOptions = {}): Promise<System> {
   const dir = await Deno.makeTempDir({ prefix: "trackmirror-it-" });
   const volume = opts.volume ?? "vol0";
   const sizeBytes = opts.sizeBytes ?? 64 * 1024 * 1024;
@@ -46,11 +61,19 @@ export async function startSystem(
   await Deno.mkdir(`${dir}/primary`, { recursive: true });
   const started: ServiceProcess[] = [];
   let hostArgs: string[] = [];
+  const backupArgs = ["--data", backupDir];
+  const linkArgs: string[] = [];
   const sys = {} as System;
+  if (opts.linkProxy) {
+    const linkPort = freePort();
+    backupArgs.push("--link-port", String(linkPort));
+    sys.linkProxy = new TcpProxy({ hostname: "127.0.0.1", port: linkPort });
+    linkArgs.push("--backup-link", `tcp://127.0.0.1:${sys.linkProxy.port}`);
+  }
   try {
     sys.tracker = await startService("tracker/main.ts", ["--kv", kv], { port: trackerPort });
     started.push(sys.tracker);
-    sys.backup = await startService("backup/main.ts", ["--data", backupDir], { port: backupPort });
+    sys.backup = await startService("backup/main.ts", backupArgs, { port: backupPort });
     started.push(sys.backup);
     const nbdPort = freePort();
     sys.nbdUri = `nbd://127.0.0.1:${nbdPort}/${volume}`;
@@ -63,12 +86,14 @@ export async function startSystem(
       sys.backup.url,
       "--volume",
       `${volume}=${primaryPath}:${sizeBytes}`,
+      ...linkArgs,
       ...(opts.hostArgs ?? []),
     ];
     sys.host = await startService("host/main.ts", hostArgs);
     started.push(sys.host);
   } catch (err) {
     for (const p of started) await p.kill();
+    await sys.linkProxy?.close();
     await Deno.remove(dir, { recursive: true });
     throw err;
   }
@@ -80,9 +105,7 @@ export async function startSystem(
     secondaryPath: `${backupDir}/volumes/${volume}.img`,
     async restartBackup() {
       await sys.backup.kill();
-      sys.backup = await startService("backup/main.ts", ["--data", backupDir], {
-        port: backupPort,
-      });
+      sys.backup = await startService("backup/main.ts", backupArgs, { port: backupPort });
     },
     async restartHost() {
       await sys.host.kill();
@@ -118,6 +141,7 @@ export async function startSystem(
     sha256Secondary: () => sha256File(`${backupDir}/volumes/${volume}.img`),
     async stop() {
       await Promise.all([sys.host.stop(), sys.backup.stop(), sys.tracker.stop()]);
+      await sys.linkProxy?.close();
       await Deno.remove(dir, { recursive: true });
     },
   });
