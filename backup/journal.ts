@@ -74,6 +74,11 @@ export interface JournalOptions {
   /** Size at which a segment is rolled. */
   journalSegmentBytes?: number;
   metrics?: Metrics;
+  /**
+   * How a group commit makes its bytes durable (default `file.syncData()`): a seam for tests
+   * that hold or fail the sync, e.g. to show what `received` acknowledgement exposes.
+   */
+  syncData?: (file: Deno.FsFile) => Promise<void>;
 }
 
 /** One acknowledged batch: its bytes exactly as appended, waiting to be applied. */
@@ -333,7 +338,7 @@ export class Journal {
       return;
     }
     try {
-      await this.activeFile.syncData();
+      await (this.opts.syncData?.(this.activeFile) ?? this.activeFile.syncData());
       this.opts.metrics?.count(
         "trackmirror_backup_journal_fsyncs_total",
         "fsync calls by the journal",

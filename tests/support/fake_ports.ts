@@ -5,7 +5,7 @@ import type { LinkClientOptions } from "../../host/link/link_client.ts";
 import type { UnhardenedRegions } from "../../host/link/unhardened.ts";
 import type { AckMode, LinkWelcome } from "../../src/link_protocol.ts";
 import type { HostBackup, HostTracker } from "../../host/agent/ports.ts";
-import type { LogPage, VolumeInfo, VolumeRegistration } from "../../src/schemas.ts";
+import type { LogPage, TrackRequest, VolumeInfo, VolumeRegistration } from "../../src/schemas.ts";
 
 /** A tracker that accepts everything; `dirtyRegions` is what getVolume reports. */
 export class FakeTracker implements HostTracker {
@@ -53,7 +53,7 @@ export class FakeTracker implements HostTracker {
   clear() {
     return Promise.resolve({ regionsCleared: 0, regionsKept: 0 });
   }
-  track() {
+  track(_req: TrackRequest): Promise<unknown> {
     return Promise.resolve({});
   }
   activity() {
