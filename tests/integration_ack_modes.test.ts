@@ -104,6 +104,12 @@ async function withSystem(
   const model = new Model();
   try {
     await run(sys, model);
+    const status = await (await fetch(`${sys.host.url}/v1/status`)).json();
+    assert.equal(status.ack, ack, `the host runs ack mode ${status.ack} (${replay})`);
+    console.log(
+      `ack ${ack}: ${model.acked} writes acknowledged, ${model.failed} failed, ` +
+        `${status.unhardened.regionsCovered} unhardened regions marked after link failures`,
+    );
   } catch (err) {
     console.error(`seed ${seed}, ack ${ack}\n--- host output ---\n${sys.host.output()}`);
     throw err;
