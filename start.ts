@@ -99,6 +99,9 @@ async function main(): Promise<void> {
       `${backupPort}`,
       "--data",
       `${data}/backup`,
+      // Host and backup share this machine: the host link goes over a unix socket.
+      "--link-socket",
+      `${data}/backup/link.sock`,
     ]);
     await waitHealthy("backup", backup, b);
     const h = spawn("host", "host/main.ts", [
