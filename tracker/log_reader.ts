@@ -10,10 +10,10 @@
 import { regionsPerSegment } from "../src/dirty_bitmap.ts";
 import { extentOfRegions } from "../src/extent.ts";
 import type { LogExtent, LogPage } from "../src/schemas.ts";
-import { readSegments } from "./segment_io.ts";
+import { storedSegments } from "./segment_io.ts";
 import { dirtyKey, dirtyPrefix } from "./kv_layout.ts";
 import type { SegmentCache } from "./segment_cache.ts";
-import { SegmentState, type StoredSegment } from "./segment_state.ts";
+import { SegmentState } from "./segment_state.ts";
 import type { VolumeState } from "./volume_state.ts";
 
 /** Most segments one log page reads. */
@@ -53,7 +53,7 @@ export async function readLogPage(
     Math.floor(walk.fromRegion / regionsPerSegment),
   );
   const reading = segments.slice(0, logSegmentsPerPageMax);
-  const stored = await storedSegments(kv, cache, name, reading);
+  const stored = await storedSegments(kv, cache, name, reading, false);
   const since = walk.since ?? -Infinity;
   const until = walk.until ?? Infinity;
 
@@ -118,24 +118,3 @@ async function dirtySegmentsFrom(kv: Deno.Kv, name: string, segment: number): Pr
   return out;
 }
 
-/** Committed state of the segments: cached ones from the cache, the rest read in pairs from KV. */
-async function storedSegments(
-  kv: Deno.Kv,
-  cache: SegmentCache,
-  name: string,
-  segments: readonly number[],
-): Promise<Map<number, StoredSegment | null>> {
-  const out = new Map<number, StoredSegment | null>();
-  const missing: number[] = [];
-  for (const s of segments) {
-    const hit = cache.get(name, s);
-    if (hit === undefined) missing.push(s);
-    else out.set(s, hit);
-  }
-  const groups: number[][] = [];
-  for (let i = 0; i < missing.length; i += 5) groups.push(missing.slice(i, i + 5));
-  for (const found of await Promise.all(groups.map((g) => readSegments(kv, name, g)))) {
-    for (const [s, stored] of found) out.set(s, stored);
-  }
-  return out;
-}

@@ -3,6 +3,7 @@
  * it stands below both and imports neither.
  */
 import { dirtyKey, markedKey } from "./kv_layout.ts";
+import type { SegmentCache } from "./segment_cache.ts";
 import type { StoredSegment } from "./segment_state.ts";
 
 /** Segments per `kv.getMany` (Deno KV reads at most 10 keys at once; two keys a segment). */
@@ -28,5 +29,37 @@ export async function readSegments(
     }
     out.set(s, bits && record ? { bits, record } : null);
   });
+  return out;
+}
+
+/**
+ * Committed state of `segments`: cached ones from the cache, the rest read from KV in groups.
+ * With `fillCache` (the committer's loader, the only writer) what was read is cached; readers pass
+ * false, because a read racing a commit could otherwise cache a state the commit just replaced.
+ */
+export async function storedSegments(
+  kv: Deno.Kv,
+  cache: SegmentCache,
+  name: string,
+  segments: readonly number[],
+  fillCache: boolean,
+): Promise<Map<number, StoredSegment | null>> {
+  const out = new Map<number, StoredSegment | null>();
+  const missing: number[] = [];
+  for (const s of segments) {
+    const hit = cache.get(name, s);
+    if (hit === undefined) missing.push(s);
+    else out.set(s, hit);
+  }
+  const groups: number[][] = [];
+  for (let i = 0; i < missing.length; i += getManySegmentsMax) {
+    groups.push(missing.slice(i, i + getManySegmentsMax));
+  }
+  for (const found of await Promise.all(groups.map((g) => readSegments(kv, name, g)))) {
+    for (const [s, stored] of found) {
+      out.set(s, stored);
+      if (fillCache) cache.set(name, s, stored);
+    }
+  }
   return out;
 }

@@ -7,8 +7,8 @@ import { segmentBytes } from "../../src/dirty_bitmap.ts";
 import { activityCount, activityScope, readActivitySegments } from "../activity_state.ts";
 import type { BatchContext } from "./batch_context.ts";
 import { type HostOp, isHostOp, type Piece, type SegmentWork, touchesDirty } from "./batch_ops.ts";
-import { getManySegmentsMax, readSegments } from "../segment_io.ts";
-import { SegmentState, type StoredSegment } from "../segment_state.ts";
+import { storedSegments } from "../segment_io.ts";
+import { SegmentState } from "../segment_state.ts";
 import type { VolumeState } from "../volume_state.ts";
 
 /**
@@ -34,7 +34,7 @@ export async function loadWindow(
     works.set(segment, { dirty: null, activity: new Map() });
   }
   const [dirty, activity] = await Promise.all([
-    loadSegments(ctx, name, dirtyWanted),
+    storedSegments(ctx.kv, ctx.cache, name, dirtyWanted, true),
     loadActivity(ctx, v, activityWanted),
   ]);
   for (const [segment, stored] of dirty) {
@@ -72,31 +72,3 @@ async function loadActivity(
   return out;
 }
 
-/** Committed state of the segments, from the cache or else KV (then cached). */
-async function loadSegments(
-  ctx: BatchContext,
-  name: string,
-  segments: readonly number[],
-): Promise<Map<number, StoredSegment | null>> {
-  const out = new Map<number, StoredSegment | null>();
-  const missing: number[] = [];
-  for (const s of segments) {
-    const hit = ctx.cache.get(name, s);
-    if (hit === undefined) missing.push(s);
-    else out.set(s, hit);
-  }
-  const reads: Promise<void>[] = [];
-  for (let i = 0; i < missing.length; i += getManySegmentsMax) {
-    const group = missing.slice(i, i + getManySegmentsMax);
-    reads.push(
-      readSegments(ctx.kv, name, group).then((found) => {
-        for (const [s, stored] of found) {
-          out.set(s, stored);
-          ctx.cache.set(name, s, stored);
-        }
-      }),
-    );
-  }
-  await Promise.all(reads);
-  return out;
-}
