@@ -117,4 +117,3 @@ async function dirtySegmentsFrom(kv: Deno.Kv, name: string, segment: number): Pr
   for await (const entry of iter) out.push(entry.key[2] as number);
   return out;
 }
-

@@ -71,4 +71,3 @@ async function loadActivity(
   });
   return out;
 }
-
