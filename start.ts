@@ -37,6 +37,7 @@ async function main(): Promise<void> {
     "backup-port": { type: "string" },
     "host-port": { type: "string" },
     "nbd-port": { type: "string" },
+    "link-port": { type: "string" },
     "volume-size": { type: "string" },
   });
   const data = (flags.data ?? "./data").replace(/\/+$/, "");
@@ -44,6 +45,7 @@ async function main(): Promise<void> {
   const backupPort = parsePort(flags["backup-port"], 8702);
   const hostPort = parsePort(flags["host-port"], 8703);
   const nbdPort = parsePort(flags["nbd-port"], 10809);
+  const linkPort = parsePort(flags["link-port"], 8704);
   const volumeSize = flags["volume-size"] ?? "1GiB";
   await Deno.mkdir(`${data}/primary`, { recursive: true });
 
@@ -102,6 +104,8 @@ async function main(): Promise<void> {
       // Host and backup share this machine: the host link goes over a unix socket.
       "--link-socket",
       `${data}/backup/link.sock`,
+      "--link-port",
+      `${linkPort}`,
     ]);
     await waitHealthy("backup", backup, b);
     const h = spawn("host", "host/main.ts", [
