@@ -1,41 +1,13 @@
 import assert from "node:assert/strict";
-import type { BlockDevice } from "../src/block_device.ts";
 import { decodeRecord } from "../src/journal_record.ts";
 import { recordPayloadBytesMax } from "../src/limits.ts";
 import { ServiceError } from "../src/errors.ts";
 import { BackupBatcher, RecordRefusedError } from "../host/fork/backup_batcher.ts";
 import { ForkDevice } from "../host/fork/fork_device.ts";
 import { RangeLock } from "../host/fork/range_lock.ts";
+import { MemoryDevice } from "./support/memory_device.ts";
 
 const MiB = 1024 * 1024;
-
-/** A primary in memory. */
-class MemoryPrimary implements BlockDevice {
-  readonly bytes: Uint8Array;
-  constructor(readonly sizeBytes: number) {
-    this.bytes = new Uint8Array(sizeBytes);
-  }
-  read(offset: number, length: number) {
-    return Promise.resolve(this.bytes.slice(offset, offset + length));
-  }
-  write(offset: number, data: Uint8Array) {
-    this.bytes.set(data, offset);
-    return Promise.resolve();
-  }
-  flush() {
-    return Promise.resolve();
-  }
-  trim(offset: number, length: number) {
-    return this.writeZeroes(offset, length);
-  }
-  writeZeroes(offset: number, length: number) {
-    this.bytes.fill(0, offset, offset + length);
-    return Promise.resolve();
-  }
-  close() {
-    return Promise.resolve();
-  }
-}
 
 /** A backup that decodes every batch it is sent and applies it to its own copy of the volume. */
 class RecordingBackup {
@@ -71,7 +43,7 @@ function pattern(length: number, seed: number): Uint8Array {
 }
 
 function forkRig(volume: string, sizeBytes: number) {
-  const primary = new MemoryPrimary(sizeBytes);
+  const primary = new MemoryDevice(sizeBytes);
   const backup = new RecordingBackup(sizeBytes);
   const batcher = new BackupBatcher(backup, volume);
   const marks: string[] = [];
