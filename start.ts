@@ -2,8 +2,11 @@
  * `deno task start`: the whole system on embedded defaults, one command: the tracker, the backup and
  * one host agent serving volume `vol0` (1 GiB), all on 127.0.0.1, everything under --data (./data).
  * It stands above tracker/, backup/ and host/ and only starts their `main.ts` as processes.
+ * `--token T`, `--token-file PATH` or TRACKMIRROR_TOKEN guards all three with one token, handed to
+ * them in their environment so it never shows in `ps`.
  */
 import { parseFlags, parsePort, runMain } from "./src/flags.ts";
+import { resolveToken, tokenEnvName, tokenFlagOptions } from "./src/token.ts";
 
 const root = new URL(".", import.meta.url).pathname;
 
@@ -39,7 +42,9 @@ async function main(): Promise<void> {
     "nbd-port": { type: "string" },
     "link-port": { type: "string" },
     "volume-size": { type: "string" },
+    ...tokenFlagOptions,
   });
+  const token = resolveToken(flags);
   const data = (flags.data ?? "./data").replace(/\/+$/, "");
   const trackerPort = parsePort(flags["tracker-port"], 8701);
   const backupPort = parsePort(flags["backup-port"], 8702);
@@ -66,6 +71,7 @@ async function main(): Promise<void> {
       ],
       stdout: "inherit",
       stderr: "inherit",
+      env: token === undefined ? {} : { [tokenEnvName]: token },
     }).spawn();
     const child = { name, process };
     children.push(child);
@@ -128,17 +134,22 @@ async function main(): Promise<void> {
     await stopAll(1);
   }
 
+  // The token itself is never printed: the examples read it from the environment.
+  const auth = token === undefined ? "" : ` -H "Authorization: Bearer $${tokenEnvName}"`;
+  const nbdExport = token === undefined ? "vol0" : `vol0/$${tokenEnvName}`;
   console.log(`
-trackmirror is running (Ctrl-C stops everything):
+trackmirror is running (Ctrl-C stops everything)${
+    token === undefined ? "" : `; every service needs the token (${tokenEnvName} below)`
+  }:
   tracker     ${tracker}    KV ${data}/tracker.kv
   backup      ${backup}    secondary images ${data}/backup/volumes/
   host agent  ${host}    volume vol0 (${volumeSize}) primary ${data}/primary/vol0.img
-  NBD         nbd://127.0.0.1:${nbdPort}/vol0    and nbd+unix:///vol0?socket=${data}/nbd.sock
+  NBD         nbd://127.0.0.1:${nbdPort}/${nbdExport}    and nbd+unix:///${nbdExport}?socket=${data}/nbd.sock
 
 Write to vol0:
-  head -c 65536 /dev/urandom | curl -sS -X PUT --data-binary @- '${host}/v1/volumes/vol0/data?offset=0'
-Or as a block device:  qemu-io -f raw -c 'write -P 0xab 0 1M' nbd://127.0.0.1:${nbdPort}/vol0
-Status:     curl -sS ${host}/v1/status
+  head -c 65536 /dev/urandom | curl -sS${auth} -X PUT --data-binary @- '${host}/v1/volumes/vol0/data?offset=0'
+Or as a block device:  qemu-io -f raw -c 'write -P 0xab 0 1M' "nbd://127.0.0.1:${nbdPort}/${nbdExport}"
+Status:     curl -sS${auth} ${host}/v1/status
 Reconstruct after a backup outage:  deno task reconstruct --tracker ${tracker}
 `);
   const first = await Promise.race(children.map(async (c) => ({ c, s: await c.process.status })));

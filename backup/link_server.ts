@@ -3,7 +3,8 @@
  * Nagle on, receipt acks collapsed to 4k/s) and optionally a unix socket, and turns their RECORDS
  * frames into journal appends.
  *
- * Per connection: HELLO registers the announced volumes (creating secondaries as PUT
+ * Per connection: HELLO must carry the backup's token when it has one (compared in constant time,
+ * src/token.ts; ERROR 401 and close otherwise, before anything is registered); then it registers the announced volumes (creating secondaries as PUT
  * /v1/volumes does) and raises the epoch fence for each, so frames of an older connection still
  * queued in the journal are refused when the journal orders them; then WELCOME with credit; then
  * frames in order (sequence 1, 2, 3...). Each RECORDS payload is verified (link_check.ts) and
@@ -18,7 +19,7 @@
  * Any failure (bad frame, out-of-order sequence, journal refusal, fence) sends ERROR and closes
  * the connection; from then on nothing else from it reaches the journal.
  */
-import { ServiceError } from "../src/errors.ts";
+import { ServiceError, unauthorized } from "../src/errors.ts";
 import {
   type AckMode,
   encodeAckFrame,
@@ -35,6 +36,7 @@ import {
 } from "../src/link_protocol.ts";
 import type { Metrics } from "../src/metrics.ts";
 import { checkName } from "../src/schemas.ts";
+import { tokenMatches } from "../src/token.ts";
 import { EpochFence } from "./epoch_fence.ts";
 import type { Journal } from "./journal.ts";
 import { checkRecords } from "./link_check.ts";
@@ -52,6 +54,8 @@ export interface LinkServerDeps {
   metrics?: Metrics;
   /** Largest credit granted (tests lower it). */
   inflightBytesMax?: number;
+  /** When set, a HELLO must carry it (the backup's `--token`). */
+  token?: string;
 }
 
 /** Where the link server listens. */
@@ -173,7 +177,9 @@ class LinkSession {
       if (hello.type !== FrameType.hello) {
         throw new ServiceError(400, `First frame has type ${hello.type}, not HELLO`);
       }
-      await this.#welcome(frameJson<LinkHello>(hello));
+      const greeting = frameJson<LinkHello>(hello);
+      this.#authenticate(greeting);
+      await this.#welcome(greeting);
       for (;;) {
         const frame = await this.#reader.next();
         if (frame === null || this.#failed) break;
@@ -203,6 +209,17 @@ class LinkSession {
     try {
       this.conn.close();
     } catch { /* already closed */ }
+  }
+
+  /** Refuses a HELLO without the backup's token, before it touches any volume or epoch. */
+  #authenticate(hello: LinkHello): void {
+    const expected = this.server.deps.token;
+    if (expected === undefined) return;
+    const presented = typeof hello?.token === "string" ? hello.token : undefined;
+    if (tokenMatches(presented, expected)) return;
+    const why = presented === undefined ? "carries no token" : "carries a wrong token";
+    console.warn(`Link: refused HELLO of host ${JSON.stringify(hello?.hostId)}: it ${why}`);
+    throw unauthorized(`HELLO ${why}: the backup needs its --token`);
   }
 
   async #welcome(hello: LinkHello): Promise<void> {

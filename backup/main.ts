@@ -3,8 +3,9 @@
  *
  * Flags: --port P (8702), --hostname H (127.0.0.1), --data DIR (./data/backup; secondaries at
  * DIR/volumes/NAME.img, journal at DIR/journal), --journal-bytes-max SIZE (1GiB),
- * --batch-bytes-max SIZE (64MiB), --token T (or env TRACKMIRROR_TOKEN), --link-port P (8704: the
- * host link, src/link_protocol.ts, on --hostname), --link-socket PATH (also on a unix socket).
+ * --batch-bytes-max SIZE (64MiB), --token T or --token-file PATH (or env TRACKMIRROR_TOKEN; it
+ * guards the HTTP routes and the link's HELLO), --link-port P (8704: the host link,
+ * src/link_protocol.ts, on --hostname), --link-socket PATH (also on a unix socket).
  * SIGTERM / SIGINT: stop accepting, finish the in-flight group, exit 0.
  */
 import { parseSize } from "../src/extent.ts";
@@ -12,6 +13,7 @@ import { parseFlags, parsePort, runMain } from "../src/flags.ts";
 import { backupBatchBytesMaxDefault } from "../src/limits.ts";
 import { journalBytesMaxDefault, openBackup } from "./service.ts";
 import { linkPortDefault } from "../src/link_protocol.ts";
+import { resolveToken, tokenFlagOptions } from "../src/token.ts";
 
 /** Default TCP port of the backup service. */
 export const backupPortDefault = 8702;
@@ -34,7 +36,7 @@ async function main(): Promise<void> {
     data: { type: "string" },
     "journal-bytes-max": { type: "string" },
     "batch-bytes-max": { type: "string" },
-    token: { type: "string" },
+    ...tokenFlagOptions,
     "link-port": { type: "string" },
     "link-socket": { type: "string" },
   });
@@ -51,7 +53,7 @@ async function main(): Promise<void> {
     flags["batch-bytes-max"],
     backupBatchBytesMaxDefault,
   );
-  const token = flags.token ?? Deno.env.get("TRACKMIRROR_TOKEN") ?? undefined;
+  const token = resolveToken(flags);
 
   const linkPort = parsePort(flags["link-port"], linkPortDefault);
   const backup = await openBackup({

@@ -26,7 +26,7 @@ export interface BackupOptions {
   journalSegmentBytes?: number;
   /** Start with the applier paused (a held-back backlog); resume with `applier.resume()`. */
   applierPaused?: boolean;
-  /** Bearer token guarding every route but /healthz. */
+  /** Bearer token guarding every route but /healthz; the link's HELLO must carry it too. */
   token?: string;
   /** Where replay reports a torn tail; console.warn by default. */
   log?: (message: string) => void;
@@ -112,7 +112,9 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
   const fence = new EpochFence();
   let link: LinkServer | undefined;
   try {
-    link = opts.link ? LinkServer.listen({ journal, store, fence, metrics }, opts.link) : undefined;
+    link = opts.link
+      ? LinkServer.listen({ journal, store, fence, metrics, token: opts.token }, opts.link)
+      : undefined;
   } catch (err) {
     await journal.close();
     await applier.stop();

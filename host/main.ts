@@ -2,13 +2,14 @@
  * `deno task host`: the host agent. Flags (a contract):
  *   --port P (8703) --tracker URL --backup URL --volume NAME=PATH:SIZE (repeatable)
  * --nbd-port P (10809) --nbd-socket PATH, and more: --hostname, --host-id, --advertise-url, --region-bytes, --auto-resync, --takeover,
- * --ack, --backup-link, --link-ack-timeout-ms, --no-fork (benchmark baseline), --token.
+ * --ack, --backup-link, --link-ack-timeout-ms, --no-fork (benchmark baseline), --token, --token-file.
  */
 import { systemClock } from "../src/clock.ts";
 import type { AckMode } from "../src/link_protocol.ts";
 import { checkRegionBytes, isPowerOfTwo, parseSize, regionBytesDefault } from "../src/extent.ts";
 import { parseCount, parseFlags, parsePort, parseUrl, runMain } from "../src/flags.ts";
 import { checkName, namePattern } from "../src/schemas.ts";
+import { resolveToken, tokenFlagOptions } from "../src/token.ts";
 import { BackupClient } from "../backup/client.ts";
 import { TrackerClient } from "../tracker/client.ts";
 import { createHostApp } from "./app.ts";
@@ -28,7 +29,8 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
   --tracker URL        tracker service (default http://127.0.0.1:8701)
   --backup URL         backup service (default http://127.0.0.1:8702)
   --volume SPEC        NAME=PATH:SIZE; created sparse when absent (SIZE e.g. 4096, 64MiB, 1GiB)
-  --nbd-port P         NBD (TCP) port; export name = volume name (default 10809; 0 picks one)
+  --nbd-port P         NBD (TCP) port; export name = volume name, or VOLUME/TOKEN when a token is
+                       set (default 10809; 0 picks one)
   --nbd-socket PATH    also serve NBD on this unix socket
   --host-id ID         this agent's name at the tracker (default host0)
   --advertise-url URL  where reconstruct reaches this agent (default http://HOSTNAME:PORT)
@@ -47,7 +49,10 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
   --link-ack-timeout-ms N  how long the link waits for the backup's ack before it gives the link
                        up and falls back to tracker marks (default ${linkAckTimeoutMsDefault})
   --no-fork            serve the primary directly, without mirroring (benchmark baseline only)
-  --token T            bearer token for this agent and its peers (or TRACKMIRROR_TOKEN)`;
+  --token T            shared token: bearer token for this agent and its peers, the backup link's
+                       HELLO, and NBD export names VOLUME/TOKEN (prefer --token-file or
+                       TRACKMIRROR_TOKEN: a flag shows in ps)
+  --token-file PATH    read the token from the first line of PATH`;
 
 /** `--activity-unit-bytes`: a power of two, at least one region. */
 function parseUnitBytes(text: string | undefined, regionBytes: number): number {
@@ -106,7 +111,7 @@ async function main(): Promise<void> {
     "predict-regions": { type: "string" },
     "activity-regions-max": { type: "string" },
     "activity-unit-bytes": { type: "string" },
-    token: { type: "string" },
+    ...tokenFlagOptions,
     help: { type: "boolean" },
   });
   if (flags.help) {
@@ -125,7 +130,7 @@ async function main(): Promise<void> {
   if (volumes.length === 0) {
     throw new RangeError(`At least one --volume NAME=PATH:SIZE is needed\n${usage}`);
   }
-  const token = flags.token ?? Deno.env.get("TRACKMIRROR_TOKEN");
+  const token = resolveToken(flags);
 
   // Listen first (so a taken port fails before anything is touched, and port 0 is resolved for
   // the advertised URL); requests are answered 503 until the agent is ready.
@@ -149,6 +154,7 @@ async function main(): Promise<void> {
     ack: parseAck(flags.ack),
     linkAddress: parseLinkAddress(flags["backup-link"]),
     linkAckTimeoutMs: parseLinkAckTimeoutMs(flags["link-ack-timeout-ms"]),
+    linkToken: token,
     autoResync: flags["auto-resync"] ?? false,
     takeover: flags.takeover ?? false,
     predictRegions: parseCount("predict-regions", flags["predict-regions"], predictRegionsDefault),
@@ -168,12 +174,14 @@ async function main(): Promise<void> {
     socketPath: flags["nbd-socket"],
     lookup: (name) => namePattern.test(name) ? agent.volume(name)?.device : undefined,
     listExports: () => agent.volumes.map((v) => v.name),
+    token,
   });
   handler = createHostApp(agent, { token }).fetch;
+  const nbdExport = token === undefined ? "<volume>" : "<volume>/<token>";
   console.log(
     `host ${hostId}: HTTP on http://${hostname}:${http.addr.port}, ` +
-      `NBD on nbd://${hostname}:${nbd.port}/<volume>` +
-      (nbd.socketPath ? ` and nbd+unix:///<volume>?socket=${nbd.socketPath}` : "") +
+      `NBD on nbd://${hostname}:${nbd.port}/${nbdExport}` +
+      (nbd.socketPath ? ` and nbd+unix:///${nbdExport}?socket=${nbd.socketPath}` : "") +
       `, volumes ${volumes.map((v) => `${v.name} (${v.path})`).join(", ")}, ` +
       `tracker ${trackerUrl}, backup ${backupUrl}`,
   );

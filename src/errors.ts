@@ -4,7 +4,7 @@
  */
 export class ServiceError extends Error {
   constructor(
-    readonly status: 400 | 404 | 409 | 413 | 500 | 503,
+    readonly status: 400 | 401 | 404 | 409 | 413 | 500 | 503,
     message: string,
     readonly issues?: unknown,
   ) {
@@ -16,6 +16,8 @@ export class ServiceError extends Error {
 /** Bad input: a value outside what the API accepts. */
 export const badRequest = (message: string, issues?: unknown) =>
   new ServiceError(400, message, issues);
+/** A missing or wrong token. */
+export const unauthorized = (message: string) => new ServiceError(401, message);
 /** The named thing does not exist. */
 export const notFound = (message: string) => new ServiceError(404, message);
 /** The request conflicts with current state (e.g. a lease held by another host). */

@@ -6,7 +6,7 @@
  * Frame, little-endian, a fixed 24-byte header then the payload:
  *
  *   0   u32  magic 0x464c4d54 ("TMLF")
- *   4   u8   version (1)
+ *   4   u8   version (2; 1 is still read: see below)
  *   5   u8   type (see `FrameType`)
  *   6   u16  flags (0; reserved)
  *   8   u32  payload length in bytes (<= linkFrameBytesMax)
@@ -16,7 +16,9 @@
  *   24       payload
  *
  * Types and payloads:
- * - HELLO (host → backup), JSON `LinkHello`: host id, ack mode, volumes with size and epoch.
+ * - HELLO (host → backup), JSON `LinkHello`: host id, ack mode, volumes with size and epoch, and
+ *   (since version 2) the shared token when the host has one. A backup with a token refuses a
+ *   HELLO without it or with a wrong one (ERROR 401, then close) before it registers anything.
  * - WELCOME (backup → host), JSON `LinkWelcome`: the credit granted and a result per volume.
  * - RECORDS (host → backup): journal records back to back exactly as the journal stores them
  *   (src/journal_record.ts), so the backup verifies them and appends the bytes unchanged.
@@ -27,6 +29,11 @@
  *   002's hardening notice. In `durable` mode ACK says the same, so only ACK is sent.
  *   ACK, RECEIVED and HARDENED carry a u64 payload: the credit (see below) as of that moment.
  * - ERROR (either way), JSON `{status, message}`; the sender closes the connection after it.
+ *
+ * Versions: 2 added `token` to HELLO and nothing else, so a reader takes versions 1 and 2 alike
+ * (`linkFrameVersionMin`); a version 1 host can only reach a backup without a token. The link
+ * is not encrypted, like the HTTP routes and their bearer token: it runs on loopback or a unix
+ * socket (every service binds 127.0.0.1).
  *
  * Credit: the backup grants a window of RECORDS payload bytes the host may have sent but not yet
  * seen durable (ACK or HARDENED), from its journal room and never above `linkInflightBytesMax`. A
@@ -46,7 +53,10 @@ import { crc32 } from "node:zlib";
 import { recordPayloadBytesMax } from "./limits.ts";
 
 export const linkFrameMagic = 0x464c4d54;
-export const linkFrameVersion = 1;
+/** The version this code writes. */
+export const linkFrameVersion = 2;
+/** The oldest version this code reads (version 2 only added HELLO's `token`). */
+export const linkFrameVersionMin = 1;
 export const linkFrameHeaderBytes = 24;
 /** Largest payload of one frame (one largest record and its header); larger is corrupt. */
 export const linkFrameBytesMax = recordPayloadBytesMax + 64 * 1024;
@@ -83,6 +93,8 @@ export interface LinkHello {
   hostId: string;
   ack: AckMode;
   volumes: LinkVolume[];
+  /** The shared token (src/token.ts), when the host has one; a backup with one requires it. */
+  token?: string;
 }
 
 /** WELCOME payload. */
@@ -191,7 +203,7 @@ export function decodeFrame(buf: Uint8Array, pos: number): FrameDecode {
     return { ok: false, incomplete: false, reason: `Bad frame magic 0x${magic.toString(16)}` };
   }
   const version = view.getUint8(4);
-  if (version !== linkFrameVersion) {
+  if (version < linkFrameVersionMin || version > linkFrameVersion) {
     return { ok: false, incomplete: false, reason: `Unknown frame version ${version}` };
   }
   const type = view.getUint8(5);

@@ -5,6 +5,7 @@
 import type { Hono } from "hono";
 import { errorBody } from "./errors.ts";
 import type { Metrics } from "./metrics.ts";
+import { tokenMatches } from "./token.ts";
 
 export interface ServiceOptions {
   /** When set, every route but /healthz needs `Authorization: Bearer <token>`. */
@@ -27,9 +28,10 @@ export function applyServiceBasics(app: Hono, name: string, opts: ServiceOptions
   );
   app.get("/healthz", (c) => c.json({ ok: true, service: name }));
   if (opts.token) {
-    const expected = `Bearer ${opts.token}`;
+    const token = opts.token;
     app.use("*", async (c, next) => {
-      if (c.req.header("authorization") !== expected) {
+      const presented = /^Bearer (.*)$/s.exec(c.req.header("authorization") ?? "")?.[1];
+      if (!tokenMatches(presented, token)) {
         return c.json({ error: { status: 401, message: "Missing or wrong bearer token" } }, 401);
       }
       await next();

@@ -24,7 +24,7 @@ Deno.test("a RECORDS frame has the documented little-endian header and checksum"
     0x4d,
     0x4c,
     0x46, // magic "TMLF"
-    1, // version
+    2, // version
     3, // type RECORDS
     0,
     0, // flags

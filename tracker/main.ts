@@ -1,17 +1,19 @@
 /**
  * Runs the tracker service.
  *
- *   deno task tracker [--port 8701] [--hostname 127.0.0.1] [--kv ./data/tracker.kv] [--token T]
+ *   deno task tracker [--port 8701] [--hostname 127.0.0.1] [--kv ./data/tracker.kv]
+ *     [--token T | --token-file PATH]
  *
  * `--kv` is a file path (its directory is created) or an http(s) URL of a remote Deno KV reached
  * through KV Connect (e.g. a `denokv` server; its access token comes from DENO_KV_ACCESS_TOKEN).
- * The tracker must be the only process writing that KV. `--token` (or TRACKMIRROR_TOKEN) guards
- * every route but /healthz with a bearer token. SIGTERM / SIGINT drain the commit queue, close the
- * KV and exit 0.
+ * The tracker must be the only process writing that KV. `--token`, `--token-file` or
+ * TRACKMIRROR_TOKEN (src/token.ts) guards every route but /healthz with a bearer token.
+ * SIGTERM / SIGINT drain the commit queue, close the KV and exit 0.
  */
 import { dirname } from "node:path";
 import { systemClock } from "../src/clock.ts";
 import { parseFlags, parsePort, runMain } from "../src/flags.ts";
+import { resolveToken, tokenFlagOptions } from "../src/token.ts";
 import { createTrackerApp } from "./service.ts";
 
 /** Default port of the tracker. */
@@ -24,13 +26,13 @@ async function main(): Promise<void> {
     port: { type: "string" },
     hostname: { type: "string" },
     kv: { type: "string" },
-    token: { type: "string" },
+    ...tokenFlagOptions,
   });
   const port = parsePort(flags.port, trackerPortDefault);
   const hostname = flags.hostname ?? "127.0.0.1";
   const kvPath = flags.kv ?? trackerKvDefault;
   if (kvPath === "") throw new RangeError(`--kv "" must be a file path or an http(s) URL`);
-  const token = (flags.token ?? Deno.env.get("TRACKMIRROR_TOKEN")) || undefined;
+  const token = resolveToken(flags);
 
   const remote = /^https?:\/\//i.test(kvPath);
   if (!remote && kvPath !== ":memory:") await Deno.mkdir(dirname(kvPath), { recursive: true });

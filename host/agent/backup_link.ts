@@ -39,6 +39,8 @@ export interface BackupLinkOptions {
   linkAckTimeoutMs?: number;
   /** The link's address ("tcp://HOST:PORT" or a socket path); default: asked of the backup. */
   linkAddress?: string;
+  /** The shared token, sent in the link's HELLO. */
+  token?: string;
   /** Makes the link (tests substitute a fake); default: a LinkClient. */
   linkFactory?: (opts: LinkClientOptions) => BackupLinkPort;
 }
@@ -218,6 +220,7 @@ export class BackupLink {
       volumes,
       regionBytes: this.opts.regionBytes,
       ackTimeoutMs: this.opts.linkAckTimeoutMs,
+      token: this.opts.token,
     });
     await link.open();
     link.onFailure((err) => {

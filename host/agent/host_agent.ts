@@ -48,6 +48,8 @@ export interface HostAgentOptions {
   /** The backup link's address; default: what the backup advertises at GET /v1/link. */
   linkAddress?: string;
   linkFactory?: BackupLinkOptions["linkFactory"];
+  /** The shared token, sent in the backup link's HELLO (HTTP clients carry their own). */
+  linkToken?: string;
   batcher?: BatcherOptions;
   resync?: ResyncOptions;
 }
@@ -68,6 +70,7 @@ export class HostAgent {
       linkAckTimeoutMs: opts.linkAckTimeoutMs,
       linkAddress: opts.linkAddress,
       linkFactory: opts.linkFactory,
+      token: opts.linkToken,
     });
     this.#lease = new TrackerLease(opts, this.#volumes);
     if (opts.autoResync) {

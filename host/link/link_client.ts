@@ -40,6 +40,7 @@ import {
   linkCoalesceBytesMax,
   type LinkError,
   linkFrameHeaderBytes,
+  type LinkHello,
   linkInflightBytesMax,
   type LinkVolume,
   type LinkWelcome,
@@ -66,6 +67,8 @@ export interface LinkClientOptions {
   frameBytesMax?: number;
   /** Most bytes queued and unacknowledged before `submit` waits. */
   inflightBytesMax?: number;
+  /** The shared token, sent in HELLO; a backup with a token refuses a HELLO without it. */
+  token?: string;
 }
 
 interface Pending {
@@ -157,11 +160,15 @@ export class LinkClient {
     try {
       await writeAll(
         conn,
-        encodeJsonFrame(FrameType.hello, {
-          hostId: this.opts.hostId,
-          ack: this.ack,
-          volumes: [...this.#volumes.values()],
-        }),
+        encodeJsonFrame(
+          FrameType.hello,
+          {
+            hostId: this.opts.hostId,
+            ack: this.ack,
+            volumes: [...this.#volumes.values()],
+            ...(this.opts.token === undefined ? {} : { token: this.opts.token }),
+          } satisfies LinkHello,
+        ),
       );
       const frame = await reader.next();
       if (frame === null) throw new Error("The backup closed the link before WELCOME");

@@ -2,8 +2,14 @@
  * The fixed newstyle handshake (option haggling) of one NBD connection: greet, read the client
  * flags, answer options until the client picks an export (NBD_OPT_GO or NBD_OPT_EXPORT_NAME),
  * aborts, or breaks the protocol. No TLS: NBD_OPT_STARTTLS is answered NBD_REP_ERR_UNSUP.
+ *
+ * With a token (export_auth.ts) an export is named VOLUME/TOKEN; a name without the right token
+ * gets NBD_REP_ERR_POLICY whether or not the volume exists, NBD_OPT_LIST gets NBD_REP_ERR_POLICY
+ * (it would name the volumes to anyone), and after `authFailuresMax` refusals the connection is
+ * closed, so one connection cannot try tokens until the handshake timeout.
  */
 import type { BlockDevice } from "../../src/block_device.ts";
+import { authorizeExport } from "./export_auth.ts";
 import {
   clientFlagsBytes,
   describeParseError,
@@ -38,18 +44,25 @@ export const optionBytesMax = 16 * 1024;
 export const blockBytesMin = 1;
 export const blockBytesPreferred = 4096;
 
+/** Export names refused for a missing or wrong token before the connection is closed. */
+export const authFailuresMax = 3;
+
 /** Flags every export is served with; SEND_DF is added once structured replies were negotiated. */
 export const transmissionFlagsBase = NbdFlag.HAS_FLAGS | NbdFlag.SEND_FLUSH | NbdFlag.SEND_FUA |
   NbdFlag.SEND_TRIM | NbdFlag.SEND_WRITE_ZEROES | NbdFlag.CAN_MULTI_CONN;
 
 export interface HandshakeContext {
+  /** The device of a volume name (the token, when there is one, is already checked and cut off). */
   lookup(exportName: string): BlockDevice | undefined;
   listExports(): string[];
+  /** When set, export names must carry it (export_auth.ts). */
+  token?: string;
   requestBytesMax: number;
   log(message: string): void;
 }
 
 export type HandshakeResult =
+  /** `exportName` is the volume: the token part of an authenticated name is never kept. */
   | { kind: "transmission"; exportName: string; device: BlockDevice; structured: boolean }
   /** The client aborted, hung up, or broke the protocol; the connection is to be closed. */
   | { kind: "closed" };
@@ -70,6 +83,7 @@ export async function negotiate(
   }
   const noZeroes = (clientFlags.value & NbdClientFlag.NO_ZEROES) !== 0;
   let structured = false;
+  let authFailures = 0;
 
   for (;;) {
     if (!(await reader.fill(optionHeaderBytes))) return closed;
@@ -96,13 +110,18 @@ export async function negotiate(
       case NbdOpt.EXPORT_NAME: {
         // This option cannot answer an error: an unknown export ends the session.
         const name = parseString(data);
-        const device = name.ok ? ctx.lookup(name.value) : undefined;
-        if (!name.ok || !device) {
-          ctx.log(`Closing connection: ${opt} names no export (${describeName(name)})`);
+        const access = name.ok ? authorizeExport(name.value, ctx.token) : undefined;
+        if (access && !access.ok) {
+          ctx.log(`Closing connection: ${opt} refused: ${access.reason}`);
+          return closed;
+        }
+        const device = access?.ok ? ctx.lookup(access.volume) : undefined;
+        if (!access?.ok || !device) {
+          ctx.log(`Closing connection: ${opt} names no export (${describeName(name, access)})`);
           return closed;
         }
         await write(encodeExportNameReply(device.sizeBytes, flagsFor(structured), noZeroes));
-        return { kind: "transmission", exportName: name.value, device, structured };
+        return { kind: "transmission", exportName: access.volume, device, structured };
       }
       case NbdOpt.ABORT:
         await write(encodeOptionReply(option, NbdRep.ACK)).catch(() => {});
@@ -110,6 +129,14 @@ export async function negotiate(
       case NbdOpt.LIST: {
         if (length !== 0) {
           await write(encodeOptionError(option, NbdRep.ERR_INVALID, `${opt} takes no data`));
+          break;
+        }
+        if (ctx.token !== undefined) {
+          await write(encodeOptionError(
+            option,
+            NbdRep.ERR_POLICY,
+            `${opt} is refused: this server needs a token, name an export as VOLUME/TOKEN`,
+          ));
           break;
         }
         const replies = ctx.listExports().map((n) =>
@@ -126,12 +153,20 @@ export async function negotiate(
           await write(encodeOptionError(option, NbdRep.ERR_INVALID, `${opt}: ${why}`));
           break;
         }
-        const device = ctx.lookup(req.value.name);
+        const access = authorizeExport(req.value.name, ctx.token);
+        if (!access.ok) {
+          authFailures++;
+          ctx.log(`Refused ${opt} (${authFailures} of ${authFailuresMax}): ${access.reason}`);
+          await write(encodeOptionError(option, NbdRep.ERR_POLICY, access.reason));
+          if (authFailures >= authFailuresMax) return closed;
+          break;
+        }
+        const device = ctx.lookup(access.volume);
         if (!device) {
           await write(encodeOptionError(
             option,
             NbdRep.ERR_UNKNOWN,
-            `Export "${req.value.name}" does not exist`,
+            `Export "${access.volume}" does not exist`,
           ));
           break;
         }
@@ -149,7 +184,7 @@ export async function negotiate(
           encodeOptionReply(option, NbdRep.ACK),
         ]));
         if (option === NbdOpt.GO) {
-          return { kind: "transmission", exportName: req.value.name, device, structured };
+          return { kind: "transmission", exportName: access.volume, device, structured };
         }
         break;
       }
@@ -181,5 +216,8 @@ function concat(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
-const describeName = (name: ReturnType<typeof parseString>) =>
-  name.ok ? `"${name.value}"` : describeParseError(name.error);
+/** The name a refused NBD_OPT_EXPORT_NAME asked for: the volume part only, never a token. */
+const describeName = (
+  name: ReturnType<typeof parseString>,
+  access: ReturnType<typeof authorizeExport> | undefined,
+) => access?.ok ? `"${access.volume}"` : name.ok ? "" : describeParseError(name.error);

@@ -47,6 +47,11 @@ export interface NbdServerOptions {
   lookup(exportName: string): BlockDevice | undefined;
   /** Export names for NBD_OPT_LIST. */
   listExports(): string[];
+  /**
+   * When set, a client names an export VOLUME/TOKEN (export_auth.ts) and `lookup` is asked for
+   * VOLUME only once TOKEN matched; NBD_OPT_LIST is refused.
+   */
+  token?: string;
   /** TCP address; default 127.0.0.1:10809. Port 0 picks a free port. */
   hostname?: string;
   port?: number;
@@ -256,6 +261,7 @@ class Connection {
       result = await negotiate(reader, (b) => writeAll(this.#conn, b), {
         lookup: options.lookup,
         listExports: options.listExports,
+        token: options.token,
         requestBytesMax: s.requestBytesMax,
         log: s.log,
       });

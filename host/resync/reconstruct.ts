@@ -3,7 +3,7 @@
  * dirty volumes, shows progress, and ends with a summary. Exits 1 with a clear message when a
  * volume could not be resynced (backup still offline, host agent unreachable).
  *
- *   deno task reconstruct [--tracker URL] [--volume NAME] [--token T] [--poll-ms N]
+ *   deno task reconstruct [--tracker URL] [--volume NAME] [--token T | --token-file PATH] [--poll-ms N]
  *   deno task reconstruct --host ID --backup URL --volume-path NAME=PATH ... [--force]
  *     for a host agent that will not come back: take over its volumes' leases, promote its
  *     activity marks to dirty marks, and resync from the primary images reachable here.
@@ -12,6 +12,7 @@ import { formatBytes } from "../../src/extent.ts";
 import { parseCount, parseFlags, parseUrl, runMain } from "../../src/flags.ts";
 import { ServiceCallError } from "../../src/http_client.ts";
 import { checkName, type VolumeInfo } from "../../src/schemas.ts";
+import { resolveToken, tokenFlagOptions } from "../../src/token.ts";
 import { TrackerClient } from "../../tracker/client.ts";
 import { BackupClient } from "../../backup/client.ts";
 import { HostClient } from "../client.ts";
@@ -85,7 +86,7 @@ async function main(): Promise<void> {
   const flags = parseFlags(Deno.args, {
     tracker: { type: "string" },
     volume: { type: "string" },
-    token: { type: "string" },
+    ...tokenFlagOptions,
     "poll-ms": { type: "string" },
     host: { type: "string" },
     backup: { type: "string" },
@@ -94,7 +95,7 @@ async function main(): Promise<void> {
     force: { type: "boolean" },
   });
   const trackerUrl = parseUrl("tracker", flags.tracker, "http://127.0.0.1:8701");
-  const token = flags.token ?? Deno.env.get("TRACKMIRROR_TOKEN");
+  const token = resolveToken(flags);
   const pollMs = parseCount("poll-ms", flags["poll-ms"], 500);
   const tracker = new TrackerClient(trackerUrl, { token });
 
