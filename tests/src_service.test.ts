@@ -127,9 +127,14 @@ Deno.test("a token guards every route but /healthz", async (t) => {
     assert.deepEqual(await res.json(), { ok: true, service: "test" });
   });
   for (const path of ["/missing", "/metrics", "/nowhere"]) {
-    const wrong: Record<string, string>[] = [{}, { authorization: "Bearer wrong" }, {
-      authorization: "s3cret",
-    }];
+    const wrong: Record<string, string>[] = [
+      {},
+      { authorization: "Bearer wrong" },
+      { authorization: "s3cret" },
+      { authorization: "Bearer s3cre" },
+      { authorization: "Bearer  s3cret" },
+      { authorization: "Basic s3cret" },
+    ];
     for (const headers of wrong) {
       await t.step(`${path} with ${JSON.stringify(headers)}`, async () => {
         const res = await app.request(path, { headers });
