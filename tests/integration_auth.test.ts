@@ -192,3 +192,85 @@ Deno.test("misused token flags stop every command before it starts, naming flag 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** Pids and command lines of the processes whose command line mentions `needle` (Linux /proc). */
+async function processesMentioning(needle: string): Promise<{ pid: number; cmdline: string }[]> {
+  const found: { pid: number; cmdline: string }[] = [];
+  for await (const e of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const cmdline = (await Deno.readTextFile(`/proc/${e.name}/cmdline`)).replaceAll("\0", " ");
+      if (cmdline.includes(needle)) found.push({ pid: Number(e.name), cmdline });
+    } catch { /* exited meanwhile */ }
+  }
+  return found;
+}
+
+Deno.test({
+  name: "start --token-file hands the token to all three services without putting it in ps",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "trackmirror-auth-start-" });
+    const tokenFile = `${dir}/token`;
+    const secret = `start-${crypto.randomUUID()}`;
+    await Deno.writeTextFile(tokenFile, `${secret}\n`);
+    const ports = { tracker: freePort(), backup: freePort(), host: freePort(), nbd: freePort() };
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--quiet",
+        new URL("../start.ts", import.meta.url).pathname,
+        "--data",
+        `${dir}/data`,
+        "--tracker-port",
+        String(ports.tracker),
+        "--backup-port",
+        String(ports.backup),
+        "--host-port",
+        String(ports.host),
+        "--nbd-port",
+        String(ports.nbd),
+        "--link-port",
+        String(freePort()),
+        "--volume-size",
+        "4MiB",
+        "--token-file",
+        tokenFile,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    const output = child.output();
+    try {
+      const bearer = { authorization: `Bearer ${secret}` };
+      const deadline = Date.now() + 60_000;
+      let ready = false;
+      while (!ready && Date.now() < deadline) {
+        try {
+          const res = await fetch(`http://127.0.0.1:${ports.host}/v1/status`, { headers: bearer });
+          await res.body?.cancel();
+          ready = res.ok;
+        } catch { /* not up yet */ }
+        if (!ready) await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.ok(ready, "the host agent answered with the bearer");
+      for (const port of [ports.tracker, ports.backup, ports.host]) {
+        const denied = await fetch(`http://127.0.0.1:${port}/v1/status`);
+        await denied.body?.cancel();
+        assert.equal(denied.status, 401, `port ${port} needs the token`);
+      }
+      const procs = await processesMentioning(`${dir}/data`);
+      assert.ok(procs.length >= 3, procs.map((p) => p.cmdline).join("\n"));
+      for (const p of procs) assert.ok(!p.cmdline.includes(secret), `in ps: ${p.cmdline}`);
+    } finally {
+      child.kill("SIGTERM");
+      const out = await output;
+      const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+      for (const p of await processesMentioning(`${dir}/data`)) Deno.kill(p.pid, "SIGKILL");
+      await Deno.remove(dir, { recursive: true });
+      assert.doesNotMatch(text, new RegExp(secret), "start never prints the token");
+    }
+  },
+});
