@@ -42,9 +42,11 @@ export interface TokenSources {
 }
 
 /**
- * The token a command runs with: `--token`, else the first line of `--token-file` (trimmed), else
- * `TRACKMIRROR_TOKEN`, else none. Both flags together, an unreadable or empty file, or an empty
- * `--token` is a RangeError naming the flag and the value (never the token itself).
+ * The token a command runs with, trimmed (HTTP drops a header's outer whitespace, so a token
+ * with any could never match): `--token`, else the first line of `--token-file`, else
+ * `TRACKMIRROR_TOKEN`, else none (an empty variable is none, as it always was). Both flags
+ * together, an unreadable or empty file, or a blank `--token` or variable is a RangeError naming
+ * the flag or variable (never the token itself).
  */
 export function resolveToken(
   flags: TokenSources,
@@ -55,11 +57,18 @@ export function resolveToken(
     throw new RangeError(`--token and --token-file "${file}" were both given: give one`);
   }
   if (flags.token !== undefined) {
-    if (flags.token.trim() === "") throw new RangeError(`--token "" must not be empty`);
-    return flags.token;
+    const token = flags.token.trim();
+    if (token === "") throw new RangeError(`--token ${JSON.stringify(flags.token)} is blank`);
+    return token;
   }
   if (file !== undefined) return readTokenFile(file);
-  return env(tokenEnvName) || undefined;
+  const fromEnv = env(tokenEnvName);
+  if (fromEnv === undefined || fromEnv === "") return undefined;
+  const token = fromEnv.trim();
+  if (token === "") {
+    throw new RangeError(`${tokenEnvName} ${JSON.stringify(fromEnv)} is blank: unset it or set it`);
+  }
+  return token;
 }
 
 /** The first line of `path`, trimmed; a RangeError naming `--token-file` and `path` otherwise. */

@@ -104,7 +104,7 @@ Deno.test("with a token, the third refused export name closes the connection", a
 Deno.test("with a token, NBD_OPT_EXPORT_NAME needs it too", async (t) => {
   const { fx, rec } = guarded();
   await using _ = fx;
-  for (const name of ["db0", "db0/guess"]) {
+  for (const name of ["db0", "db0/guess", `nope/${token}`]) {
     await t.step(`"${name}" ends the session`, async () => {
       const c = await fx.connect();
       await c.start();
@@ -120,6 +120,7 @@ Deno.test("with a token, NBD_OPT_EXPORT_NAME needs it too", async (t) => {
     assert.equal((await c.write(0, pattern(512))).error, 0);
   });
   assert.equal(rec.of("write").length, 1);
+  assert.match(fx.logs.join("\n"), /names no export \("nope"\)/);
   assert.doesNotMatch(fx.logs.join("\n"), /guess|s3cret/);
 });
 

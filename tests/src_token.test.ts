@@ -48,6 +48,9 @@ Deno.test("resolveToken prefers --token, then --token-file, then TRACKMIRROR_TOK
     assert.equal(resolveToken({}, env), "from-env");
     assert.equal(resolveToken({}, () => undefined), undefined);
     assert.equal(resolveToken({}, () => ""), undefined, "an empty variable means no token");
+    assert.equal(resolveToken({ token: " spaced\t" }, env), "spaced", "outer blanks go");
+    assert.equal(resolveToken({}, () => " spaced\n"), "spaced");
+    throwsRange(() => resolveToken({}, () => "  "), /^TRACKMIRROR_TOKEN "  " is blank/);
     await Deno.writeTextFile(file, "crlf-token\r\n");
     assert.equal(readTokenFile(file), "crlf-token");
   } finally {
@@ -73,7 +76,8 @@ Deno.test("token flags misused: a RangeError naming the flag and the path, never
         { token: "t0p", "token-file": empty },
         /^--token and --token-file ".*empty" were both given/,
       ],
-      ["an empty --token", { token: " " }, /^--token "" must not be empty/],
+      ["a blank --token", { token: " " }, /^--token " " is blank/],
+      ["an empty --token", { token: "" }, /^--token "" is blank/],
       ["a missing file", { "token-file": missing }, /^--token-file ".*missing" cannot be read/],
       ["a directory", { "token-file": dir }, /^--token-file ".*" cannot be read: .*not a regular/],
       ["an empty file", { "token-file": empty }, /^--token-file ".*empty" is empty/],

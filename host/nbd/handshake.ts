@@ -110,14 +110,19 @@ export async function negotiate(
       case NbdOpt.EXPORT_NAME: {
         // This option cannot answer an error: an unknown export ends the session.
         const name = parseString(data);
-        const access = name.ok ? authorizeExport(name.value, ctx.token) : undefined;
-        if (access && !access.ok) {
+        if (!name.ok) {
+          ctx.log(`Closing connection: ${opt} names no export (${describeParseError(name.error)})`);
+          return closed;
+        }
+        const access = authorizeExport(name.value, ctx.token);
+        if (!access.ok) {
           ctx.log(`Closing connection: ${opt} refused: ${access.reason}`);
           return closed;
         }
-        const device = access?.ok ? ctx.lookup(access.volume) : undefined;
-        if (!access?.ok || !device) {
-          ctx.log(`Closing connection: ${opt} names no export (${describeName(name, access)})`);
+        const device = ctx.lookup(access.volume);
+        if (!device) {
+          // The volume part only: the rest of the name may be the token.
+          ctx.log(`Closing connection: ${opt} names no export ("${access.volume}")`);
           return closed;
         }
         await write(encodeExportNameReply(device.sizeBytes, flagsFor(structured), noZeroes));
@@ -215,9 +220,3 @@ function concat(parts: Uint8Array[]): Uint8Array {
   }
   return out;
 }
-
-/** The name a refused NBD_OPT_EXPORT_NAME asked for: the volume part only, never a token. */
-const describeName = (
-  name: ReturnType<typeof parseString>,
-  access: ReturnType<typeof authorizeExport> | undefined,
-) => access?.ok ? `"${access.volume}"` : name.ok ? "" : describeParseError(name.error);
