@@ -193,22 +193,18 @@ Deno.test("misused token flags stop every command before it starts, naming flag 
   }
 });
 
-/** Pids and command lines of the processes whose command line mentions `needle` (Linux /proc). */
+/** Pids and full command lines (`ps -ww`) of the processes whose command line mentions `needle`. */
 async function processesMentioning(needle: string): Promise<{ pid: number; cmdline: string }[]> {
-  const found: { pid: number; cmdline: string }[] = [];
-  for await (const e of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const cmdline = (await Deno.readTextFile(`/proc/${e.name}/cmdline`)).replaceAll("\0", " ");
-      if (cmdline.includes(needle)) found.push({ pid: Number(e.name), cmdline });
-    } catch { /* exited meanwhile */ }
-  }
-  return found;
+  const out = await runChecked("ps", ["-ww", "-eo", "pid=,args="]);
+  return out.split("\n").filter((line) => line.includes(needle)).map((line) => {
+    const [, pid, cmdline] = /^\s*(\d+)\s+(.*)$/.exec(line) ?? [];
+    return { pid: Number(pid), cmdline };
+  }).filter((p) => p.pid > 0);
 }
 
 Deno.test({
   name: "start --token-file hands the token to all three services without putting it in ps",
-  ignore: Deno.build.os !== "linux",
+  ignore: !(await installed("ps", ["-p", "1"])),
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "trackmirror-auth-start-" });
     const tokenFile = `${dir}/token`;
@@ -268,8 +264,12 @@ Deno.test({
       child.kill("SIGTERM");
       const out = await output;
       const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-      for (const p of await processesMentioning(`${dir}/data`)) Deno.kill(p.pid, "SIGKILL");
-      await Deno.remove(dir, { recursive: true });
+      try {
+        // start stops its children on SIGTERM; any left over is one of ours, started by it.
+        for (const p of await processesMentioning(`${dir}/data`)) Deno.kill(p.pid, "SIGKILL");
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
       assert.doesNotMatch(text, new RegExp(secret), "start never prints the token");
     }
   },
