@@ -3,8 +3,10 @@
  *   --port P (8703) --tracker URL --backup URL --volume NAME=PATH:SIZE (repeatable)
  * --nbd-port P (10809) --nbd-socket PATH, and more: --hostname, --host-id, --advertise-url, --region-bytes, --auto-resync, --takeover,
  * --ack, --backup-link, --link-ack-timeout-ms, --no-fork (benchmark baseline), --token.
+ * Test only: env TRACKMIRROR_FAULT_FILE (src/fault_file.ts) injects primary write faults.
  */
 import { systemClock } from "../src/clock.ts";
+import { faultFileEnv, faultFileFromEnv } from "../src/fault_file.ts";
 import type { AckMode } from "../src/link_protocol.ts";
 import { checkRegionBytes, isPowerOfTwo, parseSize, regionBytesDefault } from "../src/extent.ts";
 import { parseCount, parseFlags, parsePort, parseUrl, runMain } from "../src/flags.ts";
@@ -137,7 +139,10 @@ async function main(): Promise<void> {
     flags["advertise-url"],
     `http://${hostname}:${http.addr.port}`,
   );
+  const faults = faultFileFromEnv();
+  if (faults) console.warn(`host: test-only disk faults from ${faultFileEnv}=${faults.path}`);
   const agent = await HostAgent.open({
+    faults,
     hostId,
     advertiseUrl,
     volumes,
