@@ -49,7 +49,9 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
   --link-ack-timeout-ms N  how long the link waits for the backup's ack before it gives the link
                        up and falls back to tracker marks (default ${linkAckTimeoutMsDefault})
   --no-fork            serve the primary directly, without mirroring (benchmark baseline only)
-  --token T            bearer token for this agent and its peers (or TRACKMIRROR_TOKEN)`;
+  --token T            bearer token for this agent and its peers (or TRACKMIRROR_TOKEN)
+Environment (tests only): TRACKMIRROR_FAULT_FILE=PATH makes primary writes fail while PATH holds
+  a line primary=enospc or primary=eio (see README, "Fault injection")`;
 
 /** `--activity-unit-bytes`: a power of two, at least one region. */
 function parseUnitBytes(text: string | undefined, regionBytes: number): number {

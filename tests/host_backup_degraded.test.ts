@@ -96,6 +96,27 @@ Deno.test("a failure the component answered (503) makes it degraded, not offline
   status.stop();
 });
 
+Deno.test("a 503 while a probe is in flight wins over that probe's success: degraded, not online", async () => {
+  const timers = new StepTimers();
+  const calls: (() => void)[] = [];
+  const probe = () => new Promise<void>((resolve) => calls.push(resolve));
+  const status = new ComponentStatus(
+    "backup",
+    probe,
+    new ManualClock(),
+    { timers },
+    (err) => err instanceof LinkRefusedError && err.status === 503 ? "degraded" : "offline",
+  );
+  status.start();
+  timers.fire();
+  status.markOffline(new LinkRefusedError(503, "Journal full"));
+  calls[0]();
+  await settle();
+  assert.equal(status.state, "degraded");
+  assert.equal(status.view().lastError, "Journal full");
+  status.stop();
+});
+
 Deno.test("a degraded backup is probed with backoff; writes go to the tracker and never to the link", async () => {
   const dir = await Deno.makeTempDir();
   const tracker = new RecordingTracker();

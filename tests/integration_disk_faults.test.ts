@@ -135,60 +135,67 @@ async function healAndConverge(r: FaultRig): Promise<void> {
   assert.equal(await r.sys.sha256Secondary(), await r.sys.sha256Primary());
 }
 
-Deno.test("journal ENOSPC: the host reports the backup degraded, tracks writes without backup round trips, converges after heal", async () => {
-  await withFaults(async (r) => {
-    const { sys } = r;
-    const rand = seededRandom(seed);
-    const model = new Model(sys);
-    await sys.waitMirroring();
-    for (let i = 0; i < 8; i++) await model.write(i * region, randomBytes(rand, 5000));
+Deno.test("journal ENOSPC: the host reports the backup degraded, tracks writes without backup round trips, converges after heal", async (t) => {
+  for (const ack of ["durable", "received"]) {
+    await t.step(`--ack ${ack}`, async () => {
+      await withFaults(async (r) => {
+        const { sys } = r;
+        const rand = seededRandom(seed);
+        const model = new Model(sys);
+        await sys.waitMirroring();
+        for (let i = 0; i < 8; i++) await model.write(i * region, randomBytes(rand, 5000));
 
-    await r.setFaults(["journal=enospc"]);
-    const first = performance.now();
-    await model.write(10 * region + 7, randomBytes(rand, 3000)); // pays the one failed round trip
-    const s = await untilStatus(
-      sys,
-      (s) => s.components.backup.state === "degraded",
-      "backup degraded",
-    );
-    console.log(`degraded after ${Math.round(performance.now() - first)} ms`);
-    assert.equal(s.mode, "tracking");
-    assert.match(s.components.backup.lastError!, /No space left on device/);
-    assert.equal(
-      await metric(sys.host.url, "trackmirror_host_backup_state", '{state="degraded"}'),
-      1,
-    );
-    const backupStatus = await (await fetch(`${sys.backup.url}/v1/status`)).json();
-    assert.equal(backupStatus.state, "degraded");
-    assert.match(backupStatus.reason, /^Journal write failed: .*No space left on device/);
+        await r.setFaults(["journal=enospc"]);
+        const first = performance.now();
+        await model.write(10 * region + 7, randomBytes(rand, 3000)); // pays the one failed round trip
+        const s = await untilStatus(
+          sys,
+          (s) => s.components.backup.state === "degraded",
+          "backup degraded",
+        );
+        console.log(`degraded after ${Math.round(performance.now() - first)} ms`);
+        assert.equal(s.mode, "tracking");
+        assert.match(s.components.backup.lastError!, /No space left on device/);
+        assert.equal(
+          await metric(sys.host.url, "trackmirror_host_backup_state", '{state="degraded"}'),
+          1,
+        );
+        const backupStatus = await (await fetch(`${sys.backup.url}/v1/status`)).json();
+        assert.equal(backupStatus.state, "degraded");
+        assert.match(backupStatus.reason, /^Journal write failed: .*No space left on device/);
 
-    const framesBefore = await metric(sys.backup.url, "trackmirror_backup_link_frames_total");
-    const trackedBefore = await metric(
-      sys.host.url,
-      "trackmirror_host_writes_total",
-      '{volume="vol0",outcome="tracker"}',
-    );
-    for (let i = 0; i < 30; i++) {
-      await model.write(Math.floor(rand() * (sys.sizeBytes - 70_000)), randomBytes(rand, 60_000));
-    }
-    assert.equal(
-      await metric(sys.backup.url, "trackmirror_backup_link_frames_total"),
-      framesBefore,
-      "a write reached the degraded backup",
-    );
-    assert.equal(
-      await metric(
-        sys.host.url,
-        "trackmirror_host_writes_total",
-        '{volume="vol0",outcome="tracker"}',
-      ),
-      trackedBefore + 30,
-    );
-    assert.equal((await hostStatus(sys)).components.backup.state, "degraded");
+        const framesBefore = await metric(sys.backup.url, "trackmirror_backup_link_frames_total");
+        const trackedBefore = await metric(
+          sys.host.url,
+          "trackmirror_host_writes_total",
+          '{volume="vol0",outcome="tracker"}',
+        );
+        for (let i = 0; i < 30; i++) {
+          await model.write(
+            Math.floor(rand() * (sys.sizeBytes - 70_000)),
+            randomBytes(rand, 60_000),
+          );
+        }
+        assert.equal(
+          await metric(sys.backup.url, "trackmirror_backup_link_frames_total"),
+          framesBefore,
+          "a write reached the degraded backup",
+        );
+        assert.equal(
+          await metric(
+            sys.host.url,
+            "trackmirror_host_writes_total",
+            '{volume="vol0",outcome="tracker"}',
+          ),
+          trackedBefore + 30,
+        );
+        assert.equal((await hostStatus(sys)).components.backup.state, "degraded");
 
-    await healAndConverge(r);
-    await model.checkPrimary();
-  });
+        await healAndConverge(r);
+        await model.checkPrimary();
+      }, { hostArgs: ["--ack", ack] });
+    });
+  }
 });
 
 Deno.test("journal full (the secondaries cannot be written): degraded with the reason, writes tracked, converges after heal", async () => {
