@@ -390,10 +390,11 @@ export class Journal {
       for (const q of group) this.#writeAll(q.body);
     } catch (err) {
       // Never acknowledged: the group is refused whole (an ENOSPC or EIO says why).
-      if (touched) await this.#undoGroup(startBytes, err as Error);
-      else {console.error(
-          `Journal segment ${this.activeId}: group refused: ${(err as Error).message}`,
-        );}
+      if (touched) {
+        await this.#undoGroup(startBytes, err as Error);
+      } else {
+        console.error(`Journal segment ${this.activeId}: group refused: ${(err as Error).message}`);
+      }
       this.#writeFailure = err as Error;
       this.#reject(group, err as Error);
       return;

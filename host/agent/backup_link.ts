@@ -1,16 +1,16 @@
 /**
- * The backup as the host sees it: its status (online, offline, probing), the epoch, the probe that
- * brings it back, and the persistent link (host/link/link_client.ts) that every mirror write and
- * resync copy travels on.
+ * The backup as the host sees it: its status (online, offline, degraded, probing), the epoch, the
+ * probe that brings it back, and the persistent link (host/link/link_client.ts) that every mirror
+ * write and resync copy travels on.
  *
- * The probe brings the backup back in this order: `/healthz` answers; its `/v1/status` does not say
- * `degraded` (a full or failing journal: the probe fails with `BackupDegradedError`, the status
- * becomes `degraded` and probing backs off, so no write pays a round trip that cannot succeed);
- * every volume is registered
- * over HTTP with the current epoch (that creates the secondary and raises the backup's fence, so
- * nothing an earlier connection left queued can land after what follows); the link endpoints are
- * read from `GET /v1/link` (a unix socket is preferred when the backup offers one on this
- * machine); the link is opened (or reopened) with a HELLO naming the same epoch.
+ * The probe brings the backup back in this order: `/healthz` answers; its `/v1/status` does not
+ * say `degraded` (a full or failing journal: the probe fails with `BackupDegradedError`, the
+ * status becomes `degraded` and probing backs off, so no write pays a round trip that cannot
+ * succeed); every volume is registered over HTTP with the current epoch (that creates the
+ * secondary and raises the backup's fence, so nothing an earlier connection left queued can land
+ * after what follows); the link endpoints are read from `GET /v1/link` (a unix socket is preferred
+ * when the backup offers one on this machine); the link is opened (or reopened) with a HELLO
+ * naming the same epoch.
  *
  * `received` mode (seed 002): the backup acknowledges on receipt and hardens later, so when the
  * link fails the union of the volumes' unhardened regions (current ∪ old) may be lost. That union
