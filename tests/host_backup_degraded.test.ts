@@ -71,6 +71,7 @@ Deno.test("a failure the component answered (503) makes it degraded, not offline
   assert.equal(status.isOnline, false);
   assert.equal(status.view().lastError, "Full journal");
   timers.fire();
+  assert.equal(status.state, "degraded", "no flapping to probing while a degraded one is probed");
   outcomes[1](false, new Error("Full still"));
   await settle();
   assert.equal(status.state, "degraded");
@@ -83,16 +84,8 @@ Deno.test("a failure the component answered (503) makes it degraded, not offline
   await settle();
   assert.equal(status.state, "online");
   assert.deepEqual(timers.delays, [0, 250, 500, 1000]);
-  assert.deepEqual(seen, [
-    "online",
-    "degraded",
-    "probing",
-    "degraded",
-    "probing",
-    "offline",
-    "probing",
-    "online",
-  ]);
+  // A degraded component stays degraded while it is probed; an offline one shows probing.
+  assert.deepEqual(seen, ["online", "degraded", "offline", "probing", "online"]);
   status.stop();
 });
 
@@ -143,6 +136,7 @@ Deno.test("a degraded backup is probed with backoff; writes go to the tracker an
     assert.equal(backup.batches.length, 1);
 
     // The journal fails a write: the backup answers the link with ERROR 503.
+    const epoch = agent.backupLink.epoch;
     backup.reason = "Journal write failed: No space left on device (os error 28)";
     backup.links.at(-1)!.fail(
       new LinkRefusedError(503, "The backup failed the link (503): Journal append failed"),
@@ -150,7 +144,7 @@ Deno.test("a degraded backup is probed with backoff; writes go to the tracker an
     const s = agent.status();
     assert.equal(s.components.backup.state, "degraded");
     assert.equal(s.mode, "tracking");
-    const epoch = agent.backupLink.epoch;
+    assert.equal(agent.backupLink.epoch, epoch + 1, "the epoch rose when the backup was given up");
 
     for (let i = 0; i < 3; i++) {
       timers.fire();
@@ -160,7 +154,6 @@ Deno.test("a degraded backup is probed with backoff; writes go to the tracker an
     }
     assert.deepEqual(timers.delays.slice(1), [250, 500, 1000, 2000]);
     assert.equal(backup.links.length, 1, "no link is opened to a degraded backup");
-    assert.ok(agent.backupLink.epoch > epoch, "the epoch rose when the backup was given up");
 
     const commandsBefore = tracker.tracks.length;
     for (let i = 1; i < 16; i++) await v.device.write(i * region, new Uint8Array(4096).fill(2));

@@ -9,9 +9,13 @@
  * stop mirror writes (they go to the tracker) and both are probed, never retried per write; the
  * state only tells the operator which it is, and `lastError` why.
  *
- *   online ──write fails──▶ offline | degraded ──backoff──▶ probing ──ok──▶ online
- *                                    ▲                         │
- *                                    └──probe fails (classify)─┘
+ *   online ──write fails──▶ offline | degraded ──backoff──▶ probe ──ok──▶ online
+ *                                    ▲                       │
+ *                                    └─probe fails (classify)┘
+ *
+ * An offline component shows `probing` while a probe runs; a degraded one stays `degraded` (it is
+ * known to answer, and stays degraded until a probe proves otherwise), so its status and metric do
+ * not flap with every probe.
  */
 import type { Clock } from "../../src/clock.ts";
 import type { ComponentState, ComponentStatusView } from "../../src/host_schemas.ts";
@@ -54,6 +58,7 @@ export class ComponentStatus {
   readonly #timers: ProbeTimers;
   /** Set when a write fails while a probe is in flight: that probe's success does not count. */
   #failedDuringProbe = false;
+  #probeInFlight = false;
   /** The error a write failed with while a probe was in flight (it decides the next state). */
   #probeWriteError: unknown;
   #stopped = false;
@@ -101,7 +106,7 @@ export class ComponentStatus {
   markOffline(err: unknown): void {
     this.#lastError = err instanceof Error ? err.message : String(err);
     this.#lastErrorAt = this.clock.now();
-    if (this.#state === "probing") {
+    if (this.#probeInFlight) {
       this.#failedDuringProbe = true;
       this.#probeWriteError = err;
     }
@@ -135,17 +140,20 @@ export class ComponentStatus {
 
   async #runProbe(lastDelayMs: number): Promise<void> {
     if (this.#stopped || this.#state === "online") return;
-    this.#set("probing");
+    if (this.#state !== "degraded") this.#set("probing");
     this.#probes++;
     this.#failedDuringProbe = false;
     this.#probeWriteError = undefined;
+    this.#probeInFlight = true;
     try {
       await this.probe();
-      if (this.#stopped || this.#state !== "probing") return;
+      this.#probeInFlight = false;
+      if (this.#stopped || this.isOnline) return;
       // A write failed while the probe ran; its error is newer than the probe's success.
       if (this.#failedDuringProbe) throw new Error(this.#lastError ?? "A write failed");
       this.#set("online");
     } catch (err) {
+      this.#probeInFlight = false;
       if (this.#stopped) return;
       if (!this.#failedDuringProbe) {
         this.#lastError = err instanceof Error ? err.message : String(err);
