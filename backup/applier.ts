@@ -15,6 +15,7 @@
  * by journalBytesMax.
  */
 import assert from "node:assert/strict";
+import type { FaultFile } from "../src/fault_file.ts";
 import { decodeRecord } from "../src/journal_record.ts";
 import type { Journal, JournalEntry } from "./journal.ts";
 import type { SecondaryStore } from "./secondary_store.ts";
@@ -32,6 +33,8 @@ const applyRetryMs = 1000;
 export interface ApplierOptions {
   /** Start paused: nothing is applied until `resume()` (used to hold a backlog in tests). */
   paused?: boolean;
+  /** Test-only disk faults (src/fault_file.ts): `secondary=` fails every apply step. */
+  faults?: FaultFile;
 }
 
 /** Applies acknowledged journal batches to the secondaries in order, in the background. */
@@ -42,6 +45,7 @@ export class Applier {
   #loop: Promise<void> | undefined;
   #stopping = false;
   #failure: Error | undefined;
+  readonly #faults: FaultFile | undefined;
   /** Applied, not yet synced: released at the next checkpoint. */
   #unsynced: JournalEntry[] = [];
   #unsyncedBytes = 0;
@@ -56,6 +60,7 @@ export class Applier {
     opts: ApplierOptions = {},
   ) {
     this.#paused = opts.paused ?? false;
+    this.#faults = opts.faults;
   }
 
   /** Records applied and synced since the journal was opened. */
@@ -210,6 +215,7 @@ export class Applier {
 
   /** Writes every record of `entries`, adding the volumes touched to `touched`. */
   async #apply(entries: readonly JournalEntry[], touched: Set<string>): Promise<void> {
+    this.#faults?.check("secondary", "Applying to the secondaries");
     let sinceYield = 0;
     for (const entry of entries) {
       applyBatch(this.store, entry.body, touched);

@@ -23,17 +23,36 @@
  * Pending bytes are also what the journal keeps in memory for the applier, so memory is bounded
  * by max(journalBytesMax, batchBytesMax). Disk is reclaimed a whole segment at a time, so the
  * files hold at most pending bytes plus one segment (`journalSegmentBytes`) already applied.
+ *
+ * Degraded (`degradedReason`): the journal answers but cannot take writes, and says why, so the
+ * backup's status and its link can tell hosts to stop sending instead of failing every write:
+ * - failed for good: an fdatasync failed (nothing more from that file can be trusted) or a failed
+ *   group could not be cut off; until the backup is restarted and replay decides what survived;
+ * - a write failed (ENOSPC / EIO writing a group, or creating the next segment): nothing of the
+ *   group was acknowledged; the condition clears with the next group that commits, or when a
+ *   self-test (the fault file, and zeros rewritten over the preallocated tail, which hold zeros
+ *   already) passes, at most once per `journalSelfTestMs`;
+ * - full: pending bytes reached `journalFullFraction` of `journalBytesMax`, or a batch was refused
+ *   for room and nothing has been released since.
  */
 import assert from "node:assert/strict";
 import { unavailable } from "../src/errors.ts";
 import type { Metrics } from "../src/metrics.ts";
 import type { ReplayResult } from "./journal_replay.ts";
+import type { FaultFile } from "../src/fault_file.ts";
 import { segmentPath, syncDir } from "./segment_files.ts";
 import { join } from "node:path";
 import { SegmentLedger } from "./segment_ledger.ts";
 
 /** Default size at which the active segment is closed and a new one begun. */
 export const journalSegmentBytesDefault = 64 * 1024 * 1024;
+
+/** Pending bytes, as a fraction of journalBytesMax, from which the journal reports itself full. */
+export const journalFullFraction = 7 / 8;
+/** Least time between two self-tests of a journal whose last write failed. */
+export const journalSelfTestMs = 100;
+/** Zeros the self-test rewrites over the preallocated tail of the active segment. */
+const selfTestBytes = 4096;
 
 /** Zeros written at once while preallocating a segment. */
 const preallocChunkBytes = 1024 * 1024;
@@ -79,6 +98,10 @@ export interface JournalOptions {
    * that hold or fail the sync, e.g. to show what `received` acknowledgement exposes.
    */
   syncData?: (file: Deno.FsFile) => Promise<void>;
+  /** Test-only disk faults (src/fault_file.ts); absent: none are checked. */
+  faults?: FaultFile;
+  /** Time in ms for the self-test's rate limit (default performance.now). */
+  now?: () => number;
 }
 
 /** One acknowledged batch: its bytes exactly as appended, waiting to be applied. */
@@ -113,6 +136,11 @@ export class Journal {
   #ledger: SegmentLedger;
   #closed = false;
   #failure: Error | undefined;
+  /** The last group's (or roll's) write failure; cleared by a commit or a passing self-test. */
+  #writeFailure: Error | undefined;
+  #selfTestAt = -Infinity;
+  /** Pending bytes when a batch was last refused for room; cleared once any is released. */
+  #refusedAtPending: number | undefined;
   /** The next segment, being zero-filled in the background; undefined when none is started. */
   #spare: Promise<Deno.FsFile | undefined> | undefined;
 
@@ -187,11 +215,29 @@ export class Journal {
     if (this.#closed) throw unavailable("The backup is shutting down");
     if (this.#failure) throw unavailable(`The journal failed: ${this.#failure.message}`);
     if (this.#pendingBytes > 0 && this.#pendingBytes + bytes > this.journalBytesMax) {
+      this.#refusedAtPending = this.#pendingBytes;
       throw unavailable(
         `Journal full: ${this.#pendingBytes} bytes pending + ${bytes} exceeds journalBytesMax ` +
           `${this.journalBytesMax}; retry when the backup has applied its backlog`,
       );
     }
+  }
+
+  /**
+   * Why the journal cannot take writes now (failed, a write failed, full), or null when it can.
+   * A write failure is re-tested here (at most once per `journalSelfTestMs`), so a healed disk is
+   * noticed even while no host sends anything.
+   */
+  degradedReason(): string | null {
+    if (this.#failure) return `Journal failed: ${this.#failure.message}`;
+    if (this.#writeFailure) this.#selfTest();
+    if (this.#writeFailure) return `Journal write failed: ${this.#writeFailure.message}`;
+    const full = this.journalBytesMax * journalFullFraction;
+    if (this.#pendingBytes >= full || this.#refusedAtPending !== undefined) {
+      return `Journal full: ${this.#pendingBytes} bytes pending of journalBytesMax ` +
+        `${this.journalBytesMax} (the applier is behind or failing)`;
+    }
+    return null;
   }
 
   /**
@@ -241,6 +287,7 @@ export class Journal {
       this.#pendingBytes -= entry.body.length;
       this.#recordsReleased += entry.records;
     }
+    if (entries.length > 0) this.#refusedAtPending = undefined;
     assert.ok(this.#pendingBytes >= 0, `Pending bytes ${this.#pendingBytes} went negative`);
     return this.#ledger.reclaim();
   }
@@ -286,9 +333,15 @@ export class Journal {
         try {
           await this.#roll();
         } catch (err) {
-          this.#failure = new Error(
+          // Nothing was acknowledged into the new segment: refuse what is queued, retry the roll
+          // with the next append (a full disk may have room again by then).
+          const cause = new Error(
             `Segment ${this.activeId + 1} could not be created: ${(err as Error).message}`,
           );
+          this.#writeFailure = cause;
+          console.error(`Journal: ${cause.message}`);
+          this.#reject(this.#queue.splice(0), cause);
+          break;
         }
       }
     } finally {
@@ -330,10 +383,19 @@ export class Journal {
 
   async #commitGroup(group: Queued[]): Promise<void> {
     const startBytes = this.activeBytes;
+    let touched = false;
     try {
+      this.opts.faults?.check("journal", `Journal segment ${this.activeId}`);
+      touched = true;
       for (const q of group) this.#writeAll(q.body);
     } catch (err) {
-      await this.#undoGroup(startBytes, err as Error);
+      // Never acknowledged: the group is refused whole (an ENOSPC or EIO says why).
+      if (touched) {
+        await this.#undoGroup(startBytes, err as Error);
+      } else {
+        console.error(`Journal segment ${this.activeId}: group refused: ${(err as Error).message}`);
+      }
+      this.#writeFailure = err as Error;
       this.#reject(group, err as Error);
       return;
     }
@@ -356,6 +418,7 @@ export class Journal {
       this.#reject(group, err as Error);
       return;
     }
+    this.#writeFailure = undefined;
     for (const q of group) {
       this.#ledger.written(this.activeId, q.body.length);
       this.#durable.push({ segment: this.activeId, body: q.body, records: q.records });
@@ -367,6 +430,33 @@ export class Journal {
       "Group commits (one fsync each)",
     );
     for (const wake of this.#durableWaiters.splice(0)) wake();
+  }
+
+  /**
+   * Clears a write failure when the disk takes writes again: the fault file names no journal
+   * fault and zeros can be rewritten over the active segment's preallocated tail (zeros already,
+   * so nothing changes). Skipped while a group is being written or when no tail is left.
+   */
+  #selfTest(): void {
+    const now = (this.opts.now ?? (() => performance.now()))();
+    if (this.#writing || now - this.#selfTestAt < journalSelfTestMs) return;
+    this.#selfTestAt = now;
+    const bytes = Math.min(selfTestBytes, this.journalSegmentBytes - this.activeBytes);
+    try {
+      this.opts.faults?.check("journal", `Journal segment ${this.activeId} self-test`);
+      if (bytes > 0 && !this.#closed) {
+        this.activeFile.seekSync(this.activeBytes, Deno.SeekMode.Start);
+        try {
+          let done = 0;
+          while (done < bytes) done += this.activeFile.writeSync(new Uint8Array(bytes - done));
+        } finally {
+          this.activeFile.seekSync(this.activeBytes, Deno.SeekMode.Start);
+        }
+      }
+      this.#writeFailure = undefined;
+    } catch (err) {
+      this.#writeFailure = err as Error;
+    }
   }
 
   #writeAll(bytes: Uint8Array): void {

@@ -17,7 +17,10 @@
  * after the journal resolved the whole group.
  *
  * Any failure (bad frame, out-of-order sequence, journal refusal, fence) sends ERROR and closes
- * the connection; from then on nothing else from it reaches the journal.
+ * the connection; from then on nothing else from it reaches the journal. A journal that cannot
+ * take writes (full, a write or sync failed: `Journal.degradedReason`) refuses a HELLO with ERROR
+ * 503 naming the reason, and a failed append fails its connection with ERROR 503; the server
+ * itself stays up. On an open connection a full journal withholds credit (flow control).
  */
 import { ServiceError, unauthorized } from "../src/errors.ts";
 import {
@@ -228,6 +231,14 @@ class LinkSession {
       throw new ServiceError(400, `HELLO ack mode "${hello.ack}" must be durable or received`);
     }
     if (!Array.isArray(hello.volumes)) throw new ServiceError(400, "HELLO carries no volumes");
+    const degraded = this.server.deps.journal.degradedReason();
+    if (degraded !== null) {
+      metrics?.count(
+        "trackmirror_backup_link_refused_total",
+        "HELLOs refused because the journal could not take writes",
+      );
+      throw new ServiceError(503, `The backup cannot take writes: ${degraded}`);
+    }
     this.#ack = hello.ack;
     const results: LinkWelcome["volumes"] = [];
     for (const v of hello.volumes) {

@@ -6,9 +6,11 @@
  * --batch-bytes-max SIZE (64MiB), --token T or --token-file PATH (or env TRACKMIRROR_TOKEN; it
  * guards the HTTP routes and the link's HELLO), --link-port P (8704: the host link,
  * src/link_protocol.ts, on --hostname), --link-socket PATH (also on a unix socket).
+ * Test only: env TRACKMIRROR_FAULT_FILE (src/fault_file.ts) injects journal / secondary faults.
  * SIGTERM / SIGINT: stop accepting, finish the in-flight group, exit 0.
  */
 import { parseSize } from "../src/extent.ts";
+import { faultFileEnv, faultFileFromEnv } from "../src/fault_file.ts";
 import { parseFlags, parsePort, runMain } from "../src/flags.ts";
 import { backupBatchBytesMaxDefault } from "../src/limits.ts";
 import { journalBytesMaxDefault, openBackup } from "./service.ts";
@@ -56,7 +58,10 @@ async function main(): Promise<void> {
   const token = resolveToken(flags);
 
   const linkPort = parsePort(flags["link-port"], linkPortDefault);
+  const faults = faultFileFromEnv();
+  if (faults) console.warn(`backup: test-only disk faults from ${faultFileEnv}=${faults.path}`);
   const backup = await openBackup({
+    faults,
     dataDir,
     journalBytesMax,
     batchBytesMax,

@@ -87,6 +87,9 @@ export const backupOpenApi = {
       Status: {
         type: "object",
         properties: {
+          state: { type: "string", enum: ["ok", "degraded"] },
+          reason: { type: ["string", "null"] },
+          applierError: { type: ["string", "null"] },
           journalBytesPending: { type: "integer" },
           journalBytesMax: { type: "integer" },
           recordsAcknowledged: { type: "integer" },

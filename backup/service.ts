@@ -4,6 +4,7 @@
  * (backup/app.ts). The assembly of the service; main.ts only parses flags and serves it.
  */
 import { join } from "node:path";
+import type { FaultFile } from "../src/fault_file.ts";
 import { backupBatchBytesMaxDefault } from "../src/limits.ts";
 import { Metrics } from "../src/metrics.ts";
 import { Applier } from "./applier.ts";
@@ -32,6 +33,8 @@ export interface BackupOptions {
   log?: (message: string) => void;
   /** Where the host link listens (backup/link_server.ts); absent: no link, HTTP batches only. */
   link?: LinkListenOptions;
+  /** Test-only disk faults for the journal and the applier (main.ts: TRACKMIRROR_FAULT_FILE). */
+  faults?: FaultFile;
 }
 
 /** An open backup service. */
@@ -71,7 +74,7 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
     // Journal.open removes replayed segments, so what replay wrote must be durable first.
     await store.syncAll();
     journal = await Journal.open(
-      { dir: journalDir, journalBytesMax, journalSegmentBytes, metrics },
+      { dir: journalDir, journalBytesMax, journalSegmentBytes, metrics, faults: opts.faults },
       replayed,
     );
     if (replayed.records > 0) {
@@ -83,7 +86,10 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
     store.close();
     throw err;
   }
-  const applier = new Applier(journal, store, { paused: opts.applierPaused });
+  const applier = new Applier(journal, store, {
+    paused: opts.applierPaused,
+    faults: opts.faults,
+  });
   applier.start();
   metrics.gauge(
     "trackmirror_backup_journal_pending_bytes",
@@ -96,6 +102,13 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
     "Bound on pending journal bytes (--journal-bytes-max)",
     [],
     (set) => set({}, journalBytesMax),
+  );
+  metrics.gauge(
+    "trackmirror_backup_degraded",
+    "1 while the backup answers but cannot take writes (journal full, a journal write failed); " +
+      "GET /v1/status says why",
+    [],
+    (set) => set({}, journal.degradedReason() === null ? 0 : 1),
   );
   metrics.counter(
     "trackmirror_backup_records_acknowledged_total",

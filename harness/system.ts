@@ -47,6 +47,13 @@ export interface SystemOptions {
    * host at the proxy (`--backup-link tcp://127.0.0.1:<proxy port>`).
    */
   linkProxy?: boolean;
+  /** More flags for the backup (e.g. `--journal-bytes-max 1MiB`), kept across restarts. */
+  backupArgs?: string[];
+  /**
+   * Environment of the backup and host processes, e.g. the test-only `TRACKMIRROR_FAULT_FILE`
+   * (src/fault_file.ts), kept across restarts.
+   */
+  env?: Record<string, string>;
 }
 
 export async function startSystem(opts: SystemOptions = {}): Promise<System> {
@@ -61,7 +68,8 @@ export async function startSystem(opts: SystemOptions = {}): Promise<System> {
   await Deno.mkdir(`${dir}/primary`, { recursive: true });
   const started: ServiceProcess[] = [];
   let hostArgs: string[] = [];
-  const backupArgs = ["--data", backupDir];
+  const backupArgs = ["--data", backupDir, ...(opts.backupArgs ?? [])];
+  const env = opts.env ?? {};
   const linkArgs: string[] = [];
   const sys = {} as System;
   if (opts.linkProxy) {
@@ -73,7 +81,7 @@ export async function startSystem(opts: SystemOptions = {}): Promise<System> {
   try {
     sys.tracker = await startService("tracker/main.ts", ["--kv", kv], { port: trackerPort });
     started.push(sys.tracker);
-    sys.backup = await startService("backup/main.ts", backupArgs, { port: backupPort });
+    sys.backup = await startService("backup/main.ts", backupArgs, { port: backupPort, env });
     started.push(sys.backup);
     const nbdPort = freePort();
     sys.nbdUri = `nbd://127.0.0.1:${nbdPort}/${volume}`;
@@ -89,7 +97,7 @@ export async function startSystem(opts: SystemOptions = {}): Promise<System> {
       ...linkArgs,
       ...(opts.hostArgs ?? []),
     ];
-    sys.host = await startService("host/main.ts", hostArgs);
+    sys.host = await startService("host/main.ts", hostArgs, { env });
     started.push(sys.host);
   } catch (err) {
     for (const p of started) await p.kill();
@@ -105,11 +113,11 @@ export async function startSystem(opts: SystemOptions = {}): Promise<System> {
     secondaryPath: `${backupDir}/volumes/${volume}.img`,
     async restartBackup() {
       await sys.backup.kill();
-      sys.backup = await startService("backup/main.ts", backupArgs, { port: backupPort });
+      sys.backup = await startService("backup/main.ts", backupArgs, { port: backupPort, env });
     },
     async restartHost() {
       await sys.host.kill();
-      sys.host = await startService("host/main.ts", hostArgs, { port: sys.host.port });
+      sys.host = await startService("host/main.ts", hostArgs, { port: sys.host.port, env });
     },
     async restartTracker() {
       await sys.tracker.kill();

@@ -8,6 +8,7 @@ import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
 import { checkRange } from "../src/extent.ts";
 import { badRequest, notFound, tooLarge } from "../src/errors.ts";
+import { componentState } from "../src/host_schemas.ts";
 import { Metrics } from "../src/metrics.ts";
 import { volumeParams } from "../src/schemas.ts";
 import { applyServiceBasics } from "../src/service.ts";
@@ -129,6 +130,24 @@ export function createHostApp(agent: HostAgent, opts: HostAppOptions = {}) {
     "1 when the backup is online, 0 otherwise",
     [],
     (set) => set({}, agent.backupStatus.isOnline ? 1 : 0),
+  );
+  metrics.gauge(
+    "trackmirror_host_backup_state",
+    "1 for the backup's current state in this host's status table, 0 for the others " +
+      "(degraded: it answers but cannot take writes)",
+    ["state"],
+    (set) => {
+      const current = agent.backupStatus.state;
+      for (const state of componentState.options) set({ state }, state === current ? 1 : 0);
+    },
+  );
+  metrics.counter(
+    "trackmirror_host_primary_errors_total",
+    "Writes, zeroings and flushes the primary image refused (ENOSPC, EIO)",
+    ["volume"],
+    (set) => {
+      for (const v of agent.volumes) set({ volume: v.name }, v.primary.errors);
+    },
   );
 
   return app

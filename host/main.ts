@@ -3,8 +3,10 @@
  *   --port P (8703) --tracker URL --backup URL --volume NAME=PATH:SIZE (repeatable)
  * --nbd-port P (10809) --nbd-socket PATH, and more: --hostname, --host-id, --advertise-url, --region-bytes, --auto-resync, --takeover,
  * --ack, --backup-link, --link-ack-timeout-ms, --no-fork (benchmark baseline), --token, --token-file.
+ * Test only: env TRACKMIRROR_FAULT_FILE (src/fault_file.ts) injects primary write faults.
  */
 import { systemClock } from "../src/clock.ts";
+import { faultFileEnv, faultFileFromEnv } from "../src/fault_file.ts";
 import type { AckMode } from "../src/link_protocol.ts";
 import { checkRegionBytes, isPowerOfTwo, parseSize, regionBytesDefault } from "../src/extent.ts";
 import { parseCount, parseFlags, parsePort, parseUrl, runMain } from "../src/flags.ts";
@@ -52,7 +54,9 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
   --token T            shared token: bearer token for this agent and its peers, the backup link's
                        HELLO, and NBD export names VOLUME/TOKEN (prefer --token-file or
                        TRACKMIRROR_TOKEN: a flag shows in ps)
-  --token-file PATH    read the token from the first line of PATH`;
+  --token-file PATH    read the token from the first line of PATH
+Environment (tests only): TRACKMIRROR_FAULT_FILE=PATH makes primary writes fail while PATH holds
+  a line primary=enospc or primary=eio (see README, "Fault injection")`;
 
 /** `--activity-unit-bytes`: a power of two, at least one region. */
 function parseUnitBytes(text: string | undefined, regionBytes: number): number {
@@ -142,7 +146,10 @@ async function main(): Promise<void> {
     flags["advertise-url"],
     `http://${hostname}:${http.addr.port}`,
   );
+  const faults = faultFileFromEnv();
+  if (faults) console.warn(`host: test-only disk faults from ${faultFileEnv}=${faults.path}`);
   const agent = await HostAgent.open({
+    faults,
     hostId,
     advertiseUrl,
     volumes,

@@ -4,7 +4,7 @@
  */
 export class ServiceError extends Error {
   constructor(
-    readonly status: 400 | 401 | 404 | 409 | 413 | 500 | 503,
+    readonly status: 400 | 401 | 404 | 409 | 413 | 500 | 503 | 507,
     message: string,
     readonly issues?: unknown,
   ) {
@@ -24,6 +24,17 @@ export const notFound = (message: string) => new ServiceError(404, message);
 export const conflict = (message: string) => new ServiceError(409, message);
 /** A body or range larger than the stated bound. */
 export const tooLarge = (message: string) => new ServiceError(413, message);
+/**
+ * A write the disk refused: 507 (Insufficient Storage) for ENOSPC, 500 for EIO and the rest.
+ * `code` keeps the errno name, so the NBD front-end can answer NBD_ENOSPC / NBD_EIO.
+ */
+export class DiskWriteError extends ServiceError {
+  constructor(readonly code: "ENOSPC" | "EIO", message: string) {
+    super(code === "ENOSPC" ? 507 : 500, message);
+    this.name = "DiskWriteError";
+  }
+}
+
 /** Temporarily unable to accept work (backpressure); retry later. */
 export const unavailable = (message: string) => new ServiceError(503, message);
 

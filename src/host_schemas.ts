@@ -27,7 +27,11 @@ export const resyncProgress = z.object({
 });
 export type ResyncProgress = z.infer<typeof resyncProgress>;
 
-export const componentState = z.enum(["online", "offline", "probing"]);
+/**
+ * `degraded`: the component answers but cannot take writes (the backup's journal is full, or a
+ * journal write failed); like `offline`, writes go to the tracker and the component is probed.
+ */
+export const componentState = z.enum(["online", "offline", "probing", "degraded"]);
 export type ComponentState = z.infer<typeof componentState>;
 
 /** One component's row of the status table. */
@@ -60,8 +64,19 @@ export const hostVolumeView = z.object({
   path: z.string(),
   sizeBytes: z.number(),
   registered: z.boolean(),
-  writes: z.object({ viaBackup: z.number(), viaTracker: z.number(), failed: z.number() })
-    .nullable(),
+  writes: z.object({
+    viaBackup: z.number(),
+    viaTracker: z.number(),
+    failed: z.number(),
+    /** Made safe at the backup or tracker, then refused by the primary (ENOSPC, EIO). */
+    primaryFailed: z.number(),
+  }).nullable(),
+  /** Writes, zeroings and flushes the primary image refused since start, and the last one. */
+  primary: z.object({
+    errors: z.number(),
+    lastError: z.string().nullable(),
+    lastErrorAt: timestamp.nullable(),
+  }),
   /** RECORDS frames sent on the backup link (the link carries every volume of the host). */
   backupBatches: z.number(),
   trackerCommands: z.number(),

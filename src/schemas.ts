@@ -214,6 +214,14 @@ export type ActivityPage = z.infer<typeof activityPage>;
 
 /** `GET /v1/status` of the backup service. */
 export const backupStatus = z.object({
+  /**
+   * `degraded`: the backup answers but cannot take writes now (journal full, a journal write or
+   * sync failed); `reason` says which. Hosts treat it like offline and probe with backoff.
+   */
+  state: z.enum(["ok", "degraded"]),
+  reason: z.string().nullable(),
+  /** The applier's last failure (e.g. a secondary's disk is full), null while it applies. */
+  applierError: z.string().nullable(),
   journalBytesPending: z.number(),
   journalBytesMax: z.number(),
   recordsAcknowledged: z.number(),

@@ -3,7 +3,7 @@
  * bearer-token guarding when a token is set, `GET /healthz` and `GET /metrics`.
  */
 import type { Hono } from "hono";
-import { errorBody } from "./errors.ts";
+import { errorBody, ServiceError } from "./errors.ts";
 import type { Metrics } from "./metrics.ts";
 import { tokenMatches } from "./token.ts";
 
@@ -17,7 +17,12 @@ export interface ServiceOptions {
 export function applyServiceBasics(app: Hono, name: string, opts: ServiceOptions = {}): void {
   app.onError((err, c) => {
     const body = errorBody(err);
-    if (body.error.status === 500) console.error(`${name}: ${c.req.method} ${c.req.path}:`, err);
+    // An unexpected failure is logged with its stack; one we raised on purpose (a disk error
+    // named in a ServiceError) needs only its message.
+    if (body.error.status === 500 || body.error.status === 507) {
+      const what = err instanceof ServiceError ? err.message : err;
+      console.error(`${name}: ${c.req.method} ${c.req.path}:`, what);
+    }
     return c.json(body, body.error.status as 400);
   });
   app.notFound((c) =>

@@ -84,7 +84,7 @@ Deno.test("fork layer sends a write to the backup before the primary when the ba
   await r.fork.write(4096, new Uint8Array(100).fill(7));
   assert.deepEqual(r.trace, ["backup.submit write 4096+100", "primary.write 4096+100"]);
   assert.equal(r.primary.bytes[4096], 7);
-  assert.deepEqual(r.fork.counters, { viaBackup: 1, viaTracker: 0, failed: 0 });
+  assert.deepEqual(r.fork.counters, { viaBackup: 1, viaTracker: 0, failed: 0, primaryFailed: 0 });
 });
 
 Deno.test("fork layer marks the tracker before the primary when the backup is offline", async () => {

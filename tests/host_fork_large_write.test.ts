@@ -74,7 +74,7 @@ Deno.test("a 40 MiB write is split into records and reaches backup and primary, 
   assert.equal(backup.isOnline, true, `backup went offline: ${backup.offlineReasons.join("; ")}`);
   assert.deepEqual(backup.recordLengths, [recordPayloadBytesMax, 40 * MiB - recordPayloadBytesMax]);
   assert.deepEqual(marks, [], "no write fell back to the tracker");
-  assert.deepEqual(fork.counters, { viaBackup: 2, viaTracker: 0, failed: 0 });
+  assert.deepEqual(fork.counters, { viaBackup: 2, viaTracker: 0, failed: 0, primaryFailed: 0 });
   assert.deepEqual(primary.bytes.subarray(offset, offset + data.length), data);
   assert.deepEqual(backup.secondary, primary.bytes, "backup and primary hold the same bytes");
 });
@@ -92,7 +92,7 @@ Deno.test("a record the batcher refuses fails that write alone and leaves the ba
   assert.equal(backup.batches, 0, "nothing was sent to the backup");
   assert.deepEqual(marks, [], "the refused write is not made safe through the tracker");
   assert.deepEqual(primary.bytes, new Uint8Array(1 * MiB), "primary untouched");
-  assert.deepEqual(fork.counters, { viaBackup: 0, viaTracker: 0, failed: 1 });
+  assert.deepEqual(fork.counters, { viaBackup: 0, viaTracker: 0, failed: 1, primaryFailed: 0 });
 });
 
 Deno.test("the batcher refuses an oversized record alone while its neighbours are acknowledged", async () => {

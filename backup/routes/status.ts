@@ -11,14 +11,19 @@ import type { SecondaryStore } from "../secondary_store.ts";
 export function statusApp(deps: { journal: Journal; applier: Applier; store: SecondaryStore }) {
   const { journal, applier, store } = deps;
   return new Hono()
-    .get(backupRoutes.status, (c) =>
-      c.json<BackupStatus>({
+    .get(backupRoutes.status, (c) => {
+      const reason = journal.degradedReason();
+      return c.json<BackupStatus>({
+        state: reason === null ? "ok" : "degraded",
+        reason,
+        applierError: applier.failure?.message ?? null,
         journalBytesPending: journal.pendingBytes,
         journalBytesMax: journal.journalBytesMax,
         recordsAcknowledged: journal.recordsAcknowledged,
         recordsApplied: applier.recordsApplied,
         volumes: store.list().map((v) => v.name),
-      }))
+      });
+    })
     .post(backupRoutes.flush, async (c) => {
       if (applier.failure) {
         throw new ServiceError(500, `The applier is failing: ${applier.failure.message}`);

@@ -1,13 +1,16 @@
 /**
- * The backup as the host sees it: its status (online, offline, probing), the epoch, the probe that
- * brings it back, and the persistent link (host/link/link_client.ts) that every mirror write and
- * resync copy travels on.
+ * The backup as the host sees it: its status (online, offline, degraded, probing), the epoch, the
+ * probe that brings it back, and the persistent link (host/link/link_client.ts) that every mirror
+ * write and resync copy travels on.
  *
- * The probe brings the backup back in this order: `/healthz` answers; every volume is registered
- * over HTTP with the current epoch (that creates the secondary and raises the backup's fence, so
- * nothing an earlier connection left queued can land after what follows); the link endpoints are
- * read from `GET /v1/link` (a unix socket is preferred when the backup offers one on this
- * machine); the link is opened (or reopened) with a HELLO naming the same epoch.
+ * The probe brings the backup back in this order: `/healthz` answers; its `/v1/status` does not
+ * say `degraded` (a full or failing journal: the probe fails with `BackupDegradedError`, the
+ * status becomes `degraded` and probing backs off, so no write pays a round trip that cannot
+ * succeed); every volume is registered over HTTP with the current epoch (that creates the
+ * secondary and raises the backup's fence, so nothing an earlier connection left queued can land
+ * after what follows); the link endpoints are read from `GET /v1/link` (a unix socket is preferred
+ * when the backup offers one on this machine); the link is opened (or reopened) with a HELLO
+ * naming the same epoch.
  *
  * `received` mode (seed 002): the backup acknowledges on receipt and hardens later, so when the
  * link fails the union of the volumes' unhardened regions (current ∪ old) may be lost. That union
@@ -22,6 +25,7 @@ import type { AckMode } from "../../src/link_protocol.ts";
 import { trackExtentsMax } from "../../src/schemas.ts";
 import type { MirrorRecord } from "../fork/backup_batcher.ts";
 import { LinkClient, type LinkClientOptions } from "../link/link_client.ts";
+import { BackupDegradedError, classifyBackupFailure } from "./backup_degraded.ts";
 import { ComponentStatus, type ProbeOptions } from "./component_status.ts";
 import type { HostBackup, HostTracker } from "./ports.ts";
 
@@ -92,9 +96,15 @@ export class BackupLink {
     this.writer = {
       writeBatch: async (volume, body) => await this.#requireLink().submitEncoded(volume, body),
     };
-    this.status = new ComponentStatus("backup", () => this.#probe(), opts.clock, opts.probe);
+    this.status = new ComponentStatus(
+      "backup",
+      () => this.#probe(),
+      opts.clock,
+      opts.probe,
+      classifyBackupFailure,
+    );
     this.status.onChange((state) => {
-      if (state === "offline") this.#epoch++;
+      if (state === "offline" || state === "degraded") this.#epoch++;
     });
   }
 
@@ -200,6 +210,10 @@ export class BackupLink {
   /** The backup is usable again when it answers, knows every volume, and the link is up. */
   async #probe(): Promise<void> {
     if (!(await this.backup.healthz())) throw new Error("Backup /healthz did not answer ok");
+    const health = await this.backup.status?.();
+    if (health?.state === "degraded") {
+      throw new BackupDegradedError(health.reason ?? "no reason given");
+    }
     await this.settled();
     const volumes = [...this.#volumes].map(([name, sizeBytes]) => ({
       name,

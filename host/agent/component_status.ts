@@ -1,9 +1,21 @@
 /**
  * The component status table (seed 001's status data structure on the originating node): whether
- * the backup is online, offline or being probed, since when, and the last error.
+ * the backup is online, offline, degraded or being probed, since when, and the last error.
  *
- * Writes consult `isOnline` synchronously; any failure of a mirror write marks the backup offline,
- * and a probe with exponential backoff (`probeIntervalMsMin` .. `probeIntervalMsMax`) brings it back.
+ * Writes consult `isOnline` synchronously; any failure of a mirror write takes the backup out of
+ * `online`, and a probe with exponential backoff (`probeIntervalMsMin` .. `probeIntervalMsMax`)
+ * brings it back. A failure is `degraded` rather than `offline` when the component answered but
+ * cannot take writes (`classify`: the backup's journal is full, or a journal write failed): both
+ * stop mirror writes (they go to the tracker) and both are probed, never retried per write; the
+ * state only tells the operator which it is, and `lastError` why.
+ *
+ *   online ──write fails──▶ offline | degraded ──backoff──▶ probe ──ok──▶ online
+ *                                    ▲                       │
+ *                                    └─probe fails (classify)┘
+ *
+ * An offline component shows `probing` while a probe runs; a degraded one stays `degraded` (it is
+ * known to answer, and stays degraded until a probe proves otherwise), so its status and metric do
+ * not flap with every probe.
  */
 import type { Clock } from "../../src/clock.ts";
 import type { ComponentState, ComponentStatusView } from "../../src/host_schemas.ts";
@@ -29,6 +41,9 @@ export interface ProbeOptions {
   timers?: ProbeTimers;
 }
 
+/** Which failed state an error puts the component in (default: every error is `offline`). */
+export type FailureClassifier = (err: unknown) => "offline" | "degraded";
+
 /**
  * One component's status. `probe` must resolve when the component is usable again (and may
  * prepare it, e.g. register volumes); it throws when not.
@@ -43,6 +58,9 @@ export class ComponentStatus {
   readonly #timers: ProbeTimers;
   /** Set when a write fails while a probe is in flight: that probe's success does not count. */
   #failedDuringProbe = false;
+  #probeInFlight = false;
+  /** The error a write failed with while a probe was in flight (it decides the next state). */
+  #probeWriteError: unknown;
   #stopped = false;
   #listeners: ((state: ComponentState) => void)[] = [];
   readonly #min: number;
@@ -53,6 +71,7 @@ export class ComponentStatus {
     private readonly probe: () => Promise<void>,
     private readonly clock: Clock,
     opts: ProbeOptions = {},
+    private readonly classify: FailureClassifier = () => "offline",
   ) {
     this.#min = opts.probeIntervalMsMin ?? 250;
     this.#max = opts.probeIntervalMsMax ?? 5000;
@@ -80,13 +99,19 @@ export class ComponentStatus {
     this.#schedule(0);
   }
 
-  /** Records a failure; an online component goes offline and probing starts. */
+  /**
+   * Records a failure; an online component goes offline (or degraded, as `classify` says) and
+   * probing starts.
+   */
   markOffline(err: unknown): void {
     this.#lastError = err instanceof Error ? err.message : String(err);
     this.#lastErrorAt = this.clock.now();
-    if (this.#state === "probing") this.#failedDuringProbe = true;
+    if (this.#probeInFlight) {
+      this.#failedDuringProbe = true;
+      this.#probeWriteError = err;
+    }
     if (this.#state !== "online") return;
-    this.#set("offline");
+    this.#set(this.classify(err));
     this.#schedule(this.#min);
   }
 
@@ -115,22 +140,26 @@ export class ComponentStatus {
 
   async #runProbe(lastDelayMs: number): Promise<void> {
     if (this.#stopped || this.#state === "online") return;
-    this.#set("probing");
+    if (this.#state !== "degraded") this.#set("probing");
     this.#probes++;
     this.#failedDuringProbe = false;
+    this.#probeWriteError = undefined;
+    this.#probeInFlight = true;
     try {
       await this.probe();
-      if (this.#stopped || this.#state !== "probing") return;
+      this.#probeInFlight = false;
+      if (this.#stopped || this.isOnline) return;
       // A write failed while the probe ran; its error is newer than the probe's success.
       if (this.#failedDuringProbe) throw new Error(this.#lastError ?? "A write failed");
       this.#set("online");
     } catch (err) {
+      this.#probeInFlight = false;
       if (this.#stopped) return;
       if (!this.#failedDuringProbe) {
         this.#lastError = err instanceof Error ? err.message : String(err);
         this.#lastErrorAt = this.clock.now();
       }
-      this.#set("offline");
+      this.#set(this.classify(this.#failedDuringProbe ? this.#probeWriteError : err));
       this.#schedule(Math.min(this.#max, Math.max(this.#min, lastDelayMs * 2)));
     }
   }

@@ -4,6 +4,7 @@
  * and automatically when the backup comes back).
  */
 import type { Clock } from "../../src/clock.ts";
+import type { FaultFile } from "../../src/fault_file.ts";
 import { ServiceError } from "../../src/errors.ts";
 import type { HostStatus, ResyncProgress } from "../../src/host_schemas.ts";
 import type { BatcherOptions } from "../fork/backup_batcher.ts";
@@ -52,6 +53,8 @@ export interface HostAgentOptions {
   linkToken?: string;
   batcher?: BatcherOptions;
   resync?: ResyncOptions;
+  /** Test-only disk faults of the primaries (main.ts: TRACKMIRROR_FAULT_FILE). */
+  faults?: FaultFile;
 }
 
 export class HostAgent {

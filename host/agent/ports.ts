@@ -26,4 +26,9 @@ export interface HostBackup {
   healthz(): Promise<boolean>;
   /** Where the backup's host link listens (GET /v1/link). */
   linkAddresses(): Promise<string[]>;
+  /**
+   * The backup's own view (GET /v1/status): `degraded` with a reason when it cannot take writes.
+   * Optional: without it the probe cannot tell a degraded backup until a write fails.
+   */
+  status?(): Promise<{ state?: "ok" | "degraded"; reason?: string | null }>;
 }

@@ -39,6 +39,11 @@ export function statusView(s: StatusInputs): HostStatus {
       sizeBytes: v.sizeBytes,
       registered: s.isRegistered(v.name),
       writes: v.fork?.counters ?? null,
+      primary: {
+        errors: v.primary.errors,
+        lastError: v.primary.lastError,
+        lastErrorAt: v.primary.lastErrorAt,
+      },
       backupBatches: s.linkFrames + v.batcher.batchesSent,
       trackerCommands: v.marker.commandsSent,
       trackerCacheHits: v.marker.cacheHits,

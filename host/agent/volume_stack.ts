@@ -5,6 +5,7 @@
  */
 import type { BlockDevice } from "../../src/block_device.ts";
 import type { Clock } from "../../src/clock.ts";
+import type { FaultFile } from "../../src/fault_file.ts";
 import {
   ActivityRecord,
   activityRegionsMaxDefault,
@@ -67,12 +68,14 @@ export interface VolumeStackOptions {
   activityUnitBytes?: number;
   batcher?: BatcherOptions;
   resync?: ResyncOptions;
+  /** Test-only disk faults of the primary (`primary=enospc|eio`); absent: none checked. */
+  faults?: FaultFile;
 }
 
 /** Opens (creating when absent) the primary image and builds its layers. */
 export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVolume> {
   const cfg = opts.volume;
-  const primary = await FileVolume.open(cfg.path, cfg.sizeBytes);
+  const primary = await FileVolume.open(cfg.path, cfg.sizeBytes, opts.faults);
   const locks = new RangeLock();
   const batcher = new BackupBatcher(opts.writer, cfg.name, opts.batcher);
   const now = () => opts.clock.now();

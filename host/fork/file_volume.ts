@@ -7,26 +7,38 @@
  *
  * Ranges are validated once, at the front-ends (HTTP app, NBD request); here, like nbdkit's
  * `backend_valid_range`, a bad range is a programmer error and fails an assertion.
+ *
+ * Disk errors (ENOSPC, EIO, real or injected through the test-only `TRACKMIRROR_FAULT_FILE` line
+ * `primary=enospc|eio`) are counted, kept as `lastError` for status, and rethrown unchanged (their
+ * `code` names the errno); the fork layer decides what they mean for the mirror.
  */
 import assert from "node:assert/strict";
 import type { BlockDevice } from "../../src/block_device.ts";
+import type { FaultFile } from "../../src/fault_file.ts";
 
 /** Largest zero buffer written at once by trim / writeZeroes. */
 const zeroChunkBytes = 1024 * 1024;
 
 export class FileVolume implements BlockDevice {
   #closed = false;
+  /** Writes, zeroings and flushes the disk refused since open. */
+  errors = 0;
+  /** The last of them, for status. */
+  lastError: string | null = null;
+  lastErrorAt: number | null = null;
+
   private constructor(
     readonly path: string,
     readonly sizeBytes: number,
     private readonly file: Deno.FsFile,
+    private readonly faults: FaultFile | undefined,
   ) {}
 
   /**
    * Opens the image at `path`; creates it sparse with `sizeBytes` when it does not exist.
    * An existing image of another size is refused, never resized.
    */
-  static async open(path: string, sizeBytes: number): Promise<FileVolume> {
+  static async open(path: string, sizeBytes: number, faults?: FaultFile): Promise<FileVolume> {
     let existing: Deno.FileInfo | undefined;
     try {
       existing = await Deno.stat(path);
@@ -41,7 +53,7 @@ export class FileVolume implements BlockDevice {
     }
     const file = await Deno.open(path, { read: true, write: true, create: true });
     if (!existing) await file.truncate(sizeBytes);
-    return new FileVolume(path, sizeBytes, file);
+    return new FileVolume(path, sizeBytes, file, faults);
   }
 
   read(offset: number, length: number): Promise<Uint8Array> {
@@ -61,13 +73,22 @@ export class FileVolume implements BlockDevice {
   async write(offset: number, data: Uint8Array, opts?: { fua?: boolean }): Promise<void> {
     this.#checkOpen();
     this.#assertRange(offset, data.length);
-    this.#writeSync(offset, data);
-    if (opts?.fua) await this.file.syncData();
+    try {
+      this.#fault();
+      this.#writeSync(offset, data);
+      if (opts?.fua) await this.file.syncData();
+    } catch (err) {
+      throw this.#failed(err);
+    }
   }
 
   async flush(): Promise<void> {
     this.#checkOpen();
-    await this.file.syncData();
+    try {
+      await this.file.syncData();
+    } catch (err) {
+      throw this.#failed(err);
+    }
   }
 
   trim(offset: number, length: number, opts?: { fua?: boolean }): Promise<void> {
@@ -78,10 +99,15 @@ export class FileVolume implements BlockDevice {
     this.#checkOpen();
     this.#assertRange(offset, length);
     const zeros = new Uint8Array(Math.min(length, zeroChunkBytes));
-    for (let done = 0; done < length; done += zeros.length) {
-      this.#writeSync(offset + done, zeros.subarray(0, Math.min(zeros.length, length - done)));
+    try {
+      this.#fault();
+      for (let done = 0; done < length; done += zeros.length) {
+        this.#writeSync(offset + done, zeros.subarray(0, Math.min(zeros.length, length - done)));
+      }
+      if (opts?.fua) await this.file.syncData();
+    } catch (err) {
+      throw this.#failed(err);
     }
-    if (opts?.fua) await this.file.syncData();
   }
 
   close(): Promise<void> {
@@ -96,6 +122,19 @@ export class FileVolume implements BlockDevice {
     this.file.seekSync(offset, Deno.SeekMode.Start);
     let done = 0;
     while (done < data.length) done += this.file.writeSync(data.subarray(done));
+  }
+
+  /** Throws the injected disk error, when the fault file switches one on (tests only). */
+  #fault(): void {
+    this.faults?.check("primary", `Primary image "${this.path}"`);
+  }
+
+  /** Counts a refused write and returns the error to rethrow. */
+  #failed(err: unknown): unknown {
+    this.errors++;
+    this.lastError = err instanceof Error ? err.message : String(err);
+    this.lastErrorAt = Date.now();
+    return err;
   }
 
   /** A range the front-ends let through must lie inside the image. */

@@ -10,11 +10,19 @@
  *      (a cached mark counts); if that fails too, the write fails and the primary is untouched
  *   5. write the primary, release the lock
  *
+ * When the primary refuses the write (ENOSPC, EIO) after the backup acknowledged it, the backup
+ * holds bytes the primary does not: before the write fails, its regions are marked dirty at the
+ * tracker (under the same range lock), so the next resync copies the primary over the secondary
+ * and they converge. The write fails with `DiskWriteError` (HTTP 507 for ENOSPC, 500 for EIO; NBD
+ * ENOSPC / EIO). If the tracker cannot take that mark either, the activity record keeps the
+ * regions tainted until a dirty mark covers them (activity_record.ts).
+ *
  * This keeps the one invariant: for every byte range, either the backup holds what the primary
  * holds, or the tracker holds a mark covering it.
  */
 import { type BlockDevice, PassThroughDevice } from "../../src/block_device.ts";
-import { ServiceError } from "../../src/errors.ts";
+import { DiskWriteError, ServiceError } from "../../src/errors.ts";
+import { diskErrorCode } from "../../src/fault_file.ts";
 import { recordPayloadBytesMax } from "../../src/limits.ts";
 import { type MirrorRecord, RecordRefusedError } from "./backup_batcher.ts";
 import type { RangeLock } from "./range_lock.ts";
@@ -49,13 +57,15 @@ export interface ForkCounters {
   viaBackup: number;
   viaTracker: number;
   failed: number;
+  /** Writes made safe at the backup or tracker that the primary then refused (ENOSPC, EIO). */
+  primaryFailed: number;
 }
 
 /** Largest range one zero record covers; longer trims are split (a zero record has no payload). */
 const zeroRecordBytesMax = 1024 * 1024 * 1024;
 
 export class ForkDevice extends PassThroughDevice {
-  readonly counters: ForkCounters = { viaBackup: 0, viaTracker: 0, failed: 0 };
+  readonly counters: ForkCounters = { viaBackup: 0, viaTracker: 0, failed: 0, primaryFailed: 0 };
 
   constructor(primary: BlockDevice, private readonly paths: ForkPaths) {
     super(primary);
@@ -106,12 +116,36 @@ export class ForkDevice extends PassThroughDevice {
       // Covered by a dirty mark, the range stays safe even if the primary write fails; covered
       // only by the backup, a failed primary write leaves the backup ahead of the primary.
       pin.safe = outcome === "tracker";
-      await applyPrimary();
+      try {
+        await applyPrimary();
+      } catch (err) {
+        this.counters.primaryFailed++;
+        if (outcome === "backup") pin.safe = await this.#markBackupAhead(rec);
+        throw primaryFailure(this.paths.volume, rec, err, outcome, pin.safe);
+      }
       pin.safe = true;
       return outcome;
     } finally {
       if (pin.held) this.paths.activity?.release(rec.offset, rec.length, pin.safe);
       release();
+    }
+  }
+
+  /**
+   * The backup took a write the primary refused: marks its regions dirty so resync copies the
+   * primary over the secondary. True when the mark is held; false leaves the regions tainted.
+   */
+  async #markBackupAhead(rec: MirrorRecord): Promise<boolean> {
+    try {
+      await this.paths.marker.ensureMarked(rec.offset, rec.length);
+      return true;
+    } catch (err) {
+      console.error(
+        `host: volume "${this.paths.volume}" ${rec.offset}+${rec.length}: the backup holds a ` +
+          `write the primary refused, and the tracker did not take its mark: ` +
+          `${(err as Error).message}; the regions stay tainted until a mark covers them`,
+      );
+      return false;
     }
   }
 
@@ -170,6 +204,24 @@ export class ForkDevice extends PassThroughDevice {
       );
     }
   }
+}
+
+/** The error a write fails with when the primary refused it, naming what now covers the range. */
+function primaryFailure(
+  volume: string,
+  rec: MirrorRecord,
+  err: unknown,
+  outcome: ForkOutcome,
+  marked: boolean,
+): Error {
+  const covered = outcome === "tracker"
+    ? "the range is marked at the tracker"
+    : marked
+    ? "the backup took it, so the range is now marked at the tracker for resync"
+    : "the backup took it and the tracker did not take the covering mark yet (regions tainted)";
+  const message = `Write to volume "${volume}" at ${rec.offset}+${rec.length} failed: the ` +
+    `primary refused it (${err instanceof Error ? err.message : String(err)}); ${covered}`;
+  return new DiskWriteError(diskErrorCode(err) ?? "EIO", message);
 }
 
 function describe(err: unknown): string {

@@ -51,6 +51,18 @@ import { regionBytesDefault } from "../../src/extent.ts";
 import type { MirrorRecord } from "../fork/backup_batcher.ts";
 import { UnhardenedRegions } from "./unhardened.ts";
 
+/**
+ * The backup answered with an ERROR frame (refusing HELLO, or failing the connection). `status`
+ * is its HTTP-like status: 503 says the backup is up but cannot take writes (journal full, a
+ * journal write failed), which the agent reports as a degraded backup, not an offline one.
+ */
+export class LinkRefusedError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+    this.name = "LinkRefusedError";
+  }
+}
+
 /** Default wait for ack progress before the link is declared failed. */
 export const linkAckTimeoutMsDefault = 5000;
 
@@ -174,7 +186,10 @@ export class LinkClient {
       if (frame === null) throw new Error("The backup closed the link before WELCOME");
       if (frame.type === FrameType.error) {
         const e = frameJson<LinkError>(frame);
-        throw new Error(`The backup refused the link (${e.status}): ${e.message}`);
+        throw new LinkRefusedError(
+          e.status,
+          `The backup refused the link (${e.status}): ${e.message}`,
+        );
       }
       if (frame.type !== FrameType.welcome) throw new Error(`Expected WELCOME, got ${frame.type}`);
       const welcome = frameJson<LinkWelcome>(frame);
@@ -348,7 +363,10 @@ export class LinkClient {
         break;
       case FrameType.error: {
         const e = frameJson<LinkError>(frame);
-        throw new Error(`The backup failed the link (${e.status}): ${e.message}`);
+        throw new LinkRefusedError(
+          e.status,
+          `The backup failed the link (${e.status}): ${e.message}`,
+        );
       }
       default:
         throw new Error(`Unexpected frame type ${frame.type} from the backup`);

@@ -7,6 +7,7 @@
  */
 import { PayloadPool } from "./payload_pool.ts";
 import type { BlockDevice } from "../../src/block_device.ts";
+import { diskErrorCode } from "../../src/fault_file.ts";
 import {
   commandName,
   describeParseError,
@@ -225,7 +226,9 @@ export class Transmission {
     } catch (err) {
       const message = `${describeRequest(h)} failed: ${describe(err)}`;
       this.#opts.log(message);
-      return this.#errorReply(h, NbdError.EIO, message);
+      // A full disk is told as NBD_ENOSPC (a client may free room and retry); the rest as EIO.
+      const error = diskErrorCode(err) === "ENOSPC" ? NbdError.ENOSPC : NbdError.EIO;
+      return this.#errorReply(h, error, message);
     }
   }
 
