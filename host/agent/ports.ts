@@ -8,6 +8,7 @@ import type {
   VolumeRegistration,
 } from "../../src/schemas.ts";
 import type { ActivityTracker } from "../fork/activity_record.ts";
+import type { ChecksumRequest } from "../../src/region_checksums.ts";
 
 /** What the agent needs of the tracker (tracker/client.ts provides it). */
 export interface HostTracker extends ActivityTracker {
@@ -26,4 +27,6 @@ export interface HostBackup {
   healthz(): Promise<boolean>;
   /** Where the backup's host link listens (GET /v1/link). */
   linkAddresses(): Promise<string[]>;
+  /** Digests of the secondary's regions (checksum resync); optional so test fakes may omit it. */
+  checksums?(volume: string, req: ChecksumRequest): Promise<Uint8Array>;
 }
