@@ -82,3 +82,31 @@ Deno.test("reconstruct --checksum ships exactly the regions damaged without a ma
     await sys.stop();
   }
 });
+
+Deno.test("reconstruct --checksum --host repairs a dead host's volume from its primary image", async () => {
+  const sys = await startSystem({ sizeBytes: 16 * MiB });
+  try {
+    const host = new HostClient(sys.host.url);
+    await sys.waitMirroring();
+    await host.write(sys.volume, 3 * MiB, randomBytes(seededRandom(6), MiB));
+    await sys.flushBackup();
+    await sys.host.kill();
+    await damage(sys.primaryPath, 14 * MiB + 7 * region, 64, 0x77);
+    const { code, output } = await sys.reconstruct([
+      "--host",
+      "host0",
+      "--backup",
+      sys.backup.url,
+      "--volume-path",
+      `${sys.volume}=${sys.primaryPath}`,
+      "--force",
+      "--checksum",
+    ]);
+    assert.equal(code, 0, output);
+    assert.match(output, / 256 regions compared, 1 shipped, 255 skipped, 65536 bytes shipped/);
+    await sys.flushBackup();
+    assert.equal(await sys.sha256Secondary(), await sys.sha256Primary());
+  } finally {
+    await sys.stop();
+  }
+});
