@@ -11,7 +11,7 @@ import { ManualClock } from "../src/clock.ts";
 import { resyncProgress } from "../src/host_schemas.ts";
 import { type ChecksumRequest, hashRegions } from "../src/region_checksums.ts";
 import { FakeBackup, FakeTracker } from "./support/fake_ports.ts";
-import { settled } from "./support/gate.ts";
+import { gate, settled } from "./support/gate.ts";
 import { StepTimers } from "./support/step_timers.ts";
 
 const region = 64 * 1024;
@@ -157,5 +157,26 @@ Deno.test("the host client sends the checksum mode and no body for a plain resyn
       await server.shutdown();
     }
     assert.deepEqual(seen, ["", '{"mode":"checksum"}']);
+  });
+});
+
+Deno.test("a plain resync is refused with 409 while a checksum resync runs", async () => {
+  const held = gate();
+  class HeldBackup extends ZeroSecondaryBackup {
+    override async checksums(volume: string, req: ChecksumRequest): Promise<Uint8Array> {
+      await held.opened;
+      return super.checksums(volume, req);
+    }
+  }
+  await withApp(new HeldBackup(), async (app) => {
+    assert.equal((await startResync(app, '{"mode":"checksum"}')).status, 202);
+    const refused = await startResync(app);
+    assert.equal(refused.status, 409);
+    assert.match(
+      (await refused.json()).error.message,
+      /Cannot start a plain resync of volume "vol0": a checksum resync is running/,
+    );
+    held.open();
+    assert.equal((await finalProgress(app)).state, "done");
   });
 });
