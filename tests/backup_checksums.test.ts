@@ -7,6 +7,9 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { type Backup, openBackup } from "../backup/service.ts";
 import { BackupClient } from "../backup/client.ts";
+import { Journal } from "../backup/journal.ts";
+import { replayJournal } from "../backup/journal_replay.ts";
+import { gate, settled } from "./support/gate.ts";
 import { encodeRecord } from "../src/journal_record.ts";
 import { checksumRegionsMax } from "../src/limits.ts";
 import { decodeDigests, differingRuns, hashRegions } from "../src/region_checksums.ts";
@@ -159,4 +162,36 @@ Deno.test("the backup client decodes the digests of a real request", async () =>
       await server.shutdown();
     }
   });
+});
+
+Deno.test("the journal is drained only once a batch still in its group commit is durable", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "backup_drained_" });
+  const held = gate();
+  const journal = await Journal.open({
+    dir,
+    journalBytesMax: 1024 * 1024,
+    syncData: async (file) => {
+      await held.opened;
+      await file.syncData();
+    },
+  }, await replayJournal(dir, () => {}, () => {}));
+  try {
+    const data = new Uint8Array(100).fill(1);
+    // As the link does in `received` mode: appended (the host is told "received"), not durable.
+    const durable = journal.append(
+      encodeRecord({ kind: "write", volume: "vol0", offset: 0, length: data.length, data }),
+      1,
+    );
+    let drained = false;
+    const waiting = journal.drained().then(() => (drained = true));
+    await settled();
+    assert.equal(drained, false, "a batch in its group commit is not drained");
+    held.open();
+    await durable;
+    await waiting;
+    assert.equal(journal.recordsAcknowledged, 1, "checksums then wait for this record's apply");
+  } finally {
+    await journal.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
