@@ -1,6 +1,6 @@
 /**
- * The backup's Hono app: one sub-app per resource (volumes, writes, status and flush, the OpenAPI
- * document) joined with `app.route`, behind the shared service basics (auth, error shape,
+ * The backup's Hono app: one sub-app per resource (volumes, writes, status and flush, checksums,
+ * the OpenAPI document) joined with `app.route`, behind the shared service basics (auth, error shape,
  * /healthz, /metrics). Paths come from backup/paths.ts, which the client shares.
  */
 import { Hono } from "hono";
@@ -11,6 +11,7 @@ import type { EpochFence } from "./epoch_fence.ts";
 import type { Journal } from "./journal.ts";
 import { backupOpenApi } from "./openapi.ts";
 import { backupRoutes } from "./paths.ts";
+import { checksumsApp } from "./routes/checksums.ts";
 import { statusApp } from "./routes/status.ts";
 import { volumesApp } from "./routes/volumes.ts";
 import { writesApp } from "./routes/writes.ts";
@@ -42,6 +43,7 @@ export function createBackupApp(deps: BackupAppDeps) {
     .route("/", volumesApp({ store, fence, metrics }))
     .route("/", writesApp({ journal, store, fence, metrics, batchBytesMax }))
     .route("/", statusApp({ journal, applier, store }))
+    .route("/", checksumsApp({ journal, applier, store, metrics }))
     .route(
       "/",
       new Hono().get(backupRoutes.link, (c) => c.json({ addresses: deps.linkAddresses() })),

@@ -42,6 +42,9 @@ export class Applier {
   #paused: boolean;
   #resumeWaiters: (() => void)[] = [];
   #appliedWaiters: { records: number; resolve: () => void; reject: (err: Error) => void }[] = [];
+  #writtenWaiters: { records: number; resolve: () => void; reject: (err: Error) => void }[] = [];
+  /** Records written to the secondaries (synced or not) since the journal was opened. */
+  #recordsWritten = 0;
   #loop: Promise<void> | undefined;
   #stopping = false;
   #failure: Error | undefined;
@@ -100,6 +103,18 @@ export class Applier {
     return waiting;
   }
 
+  /**
+   * Resolves once `records` records (counted since open) are written to the secondaries, synced
+   * or not: enough for a reader of the secondary files (checksums), without forcing a checkpoint.
+   */
+  waitWritten(records: number): Promise<void> {
+    if (this.#recordsWritten >= records) return Promise.resolve();
+    if (this.#stopping) return Promise.reject(new Error("The applier is stopped"));
+    return new Promise<void>((resolve, reject) => {
+      this.#writtenWaiters.push({ records, resolve, reject });
+    });
+  }
+
   /** Finishes the current step and stops; call after the journal is closed. */
   async stop(): Promise<void> {
     this.#stopping = true;
@@ -107,6 +122,7 @@ export class Applier {
     this.#kick?.();
     await this.#loop;
     for (const w of this.#appliedWaiters.splice(0)) w.reject(new Error("The applier is stopped"));
+    for (const w of this.#writtenWaiters.splice(0)) w.reject(new Error("The applier is stopped"));
   }
 
   async #run(): Promise<void> {
@@ -178,7 +194,16 @@ export class Applier {
     }
     if (this.#unsynced.length === 0) this.#firstUnsyncedAt = performance.now();
     this.#unsynced.push(...entries);
-    for (const e of entries) this.#unsyncedBytes += e.body.length;
+    for (const e of entries) {
+      this.#unsyncedBytes += e.body.length;
+      this.#recordsWritten += e.records;
+    }
+    const written = this.#recordsWritten;
+    this.#writtenWaiters = this.#writtenWaiters.filter((w) => {
+      if (w.records > written) return true;
+      w.resolve();
+      return false;
+    });
   }
 
   /**

@@ -6,6 +6,12 @@ import { call, callJson, type HttpClientOptions } from "../src/http_client.ts";
 import { encodedRecordBytes, encodeRecord, type RecordKind } from "../src/journal_record.ts";
 import type { BackupStatus, WriteBatchResponse } from "../src/schemas.ts";
 import {
+  type ChecksumRequest,
+  type ChecksumResponse,
+  decodeDigests,
+  regionDigestBytes,
+} from "../src/region_checksums.ts";
+import {
   type BackupVolume,
   type BackupVolumeList,
   epochHeader,
@@ -70,6 +76,30 @@ export class BackupClient {
       { method: "POST", body: body as Uint8Array<ArrayBuffer>, headers },
       this.opts,
     );
+  }
+
+  /**
+   * The SHA-256 digests of the secondary's regions in `req`'s span, 32 bytes each, back to back
+   * (src/region_checksums.ts). The backup first applies everything it has taken for the volume,
+   * which can take a while behind a long journal: the flush bound applies.
+   */
+  async checksums(volume: string, req: ChecksumRequest): Promise<Uint8Array> {
+    const timeoutMs = Math.max(this.opts.timeoutMs ?? 0, flushTimeoutMsMin);
+    const res = await callJson<ChecksumResponse>(
+      this.#base,
+      backupPath(backupRoutes.checksums, { name: volume }),
+      { method: "POST", json: req },
+      { ...this.opts, timeoutMs },
+    );
+    const digests = decodeDigests(res.digests);
+    const regions = Math.ceil(req.length / req.regionBytes);
+    if (res.offset !== req.offset || digests.length !== regions * regionDigestBytes) {
+      throw new Error(
+        `Backup answered checksums of ${res.offset}+${res.length} with ${digests.length} digest ` +
+          `bytes for a request of ${req.offset}+${req.length} (${regions} regions)`,
+      );
+    }
+    return digests;
   }
 
   /** Journal and applier counters. */

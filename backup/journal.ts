@@ -130,6 +130,8 @@ export class Journal {
   #queue: Queued[] = [];
   #durable: JournalEntry[] = [];
   #durableWaiters: (() => void)[] = [];
+  /** Settles once the batch appended last is durable or refused (groups commit in order). */
+  #lastQueued: Promise<void> = Promise.resolve();
   /** True while the writer loop runs; cleared by the loop itself as it exits. */
   #writing = false;
   #writer: Promise<void> = Promise.resolve();
@@ -251,11 +253,21 @@ export class Journal {
     const done = new Promise<void>((resolve, reject) => {
       this.#queue.push({ body, records, admit, resolve, reject });
     });
+    this.#lastQueued = done.catch(() => {});
     if (!this.#writing) {
       this.#writing = true;
       this.#writer = this.#writeLoop();
     }
     return done;
+  }
+
+  /**
+   * Resolves once every batch appended so far is durable (or refused): then `recordsAcknowledged`
+   * counts each of them. Checksums need it: in `received` mode a batch the host already counts as
+   * delivered may still be queued here.
+   */
+  drained(): Promise<void> {
+    return this.#lastQueued;
   }
 
   /** Takes acknowledged entries, oldest first, up to about `bytesMax` (at least one). */

@@ -52,6 +52,24 @@ export const backupOpenApi = {
         },
       },
     },
+    "/v1/volumes/{name}/checksums": {
+      post: {
+        summary: "SHA-256 of each region of a span of the secondary, after applying every record " +
+          "taken so far (checksum resync)",
+        parameters: [{ name: "name", in: "path", required: true, schema: { type: "string" } }],
+        requestBody: { content: json("#/components/schemas/ChecksumRequest") },
+        responses: {
+          200: { description: "Digests", content: json("#/components/schemas/ChecksumResponse") },
+          400: {
+            ...error,
+            description: "Region size not a power of two, span not region-aligned, outside the " +
+              "volume, or over 4096 regions / 256 MiB",
+          },
+          404: { ...error, description: "Unknown volume" },
+          503: { ...error, description: "The applier is failing or stopping" },
+        },
+      },
+    },
     "/v1/status": {
       get: {
         summary: "Journal and applier counters",
@@ -71,6 +89,34 @@ export const backupOpenApi = {
         type: "object",
         required: ["sizeBytes"],
         properties: { sizeBytes: { type: "integer", minimum: 1 } },
+      },
+      ChecksumRequest: {
+        type: "object",
+        required: ["offset", "length", "regionBytes"],
+        properties: {
+          offset: { type: "integer", minimum: 0, description: "A multiple of regionBytes" },
+          length: {
+            type: "integer",
+            minimum: 1,
+            description: "Whole regions, or up to the volume's end",
+          },
+          regionBytes: { type: "integer", description: "A power of two, 512 B .. 64 MiB" },
+        },
+      },
+      ChecksumResponse: {
+        type: "object",
+        properties: {
+          volume: { type: "string" },
+          offset: { type: "integer" },
+          length: { type: "integer" },
+          regionBytes: { type: "integer" },
+          algorithm: { type: "string", enum: ["sha256"] },
+          digests: {
+            type: "string",
+            contentEncoding: "base64",
+            description: "Each region's 32-byte SHA-256 digest, back to back, in order",
+          },
+        },
       },
       Volume: {
         type: "object",

@@ -10,6 +10,7 @@ export const backupRoutes = {
   volumes: "/v1/volumes",
   volume: "/v1/volumes/:name",
   writes: "/v1/volumes/:name/writes",
+  checksums: "/v1/volumes/:name/checksums",
   status: "/v1/status",
   flush: "/v1/flush",
   link: "/v1/link",

@@ -141,6 +141,23 @@ export class SecondaryStore {
     }
   }
 
+  /**
+   * Reads `length` bytes at `offset` of `name`: positional and synchronous like the writes, so no
+   * apply can move the file position between the seek and the read. A short file reads as zeros.
+   */
+  readSync(name: string, offset: number, length: number): Uint8Array {
+    const vol = this.#get(name, offset, length);
+    const out = new Uint8Array(length);
+    vol.file.seekSync(offset, Deno.SeekMode.Start);
+    let done = 0;
+    while (done < length) {
+      const n = vol.file.readSync(out.subarray(done));
+      if (n === null || n === 0) break;
+      done += n;
+    }
+    return out;
+  }
+
   /** Makes every write to the named volumes durable (fdatasync each). */
   async sync(names: Iterable<string>): Promise<void> {
     await Promise.all([...new Set(names)].map((name) => this.#volumes.get(name)?.file.syncData()));

@@ -1,6 +1,6 @@
 /**
  * `deno task bench`: runs every bench in one run — tracker, backup, host HTTP, NBD (fio against
- * nbdkit and the host agent) — prints a table per bench, and writes every result as JSON to
+ * nbdkit and the host agent), prediction, checksum resync against a full copy — prints a table per bench, and writes every result as JSON to
  * bench/results/latest.json (and to `--json PATH` when given). A bench that fails is reported and
  * the others still run; the exit code is then 1.
  *
@@ -23,10 +23,11 @@ import { formatBackup, formatHostHttp, formatTracker } from "./tables.ts";
 import { benchTracker } from "./tracker_bench.ts";
 import { benchPrediction } from "./prediction_bench.ts";
 import { formatPrediction } from "./prediction_table.ts";
+import { benchChecksum, formatChecksum } from "./checksum_bench.ts";
 
 const usage = `Usage: deno task bench [--only LIST] [--json PATH] [NBD flags]
   --only LIST      benches to run, comma-separated: tracker, backup, host_http, nbd,
-                   prediction (default all)
+                   prediction, checksum (default all)
   --json PATH      also write the results here (they always go to bench/results/latest.json)
   NBD bench:
   --rounds N       runs of every case; the order of targets is reversed every other round;
@@ -103,6 +104,10 @@ async function main(): Promise<void> {
     prediction: {
       run: () => benchPrediction({ predicts: [0, 16] }),
       format: (r) => formatPrediction(r as Record<string, unknown>),
+    },
+    checksum: {
+      run: () => benchChecksum(),
+      format: (r) => formatChecksum(r as Record<string, number>),
     },
   };
   const names = flags.only === undefined

@@ -12,7 +12,8 @@ import { componentState } from "../src/host_schemas.ts";
 import { Metrics } from "../src/metrics.ts";
 import { volumeParams } from "../src/schemas.ts";
 import { applyServiceBasics } from "../src/service.ts";
-import { validate } from "../src/validate.ts";
+import { describeIssues, validate } from "../src/validate.ts";
+import { type ResyncRequest, resyncRequest } from "../src/host_schemas.ts";
 import type { HostAgent, HostVolume } from "./agent/host_agent.ts";
 
 /** Largest write or read one HTTP request carries. */
@@ -94,12 +95,42 @@ function dataApp(agent: HostAgent) {
     });
 }
 
-/** `POST|GET /v1/volumes/:name/resync`: start a resync, read its progress. */
+/** Largest body of `POST /v1/volumes/:name/resync` (`{"mode":"checksum"}` is 19 bytes). */
+const resyncBodyBytesMax = 1024;
+
+/**
+ * The optional body of `POST /v1/volumes/:name/resync`: none (existing clients send none) means
+ * plain; otherwise JSON `{"mode": "plain" | "checksum"}`.
+ */
+async function resyncRequestOf(req: Request): Promise<ResyncRequest> {
+  const text = await req.text();
+  if (text.length > resyncBodyBytesMax) {
+    throw tooLarge(`Resync request body of ${text.length} bytes exceeds ${resyncBodyBytesMax}`);
+  }
+  if (text.trim() === "") return { mode: "plain" };
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw badRequest(`Resync request body ${JSON.stringify(text.slice(0, 80))} is not JSON`);
+  }
+  const parsed = resyncRequest.safeParse(json);
+  if (!parsed.success) {
+    throw badRequest(
+      `Invalid json: ${describeIssues(parsed.error.issues, json)}`,
+      parsed.error.issues,
+    );
+  }
+  return parsed.data;
+}
+
+/** `POST|GET /v1/volumes/:name/resync`: start a resync (plain or checksum), read its progress. */
 function resyncApp(agent: HostAgent) {
   return new Hono()
-    .post("/", validate("param", volumeParams), (c) => {
+    .post("/", validate("param", volumeParams), async (c) => {
       const v = volumeOf(agent, c.req.valid("param").name);
-      return c.json(agent.startResync(v.name), 202);
+      const { mode } = await resyncRequestOf(c.req.raw);
+      return c.json(agent.startResync(v.name, mode), 202);
     })
     .get("/", validate("param", volumeParams), (c) => {
       const v = volumeOf(agent, c.req.valid("param").name);

@@ -5,6 +5,7 @@
 import {
   type HostStatus,
   hostStatus,
+  type ResyncMode,
   type ResyncProgress,
   resyncProgress,
 } from "../src/host_schemas.ts";
@@ -14,10 +15,14 @@ import { hostPaths } from "./app.ts";
 export class HostClient {
   constructor(readonly baseUrl: string, private readonly opts: HttpClientOptions = {}) {}
 
-  /** Starts (or joins) a resync of `volume`. */
-  async startResync(volume: string): Promise<ResyncProgress> {
+  /**
+   * Starts (or joins) a resync of `volume`; `checksum` compares every region with the backup's
+   * and ships those that differ. A plain resync sends no body, as older clients did.
+   */
+  async startResync(volume: string, mode: ResyncMode = "plain"): Promise<ResyncProgress> {
+    const init = mode === "plain" ? { method: "POST" } : { method: "POST", json: { mode } };
     return resyncProgress.parse(
-      await callJson(this.baseUrl, hostPaths.resync(volume), { method: "POST" }, this.opts),
+      await callJson(this.baseUrl, hostPaths.resync(volume), init, this.opts),
     );
   }
 

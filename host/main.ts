@@ -43,7 +43,8 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
   --activity-regions-max N  bound of each volume's hot activity set (default ${activityRegionsMaxDefault};
                        0 keeps no activity marks: a host crash may then leave unmarked differences)
   --activity-unit-bytes N  granularity of activity marks, a power of two >= the region (default 4MiB)
-  --resync-bytes-per-sec N  bound on resync copy rate, e.g. 100MiB (default unbounded)
+  --resync-bytes-per-sec N  bound on resync copy rate, e.g. 100MiB (default unbounded); for a
+                       checksum resync, on the bytes compared
   --backup-link ADDR   the backup's link: tcp://HOST:PORT or a unix socket path (default: what
                        the backup advertises at GET /v1/link, its unix socket preferred)
   --ack MODE           when a mirror write is acknowledged: durable (the backup's journal sync

@@ -9,6 +9,14 @@ const timestamp = z.number();
 export const resyncState = z.enum(["idle", "running", "done", "failed"]);
 export type ResyncState = z.infer<typeof resyncState>;
 
+/** How a resync finds what to copy: the tracker's marks (plain) or region checksums. */
+export const resyncMode = z.enum(["plain", "checksum"]);
+export type ResyncMode = z.infer<typeof resyncMode>;
+
+/** Optional body of `POST /v1/volumes/{name}/resync` (no body: plain). */
+export const resyncRequest = z.object({ mode: resyncMode.default("plain") }).strict();
+export type ResyncRequest = z.infer<typeof resyncRequest>;
+
 /** Progress of the latest resync of a volume, as `GET /v1/volumes/{name}/resync` shows it. */
 export const resyncProgress = z.object({
   volume: z.string(),
@@ -24,6 +32,19 @@ export const resyncProgress = z.object({
   bytesPerSec: z.number(),
   etaSeconds: z.number().nullable(),
   error: z.string().nullable(),
+  /**
+   * `plain` copies the regions the tracker holds marked; `checksum` compares every region's
+   * SHA-256 with the backup's and ships only those that differ. Absent from older agents: plain.
+   */
+  mode: resyncMode.optional(),
+  /** Checksum resync: regions whose digests were compared with the backup's. */
+  regionsCompared: z.number().optional(),
+  /** Checksum resync: regions that differed and were shipped to the backup. */
+  regionsShipped: z.number().optional(),
+  /** Checksum resync: regions equal on both sides, not shipped. */
+  regionsSkipped: z.number().optional(),
+  /** Checksum resync: bytes of the regions shipped. */
+  bytesShipped: z.number().optional(),
 });
 export type ResyncProgress = z.infer<typeof resyncProgress>;
 

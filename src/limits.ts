@@ -21,6 +21,11 @@
  *   - The batcher queues at most `hostBatchQueueBytesMax` (64 MiB) per volume before submitters
  *     wait; an empty queue always admits one record, and the bound holds at least one full record.
  *
+ *   - Checksum resync (src/region_checksums.ts) asks the backup for the digests of at most
+ *     `checksumRegionsMax` (4096) regions spanning at most `checksumSpanBytesMax` (256 MiB) per
+ *     request: 4096 × 32 B = 128 KiB of digests (base64: 171 KiB of JSON), and at 1 GB/s of
+ *     hashing about a quarter of a second of the backup's time, so no request holds it long.
+ *
  * The tracker's request body bound (1 MiB, tracker/app.ts) carries marks, never data, so it has
  * no relation to these.
  */
@@ -46,6 +51,10 @@ export const hostBatchBytesMax = 8 * MiB;
 export const hostBatchQueueBytesMax = 64 * MiB;
 /** Default largest batch body the backup accepts; larger ones get 413. */
 export const backupBatchBytesMaxDefault = 64 * MiB;
+/** Most regions one checksum request covers. */
+export const checksumRegionsMax = 4096;
+/** Most bytes one checksum request spans (whatever the region size). */
+export const checksumSpanBytesMax = 256 * MiB;
 
 // The record's length field is a u32.
 assert(recordPayloadBytesMax <= 0xffff_ffff);
@@ -58,3 +67,5 @@ assert(recordBytesMax <= backupBatchBytesMaxDefault);
 // The batcher's queue holds at least one largest record.
 assert(recordBytesMax <= hostBatchQueueBytesMax);
 assert(hostBatchBytesMax <= hostBatchQueueBytesMax);
+// A checksum span of default-sized (64 KiB) regions is bounded by the region count, not the span.
+assert(checksumRegionsMax * 64 * 1024 <= checksumSpanBytesMax);

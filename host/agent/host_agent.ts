@@ -6,7 +6,7 @@
 import type { Clock } from "../../src/clock.ts";
 import type { FaultFile } from "../../src/fault_file.ts";
 import { ServiceError } from "../../src/errors.ts";
-import type { HostStatus, ResyncProgress } from "../../src/host_schemas.ts";
+import type { HostStatus, ResyncMode, ResyncProgress } from "../../src/host_schemas.ts";
 import type { BatcherOptions } from "../fork/backup_batcher.ts";
 import type { ResyncOptions } from "../resync/resync.ts";
 import type { AckMode } from "../../src/link_protocol.ts";
@@ -15,7 +15,13 @@ import type { ComponentStatus, ProbeOptions } from "./component_status.ts";
 import type { HostBackup, HostTracker } from "./ports.ts";
 import { statusView } from "./status_view.ts";
 import { TrackerLease } from "./tracker_lease.ts";
-import { type HostVolume, type HostVolumeConfig, openVolumeStack } from "./volume_stack.ts";
+import {
+  type HostVolume,
+  type HostVolumeConfig,
+  latestResync,
+  openVolumeStack,
+} from "./volume_stack.ts";
+import type { ChecksumResyncOptions } from "../resync/checksum_resync.ts";
 
 export type { HostBackup, HostTracker } from "./ports.ts";
 export type { HostVolume, HostVolumeConfig } from "./volume_stack.ts";
@@ -55,6 +61,7 @@ export interface HostAgentOptions {
   resync?: ResyncOptions;
   /** Test-only disk faults of the primaries (main.ts: TRACKMIRROR_FAULT_FILE). */
   faults?: FaultFile;
+  checksumResync?: ChecksumResyncOptions;
 }
 
 export class HostAgent {
@@ -110,9 +117,21 @@ export class HostAgent {
     return [...this.#volumes.values()];
   }
 
-  /** Starts a resync of `name`; 503 while the backup is offline, 404 for an unknown volume. */
-  startResync(name: string): ResyncProgress {
+  /**
+   * Starts a resync of `name` (`checksum`: compare every region, ship those that differ); 503
+   * while the backup is offline, 404 for an unknown volume, 409 while the other mode runs.
+   */
+  startResync(name: string, mode: ResyncMode = "plain"): ResyncProgress {
     const v = this.#require(name);
+    const other = mode === "checksum" ? v.resync : v.checksumResync;
+    if (other.running) {
+      throw new ServiceError(
+        409,
+        `Cannot start a ${mode} resync of volume "${name}": a ${
+          mode === "checksum" ? "plain" : "checksum"
+        } resync is running`,
+      );
+    }
     if (!this.backupStatus.isOnline) {
       const s = this.backupStatus.view();
       throw new ServiceError(
@@ -121,12 +140,21 @@ export class HostAgent {
           (s.lastError ? ` (last error: ${s.lastError})` : ""),
       );
     }
-    void v.resync.start();
-    return v.resync.progress;
+    v.resyncMode = mode;
+    if (mode === "plain") {
+      void v.resync.start();
+      return v.resync.progress;
+    }
+    void v.checksumResync.start().then((done) => {
+      if (done.state !== "done") return;
+      // Every region now equals the backup's (or is marked again): the volume is in sync.
+      // lead: call markTrusted here
+    });
+    return v.checksumResync.progress;
   }
 
   resyncProgress(name: string): ResyncProgress {
-    return this.#require(name).resync.progress;
+    return latestResync(this.#require(name)).progress;
   }
 
   /** The agent's status: components, mode and volumes. */
@@ -172,6 +200,7 @@ export class HostAgent {
       volume: cfg,
       backup: this.backupLink,
       writer: this.backupLink.writer,
+      secondary: opts.backup.checksums ? (opts.backup as Required<HostBackup>) : undefined,
       submitter: this.backupLink.submitterFor(cfg.name),
     });
     this.#volumes.set(cfg.name, v);
@@ -182,7 +211,10 @@ export class HostAgent {
     for (const v of this.#volumes.values()) {
       try {
         const info = await this.opts.tracker.getVolume(v.name);
-        if (info.dirtyRegions > 0 && this.backupStatus.isOnline) void v.resync.start();
+        if (info.dirtyRegions > 0 && this.backupStatus.isOnline && !v.checksumResync.running) {
+          v.resyncMode = "plain";
+          void v.resync.start();
+        }
       } catch (err) {
         console.warn(
           `host: automatic resync of "${v.name}" not started: ${(err as Error).message}`,

@@ -8,6 +8,7 @@ import type {
   VolumeRegistration,
 } from "../../src/schemas.ts";
 import type { ActivityTracker } from "../fork/activity_record.ts";
+import type { ChecksumRequest } from "../../src/region_checksums.ts";
 
 /** What the agent needs of the tracker (tracker/client.ts provides it). */
 export interface HostTracker extends ActivityTracker {
@@ -31,4 +32,6 @@ export interface HostBackup {
    * Optional: without it the probe cannot tell a degraded backup until a write fails.
    */
   status?(): Promise<{ state?: "ok" | "degraded"; reason?: string | null }>;
+  /** Digests of the secondary's regions (checksum resync); optional so test fakes may omit it. */
+  checksums?(volume: string, req: ChecksumRequest): Promise<Uint8Array>;
 }

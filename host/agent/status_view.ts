@@ -1,6 +1,6 @@
 /** Builds the host agent's `/v1/status` document from its volumes, backup link and lease. */
 import type { ComponentStatusView, HostMode, HostStatus } from "../../src/host_schemas.ts";
-import type { HostVolume } from "./volume_stack.ts";
+import { type HostVolume, latestResync } from "./volume_stack.ts";
 
 export interface StatusInputs {
   hostId: string;
@@ -60,7 +60,7 @@ export function statusView(s: StatusInputs): HostStatus {
         }
         : null,
       promoted: v.promoted,
-      resync: v.resync.progress,
+      resync: latestResync(v).progress,
     })),
   };
 }

@@ -1,7 +1,8 @@
 /**
  * One volume's layer stack, assembled in one place: the primary image (FileVolume) under the fork
  * layer (ForkDevice with its RangeLock, BackupBatcher, TrackerMarker and ActivityRecord), and the
- * Resync that copies its marked regions to the backup.
+ * Resync that copies its marked regions to the backup (and the checksum resync that compares
+ * every region with the backup's).
  */
 import type { BlockDevice } from "../../src/block_device.ts";
 import type { Clock } from "../../src/clock.ts";
@@ -19,6 +20,12 @@ import { ForkDevice, type ForkPaths } from "../fork/fork_device.ts";
 import { RangeLock } from "../fork/range_lock.ts";
 import { TrackerMarker } from "../fork/tracker_marker.ts";
 import { Resync, type ResyncOptions, type ResyncTracker } from "../resync/resync.ts";
+import {
+  ChecksumResync,
+  type ChecksumResyncOptions,
+  type SecondaryChecksums,
+} from "../resync/checksum_resync.ts";
+import type { ResyncMode, ResyncProgress } from "../../src/host_schemas.ts";
 import type { HostTracker } from "./ports.ts";
 
 export interface HostVolumeConfig {
@@ -41,6 +48,10 @@ export interface HostVolume {
   marker: TrackerMarker;
   activity: ActivityRecord | undefined;
   resync: Resync;
+  /** Compares every region's checksum with the backup's and ships those that differ. */
+  checksumResync: ChecksumResync;
+  /** Which of the two resyncs was started last (its progress is the volume's resync progress). */
+  resyncMode: ResyncMode;
   /** True once the previous incarnation's activity marks were promoted to dirty marks. */
   promoted: boolean;
 }
@@ -70,6 +81,15 @@ export interface VolumeStackOptions {
   resync?: ResyncOptions;
   /** Test-only disk faults of the primary (`primary=enospc|eio`); absent: none checked. */
   faults?: FaultFile;
+  /** The backup's region checksums (checksum resync); absent: checksum resync fails, saying so. */
+  secondary?: SecondaryChecksums;
+  /** Checksum resync bounds; its rate bound defaults to `resync.bytesPerSecMax`. */
+  checksumResync?: ChecksumResyncOptions;
+}
+
+/** The resync of `v` started last: the one whose progress the volume shows. */
+export function latestResync(v: HostVolume): { readonly progress: ResyncProgress } {
+  return v.resyncMode === "checksum" ? v.checksumResync : v.resync;
 }
 
 /** Opens (creating when absent) the primary image and builds its layers. */
@@ -120,6 +140,19 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     marker,
     clock: opts.clock,
   }, opts.resync);
+  const checksumResync = new ChecksumResync({
+    volume: cfg.name,
+    sizeBytes: cfg.sizeBytes,
+    regionBytes: opts.regionBytes,
+    primary,
+    locks,
+    backup: opts.backup,
+    writer: opts.writer,
+    secondary: opts.secondary,
+    tracker: opts.tracker,
+    marker,
+    clock: opts.clock,
+  }, { bytesPerSecMax: opts.resync?.bytesPerSecMax, ...opts.checksumResync });
   return {
     ...cfg,
     primary,
@@ -130,6 +163,8 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     marker,
     activity,
     resync,
+    checksumResync,
+    resyncMode: "plain",
     promoted: false,
   };
 }

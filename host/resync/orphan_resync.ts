@@ -2,7 +2,8 @@
  * Resync of a volume whose host agent will not come back (`reconstruct --host ID`): take over its
  * lease at the tracker, promote the dead host's activity marks to dirty marks (it may have died
  * between a backup acknowledgement and a primary write), and copy every marked region from the
- * primary image, reachable from here, to the backup.
+ * primary image, reachable from here, to the backup (with `mode: "checksum"`, every region is
+ * compared with the backup's instead, and those that differ are copied).
  */
 import { systemClock } from "../../src/clock.ts";
 import type { VolumeInfo } from "../../src/schemas.ts";
@@ -11,6 +12,8 @@ import type { TrackerClient } from "../../tracker/client.ts";
 import { FileVolume } from "../fork/file_volume.ts";
 import { RangeLock } from "../fork/range_lock.ts";
 import { Resync, type ResyncProgress } from "./resync.ts";
+import { ChecksumResync } from "./checksum_resync.ts";
+import type { ResyncMode } from "../../src/host_schemas.ts";
 
 export interface OrphanOptions {
   tracker: TrackerClient;
@@ -21,6 +24,8 @@ export interface OrphanOptions {
   primaryPath: string;
   /** Take the lease even while the old owner's lease runs (it may be alive!). */
   force: boolean;
+  /** `checksum`: compare every region with the backup's, ship those that differ. */
+  mode?: ResyncMode;
   show: (p: ResyncProgress) => void;
 }
 
@@ -55,7 +60,7 @@ export async function resyncOrphan(info: VolumeInfo, opts: OrphanOptions): Promi
     const epoch = systemClock.now();
     await opts.backup.registerVolume(info.name, info.sizeBytes, epoch);
     let offline: unknown;
-    const resync = new Resync({
+    const deps = {
       volume: info.name,
       regionBytes: info.regionBytes,
       primary,
@@ -64,13 +69,19 @@ export async function resyncOrphan(info: VolumeInfo, opts: OrphanOptions): Promi
         get isOnline() {
           return offline === undefined;
         },
-        markOffline: (err) => (offline = err),
+        markOffline: (err: unknown) => (offline = err),
       },
-      writer: { writeBatch: (volume, body) => opts.backup.writeBatch(volume, body, epoch) },
+      writer: {
+        writeBatch: (volume: string, body: Uint8Array) =>
+          opts.backup.writeBatch(volume, body, epoch),
+      },
       tracker: opts.tracker,
       marker: { forget: () => {} },
       clock: systemClock,
-    });
+    };
+    const resync = opts.mode === "checksum"
+      ? new ChecksumResync({ ...deps, sizeBytes: info.sizeBytes, secondary: opts.backup })
+      : new Resync(deps);
     const job = resync.start();
     while (resync.running) {
       opts.show(resync.progress);

@@ -4,9 +4,15 @@
  * volume could not be resynced (backup still offline, host agent unreachable).
  *
  *   deno task reconstruct [--tracker URL] [--volume NAME] [--token T | --token-file PATH] [--poll-ms N]
+ *     [--checksum]
  *   deno task reconstruct --host ID --backup URL --volume-path NAME=PATH ... [--force]
  *     for a host agent that will not come back: take over its volumes' leases, promote its
  *     activity marks to dirty marks, and resync from the primary images reachable here.
+ *
+ * `--checksum` (DRBD's csums-alg): for when the tracker's record cannot be trusted to cover every
+ * difference. Every volume (dirty or not) is walked region by region: the SHA-256 of each primary
+ * region is compared with the backup's digest of the secondary's, and only regions that differ
+ * are shipped. The summary gives regions compared, shipped and skipped, and bytes shipped.
  */
 import { formatBytes } from "../../src/extent.ts";
 import { parseCount, parseFlags, parseUrl, runMain } from "../../src/flags.ts";
@@ -17,7 +23,7 @@ import { TrackerClient } from "../../tracker/client.ts";
 import { BackupClient } from "../../backup/client.ts";
 import { HostClient } from "../client.ts";
 import { resyncOrphan } from "./orphan_resync.ts";
-import type { ResyncProgress } from "../../src/host_schemas.ts";
+import type { ResyncMode, ResyncProgress } from "../../src/host_schemas.ts";
 
 const encoder = new TextEncoder();
 
@@ -31,6 +37,7 @@ interface VolumeResult {
 /** Resyncs one volume through its owner; resolves with the final progress. */
 async function resyncVolume(
   info: VolumeInfo,
+  mode: ResyncMode,
   token: string | undefined,
   pollMs: number,
   show: (p: ResyncProgress) => void,
@@ -38,7 +45,7 @@ async function resyncVolume(
   const host = new HostClient(info.ownerUrl, { token });
   let progress: ResyncProgress;
   try {
-    progress = await host.startResync(info.name);
+    progress = await host.startResync(info.name, mode);
   } catch (err) {
     const e = err as ServiceCallError;
     const why = e.status === 0
@@ -47,6 +54,14 @@ async function resyncVolume(
       ? `backup is still offline for host "${info.ownerHost}": ${e.message}`
       : e.message;
     return { volume: info.name, ok: false, error: why };
+  }
+  if (mode === "checksum" && progress.mode !== "checksum") {
+    return {
+      volume: info.name,
+      ok: false,
+      error: `host agent "${info.ownerHost}" at ${info.ownerUrl} started a plain resync, not a ` +
+        `checksum one: it predates --checksum; upgrade it`,
+    };
   }
   while (progress.state === "running") {
     show(progress);
@@ -73,13 +88,30 @@ function progressLine(p: ResyncProgress, tty: boolean): string {
   const fraction = total > 0 ? p.bytesDone / total : 1;
   const rate = `${formatBytes(p.bytesPerSec)}/s`;
   const eta = p.etaSeconds === null ? "" : ` ETA ${p.etaSeconds}s`;
+  const shipped = p.mode === "checksum"
+    ? `, ${p.regionsShipped ?? 0} shipped (${formatBytes(p.bytesShipped ?? 0)})`
+    : "";
   const counts = `${p.regionsDone}/${Math.max(p.regionsTotal, p.regionsDone)} regions, ` +
-    `${formatBytes(p.bytesDone)}/${formatBytes(total)}`;
+    `${formatBytes(p.bytesDone)}/${formatBytes(total)}${shipped}`;
   if (!tty) return `${p.volume}: ${p.state} ${counts} ${rate}${eta}`;
   const width = 30;
   const filled = Math.round(fraction * width);
   const bar = "#".repeat(filled) + "-".repeat(width - filled);
   return `${p.volume} [${bar}] ${(fraction * 100).toFixed(0).padStart(3)}% ${counts} ${rate}${eta}`;
+}
+
+/** The last line of `--checksum`: what was compared, shipped and skipped. */
+function checksumSummary(results: VolumeResult[], failed: number, seconds: number): string {
+  const sum = (f: (p: ResyncProgress) => number | undefined) =>
+    results.reduce((n, r) => n + (r.progress ? f(r.progress) ?? 0 : 0), 0);
+  const compared = sum((p) => p.regionsCompared);
+  const bytesCompared = sum((p) => p.bytesDone);
+  const shipped = sum((p) => p.bytesShipped);
+  return `reconstruct: ${results.length - failed}/${results.length} volume(s) resynced by ` +
+    `checksum, ${compared} regions compared, ${sum((p) => p.regionsShipped)} shipped, ` +
+    `${sum((p) => p.regionsSkipped)} skipped, ${shipped} bytes shipped ` +
+    `(${formatBytes(shipped)}), ${seconds.toFixed(2)} s, ` +
+    `${(bytesCompared / 1e6 / Math.max(seconds, 0.001)).toFixed(1)} MB/s compared`;
 }
 
 async function main(): Promise<void> {
@@ -93,7 +125,9 @@ async function main(): Promise<void> {
     "volume-path": { type: "string", multiple: true },
     as: { type: "string" },
     force: { type: "boolean" },
+    checksum: { type: "boolean" },
   });
+  const mode: ResyncMode = flags.checksum ? "checksum" : "plain";
   const trackerUrl = parseUrl("tracker", flags.tracker, "http://127.0.0.1:8701");
   const token = resolveToken(flags);
   const pollMs = parseCount("poll-ms", flags["poll-ms"], 500);
@@ -132,10 +166,15 @@ async function main(): Promise<void> {
     }
   }
   // A dead host's volumes are all taken over: its activity marks may make a clean one dirty.
-  const dirty = deadHost !== undefined ? volumes : volumes.filter((v) => v.dirtyRegions > 0);
+  // A checksum resync does not trust the marks: every volume is compared.
+  const dirty = deadHost !== undefined || mode === "checksum"
+    ? volumes
+    : volumes.filter((v) => v.dirtyRegions > 0);
+  const marked = volumes.filter((v) => v.dirtyRegions > 0);
   console.log(
-    `reconstruct: ${volumes.length} volume(s) at ${trackerUrl}, ${dirty.length} dirty ` +
-      `(${formatBytes(dirty.reduce((n, v) => n + v.dirtyBytes, 0))} marked)`,
+    `reconstruct: ${volumes.length} volume(s) at ${trackerUrl}, ${marked.length} dirty ` +
+      `(${formatBytes(marked.reduce((n, v) => n + v.dirtyBytes, 0))} marked)` +
+      (mode === "checksum" ? `; comparing every region of ${dirty.length} by checksum` : ""),
   );
 
   const tty = Deno.stdout.isTerminal();
@@ -157,13 +196,14 @@ async function main(): Promise<void> {
   const asHost = checkName("Host", flags.as ?? "reconstruct");
   for (const info of dirty) {
     const result = deadHost === undefined
-      ? await resyncVolume(info, token, pollMs, show)
+      ? await resyncVolume(info, mode, token, pollMs, show)
       : await resyncOrphan(info, {
         tracker,
         backup,
         asHost,
         primaryPath: paths.get(info.name)!,
         force: flags.force ?? false,
+        mode,
         show,
       }).then(
         (progress): VolumeResult => ({
@@ -182,13 +222,17 @@ async function main(): Promise<void> {
   const bytes = results.reduce((n, r) => n + (r.progress?.bytesDone ?? 0), 0);
   const regions = results.reduce((n, r) => n + (r.progress?.regionsDone ?? 0), 0);
   const failed = results.filter((r) => !r.ok);
-  console.log(
-    `reconstruct: ${results.length - failed.length}/${results.length} volume(s) resynced, ` +
-      `${regions} regions, ${bytes} bytes copied (${formatBytes(bytes)}), ${
-        seconds.toFixed(2)
-      } s, ` +
-      `${(bytes / 1e6 / Math.max(seconds, 0.001)).toFixed(1)} MB/s`,
-  );
+  if (mode === "checksum") {
+    console.log(checksumSummary(results, failed.length, seconds));
+  } else {
+    console.log(
+      `reconstruct: ${results.length - failed.length}/${results.length} volume(s) resynced, ` +
+        `${regions} regions, ${bytes} bytes copied (${formatBytes(bytes)}), ${
+          seconds.toFixed(2)
+        } s, ` +
+        `${(bytes / 1e6 / Math.max(seconds, 0.001)).toFixed(1)} MB/s`,
+    );
+  }
   if (failed.length > 0) {
     throw new Error(
       `${failed.length} volume(s) not resynced: ${failed.map((f) => f.volume).join(", ")}`,

@@ -1,0 +1,271 @@
+/**
+ * Checksum resync (DRBD's csums-alg): the repair when the tracker's record cannot be trusted to
+ * cover every difference (the record was lost, or came from another history). It walks EVERY
+ * region of the volume, compares the SHA-256 of the primary's region with the backup's digest of
+ * the secondary's, and ships only the regions that differ; then it clears the tracker's marks with
+ * a token taken before the walk began, as resync.ts does, and the volume is in sync.
+ *
+ * Each chunk is handled under its range lock, after dropping its regions from the marker's cache
+ * (resync.ts's rule): an application write to the chunk waits until the chunk's comparison and
+ * shipment are acknowledged, so the primary bytes that were hashed are the bytes shipped, and a
+ * write after it either goes to the backup or — backup offline — marks the region again with a
+ * sequence newer than the token, so the final clear keeps it. The backup applies everything it
+ * has taken before hashing (backup/routes/checksums.ts), so a write acknowledged before the lock
+ * was taken is in its digest.
+ *
+ * Pipelining: the backup's digests of a chunk are requested before the primary's chunk is read
+ * and hashed, and `concurrency` chunks (2 by default) are in flight at once, so hashing one chunk
+ * overlaps the round trip of another. A failure stops the walk and clears only the chunks that
+ * completed; running again walks everything again, and ships only what still differs.
+ */
+import type { BlockDevice } from "../../src/block_device.ts";
+import type { Clock } from "../../src/clock.ts";
+import { type Extent, mergeExtents, regionsOf } from "../../src/extent.ts";
+import type { ResyncProgress, ResyncState } from "../../src/host_schemas.ts";
+import { encodedRecordBytes, encodeRecord } from "../../src/journal_record.ts";
+import { checksumRegionsMax, checksumSpanBytesMax } from "../../src/limits.ts";
+import { type ChecksumRequest, differingRuns, hashRegions } from "../../src/region_checksums.ts";
+import { trackExtentsMax } from "../../src/schemas.ts";
+import type { BatchWriter } from "../fork/backup_batcher.ts";
+import type { RangeLock } from "../fork/range_lock.ts";
+import type { ResyncTracker } from "./resync.ts";
+
+/** The backup's digests of the secondary's regions (backup/client.ts `checksums`). */
+export interface SecondaryChecksums {
+  checksums(volume: string, req: ChecksumRequest): Promise<Uint8Array>;
+}
+
+export interface ChecksumResyncDeps {
+  volume: string;
+  sizeBytes: number;
+  regionBytes: number;
+  /** The raw primary (below the fork layer). */
+  primary: BlockDevice;
+  locks: RangeLock;
+  backup: { readonly isOnline: boolean; markOffline(err: unknown): void };
+  /** Where differing regions go: the same path as resync copies. */
+  writer: BatchWriter;
+  /** Absent when the backup client offers no checksums: the job then fails, saying so. */
+  secondary: SecondaryChecksums | undefined;
+  tracker: Pick<ResyncTracker, "log" | "clear">;
+  marker: { forget(run: { first: number; count: number }): void };
+  clock: Clock;
+}
+
+export interface ChecksumResyncOptions {
+  /** Bytes compared per backup request; whole regions, at most checksumRegionsMax of them. */
+  chunkBytes?: number;
+  /** Chunks in flight at once (2: one hashed while the other waits for the backup). */
+  concurrency?: number;
+  /** Bound on bytes compared per second; 0 = unbounded. */
+  bytesPerSecMax?: number;
+}
+
+/** Default bytes compared per backup request: 64 regions of 64 KiB. */
+export const checksumChunkBytesDefault = 4 * 1024 * 1024;
+
+export class ChecksumResync {
+  #progress: ResyncProgress;
+  #running: Promise<ResyncProgress> | undefined;
+  readonly #chunkBytes: number;
+  readonly #concurrency: number;
+  readonly #bytesPerSecMax: number;
+
+  constructor(private readonly deps: ChecksumResyncDeps, opts: ChecksumResyncOptions = {}) {
+    const wanted = Math.floor((opts.chunkBytes ?? checksumChunkBytesDefault) / deps.regionBytes);
+    const regionsMax = Math.min(
+      checksumRegionsMax,
+      Math.floor(checksumSpanBytesMax / deps.regionBytes),
+    );
+    this.#chunkBytes = Math.max(1, Math.min(wanted, regionsMax)) * deps.regionBytes;
+    this.#concurrency = Math.max(1, opts.concurrency ?? 2);
+    this.#bytesPerSecMax = opts.bytesPerSecMax ?? 0;
+    this.#progress = this.#fresh("idle");
+  }
+
+  get progress(): ResyncProgress {
+    const p = { ...this.#progress };
+    if (p.state === "running" && p.startedAt !== null) {
+      const seconds = Math.max(0.001, (this.deps.clock.now() - p.startedAt) / 1000);
+      p.bytesPerSec = Math.round(p.bytesDone / seconds);
+      const left = Math.max(0, p.bytesTotal - p.bytesDone);
+      p.etaSeconds = p.bytesPerSec > 0 ? Math.ceil(left / p.bytesPerSec) : null;
+    }
+    return p;
+  }
+
+  get running(): boolean {
+    return this.#running !== undefined;
+  }
+
+  /** Starts a checksum resync unless one runs; returns a promise of its final progress. */
+  start(): Promise<ResyncProgress> {
+    this.#running ??= this.#run().finally(() => (this.#running = undefined));
+    return this.#running;
+  }
+
+  #fresh(state: ResyncState): ResyncProgress {
+    const { volume, sizeBytes, regionBytes, clock } = this.deps;
+    return {
+      volume,
+      state,
+      startedAt: state === "idle" ? null : clock.now(),
+      finishedAt: null,
+      regionsTotal: regionsOf(0, sizeBytes, regionBytes).count,
+      regionsDone: 0,
+      bytesTotal: sizeBytes,
+      bytesDone: 0,
+      regionsKept: 0,
+      bytesPerSec: 0,
+      etaSeconds: null,
+      error: null,
+      mode: "checksum",
+      regionsCompared: 0,
+      regionsShipped: 0,
+      regionsSkipped: 0,
+      bytesShipped: 0,
+    };
+  }
+
+  async #run(): Promise<ResyncProgress> {
+    const { tracker, volume } = this.deps;
+    const p = this.#progress = this.#fresh("running");
+    try {
+      if (this.deps.secondary === undefined) {
+        throw new Error(`The backup client of "${volume}" offers no region checksums`);
+      }
+      // Taken before any region is compared: marks made after it survive the clear.
+      const token = await this.#token();
+      const { compared, failure } = await this.#compareAll();
+      for (let i = 0; i < compared.length; i += trackExtentsMax) {
+        const extents = compared.slice(i, i + trackExtentsMax);
+        const res = await tracker.clear(volume, { token, extents });
+        p.regionsKept += res.regionsKept;
+      }
+      if (failure !== undefined) throw failure;
+      p.state = "done";
+    } catch (err) {
+      p.state = "failed";
+      p.error = err instanceof Error ? err.message : String(err);
+    }
+    p.finishedAt = this.deps.clock.now();
+    const seconds = Math.max(0.001, (p.finishedAt - p.startedAt!) / 1000);
+    p.bytesPerSec = Math.round(p.bytesDone / seconds);
+    p.etaSeconds = p.state === "done" ? 0 : null;
+    return { ...p };
+  }
+
+  /** The tracker's current token for the volume (its first log page names it). */
+  async #token(): Promise<string> {
+    for await (const page of this.deps.tracker.log(this.deps.volume, { limit: 1 })) {
+      return page.token;
+    }
+    throw new Error(`The tracker's log of "${this.deps.volume}" has no page`);
+  }
+
+  /** Compares every chunk, `concurrency` at once, in volume order; stops at the first failure. */
+  async #compareAll(): Promise<{ compared: Extent[]; failure: unknown }> {
+    const { sizeBytes } = this.deps;
+    const compared: Extent[] = [];
+    let next = 0;
+    let failure: unknown;
+    const worker = async () => {
+      while (failure === undefined && next < sizeBytes) {
+        const chunk = { offset: next, length: Math.min(this.#chunkBytes, sizeBytes - next) };
+        next += chunk.length;
+        try {
+          await this.#compare(chunk);
+          compared.push(chunk);
+        } catch (err) {
+          failure ??= err;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: this.#concurrency }, worker));
+    return { compared: mergeExtents(compared), failure };
+  }
+
+  /** Compares one chunk under its range lock and ships the regions that differ. */
+  async #compare(chunk: Extent): Promise<void> {
+    const { locks, primary, writer, marker, backup, volume, regionBytes } = this.deps;
+    if (!backup.isOnline) {
+      throw new Error(`Backup went offline during checksum resync of "${volume}"`);
+    }
+    await this.#throttle();
+    const run = regionsOf(chunk.offset, chunk.length, regionBytes);
+    let shipped = { regions: 0, bytes: 0 };
+    const release = await locks.acquire(chunk.offset, chunk.length);
+    try {
+      marker.forget(run);
+      const theirs = this.deps.secondary!.checksums(volume, { ...chunk, regionBytes });
+      theirs.catch(() => {}); // awaited below; a rejection while hashing is not unhandled
+      const data = await primary.read(chunk.offset, chunk.length);
+      const ours = await hashRegions(data, regionBytes);
+      let digests: Uint8Array;
+      try {
+        digests = await theirs;
+      } catch (err) {
+        if ((err as { offline?: boolean }).offline === true) backup.markOffline(err);
+        throw err;
+      }
+      const runs = differingRuns(ours, digests);
+      if (runs.length > 0) {
+        const batch = this.#batchOf(chunk, data, runs);
+        shipped = batch;
+        try {
+          await writer.writeBatch(volume, batch.body);
+        } catch (err) {
+          backup.markOffline(err);
+          throw err;
+        }
+      }
+    } finally {
+      release();
+    }
+    const p = this.#progress;
+    p.bytesDone += chunk.length;
+    p.regionsDone += run.count;
+    p.regionsCompared! += run.count;
+    p.regionsShipped! += shipped.regions;
+    p.regionsSkipped! += run.count - shipped.regions;
+    p.bytesShipped! += shipped.bytes;
+  }
+
+  /** One batch with a write record per run of differing regions of `chunk` (`data` its bytes). */
+  #batchOf(
+    chunk: Extent,
+    data: Uint8Array,
+    runs: readonly { first: number; count: number }[],
+  ): { body: Uint8Array; regions: number; bytes: number } {
+    const { volume, regionBytes } = this.deps;
+    const records = runs.map((r) => {
+      const start = r.first * regionBytes;
+      const end = Math.min(chunk.length, (r.first + r.count) * regionBytes);
+      return {
+        kind: "write" as const,
+        volume,
+        offset: chunk.offset + start,
+        length: end - start,
+        data: data.subarray(start, end),
+      };
+    });
+    let total = 0;
+    for (const rec of records) total += encodedRecordBytes(volume, "write", rec.length);
+    const body = new Uint8Array(total);
+    let pos = 0;
+    for (const rec of records) pos += encodeRecord(rec, body, pos).length;
+    return {
+      body,
+      regions: runs.reduce((n, r) => n + r.count, 0),
+      bytes: records.reduce((n, r) => n + r.length, 0),
+    };
+  }
+
+  async #throttle(): Promise<void> {
+    const p = this.#progress;
+    if (this.#bytesPerSecMax <= 0 || p.startedAt === null) return;
+    const earliestMs = p.startedAt + (p.bytesDone / this.#bytesPerSecMax) * 1000;
+    const waitMs = earliestMs - this.deps.clock.now();
+    if (waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
+  }
+}
