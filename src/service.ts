@@ -3,7 +3,7 @@
  * bearer-token guarding when a token is set, `GET /healthz` and `GET /metrics`.
  */
 import type { Hono } from "hono";
-import { errorBody } from "./errors.ts";
+import { errorBody, isPeerGone } from "./errors.ts";
 import type { Metrics } from "./metrics.ts";
 
 export interface ServiceOptions {
@@ -15,6 +15,15 @@ export interface ServiceOptions {
 /** Installs the shared behaviour on `app`; call before the service's own routes. */
 export function applyServiceBasics(app: Hono, name: string, opts: ServiceOptions = {}): void {
   app.onError((err, c) => {
+    if (isPeerGone(err)) {
+      // The client hung up before its request was read whole (e.g. it timed out while this
+      // process was stopped): nobody will read the answer, and nothing was done with the request.
+      const message = `The client closed the connection before the request was read: ${
+        (err as Error).message
+      }`;
+      console.warn(`${name}: ${c.req.method} ${c.req.path}: ${message}`);
+      return c.json({ error: { status: 400, message } }, 400);
+    }
     const body = errorBody(err);
     if (body.error.status === 500) console.error(`${name}: ${c.req.method} ${c.req.path}:`, err);
     return c.json(body, body.error.status as 400);
