@@ -68,7 +68,7 @@ Deno.test("fuzz: tracker routes answer bad input with a 4xx error and change not
         checkErrorShape(r, res);
         if (res.status >= 400) assert.deepEqual(await snapshot(), before, "state changed");
       }),
-      600,
+      1000,
     );
   } finally {
     await h.close();
@@ -120,7 +120,7 @@ Deno.test("fuzz: backup routes answer bad input with a 4xx error and change noth
         checkErrorShape(r, res);
         if (res.status >= 400) assert.deepEqual(await snapshot(), before, "state changed");
       }),
-      600,
+      1000,
     );
   } finally {
     await backup.close();
@@ -170,11 +170,58 @@ Deno.test("fuzz: host routes answer bad input with a 4xx error and change nothin
         if (res.status >= 400) assert.deepEqual(await snapshot(), before, "state changed");
         if (res.status === 202) await resyncDone(app);
       }),
-      500,
+      800,
     );
   } finally {
     await agent.close();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fuzz: with a token, no request without it gets past the guard or changes anything", async () => {
+  const token = "s3cret-token";
+  const dataDir = await Deno.makeTempDir({ prefix: "fuzz_backup_token_" });
+  const backup = await openBackup({ dataDir, log: () => {}, token });
+  const h = await trackerHarness({ token });
+  try {
+    const auth = { authorization: `Bearer ${token}` };
+    const put = await backup.app.request("/v1/volumes/db0", {
+      method: "PUT",
+      headers: { ...auth, "content-type": "application/json" },
+      body: JSON.stringify({ sizeBytes: 1 << 20 }),
+    });
+    assert.equal(put.status, 201);
+    const snapshot = async () => ({
+      backup: await (await backup.app.request("/v1/status", { headers: auth })).json(),
+      tracker: await (await h.app.request("/v1/volumes", { headers: auth })).json(),
+    });
+    const wrongTokens = ["", "Bearer", `Bearer ${token}x`, `bearer ${token}`, token, "Basic eA=="];
+    for (const [name, app] of [["backup", backup.app], ["tracker", h.app]] as const) {
+      const target = {
+        routes: routesOf(app),
+        names: ["db0"],
+        bodies: { "/v1/volumes/:name": { sizeBytes: 1 << 20 } },
+        headers: { authorization: wrongTokens },
+      };
+      await fuzz(
+        `http ${name} without the token`,
+        fc.asyncProperty(requestArb(target), async (r) => {
+          if (r.headers.authorization === undefined) r.headers.authorization = wrongTokens[0];
+          const before = await snapshot();
+          const res = await send(app, r);
+          checkErrorShape(r, res);
+          if (r.path.split("?")[0] !== "/healthz") {
+            assert.ok(res.status === 401 || res.status === 404);
+          }
+          assert.deepEqual(await snapshot(), before, "state changed");
+        }),
+        200,
+      );
+    }
+  } finally {
+    await h.close();
+    await backup.close();
+    await Deno.remove(dataDir, { recursive: true });
   }
 });
 

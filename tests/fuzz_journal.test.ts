@@ -247,7 +247,7 @@ Deno.test("fuzz: journal replay applies only intact records and refuses or cuts 
           );
         }
       }),
-      250,
+      1000,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
