@@ -38,6 +38,18 @@ export class DiskWriteError extends ServiceError {
 /** Temporarily unable to accept work (backpressure); retry later. */
 export const unavailable = (message: string) => new ServiceError(503, message);
 
+/**
+ * True for the errors that only mean the peer went away (closed or reset the connection, e.g. a
+ * client that timed out while this process was stopped): an expected condition, worth one plain
+ * log line, never a stack trace.
+ */
+export function isPeerGone(err: unknown): boolean {
+  return err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted ||
+    err instanceof Deno.errors.ConnectionReset || err instanceof Deno.errors.BrokenPipe ||
+    err instanceof Deno.errors.ConnectionAborted || err instanceof Deno.errors.NotConnected ||
+    err instanceof Deno.errors.UnexpectedEof;
+}
+
 /** The JSON body every service answers an error with. */
 export interface ErrorBody {
   error: { status: number; message: string; issues?: unknown };

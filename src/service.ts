@@ -3,7 +3,7 @@
  * bearer-token guarding when a token is set, `GET /healthz` and `GET /metrics`.
  */
 import type { Hono } from "hono";
-import { errorBody, ServiceError } from "./errors.ts";
+import { errorBody, isPeerGone, ServiceError } from "./errors.ts";
 import type { Metrics } from "./metrics.ts";
 import { tokenMatches } from "./token.ts";
 
@@ -16,6 +16,15 @@ export interface ServiceOptions {
 /** Installs the shared behaviour on `app`; call before the service's own routes. */
 export function applyServiceBasics(app: Hono, name: string, opts: ServiceOptions = {}): void {
   app.onError((err, c) => {
+    if (isPeerGone(err)) {
+      // The client hung up before its request was read whole (e.g. it timed out while this
+      // process was stopped): nobody will read the answer, and nothing was done with the request.
+      const message = `The client closed the connection before the request was read: ${
+        (err as Error).message
+      }`;
+      console.warn(`${name}: ${c.req.method} ${c.req.path}: ${message}`);
+      return c.json({ error: { status: 400, message } }, 400);
+    }
     const body = errorBody(err);
     // An unexpected failure is logged with its stack; one we raised on purpose (a disk error
     // named in a ServiceError) needs only its message.

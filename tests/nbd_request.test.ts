@@ -1,6 +1,6 @@
 /** The boundary check every NBD request passes before a device sees it. */
 import assert from "node:assert/strict";
-import { checkRequest, drainBytesMin, type RequestLimits } from "../host/nbd/request.ts";
+import { checkRequest, drainBytesMax, type RequestLimits } from "../host/nbd/request.ts";
 import type { RequestHeader } from "../host/nbd/protocol.ts";
 
 const READ = 0, WRITE = 1, DISC = 2, FLUSH = 3, TRIM = 4, CACHE = 5, ZEROES = 6, STATUS = 7;
@@ -39,7 +39,7 @@ Deno.test("checkRequest: the verdict for each kind of request", async (t) => {
     ["read of requestBytesMax", req(READ, 0, 64 * 1024), {}, "execute"],
     ["read over requestBytesMax", req(READ, 0, 64 * 1024 + 1), {}, "refuse", EINVAL],
     ["write over requestBytesMax", req(WRITE, 0, 64 * 1024 + 1), {}, "refuse", EINVAL],
-    ["write too large to drain", req(WRITE, 0, drainBytesMin + 1), {}, "hang-up"],
+    ["write of the largest length a header holds", req(WRITE, 0, drainBytesMax), {}, "refuse", 22],
     ["trim over requestBytesMax (split later)", req(TRIM, 0, MiB), {}, "execute"],
     ["write zeroes over requestBytesMax (split later)", req(ZEROES, 0, MiB), {}, "execute"],
     ["write with FUA", req(WRITE, 0, 1, FUA), {}, "execute"],
@@ -79,8 +79,10 @@ Deno.test("checkRequest: refusal messages name the request and the bound", () =>
   );
 });
 
-Deno.test("checkRequest: a large requestBytesMax raises the drain bound with it", () => {
+Deno.test("checkRequest: a write over a large requestBytesMax is refused, never hung up on", () => {
   const big = { ...limits, sizeBytes: 2 ** 30, requestBytesMax: 64 * 1024 * 1024 };
   assert.equal(checkRequest(req(WRITE, 0, 64 * 1024 * 1024), big).kind, "execute");
-  assert.equal(checkRequest(req(WRITE, 0, 64 * 1024 * 1024 + 1), big).kind, "hang-up");
+  const over = checkRequest(req(WRITE, 0, 64 * 1024 * 1024 + 1), big);
+  assert.equal(over.kind, "refuse");
+  assert.equal(over.kind === "refuse" && over.error, EINVAL);
 });

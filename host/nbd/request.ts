@@ -5,11 +5,14 @@
 import { commandName, NbdCmd, NbdCmdFlag, NbdError, type RequestHeader } from "./protocol.ts";
 
 /**
- * Write payloads up to this many bytes are read and discarded when the request is refused, so the
- * stream stays in step. The spec says a length below 2^25 should not be deemed a denial of service;
- * a longer payload that the server will not accept ends the connection instead.
+ * A refused WRITE's payload is read and discarded, whatever its length (at most 2^32 - 1 bytes, the
+ * largest a header can carry), so the client gets an error reply and the stream stays in step. The
+ * payload passes through the connection's fixed read buffer, so draining costs the server no memory
+ * and the client as much sending as a valid write would. proto.md lets a server hang up on a
+ * payload it deems a denial of service, but a hang-up answers nothing: a client that sent one
+ * oversized WRITE would see a dropped connection instead of NBD_EINVAL.
  */
-export const drainBytesMin = 32 * 1024 * 1024;
+export const drainBytesMax = 0xffff_ffff;
 
 /** Everything the decision depends on besides the header. */
 export interface RequestLimits {
@@ -29,9 +32,7 @@ export type RequestVerdict =
   /** Refused with `error`; a WRITE's payload must still be read and discarded. */
   | { kind: "refuse"; error: number; message: string }
   /** NBD_CMD_DISC: finish the requests in flight, then close. */
-  | { kind: "disconnect" }
-  /** The stream cannot be kept in step (payload too large to drain): close at once. */
-  | { kind: "hang-up"; message: string };
+  | { kind: "disconnect" };
 
 /** Command flags each command accepts; FUA is valid on every command once SEND_FUA is advertised. */
 const flagsAllowed: ReadonlyMap<number, number> = new Map([
@@ -46,19 +47,9 @@ const flagsAllowed: ReadonlyMap<number, number> = new Map([
 /** Bytes of data that follow the header on the wire. */
 export const payloadBytes = (h: RequestHeader): number => h.type === NbdCmd.WRITE ? h.length : 0;
 
-/** Largest refused WRITE payload that is drained rather than answered by hanging up. */
-export const drainBytesMax = (limits: RequestLimits): number =>
-  Math.max(limits.requestBytesMax, drainBytesMin);
-
 export function checkRequest(h: RequestHeader, limits: RequestLimits): RequestVerdict {
   const name = commandName(h.type);
   const where = `${name} at ${h.offset}+${h.length} on export "${limits.exportName}"`;
-  if (payloadBytes(h) > drainBytesMax(limits)) {
-    return {
-      kind: "hang-up",
-      message: `${where}: payload of ${h.length} bytes exceeds ${drainBytesMax(limits)}`,
-    };
-  }
   const allowed = flagsAllowed.get(h.type);
   if (allowed === undefined) return refuse(NbdError.EINVAL, `Unknown command ${h.type}`);
   if (h.type === NbdCmd.DISC) return { kind: "disconnect" };

@@ -130,9 +130,6 @@ export class Transmission {
       const h = parsed.value;
       const verdict = checkRequest(h, this.#limits);
       switch (verdict.kind) {
-        case "hang-up":
-          this.#opts.log(`Closing connection: ${verdict.message}`);
-          return "hang-up";
         case "disconnect":
           return "disconnect";
         case "refuse": {
