@@ -11,7 +11,8 @@ import { badRequest, notFound, tooLarge } from "../src/errors.ts";
 import { Metrics } from "../src/metrics.ts";
 import { volumeParams } from "../src/schemas.ts";
 import { applyServiceBasics } from "../src/service.ts";
-import { validate } from "../src/validate.ts";
+import { describeIssues, validate } from "../src/validate.ts";
+import { resyncRequest, type ResyncRequestBody } from "../src/host_schemas.ts";
 import type { HostAgent, HostVolume } from "./agent/host_agent.ts";
 
 /** Largest write or read one HTTP request carries. */
@@ -93,12 +94,39 @@ function dataApp(agent: HostAgent) {
     });
 }
 
+/** Largest resync request body (it is a few flags). */
+const resyncBodyBytesMax = 4096;
+
+/** The optional JSON body of a resync request; an empty body is a plain resync. */
+async function resyncBody(req: Request): Promise<ResyncRequestBody> {
+  const text = await req.text();
+  if (text.length > resyncBodyBytesMax) {
+    throw tooLarge(`Resync request body of ${text.length} bytes exceeds ${resyncBodyBytesMax}`);
+  }
+  if (text.trim() === "") return {};
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw badRequest(`Resync request body ${JSON.stringify(text.slice(0, 80))} is not JSON`);
+  }
+  const parsed = resyncRequest.safeParse(json);
+  if (!parsed.success) {
+    throw badRequest(
+      `Invalid json: ${describeIssues(parsed.error.issues, json)}`,
+      parsed.error.issues,
+    );
+  }
+  return parsed.data;
+}
+
 /** `POST|GET /v1/volumes/:name/resync`: start a resync, read its progress. */
 function resyncApp(agent: HostAgent) {
   return new Hono()
-    .post("/", validate("param", volumeParams), (c) => {
+    .post("/", validate("param", volumeParams), async (c) => {
       const v = volumeOf(agent, c.req.valid("param").name);
-      return c.json(agent.startResync(v.name), 202);
+      const body = await resyncBody(c.req.raw);
+      return c.json(await agent.requestResync(v.name, body), 202);
     })
     .get("/", validate("param", volumeParams), (c) => {
       const v = volumeOf(agent, c.req.valid("param").name);

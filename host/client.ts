@@ -7,6 +7,7 @@ import {
   hostStatus,
   type ResyncProgress,
   resyncProgress,
+  type ResyncRequestBody,
 } from "../src/host_schemas.ts";
 import { call, callJson, type HttpClientOptions } from "../src/http_client.ts";
 import { hostPaths } from "./app.ts";
@@ -14,10 +15,14 @@ import { hostPaths } from "./app.ts";
 export class HostClient {
   constructor(readonly baseUrl: string, private readonly opts: HttpClientOptions = {}) {}
 
-  /** Starts (or joins) a resync of `volume`. */
-  async startResync(volume: string): Promise<ResyncProgress> {
+  /**
+   * Starts (or joins) a resync of `volume`; with `req`, a checksum one (`{mode: "checksum"}`),
+   * possibly resolving a split brain (`discardSecondary`).
+   */
+  async startResync(volume: string, req?: ResyncRequestBody): Promise<ResyncProgress> {
+    const init = req ? { method: "POST", json: req } : { method: "POST" };
     return resyncProgress.parse(
-      await callJson(this.baseUrl, hostPaths.resync(volume), { method: "POST" }, this.opts),
+      await callJson(this.baseUrl, hostPaths.resync(volume), init, this.opts),
     );
   }
 

@@ -27,6 +27,17 @@ export const resyncProgress = z.object({
 });
 export type ResyncProgress = z.infer<typeof resyncProgress>;
 
+/**
+ * `POST /v1/volumes/{name}/resync` body, optional (an empty body is a plain resync): `mode`
+ * "checksum" compares every region (issue 9); `discardSecondary` with it resolves a split brain by
+ * keeping this primary.
+ */
+export const resyncRequest = z.object({
+  mode: z.enum(["plain", "checksum"]).optional(),
+  discardSecondary: z.boolean().optional(),
+});
+export type ResyncRequestBody = z.infer<typeof resyncRequest>;
+
 export const componentState = z.enum(["online", "offline", "probing"]);
 export type ComponentState = z.infer<typeof componentState>;
 
@@ -55,6 +66,23 @@ export const activityView = z.object({
   taintedRegions: z.number(),
 });
 
+/**
+ * How far a volume's mirror can be trusted (issue 9): "trusted"; "checksum-resync-needed" (the
+ * tracker's record was lost or is an older copy, or the secondary was replaced: only
+ * `reconstruct --checksum` repairs it); "split-brain" (the secondary was written by another
+ * primary: not mirrored, nothing resynced until `--checksum --discard-secondary`).
+ */
+export const trustView = z.enum(["trusted", "checksum-resync-needed", "split-brain"]);
+export type TrustView = z.infer<typeof trustView>;
+
+/** The generations a volume's primary recorded (its sidecar). */
+export const generationsView = z.object({
+  primary: z.string(),
+  tracker: z.string().nullable(),
+  markSeq: z.number(),
+  secondary: z.string().nullable(),
+});
+
 export const hostVolumeView = z.object({
   name: z.string(),
   path: z.string(),
@@ -70,6 +98,11 @@ export const hostVolumeView = z.object({
   activity: activityView.nullable(),
   promoted: z.boolean(),
   resync: resyncProgress,
+  /** Defaults keep the schema reading agents from before issue 9. */
+  trust: trustView.default("trusted"),
+  /** What was found and what to run; null while trusted. */
+  trustReason: z.string().nullable().default(null),
+  generations: generationsView.optional(),
 });
 export type HostVolumeView = z.infer<typeof hostVolumeView>;
 

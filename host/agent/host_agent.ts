@@ -50,7 +50,35 @@ export interface HostAgentOptions {
   linkFactory?: BackupLinkOptions["linkFactory"];
   batcher?: BatcherOptions;
   resync?: ResyncOptions;
+  /**
+   * The checksum resync (`POST .../resync` with `{"mode":"checksum"}`; issue 9), built elsewhere:
+   * on success it calls `agent.markTrusted(volume)`. Default: refuses with 500, not built here.
+   */
+  checksumResync?: ChecksumResync;
 }
+
+/** Starts a checksum resync of one volume and returns its progress. */
+export type ChecksumResync = (
+  agent: HostAgent,
+  volume: HostVolume,
+) => ResyncProgress | Promise<ResyncProgress>;
+
+/** How a resync is asked for (`POST /v1/volumes/{name}/resync` body). */
+export interface ResyncRequest {
+  /** "plain" (default): copy the tracker's marked regions; "checksum": compare every region. */
+  mode?: "plain" | "checksum";
+  /** With "checksum": resolve a split brain by keeping this primary (issue 9). */
+  discardSecondary?: boolean;
+}
+
+/** The stand-in until the checksum resync is wired in: says so, changes nothing. */
+export const checksumResyncNotBuilt: ChecksumResync = (_agent, v) => {
+  throw new ServiceError(
+    500,
+    `Checksum resync of volume "${v.name}" is not built into this host agent yet; ` +
+      `its trust stays "${v.trust.trust}"`,
+  );
+};
 
 export class HostAgent {
   readonly backupLink: BackupLink;
@@ -68,6 +96,12 @@ export class HostAgent {
       linkAckTimeoutMs: opts.linkAckTimeoutMs,
       linkAddress: opts.linkAddress,
       linkFactory: opts.linkFactory,
+      generations: {
+        primaryGeneration: (name) => this.#volumes.get(name)?.trust.primaryGeneration,
+        checkSecondary: async (name, answer) => {
+          await this.#volumes.get(name)?.trust.checkSecondary(answer);
+        },
+      },
     });
     this.#lease = new TrackerLease(opts, this.#volumes);
     if (opts.autoResync) {
@@ -104,9 +138,52 @@ export class HostAgent {
     return [...this.#volumes.values()];
   }
 
-  /** Starts a resync of `name`; 503 while the backup is offline, 404 for an unknown volume. */
+  /**
+   * Starts a resync of `name`; 503 while the backup is offline, 404 for an unknown volume, 409 for
+   * a plain resync of a volume that is not trusted (issue 9: it names the command to run).
+   */
   startResync(name: string): ResyncProgress {
     const v = this.#require(name);
+    const refusal = v.trust.plainResyncRefusal();
+    if (refusal) throw new ServiceError(409, refusal);
+    this.#requireBackupOnline(name);
+    void v.resync.start();
+    return v.resync.progress;
+  }
+
+  /**
+   * A resync as the host route asks for it: plain (`startResync`) or checksum; a checksum one
+   * with `discardSecondary` first resolves a split brain by making the backup adopt this primary.
+   */
+  async requestResync(name: string, req: ResyncRequest = {}): Promise<ResyncProgress> {
+    const v = this.#require(name);
+    if (req.discardSecondary && req.mode !== "checksum") {
+      throw new ServiceError(
+        400,
+        `discardSecondary for volume "${name}" needs mode "checksum" (--checksum)`,
+      );
+    }
+    if (req.mode !== "checksum") return this.startResync(name);
+    this.#requireBackupOnline(name);
+    if (v.trust.trust === "split-brain") {
+      if (!req.discardSecondary) {
+        throw new ServiceError(409, v.trust.plainResyncRefusal()!);
+      }
+      const answer = await this.backupLink.adoptSecondary(name, v.trust.primaryGeneration);
+      await v.trust.adoptedSecondary(answer);
+    }
+    return await (this.opts.checksumResync ?? checksumResyncNotBuilt)(this, v);
+  }
+
+  /**
+   * A checksum resync of `name` made primary and secondary equal: its trust is restored
+   * (persisted in the generation sidecar). For the checksum resync's code to call on success.
+   */
+  async markTrusted(name: string): Promise<void> {
+    await this.#require(name).trust.markTrusted();
+  }
+
+  #requireBackupOnline(name: string): void {
     if (!this.backupStatus.isOnline) {
       const s = this.backupStatus.view();
       throw new ServiceError(
@@ -115,8 +192,6 @@ export class HostAgent {
           (s.lastError ? ` (last error: ${s.lastError})` : ""),
       );
     }
-    void v.resync.start();
-    return v.resync.progress;
   }
 
   resyncProgress(name: string): ResyncProgress {
@@ -165,6 +240,7 @@ export class HostAgent {
       ...opts,
       volume: cfg,
       backup: this.backupLink,
+      reRegister: () => this.#lease.renewNow(),
       writer: this.backupLink.writer,
       submitter: this.backupLink.submitterFor(cfg.name),
     });
@@ -174,6 +250,11 @@ export class HostAgent {
 
   async #autoResync(): Promise<void> {
     for (const v of this.#volumes.values()) {
+      const refusal = v.trust.plainResyncRefusal();
+      if (refusal) {
+        console.warn(`host: automatic resync of "${v.name}" not started: ${refusal}`);
+        continue;
+      }
       try {
         const info = await this.opts.tracker.getVolume(v.name);
         if (info.dirtyRegions > 0 && this.backupStatus.isOnline) void v.resync.start();

@@ -1,7 +1,7 @@
 /**
  * One volume's layer stack, assembled in one place: the primary image (FileVolume) under the fork
- * layer (ForkDevice with its RangeLock, BackupBatcher, TrackerMarker and ActivityRecord), and the
- * Resync that copies its marked regions to the backup.
+ * layer (ForkDevice with its RangeLock, BackupBatcher, TrackerMarker and ActivityRecord), the
+ * Resync that copies its marked regions to the backup, and its trust (generation sidecar, issue 9).
  */
 import type { BlockDevice } from "../../src/block_device.ts";
 import type { Clock } from "../../src/clock.ts";
@@ -18,7 +18,10 @@ import { ForkDevice, type ForkPaths } from "../fork/fork_device.ts";
 import { RangeLock } from "../fork/range_lock.ts";
 import { TrackerMarker } from "../fork/tracker_marker.ts";
 import { Resync, type ResyncOptions, type ResyncTracker } from "../resync/resync.ts";
+import { ServiceCallError } from "../../src/http_client.ts";
+import type { TrackRequest } from "../../src/schemas.ts";
 import type { HostTracker } from "./ports.ts";
+import { type TrackerGenerationAnswer, VolumeTrust } from "./volume_trust.ts";
 
 export interface HostVolumeConfig {
   name: string;
@@ -42,6 +45,8 @@ export interface HostVolume {
   resync: Resync;
   /** True once the previous incarnation's activity marks were promoted to dirty marks. */
   promoted: boolean;
+  /** Generations and trust (issue 9): whether its mirror may be trusted, mirrored, resynced. */
+  trust: VolumeTrust;
 }
 
 export interface VolumeStackOptions {
@@ -67,18 +72,67 @@ export interface VolumeStackOptions {
   activityUnitBytes?: number;
   batcher?: BatcherOptions;
   resync?: ResyncOptions;
+  /**
+   * Registers the volumes again at once; called when the tracker answers a mark with 404 (it lost
+   * the record), before the mark is retried once.
+   */
+  reRegister?: () => Promise<void>;
+}
+
+/**
+ * The marker's port to the tracker: every answer's generation and mark sequence is checked
+ * (issue 9), and a 404 (the tracker lost the volume) re-registers and retries once.
+ */
+function checkedSender(
+  tracker: Pick<HostTracker, "track">,
+  trust: VolumeTrust,
+  reRegister: (() => Promise<void>) | undefined,
+) {
+  const send = async (req: TrackRequest) => {
+    const seenBefore = trust.markSeqSeen;
+    const answer = await tracker.track(req);
+    await trust.checkTracker(answer as TrackerGenerationAnswer, seenBefore, false);
+    return answer;
+  };
+  return {
+    track: async (req: TrackRequest) => {
+      try {
+        return await send(req);
+      } catch (err) {
+        if (!(err instanceof ServiceCallError && err.status === 404) || !reRegister) throw err;
+        await reRegister();
+        return await send(req);
+      }
+    },
+  };
 }
 
 /** Opens (creating when absent) the primary image and builds its layers. */
 export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVolume> {
   const cfg = opts.volume;
   const primary = await FileVolume.open(cfg.path, cfg.sizeBytes);
+  let trust: VolumeTrust;
+  try {
+    trust = await VolumeTrust.open(cfg.name, cfg.path, () => opts.clock.now());
+  } catch (err) {
+    await primary.close();
+    throw err;
+  }
+  // In split brain this volume is not mirrored: the fork layer sees the backup as offline and
+  // marks at the tracker instead (issue 9).
+  const backup: ForkPaths["backup"] = {
+    get isOnline() {
+      return opts.backup.isOnline && trust.mirrorAllowed;
+    },
+    markOffline: (err) => opts.backup.markOffline(err),
+    settled: () => opts.backup.settled?.() ?? Promise.resolve(),
+  };
   const locks = new RangeLock();
   const batcher = new BackupBatcher(opts.writer, cfg.name, opts.batcher);
   const now = () => opts.clock.now();
   const predictRegions = opts.predictRegions ?? predictRegionsDefault;
   const marker = new TrackerMarker(
-    opts.tracker,
+    checkedSender(opts.tracker, trust, opts.reRegister),
     opts.hostId,
     cfg.name,
     opts.regionBytes,
@@ -98,10 +152,12 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
       unitsMax: Math.max(1, Math.floor(activityRegionsMax / regionsPerUnit)),
       predictUnits: Math.ceil(predictRegions / regionsPerUnit),
     });
+  trust.caches.push(marker);
+  if (activity) trust.caches.push(activity);
   const fork = opts.forking === false ? undefined : new ForkDevice(primary, {
     volume: cfg.name,
     locks,
-    backup: opts.backup,
+    backup,
     batcher: opts.submitter ?? batcher,
     marker,
     activity,
@@ -111,7 +167,7 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     regionBytes: opts.regionBytes,
     primary,
     locks,
-    backup: opts.backup,
+    backup,
     writer: opts.writer,
     tracker: opts.tracker,
     marker,
@@ -128,5 +184,6 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     activity,
     resync,
     promoted: false,
+    trust,
   };
 }

@@ -4,6 +4,10 @@
  * volume could not be resynced (backup still offline, host agent unreachable).
  *
  *   deno task reconstruct [--tracker URL] [--volume NAME] [--token T] [--poll-ms N]
+ *   deno task reconstruct --checksum [--volume NAME] [--discard-secondary]
+ *     issue 9: a checksum resync of every volume (or NAME), needed when a volume's trust is
+ *     "checksum-resync-needed" (a plain one is then refused, naming --checksum);
+ *     --discard-secondary (with --volume) resolves a split brain by keeping the owner's primary.
  *   deno task reconstruct --host ID --backup URL --volume-path NAME=PATH ... [--force]
  *     for a host agent that will not come back: take over its volumes' leases, promote its
  *     activity marks to dirty marks, and resync from the primary images reachable here.
@@ -16,7 +20,33 @@ import { TrackerClient } from "../../tracker/client.ts";
 import { BackupClient } from "../../backup/client.ts";
 import { HostClient } from "../client.ts";
 import { resyncOrphan } from "./orphan_resync.ts";
-import type { ResyncProgress } from "../../src/host_schemas.ts";
+import type { ResyncProgress, ResyncRequestBody } from "../../src/host_schemas.ts";
+
+/**
+ * Clean volumes (per the tracker) whose owner says they are not trusted (issue 9): a lost tracker
+ * record shows 0 dirty, so they are asked to resync anyway and the owner refuses a plain resync,
+ * naming the command. An owner that does not answer is skipped (its clean volumes stay as before).
+ */
+async function untrustedVolumes(
+  clean: VolumeInfo[],
+  token: string | undefined,
+): Promise<VolumeInfo[]> {
+  const owners = new Map<string, VolumeInfo[]>();
+  for (const v of clean) owners.set(v.ownerUrl, [...(owners.get(v.ownerUrl) ?? []), v]);
+  const found: VolumeInfo[] = [];
+  for (const [url, vols] of owners) {
+    try {
+      const status = await new HostClient(url, { token }).status();
+      const untrusted = new Set(
+        status.volumes.filter((v) => v.trust !== "trusted").map((v) => v.name),
+      );
+      found.push(...vols.filter((v) => untrusted.has(v.name)));
+    } catch {
+      // unreachable owner: nothing to say about its clean volumes
+    }
+  }
+  return found;
+}
 
 const encoder = new TextEncoder();
 
@@ -33,11 +63,12 @@ async function resyncVolume(
   token: string | undefined,
   pollMs: number,
   show: (p: ResyncProgress) => void,
+  req?: ResyncRequestBody,
 ): Promise<VolumeResult> {
   const host = new HostClient(info.ownerUrl, { token });
   let progress: ResyncProgress;
   try {
-    progress = await host.startResync(info.name);
+    progress = await host.startResync(info.name, req);
   } catch (err) {
     const e = err as ServiceCallError;
     const why = e.status === 0
@@ -92,7 +123,22 @@ async function main(): Promise<void> {
     "volume-path": { type: "string", multiple: true },
     as: { type: "string" },
     force: { type: "boolean" },
+    checksum: { type: "boolean" },
+    "discard-secondary": { type: "boolean" },
   });
+  const checksum = flags.checksum ?? false;
+  const discardSecondary = flags["discard-secondary"] ?? false;
+  if (discardSecondary && (!checksum || flags.volume === undefined)) {
+    throw new RangeError(
+      `--discard-secondary needs --checksum and --volume NAME (it discards one volume's ` +
+        `secondary-only writes): deno task reconstruct --volume NAME --checksum --discard-secondary`,
+    );
+  }
+  if (checksum && flags.host !== undefined) {
+    throw new RangeError(
+      `--checksum with --host "${flags.host}" is not supported: resync the orphan first`,
+    );
+  }
   const trackerUrl = parseUrl("tracker", flags.tracker, "http://127.0.0.1:8701");
   const token = flags.token ?? Deno.env.get("TRACKMIRROR_TOKEN");
   const pollMs = parseCount("poll-ms", flags["poll-ms"], 500);
@@ -130,8 +176,14 @@ async function main(): Promise<void> {
       );
     }
   }
-  // A dead host's volumes are all taken over: its activity marks may make a clean one dirty.
-  const dirty = deadHost !== undefined ? volumes : volumes.filter((v) => v.dirtyRegions > 0);
+  // A dead host's volumes are all taken over: its activity marks may make a clean one dirty. A
+  // checksum resync considers every region, so every volume asked for takes part.
+  const dirty = deadHost !== undefined || checksum
+    ? volumes
+    : volumes.filter((v) => v.dirtyRegions > 0);
+  if (deadHost === undefined && !checksum) {
+    dirty.push(...await untrustedVolumes(volumes.filter((v) => v.dirtyRegions === 0), token));
+  }
   console.log(
     `reconstruct: ${volumes.length} volume(s) at ${trackerUrl}, ${dirty.length} dirty ` +
       `(${formatBytes(dirty.reduce((n, v) => n + v.dirtyBytes, 0))} marked)`,
@@ -156,7 +208,15 @@ async function main(): Promise<void> {
   const asHost = checkName("Host", flags.as ?? "reconstruct");
   for (const info of dirty) {
     const result = deadHost === undefined
-      ? await resyncVolume(info, token, pollMs, show)
+      ? await resyncVolume(
+        info,
+        token,
+        pollMs,
+        show,
+        checksum
+          ? { mode: "checksum", ...(discardSecondary ? { discardSecondary } : {}) }
+          : undefined,
+      )
       : await resyncOrphan(info, {
         tracker,
         backup,
