@@ -185,20 +185,14 @@ export class VolumeTrust {
   plainResyncRefusal(): string | null {
     const { trust, trustReason } = this.#sidecar;
     if (trust === "split-brain") {
-      return `Volume "${this.volume}" is in split brain: ${trustReason}. Nothing is resynced ` +
-        `automatically; to keep this primary and discard the secondary's own writes run ` +
-        discardSecondaryCommand(this.volume);
+      return `Volume "${this.volume}" is in split brain, nothing is resynced automatically: ` +
+        `${trustReason}`;
     }
     if (trust === "checksum-resync-needed") {
       return `Volume "${this.volume}" needs a checksum resync (--checksum), not a plain one: ` +
-        `${trustReason}. Run ${checksumCommand(this.volume)}`;
+        `${trustReason}`;
     }
     return null;
-  }
-
-  /** Waits until every sidecar write started so far is done. */
-  async flushed(): Promise<void> {
-    await this.#writes;
   }
 
   #recorded(markSeq: number) {
@@ -234,7 +228,7 @@ export class VolumeTrust {
           trust,
           trustReason: trust === before.trust && before.trustReason
             ? before.trustReason
-            : decision.reason,
+            : `${decision.reason}; ${this.#remedy(trust)}`,
           trustSince: trust === before.trust ? before.trustSince : this.now(),
         }
         : {}),
@@ -246,6 +240,14 @@ export class VolumeTrust {
     const changed = lost || before.trackerGeneration !== recorded.trackerGeneration ||
       before.secondaryGeneration !== recorded.secondaryGeneration;
     if (changed || (persist && before.markSeq !== this.#markSeqSeen)) await this.#persist();
+  }
+
+  /** What the operator runs for `trust`, for the status document's reason. */
+  #remedy(trust: Trust): string {
+    return trust === "split-brain"
+      ? `to keep this primary and discard the secondary's own writes run ` +
+        discardSecondaryCommand(this.volume)
+      : `repair with ${checksumCommand(this.volume)}`;
   }
 
   #warn(found: string): void {
