@@ -3,18 +3,20 @@
  * copy, while regions are marked with the backup offline. The host must notice (status
  * `checksum-resync-needed`), mark every later write (its cache of marks is dropped: the tracker's
  * dirty count rises for a region it had cached), and a plain reconstruct must refuse, naming
- * `--checksum`. Checked from outside: the tracker's own counts, the host's status, the exit code.
+ * `--checksum`. And a second agent serving the same volume from another primary: split brain.
+ * Checked from outside: the tracker's own counts, the host's status, the exit code.
  */
 import assert from "node:assert/strict";
 import { HostClient } from "../host/client.ts";
 import { startSystem, type System } from "../harness/system.ts";
+import { type ServiceProcess, startService } from "../harness/service_process.ts";
 import type { HostStatus } from "../src/host_schemas.ts";
 import type { VolumeInfo } from "../src/schemas.ts";
 
 const mib = 1024 * 1024;
 const kvSuffixes = ["", "-wal", "-shm"];
 
-async function hostVolume(sys: System): Promise<HostStatus["volumes"][number]> {
+async function hostVolume(sys: Pick<System, "host">): Promise<HostStatus["volumes"][number]> {
   const status = await new HostClient(sys.host.url).status();
   return status.volumes[0];
 }
@@ -26,7 +28,7 @@ async function trackerVolume(sys: System): Promise<VolumeInfo> {
 }
 
 /** Polls the host's status until the volume's trust is `trust` (bounded: a lease renewal). */
-async function waitTrust(sys: System, trust: string, timeoutMs = 20_000) {
+async function waitTrust(sys: Pick<System, "host">, trust: string, timeoutMs = 20_000) {
   const deadline = Date.now() + timeoutMs;
   let v = await hostVolume(sys);
   while (v.trust !== trust && Date.now() < deadline) {
@@ -117,6 +119,50 @@ Deno.test("the tracker's KV replaced by an older copy: the lower mark sequence i
 
     await assertPlainReconstructRefused(sys);
   } finally {
+    await sys.stop();
+  }
+});
+
+Deno.test("a second agent with another primary for the same volume is in split brain and refuses a plain resync", async () => {
+  const sys = await startSystem({ sizeBytes: 16 * mib });
+  const second = `${sys.dir}/primary/second.img`;
+  let other: ServiceProcess | undefined;
+  try {
+    await sys.waitMirroring();
+    const first = await hostVolume(sys);
+    // The same (default) host id, another primary image: the tracker lets it take the owner URL.
+    other = await startService("host/main.ts", [
+      "--nbd-port",
+      "0",
+      "--tracker",
+      sys.tracker.url,
+      "--backup",
+      sys.backup.url,
+      "--volume",
+      `${sys.volume}=${second}:${sys.sizeBytes}`,
+    ]);
+    const v = await waitTrust({ host: other }, "split-brain");
+    assert.match(
+      v.trustReason!,
+      new RegExp(`written by primary generation ${first.generations!.primary}`),
+    );
+    assert.match(v.trustReason!, /--checksum --discard-secondary/);
+    assert.match(other.output(), /SPLIT BRAIN/);
+
+    // Its writes go on, marked at the tracker instead of mirrored.
+    const before = (await trackerVolume(sys)).dirtyRegions;
+    await new HostClient(other.url).write(sys.volume, 6 * mib, new Uint8Array(4096).fill(9));
+    assert.equal((await trackerVolume(sys)).dirtyRegions, before + 1);
+    const backupVolumes = await (await fetch(`${sys.backup.url}/v1/volumes`)).json();
+    assert.equal(backupVolumes.volumes.length, 1);
+
+    // reconstruct reaches the newcomer (it took the owner URL): refused, naming the way out.
+    const { code, output } = await sys.reconstruct();
+    assert.equal(code, 1, output);
+    assert.match(output, /split brain/);
+    assert.match(output, /deno task reconstruct --volume vol0 --checksum --discard-secondary/);
+  } finally {
+    await other?.stop();
     await sys.stop();
   }
 });
