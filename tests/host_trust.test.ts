@@ -6,7 +6,15 @@
  */
 import assert from "node:assert/strict";
 import { HostAgent } from "../host/agent/host_agent.ts";
-import { primaryGenerationSuffix } from "../host/agent/generation_sidecar.ts";
+import {
+  newSidecar,
+  primaryGenerationSuffix,
+  writeSidecar,
+} from "../host/fork/generation_sidecar.ts";
+import { resyncOrphan } from "../host/resync/orphan_resync.ts";
+import type { BackupClient } from "../backup/client.ts";
+import type { TrackerClient } from "../tracker/client.ts";
+import type { VolumeInfo } from "../src/schemas.ts";
 import { VolumeTrust } from "../host/agent/volume_trust.ts";
 import { ManualClock } from "../src/clock.ts";
 import { ServiceError } from "../src/errors.ts";
@@ -251,5 +259,32 @@ Deno.test("split brain: two primaries against one secondary; the second is not m
   } finally {
     await closeAgent(a);
     await closeAgent(b);
+  }
+});
+
+Deno.test("reconstruct --host refuses a plain resync of a primary whose sidecar is not trusted", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/vol0.img`;
+    const side = newSidecar("vol0");
+    await writeSidecar(`${path}${primaryGenerationSuffix}`, {
+      ...side,
+      trust: "checksum-resync-needed",
+      trustReason: "the tracker's record was lost",
+    });
+    const info = { name: "vol0", sizeBytes, regionBytes: region, leaseExpiresAt: 0 } as VolumeInfo;
+    await assert.rejects(
+      resyncOrphan(info, {
+        tracker: {} as TrackerClient, // never reached
+        backup: {} as BackupClient,
+        asHost: "reconstruct",
+        primaryPath: path,
+        force: false,
+        show: () => {},
+      }),
+      /checksum-resync-needed \(the tracker's record was lost\); a plain resync from here is refused/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -20,7 +20,7 @@ import {
   nextTrust,
   type Trust,
 } from "./generation_check.ts";
-import { openSidecar, type PrimarySidecar, writeSidecar } from "./generation_sidecar.ts";
+import { openSidecar, type PrimarySidecar, writeSidecar } from "../fork/generation_sidecar.ts";
 import type { SecondaryRegistered } from "./ports.ts";
 
 /** What the tracker's answers carry (fields absent from trackers without generations). */

@@ -74,6 +74,22 @@ export async function openSidecar(
   primaryPath: string,
 ): Promise<{ path: string; sidecar: PrimarySidecar; created: boolean }> {
   const path = sidecarPathOf(primaryPath);
+  const sidecar = await readSidecar(volume, primaryPath);
+  if (sidecar) return { path, sidecar, created: false };
+  const made = newSidecar(volume);
+  await writeSidecar(path, made);
+  return { path, sidecar: made, created: true };
+}
+
+/**
+ * Reads the sidecar of `volume`'s primary; undefined when there is none. Throws, naming the file
+ * and the way out, when it is damaged or belongs to another volume.
+ */
+export async function readSidecar(
+  volume: string,
+  primaryPath: string,
+): Promise<PrimarySidecar | undefined> {
+  const path = sidecarPathOf(primaryPath);
   const startOver = `restore it, or delete it to start a new generation (the volume then needs ` +
     `deno task reconstruct --volume ${volume} --checksum --discard-secondary)`;
   let json: unknown;
@@ -84,11 +100,7 @@ export async function openSidecar(
       `Generation sidecar of volume "${volume}": ${(err as Error).message}; ${startOver}`,
     );
   }
-  if (json === undefined) {
-    const sidecar = newSidecar(volume);
-    await writeSidecar(path, sidecar);
-    return { path, sidecar, created: true };
-  }
+  if (json === undefined) return undefined;
   const parsed = primarySidecar.safeParse(json);
   if (!parsed.success) {
     throw new Error(
@@ -103,7 +115,7 @@ export async function openSidecar(
         `serve this image under its own name, or ${startOver}`,
     );
   }
-  return { path, sidecar: parsed.data, created: false };
+  return parsed.data;
 }
 
 /** Writes the sidecar atomically and durably. */
