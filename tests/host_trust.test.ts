@@ -288,3 +288,24 @@ Deno.test("reconstruct --host refuses a plain resync of a primary whose sidecar 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a loss noticed while a checksum resync ran keeps the volume untrusted", async () => {
+  const tracker = new FakeTracker();
+  tracker.generation = crypto.randomUUID();
+  const a = await openAgent(tracker, new FakeBackup());
+  try {
+    tracker.loseRecord();
+    await write(a, 1);
+    assert.equal(a.agent.status().volumes[0].trust, "checksum-resync-needed");
+    const atStart = a.agent.volume("vol0")!.trust.lossCount; // a checksum resync begins
+    tracker.loseRecord(); // and the tracker loses its record again meanwhile
+    await write(a, 2);
+    assert.equal(await a.agent.markTrusted("vol0", atStart), false);
+    assert.equal(a.agent.status().volumes[0].trust, "checksum-resync-needed");
+    const again = a.agent.volume("vol0")!.trust.lossCount;
+    assert.equal(await a.agent.markTrusted("vol0", again), true);
+    assert.equal(a.agent.status().volumes[0].trust, "trusted");
+  } finally {
+    await closeAgent(a);
+  }
+});

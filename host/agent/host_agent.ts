@@ -177,10 +177,12 @@ export class HostAgent {
 
   /**
    * A checksum resync of `name` made primary and secondary equal: its trust is restored
-   * (persisted in the generation sidecar). For the checksum resync's code to call on success.
+   * (persisted in the generation sidecar). For the checksum resync's code to call on success,
+   * with `lossCountAtStart` = `volume(name).trust.lossCount` taken when it started: a loss noticed
+   * meanwhile keeps the volume untrusted (resolves false). Throws while in split brain.
    */
-  async markTrusted(name: string): Promise<void> {
-    await this.#require(name).trust.markTrusted();
+  async markTrusted(name: string, lossCountAtStart?: number): Promise<boolean> {
+    return await this.#require(name).trust.markTrusted(lossCountAtStart);
   }
 
   #requireBackupOnline(name: string): void {

@@ -50,6 +50,8 @@ export class VolumeTrust {
   /** Highest mark sequence seen since start (≥ the sidecar's). */
   #markSeqSeen: number;
   #writes: Promise<void> = Promise.resolve();
+  /** Losses and split brains noticed since start: a checksum resync begun before one proves nothing. */
+  #losses = 0;
   /** Caches dropped when the record is lost (the marker's and the activity record's). */
   readonly caches: TrustCaches[] = [];
 
@@ -162,15 +164,35 @@ export class VolumeTrust {
     await this.#persist();
   }
 
-  /** A checksum resync made primary and secondary equal: the volume is trusted again. */
-  async markTrusted(): Promise<void> {
+  /**
+   * How many losses (record lost, secondary replaced, split brain) were noticed so far; a checksum
+   * resync takes it when it starts and hands it to `markTrusted`.
+   */
+  get lossCount(): number {
+    return this.#losses;
+  }
+
+  /**
+   * A checksum resync made primary and secondary equal: the volume is trusted again. With
+   * `lossCountAtStart` (`lossCount` when that resync started), a loss noticed while it ran keeps
+   * the volume untrusted (the resync may have compared against a record since replaced): resolves
+   * false then.
+   */
+  async markTrusted(lossCountAtStart?: number): Promise<boolean> {
     if (this.#sidecar.trust === "split-brain") {
       throw new Error(
         `Volume "${this.volume}" is in split brain; resolve it first: ` +
           discardSecondaryCommand(this.volume),
       );
     }
-    if (this.#sidecar.trust === "trusted") return;
+    if (lossCountAtStart !== undefined && lossCountAtStart !== this.#losses) {
+      console.warn(
+        `host: volume "${this.volume}" stays ${this.#sidecar.trust}: a loss was noticed while ` +
+          `the checksum resync ran; run it again (${checksumCommand(this.volume)})`,
+      );
+      return false;
+    }
+    if (this.#sidecar.trust === "trusted") return true;
     this.#sidecar = {
       ...this.#sidecar,
       trust: "trusted",
@@ -179,6 +201,7 @@ export class VolumeTrust {
     };
     console.log(`host: volume "${this.volume}" is trusted again (checksum resync done)`);
     await this.#persist();
+    return true;
   }
 
   /** Why a plain (bitmap) resync must not run, or null when it may. */
@@ -234,6 +257,7 @@ export class VolumeTrust {
         : {}),
     };
     if (lost) {
+      this.#losses++;
       for (const c of this.caches) c.forgetAll();
       this.#warn(decision.reason ?? decision.outcome);
     }
