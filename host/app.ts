@@ -12,7 +12,7 @@ import { Metrics } from "../src/metrics.ts";
 import { volumeParams } from "../src/schemas.ts";
 import { applyServiceBasics } from "../src/service.ts";
 import { describeIssues, validate } from "../src/validate.ts";
-import { resyncRequest, type ResyncRequestBody } from "../src/host_schemas.ts";
+import { resyncRequest, type ResyncRequestBody, trustView } from "../src/host_schemas.ts";
 import type { HostAgent, HostVolume } from "./agent/host_agent.ts";
 
 /** Largest write or read one HTTP request carries. */
@@ -149,6 +149,19 @@ export function createHostApp(agent: HostAgent, opts: HostAppOptions = {}) {
         set({ volume: v.name, outcome: "backup" }, n?.viaBackup ?? 0);
         set({ volume: v.name, outcome: "tracker" }, n?.viaTracker ?? 0);
         set({ volume: v.name, outcome: "failed" }, n?.failed ?? 0);
+      }
+    },
+  );
+  metrics.gauge(
+    "trackmirror_host_volume_trust",
+    "1 for the volume's trust state, 0 for the others (issue 9): trusted, checksum-resync-needed " +
+      "(the tracker's record was lost or is older, or the secondary was replaced), split-brain",
+    ["volume", "trust"],
+    (set) => {
+      for (const v of agent.volumes) {
+        for (const trust of trustView.options) {
+          set({ volume: v.name, trust }, v.trust.trust === trust ? 1 : 0);
+        }
       }
     },
   );

@@ -79,6 +79,12 @@ Deno.test("the tracker's KV deleted while marked: checksum resync needed, later 
     const v = await waitTrust(sys, "checksum-resync-needed");
     assert.match(v.trustReason!, /was lost/);
     assert.match(sys.host.output(), /CHECKSUM RESYNC NEEDED/);
+    const metrics = await (await fetch(`${sys.host.url}/metrics`)).text();
+    assert.match(
+      metrics,
+      /trackmirror_host_volume_trust\{volume="vol0",trust="checksum-resync-needed"\} 1/,
+    );
+    assert.match(metrics, /trackmirror_host_volume_trust\{volume="vol0",trust="trusted"\} 0/);
     const before = (await trackerVolume(sys)).dirtyRegions;
     // The region marked before the loss was cached: now it must be marked again.
     await host.write(sys.volume, 2 * mib, new Uint8Array(4096).fill(4));
