@@ -309,3 +309,37 @@ Deno.test("a loss noticed while a checksum resync ran keeps the volume untrusted
     await closeAgent(a);
   }
 });
+
+Deno.test("answers to requests sent before a new tracker generation was adopted are not taken for an older copy", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const t = await VolumeTrust.open("vol0", `${dir}/vol0.img`, () => 0);
+    const g1 = crypto.randomUUID();
+    const g2 = crypto.randomUUID();
+    assert.equal(
+      (await t.checkTracker({ generation: g1, markSeq: 5 }, t.snapshot(), true))?.outcome,
+      "in-sync",
+    );
+    await t.checkTracker({ generation: g1, markSeq: 8 }, t.snapshot(), false);
+    const [first, second] = [t.snapshot(), t.snapshot()]; // two marks in flight, 8 seen
+    // The tracker lost its record meanwhile: both answers come from the new generation.
+    assert.equal(
+      (await t.checkTracker({ generation: g2, markSeq: 1 }, first, false))?.outcome,
+      "record-lost",
+    );
+    assert.equal(
+      (await t.checkTracker({ generation: g2, markSeq: 2 }, second, false))?.outcome,
+      "in-sync",
+    );
+    assert.equal(t.lossCount, 1);
+    // A later request sees the new floor: an answer behind it is an older copy again.
+    const later = t.snapshot();
+    assert.equal(later.markSeq, 2);
+    assert.equal(
+      (await t.checkTracker({ generation: g2, markSeq: 1 }, later, false))?.outcome,
+      "record-lost",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

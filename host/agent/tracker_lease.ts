@@ -67,7 +67,7 @@ export class TrackerLease {
     const { opts } = this;
     for (const v of this.volumes.values()) {
       try {
-        const seenBefore = v.trust.markSeqSeen;
+        const seen = v.trust.snapshot();
         const info = await opts.tracker.registerVolume(v.name, {
           sizeBytes: v.sizeBytes,
           regionBytes: opts.regionBytes,
@@ -77,7 +77,7 @@ export class TrackerLease {
           takeover: startup && (opts.takeover ?? false),
         });
         // Issue 9: a lost or older tracker record is noticed here, before anything relies on it.
-        await v.trust.checkTracker(info, seenBefore, true);
+        await v.trust.checkTracker(info, seen, true);
         this.#registered.add(v.name);
         if (!v.promoted) await this.#promote(v);
         this.#trackerError = null;

@@ -89,9 +89,9 @@ function checkedSender(
   reRegister: (() => Promise<void>) | undefined,
 ) {
   const send = async (req: TrackRequest) => {
-    const seenBefore = trust.markSeqSeen;
+    const seen = trust.snapshot();
     const answer = await tracker.track(req);
-    await trust.checkTracker(answer as TrackerGenerationAnswer, seenBefore, false);
+    await trust.checkTracker(answer as TrackerGenerationAnswer, seen, false);
     return answer;
   };
   return {

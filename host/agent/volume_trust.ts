@@ -30,6 +30,12 @@ export interface TrackerGenerationAnswer {
   dirtyRegions?: number;
 }
 
+/** What a host had seen of the tracker's record when it sent a request. */
+export interface TrackerSeen {
+  generation: string | null;
+  markSeq: number;
+}
+
 /** What the trust drops when the record it relied on is gone. */
 export interface TrustCaches {
   forgetAll(): void;
@@ -52,6 +58,8 @@ export class VolumeTrust {
   #writes: Promise<void> = Promise.resolve();
   /** Losses and split brains noticed since start: a checksum resync begun before one proves nothing. */
   #losses = 0;
+  /** The mark sequence adopted with the tracker generation recorded now (the floor of its answers). */
+  #adoptedMarkSeq = 0;
   /** Caches dropped when the record is lost (the marker's and the activity record's). */
   readonly caches: TrustCaches[] = [];
 
@@ -90,9 +98,14 @@ export class VolumeTrust {
     return { ...this.#sidecar, markSeq: this.#markSeqSeen };
   }
 
-  /** Highest mark sequence seen; take it before a call whose answer is checked against it. */
+  /** Highest mark sequence seen. */
   get markSeqSeen(): number {
     return this.#markSeqSeen;
+  }
+
+  /** What was seen of the tracker; take it before a call whose answer `checkTracker` checks. */
+  snapshot(): TrackerSeen {
+    return { generation: this.#sidecar.trackerGeneration, markSeq: this.#markSeqSeen };
   }
 
   /** False in split brain: this volume's writes are then marked at the tracker, not mirrored. */
@@ -101,18 +114,23 @@ export class VolumeTrust {
   }
 
   /**
-   * Checks a tracker answer (registration, volume info, tracking answer). `seenBefore` is
-   * `markSeqSeen` taken before the request was sent: an answer is only behind what was seen
-   * before it was asked for. `persist` writes the sidecar even when only the sequence moved
-   * (lease renewals do; tracking answers do not, to keep the write path free of file writes).
+   * Checks a tracker answer (registration, volume info, tracking answer). `seen` is `snapshot()`
+   * taken before the request was sent: an answer is only behind what was seen before it was asked
+   * for (answers to concurrent requests arrive in any order). If another generation was adopted
+   * since, the floor is the sequence adopted with it. `persist` writes the sidecar even when only
+   * the sequence moved (lease renewals do; tracking answers do not, to keep the write path free of
+   * file writes).
    */
   async checkTracker(
     answer: TrackerGenerationAnswer,
-    seenBefore: number,
+    seen: TrackerSeen,
     persist: boolean,
   ): Promise<GenerationDecision | undefined> {
     if (answer.generation === undefined || answer.markSeq === undefined) return undefined;
-    const decision = checkGenerations(this.volume, this.#recorded(seenBefore), {
+    const floor = seen.generation === this.#sidecar.trackerGeneration
+      ? seen.markSeq
+      : this.#adoptedMarkSeq;
+    const decision = checkGenerations(this.volume, this.#recorded(floor), {
       kind: "tracker",
       generation: answer.generation,
       markSeq: answer.markSeq,
@@ -256,6 +274,11 @@ export class VolumeTrust {
         }
         : {}),
     };
+    if (before.trackerGeneration !== recorded.trackerGeneration) {
+      this.#adoptedMarkSeq = recorded.markSeq;
+    } else if (decision.outcome === "record-lost") {
+      this.#adoptedMarkSeq = Math.min(this.#adoptedMarkSeq, recorded.markSeq);
+    }
     if (lost) {
       this.#losses++;
       for (const c of this.caches) c.forgetAll();
