@@ -39,6 +39,15 @@ async function waitTrust(sys: Pick<System, "host">, trust: string, timeoutMs = 2
   return v;
 }
 
+/** Waits (bounded) until the process has logged `pattern`: its output is read asynchronously. */
+async function waitLogged(proc: ServiceProcess, pattern: RegExp, timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!pattern.test(proc.output()) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.match(proc.output(), pattern);
+}
+
 async function removeKv(kv: string): Promise<void> {
   for (const s of kvSuffixes) await Deno.remove(kv + s).catch(() => {});
 }
@@ -78,7 +87,7 @@ Deno.test("the tracker's KV deleted while marked: checksum resync needed, later 
     await host.write(sys.volume, 4 * mib, new Uint8Array(4096).fill(3));
     const v = await waitTrust(sys, "checksum-resync-needed");
     assert.match(v.trustReason!, /was lost/);
-    assert.match(sys.host.output(), /CHECKSUM RESYNC NEEDED/);
+    await waitLogged(sys.host, /volume "vol0": .*CHECKSUM RESYNC NEEDED/);
     const metrics = await (await fetch(`${sys.host.url}/metrics`)).text();
     assert.match(
       metrics,
@@ -153,7 +162,7 @@ Deno.test("a second agent with another primary for the same volume is in split b
       new RegExp(`written by primary generation ${first.generations!.primary}`),
     );
     assert.match(v.trustReason!, /--checksum --discard-secondary/);
-    assert.match(other.output(), /SPLIT BRAIN/);
+    await waitLogged(other, /volume "vol0": .*SPLIT BRAIN/);
 
     // reconstruct reaches the newcomer (it took the owner URL) although the tracker holds no
     // dirty region: refused, naming the way out.
