@@ -167,6 +167,9 @@ Deno.test("a second agent with another primary for the same volume is in split b
     // reconstruct reaches the newcomer (it took the owner URL) although the tracker holds no
     // dirty region: refused, naming the way out.
     assert.equal((await trackerVolume(sys)).dirtyRegions, 0);
+    // The first agent stops, so its lease renewal cannot take the owner URL back meanwhile.
+    await sys.host.stop();
+    assert.equal((await trackerVolume(sys)).ownerUrl, other.url);
     const { code, output } = await sys.reconstruct();
     assert.equal(code, 1, output);
     assert.match(output, /split brain/);
