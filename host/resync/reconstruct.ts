@@ -181,13 +181,16 @@ async function main(): Promise<void> {
   const dirty = deadHost !== undefined || checksum
     ? volumes
     : volumes.filter((v) => v.dirtyRegions > 0);
-  if (deadHost === undefined && !checksum) {
-    dirty.push(...await untrustedVolumes(volumes.filter((v) => v.dirtyRegions === 0), token));
-  }
+  const untrusted = deadHost === undefined && !checksum
+    ? await untrustedVolumes(volumes.filter((v) => v.dirtyRegions === 0), token)
+    : [];
   console.log(
     `reconstruct: ${volumes.length} volume(s) at ${trackerUrl}, ${dirty.length} dirty ` +
-      `(${formatBytes(dirty.reduce((n, v) => n + v.dirtyBytes, 0))} marked)`,
+      `(${formatBytes(dirty.reduce((n, v) => n + v.dirtyBytes, 0))} marked)` +
+      (checksum ? ", checksum resync of each" : "") +
+      (untrusted.length > 0 ? `, ${untrusted.length} clean but not trusted by its owner` : ""),
   );
+  dirty.push(...untrusted);
 
   const tty = Deno.stdout.isTerminal();
   let lastPlain = 0;
