@@ -286,7 +286,11 @@ export class VolumeTrust {
     }
     const changed = lost || before.trackerGeneration !== recorded.trackerGeneration ||
       before.secondaryGeneration !== recorded.secondaryGeneration;
-    if (changed || (persist && before.markSeq !== this.#markSeqSeen)) await this.#persist();
+    if (changed || (persist && before.markSeq !== this.#markSeqSeen)) {
+      // A failed write is logged (#persist) and not thrown: the decision already holds in memory,
+      // and after a restart the unchanged sidecar leads to the same decision again.
+      await this.#persist().catch(() => {});
+    }
   }
 
   /** What the operator runs for `trust`, for the status document's reason. */
