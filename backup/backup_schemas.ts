@@ -9,9 +9,35 @@ export const backupVolumeRegistration = z.object({
   sizeBytes: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
   /** The host's current epoch: batches of older epochs are refused from now on (epoch_fence.ts). */
   epoch: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
+  /**
+   * The registering primary's generation (issue 9): recorded as the secondary's writer when it
+   * has none; another primary's registration leaves the writer as it is (split brain, seen by
+   * the host in the answer).
+   */
+  primaryGeneration: z.uuid().optional(),
+  /**
+   * With `primaryGeneration`: make it the writer even though another primary wrote last
+   * (`reconstruct --checksum --discard-secondary`: this primary wins).
+   */
+  adoptPrimary: z.boolean().optional(),
+}).refine((r) => !r.adoptPrimary || r.primaryGeneration !== undefined, {
+  message: "adoptPrimary needs primaryGeneration",
+  path: ["adoptPrimary"],
 });
 /** Body of a backup volume registration. */
 export type BackupVolumeRegistration = z.infer<typeof backupVolumeRegistration>;
+
+/**
+ * Answer to `PUT /v1/volumes/{name}`: the volume, its generation and the primary generation that
+ * last wrote it (null: none registered with one yet).
+ */
+export const backupVolumeRegistered = z.object({
+  name: z.string(),
+  sizeBytes: z.number(),
+  generation: z.string().optional(),
+  writerGeneration: z.string().nullable().optional(),
+});
+export type BackupVolumeRegistered = z.infer<typeof backupVolumeRegistered>;
 
 /** One registered secondary volume. */
 export const backupVolume = z.object({ name: z.string(), sizeBytes: z.number() });

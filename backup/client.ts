@@ -14,6 +14,7 @@ import {
 import {
   type BackupVolume,
   type BackupVolumeList,
+  type BackupVolumeRegistered,
   epochHeader,
   type FlushResponse,
 } from "./backup_schemas.ts";
@@ -58,12 +59,26 @@ export class BackupClient {
     this.#base = baseUrl.replace(/\/+$/, "");
   }
 
-  /** Registers (creates if absent) the secondary of `name`; 409 when it has another size. */
-  async registerVolume(name: string, sizeBytes: number, epoch?: number): Promise<void> {
+  /**
+   * Registers (creates if absent) the secondary of `name`; 409 when it has another size. With
+   * `generation`, the registering primary's generation is recorded as the secondary's writer
+   * when it has none (or when `adoptPrimary`); the answer names the secondary's generation and
+   * writer (issue 9).
+   */
+  async registerVolume(
+    name: string,
+    sizeBytes: number,
+    epoch?: number,
+    generation?: { primaryGeneration: string; adoptPrimary?: boolean },
+  ): Promise<BackupVolumeRegistered> {
     const path = backupPath(backupRoutes.volume, { name });
-    const json = epoch === undefined ? { sizeBytes } : { sizeBytes, epoch };
-    const res = await call(this.#base, path, { method: "PUT", json }, this.opts);
-    await res.body?.cancel();
+    const json = { sizeBytes, ...(epoch === undefined ? {} : { epoch }), ...generation };
+    return await callJson<BackupVolumeRegistered>(
+      this.#base,
+      path,
+      { method: "PUT", json },
+      this.opts,
+    );
   }
 
   /** Sends a batch (records of `volume` back to back); resolves once it is durable. */

@@ -88,7 +88,12 @@ export const backupOpenApi = {
       Registration: {
         type: "object",
         required: ["sizeBytes"],
-        properties: { sizeBytes: { type: "integer", minimum: 1 } },
+        properties: {
+          sizeBytes: { type: "integer", minimum: 1 },
+          epoch: { type: "integer", minimum: 0 },
+          primaryGeneration: { type: "string", format: "uuid" },
+          adoptPrimary: { type: "boolean" },
+        },
       },
       ChecksumRequest: {
         type: "object",
@@ -120,7 +125,12 @@ export const backupOpenApi = {
       },
       Volume: {
         type: "object",
-        properties: { name: { type: "string" }, sizeBytes: { type: "integer" } },
+        properties: {
+          name: { type: "string" },
+          sizeBytes: { type: "integer" },
+          generation: { type: "string", format: "uuid" },
+          writerGeneration: { type: "string", format: "uuid", nullable: true },
+        },
       },
       VolumeList: {
         type: "object",

@@ -2,6 +2,9 @@
  * The secondary volumes: raw sparse image files `<data>/volumes/<name>.img`, one per registered
  * volume. The file's size is the registered size, so registration needs no other record.
  *
+ * Each image has a generation sidecar beside it (secondary_generation.ts, issue 9): made with the
+ * image, read at open (made then for an image that has none).
+ *
  * Writes are positional and synchronous (seek + write in one synchronous function, as
  * host/fork/file_volume.ts does), so nothing can interleave between the seek and the transfer; only
  * syncing is asynchronous.
@@ -11,6 +14,13 @@ import { checkRange } from "../src/extent.ts";
 import type { JournalRecord } from "../src/journal_record.ts";
 import { conflict } from "../src/errors.ts";
 import { checkName } from "../src/schemas.ts";
+import {
+  decideWriter,
+  newSecondaryGeneration,
+  readSecondaryGeneration,
+  type SecondaryGeneration,
+  writeSecondaryGeneration,
+} from "./secondary_generation.ts";
 import { syncDir } from "./segment_files.ts";
 
 /** Largest zero buffer written at once for a zero record. */
@@ -25,6 +35,7 @@ export interface SecondaryVolume {
 
 interface OpenVolume extends SecondaryVolume {
   file: Deno.FsFile;
+  gen: SecondaryGeneration;
 }
 
 /** The registered secondary volumes of one backup, each an open image file. */
@@ -51,8 +62,22 @@ export class SecondaryStore {
       }
       const path = join(dir, entry.name);
       const file = await Deno.open(path, { read: true, write: true });
-      const { size } = await file.stat();
-      store.#volumes.set(name, { name, sizeBytes: size, file });
+      try {
+        const { size } = await file.stat();
+        let gen = await readSecondaryGeneration(dir, name);
+        if (!gen) {
+          gen = newSecondaryGeneration();
+          await writeSecondaryGeneration(dir, name, gen);
+          console.warn(
+            `Secondary store: volume "${name}" had no generation sidecar; made ${gen.generation}`,
+          );
+        }
+        store.#volumes.set(name, { name, sizeBytes: size, file, gen });
+      } catch (err) {
+        file.close();
+        store.close();
+        throw err;
+      }
     }
     return store;
   }
@@ -60,6 +85,38 @@ export class SecondaryStore {
   /** The registered size of `name`, or undefined when it is not registered. */
   sizeOf(name: string): number | undefined {
     return this.#volumes.get(name)?.sizeBytes;
+  }
+
+  /** The generation of `name` and the primary generation that last wrote it (issue 9). */
+  generationOf(name: string): SecondaryGeneration | undefined {
+    return this.#volumes.get(name)?.gen;
+  }
+
+  /**
+   * Records that the primary `primaryGeneration` registers `name`: it becomes the writer when
+   * there is none, or when it `adopt`s (secondary_generation.ts `decideWriter`); persisted before
+   * this resolves. Returns the generation as it is now.
+   */
+  async recordWriter(
+    name: string,
+    primaryGeneration: string,
+    adopt: boolean,
+  ): Promise<SecondaryGeneration> {
+    const vol = this.#volumes.get(name);
+    if (!vol) throw new RangeError(`Volume "${name}" is not registered`);
+    const next = decideWriter(vol.gen, primaryGeneration, adopt);
+    if (next !== vol.gen) {
+      await writeSecondaryGeneration(this.dir, name, next);
+      if (vol.gen.writerGeneration !== null) {
+        console.warn(
+          `Secondary store: volume "${name}" now written by primary generation ` +
+            `${primaryGeneration}, not ${vol.gen.writerGeneration} (adopted: its differences ` +
+            `are discarded by the checksum resync that follows)`,
+        );
+      }
+      vol.gen = next;
+    }
+    return vol.gen;
   }
 
   /** The registered volumes, by name. */
@@ -103,16 +160,18 @@ export class SecondaryStore {
   async #create(name: string, sizeBytes: number): Promise<boolean> {
     const path = join(this.dir, name + imageSuffix);
     const file = await Deno.open(path, { read: true, write: true, createNew: true });
+    const gen = newSecondaryGeneration();
     try {
       await file.truncate(sizeBytes);
       await file.sync();
+      await writeSecondaryGeneration(this.dir, name, gen);
       await syncDir(this.dir);
     } catch (err) {
       file.close();
       await Deno.remove(path).catch(() => {});
       throw err;
     }
-    this.#volumes.set(name, { name, sizeBytes, file });
+    this.#volumes.set(name, { name, sizeBytes, file, gen });
     return true;
   }
 

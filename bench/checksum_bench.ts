@@ -73,7 +73,7 @@ async function damageSecondary(sys: System, share: number): Promise<number> {
 /** Starts a resync of the volume in `mode` and polls it to the end. */
 async function resync(sys: System, mode: ResyncMode): Promise<ResyncProgress> {
   const host = new HostClient(sys.host.url, { timeoutMs: 60_000 });
-  let p = await host.startResync(sys.volume, mode);
+  let p = await host.startResync(sys.volume, { mode });
   while (p.state === "running") {
     await new Promise((r) => setTimeout(r, pollMs));
     p = await host.resyncProgress(sys.volume);

@@ -13,7 +13,7 @@ import { Metrics } from "../src/metrics.ts";
 import { volumeParams } from "../src/schemas.ts";
 import { applyServiceBasics } from "../src/service.ts";
 import { describeIssues, validate } from "../src/validate.ts";
-import { type ResyncRequest, resyncRequest } from "../src/host_schemas.ts";
+import { resyncRequest, type ResyncRequestBody, trustView } from "../src/host_schemas.ts";
 import type { HostAgent, HostVolume } from "./agent/host_agent.ts";
 
 /** Largest write or read one HTTP request carries. */
@@ -95,19 +95,16 @@ function dataApp(agent: HostAgent) {
     });
 }
 
-/** Largest body of `POST /v1/volumes/:name/resync` (`{"mode":"checksum"}` is 19 bytes). */
-const resyncBodyBytesMax = 1024;
+/** Largest resync request body (it is a few flags). */
+const resyncBodyBytesMax = 4096;
 
-/**
- * The optional body of `POST /v1/volumes/:name/resync`: none (existing clients send none) means
- * plain; otherwise JSON `{"mode": "plain" | "checksum"}`.
- */
-async function resyncRequestOf(req: Request): Promise<ResyncRequest> {
+/** The optional JSON body of a resync request; an empty body is a plain resync. */
+async function resyncBody(req: Request): Promise<ResyncRequestBody> {
   const text = await req.text();
   if (text.length > resyncBodyBytesMax) {
     throw tooLarge(`Resync request body of ${text.length} bytes exceeds ${resyncBodyBytesMax}`);
   }
-  if (text.trim() === "") return { mode: "plain" };
+  if (text.trim() === "") return {};
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -124,13 +121,13 @@ async function resyncRequestOf(req: Request): Promise<ResyncRequest> {
   return parsed.data;
 }
 
-/** `POST|GET /v1/volumes/:name/resync`: start a resync (plain or checksum), read its progress. */
+/** `POST|GET /v1/volumes/:name/resync`: start a resync, read its progress. */
 function resyncApp(agent: HostAgent) {
   return new Hono()
     .post("/", validate("param", volumeParams), async (c) => {
       const v = volumeOf(agent, c.req.valid("param").name);
-      const { mode } = await resyncRequestOf(c.req.raw);
-      return c.json(agent.startResync(v.name, mode), 202);
+      const body = await resyncBody(c.req.raw);
+      return c.json(await agent.requestResync(v.name, body), 202);
     })
     .get("/", validate("param", volumeParams), (c) => {
       const v = volumeOf(agent, c.req.valid("param").name);
@@ -153,6 +150,19 @@ export function createHostApp(agent: HostAgent, opts: HostAppOptions = {}) {
         set({ volume: v.name, outcome: "backup" }, n?.viaBackup ?? 0);
         set({ volume: v.name, outcome: "tracker" }, n?.viaTracker ?? 0);
         set({ volume: v.name, outcome: "failed" }, n?.failed ?? 0);
+      }
+    },
+  );
+  metrics.gauge(
+    "trackmirror_host_volume_trust",
+    "1 for the volume's trust state, 0 for the others (issue 9): trusted, checksum-resync-needed " +
+      "(the tracker's record was lost or is older, or the secondary was replaced), split-brain",
+    ["volume", "trust"],
+    (set) => {
+      for (const v of agent.volumes) {
+        for (const trust of trustView.options) {
+          set({ volume: v.name, trust }, v.trust.trust === trust ? 1 : 0);
+        }
       }
     },
   );

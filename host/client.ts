@@ -5,9 +5,9 @@
 import {
   type HostStatus,
   hostStatus,
-  type ResyncMode,
   type ResyncProgress,
   resyncProgress,
+  type ResyncRequestBody,
 } from "../src/host_schemas.ts";
 import { call, callJson, type HttpClientOptions } from "../src/http_client.ts";
 import { hostPaths } from "./app.ts";
@@ -16,11 +16,11 @@ export class HostClient {
   constructor(readonly baseUrl: string, private readonly opts: HttpClientOptions = {}) {}
 
   /**
-   * Starts (or joins) a resync of `volume`; `checksum` compares every region with the backup's
-   * and ships those that differ. A plain resync sends no body, as older clients did.
+   * Starts (or joins) a resync of `volume`; with `req`, a checksum one (`{mode: "checksum"}`),
+   * possibly resolving a split brain (`discardSecondary`).
    */
-  async startResync(volume: string, mode: ResyncMode = "plain"): Promise<ResyncProgress> {
-    const init = mode === "plain" ? { method: "POST" } : { method: "POST", json: { mode } };
+  async startResync(volume: string, req?: ResyncRequestBody): Promise<ResyncProgress> {
+    const init = req ? { method: "POST", json: req } : { method: "POST" };
     return resyncProgress.parse(
       await callJson(this.baseUrl, hostPaths.resync(volume), init, this.opts),
     );

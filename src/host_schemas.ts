@@ -14,8 +14,6 @@ export const resyncMode = z.enum(["plain", "checksum"]);
 export type ResyncMode = z.infer<typeof resyncMode>;
 
 /** Optional body of `POST /v1/volumes/{name}/resync` (no body: plain). */
-export const resyncRequest = z.object({ mode: resyncMode.default("plain") }).strict();
-export type ResyncRequest = z.infer<typeof resyncRequest>;
 
 /** Progress of the latest resync of a volume, as `GET /v1/volumes/{name}/resync` shows it. */
 export const resyncProgress = z.object({
@@ -49,6 +47,17 @@ export const resyncProgress = z.object({
 export type ResyncProgress = z.infer<typeof resyncProgress>;
 
 /**
+ * `POST /v1/volumes/{name}/resync` body, optional (an empty body is a plain resync): `mode`
+ * "checksum" compares every region (issue 9); `discardSecondary` with it resolves a split brain by
+ * keeping this primary.
+ */
+export const resyncRequest = z.object({
+  mode: resyncMode.optional(),
+  discardSecondary: z.boolean().optional(),
+}).strict();
+export type ResyncRequestBody = z.infer<typeof resyncRequest>;
+
+/**
  * `degraded`: the component answers but cannot take writes (the backup's journal is full, or a
  * journal write failed); like `offline`, writes go to the tracker and the component is probed.
  */
@@ -80,6 +89,23 @@ export const activityView = z.object({
   taintedRegions: z.number(),
 });
 
+/**
+ * How far a volume's mirror can be trusted (issue 9): "trusted"; "checksum-resync-needed" (the
+ * tracker's record was lost or is an older copy, or the secondary was replaced: only
+ * `reconstruct --checksum` repairs it); "split-brain" (the secondary was written by another
+ * primary: not mirrored, nothing resynced until `--checksum --discard-secondary`).
+ */
+export const trustView = z.enum(["trusted", "checksum-resync-needed", "split-brain"]);
+export type TrustView = z.infer<typeof trustView>;
+
+/** The generations a volume's primary recorded (its sidecar). */
+export const generationsView = z.object({
+  primary: z.string(),
+  tracker: z.string().nullable(),
+  markSeq: z.number(),
+  secondary: z.string().nullable(),
+});
+
 export const hostVolumeView = z.object({
   name: z.string(),
   path: z.string(),
@@ -106,6 +132,11 @@ export const hostVolumeView = z.object({
   activity: activityView.nullable(),
   promoted: z.boolean(),
   resync: resyncProgress,
+  /** Defaults keep the schema reading agents from before issue 9. */
+  trust: trustView.default("trusted"),
+  /** What was found and what to run; null while trusted. */
+  trustReason: z.string().nullable().default(null),
+  generations: generationsView.optional(),
 });
 export type HostVolumeView = z.infer<typeof hostVolumeView>;
 

@@ -59,6 +59,9 @@ export const trackResponse = z.object({
   volume: z.string(),
   regionsMarked: z.number(),
   regionsNew: z.number(),
+  /** The tracker record's generation and mark sequence after this commit (see `volumeInfo`). */
+  generation: z.string().optional(),
+  markSeq: z.number().optional(),
 });
 export type TrackResponse = z.infer<typeof trackResponse>;
 
@@ -93,6 +96,16 @@ export const volumeInfo = z.object({
   activityRegions: z.number(),
   /** Activity regions by host; hosts without any are absent. */
   activityByHost: z.record(z.string(), z.number()),
+  /**
+   * A random UUID made when the tracker created this record: a host that recorded another one
+   * knows the record was lost or is another tracker's (issue 9). Optional: older trackers lack it.
+   */
+  generation: z.string().optional(),
+  /**
+   * The volume's mark sequence: raised by every committed mark, never lowered. A value below one
+   * a host saw before means the KV is an older copy. Optional: older trackers lack it.
+   */
+  markSeq: z.number().optional(),
 });
 export type VolumeInfo = z.infer<typeof volumeInfo>;
 

@@ -158,3 +158,45 @@ Deno.test("resync is refused with 503 while the backup is away, accepted with 20
     assert.equal(resyncProgress.parse(await progress.json()).state, "done");
   });
 });
+
+Deno.test("a bad resync body answers 400 naming the value and starts nothing", async () => {
+  await withApp(async (app, timers) => {
+    timers.fire();
+    await settle();
+    const post = (body: string) =>
+      app.request("/v1/volumes/vol0/resync", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+    const cases: [string, RegExp][] = [
+      ["{not json", /is not JSON/],
+      [JSON.stringify({ mode: "fast" }), /mode = "fast"/],
+      [JSON.stringify({ mode: "checksum", discardSecondary: "yes" }), /discardSecondary = "yes"/],
+      [JSON.stringify({ discardSecondary: true }), /needs mode "checksum"/],
+    ];
+    for (const [body, message] of cases) {
+      const res = await post(body);
+      assert.equal(res.status, 400, body);
+      assert.match((await errorOf(res)).message, message, body);
+    }
+    const progress = await app.request("/v1/volumes/vol0/resync");
+    assert.equal(resyncProgress.parse(await progress.json()).state, "idle");
+    const checksum = await post(JSON.stringify({ mode: "checksum" }));
+    assert.equal(checksum.status, 500, "the checksum resync is not built into this branch");
+    assert.match(
+      (await errorOf(checksum)).message,
+      /Checksum resync of volume "vol0" is not built/,
+    );
+  });
+});
+
+Deno.test("the status document names each volume's trust and generations", async () => {
+  await withApp(async (app) => {
+    const status = hostStatus.parse(await (await app.request("/v1/status")).json());
+    const v = status.volumes[0];
+    assert.equal(v.trust, "trusted");
+    assert.equal(v.trustReason, null);
+    assert.match(v.generations!.primary, /^[0-9a-f-]{36}$/);
+  });
+});

@@ -15,7 +15,6 @@ import { LinkRefusedError } from "../host/link/link_client.ts";
 import { ManualClock } from "../src/clock.ts";
 import { DiskWriteError } from "../src/errors.ts";
 import { diskError } from "../src/fault_file.ts";
-import type { TrackRequest } from "../src/schemas.ts";
 import { FakeBackup, FakeTracker } from "./support/fake_ports.ts";
 import { FaultDevice, MemoryDevice } from "./support/memory_device.ts";
 import { StepTimers } from "./support/step_timers.ts";
@@ -26,14 +25,8 @@ const sizeBytes = 16 * region;
 /** Lets promise continuations (probe, link) run. */
 const settle = () => new Promise((r) => setTimeout(r, 0));
 
-/** A tracker that keeps every tracking command. */
-class RecordingTracker extends FakeTracker {
-  tracks: TrackRequest[] = [];
-  override track(req: TrackRequest): Promise<unknown> {
-    this.tracks.push(req);
-    return super.track(req);
-  }
-}
+/** FakeTracker keeps every tracking command (`tracks`). */
+const RecordingTracker = FakeTracker;
 
 /** A backup whose own status can say `degraded`, counting how often it was asked. */
 class DegradableBackup extends FakeBackup {

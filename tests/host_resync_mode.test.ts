@@ -151,7 +151,7 @@ Deno.test("the host client sends the checksum mode and no body for a plain resyn
       const client = new HostClient(`http://127.0.0.1:${server.addr.port}`);
       await client.startResync("vol0");
       await finalProgress(app);
-      assert.equal((await client.startResync("vol0", "checksum")).mode, "checksum");
+      assert.equal((await client.startResync("vol0", { mode: "checksum" })).mode, "checksum");
       await finalProgress(app);
     } finally {
       await server.shutdown();

@@ -29,6 +29,12 @@ export interface VolumeRecord {
   ownerUrl: string;
   leaseExpiresAt: number;
   registeredAt: number;
+  /**
+   * A random UUID made when the record is created (never changed after): hosts compare it with
+   * the one they recorded, so a lost or foreign record is noticed (issue 9). Records written
+   * before generations get one when the tracker loads them.
+   */
+  generation: string;
 }
 
 /** Key of a volume's registration. */

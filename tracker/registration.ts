@@ -23,6 +23,7 @@ export function decideRegistration(
   name: string,
   reg: Registration,
   now: number,
+  newGeneration: () => string = () => crypto.randomUUID(),
 ): VolumeRecord {
   const regions = Math.ceil(reg.sizeBytes / reg.regionBytes);
   if (regions > regionsPerVolumeMax) {
@@ -41,6 +42,7 @@ export function decideRegistration(
       ownerUrl: reg.ownerUrl,
       leaseExpiresAt,
       registeredAt: now,
+      generation: newGeneration(),
     };
   }
   if (existing.sizeBytes !== reg.sizeBytes || existing.regionBytes !== reg.regionBytes) {

@@ -89,6 +89,8 @@ export interface TrackerStateOptions {
   metrics?: Metrics;
   segmentCacheMax?: number;
   queueOpsMax?: number;
+  /** Makes a new record's generation id (default: a random UUID). */
+  newGeneration?: () => string;
 }
 
 /** Counters of the committer, for metrics and tests. */
@@ -114,11 +116,13 @@ export class TrackerState {
   readonly #volumes = new Map<string, VolumeState>();
   readonly #committer: GroupCommitter<TrackOp>;
   readonly #ready: Promise<void>;
+  readonly #newGeneration: () => string;
 
   constructor(kv: Deno.Kv, opts: TrackerStateOptions) {
     this.#kv = kv;
     this.#clock = opts.clock;
     this.#metrics = opts.metrics;
+    this.#newGeneration = opts.newGeneration ?? (() => crypto.randomUUID());
     this.#cache = new SegmentCache(opts.segmentCacheMax ?? segmentCacheMaxDefault);
     const ctx = {
       kv,
@@ -170,7 +174,13 @@ export class TrackerState {
     await this.#ready;
     const v = await this.#committer.exclusive(async () => {
       const existing = this.#volumes.get(name);
-      const record = decideRegistration(existing?.record, name, reg, this.#clock.now());
+      const record = decideRegistration(
+        existing?.record,
+        name,
+        reg,
+        this.#clock.now(),
+        this.#newGeneration,
+      );
       if (!existing && this.#volumes.size >= volumesMax) {
         throw conflict(
           `Cannot register volume "${name}": ${volumesMax} volumes already registered`,
@@ -209,7 +219,13 @@ export class TrackerState {
     const op: MarkOp = { kind: "mark", volume: name, runs, time, regionsNew: 0 };
     await this.#committer.submit(op, segmentsSpanned(runs));
     const regionsMarked = runs.reduce((n, r) => n + r.count, 0);
-    return { volume: name, regionsMarked, regionsNew: op.regionsNew };
+    return {
+      volume: name,
+      regionsMarked,
+      regionsNew: op.regionsNew,
+      generation: v.record.generation,
+      markSeq: v.seq,
+    };
   }
 
   /**
@@ -320,7 +336,12 @@ export class TrackerState {
       seqs.set(e.key[1] as string, e.value);
     }
     for await (const e of this.#kv.list<VolumeRecord>({ prefix: volumesPrefix })) {
-      const record = e.value;
+      let record = e.value;
+      if (typeof record.generation !== "string") {
+        // Written before generations: give it one now, durably, so a restart keeps it.
+        record = { ...record, generation: this.#newGeneration() };
+        await this.#kv.set(e.key, record);
+      }
       this.#volumes.set(record.name, volumeState(record, seqs.get(record.name) ?? 0));
     }
   }

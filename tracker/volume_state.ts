@@ -125,6 +125,8 @@ export function volumeInfo(
     dirtyBytes: dirtyRegions * record.regionBytes - tailCut,
     oldestMarkAt: Number.isFinite(oldest) ? oldest : null,
     ...activityTotals(activity),
+    generation: record.generation,
+    markSeq: v.seq,
   };
 }
 

@@ -3,7 +3,11 @@ import { Hono } from "hono";
 import type { Metrics } from "../../src/metrics.ts";
 import { volumeParams } from "../../src/schemas.ts";
 import { validate } from "../../src/validate.ts";
-import { type BackupVolumeList, backupVolumeRegistration } from "../backup_schemas.ts";
+import {
+  type BackupVolumeList,
+  type BackupVolumeRegistered,
+  backupVolumeRegistration,
+} from "../backup_schemas.ts";
 import type { EpochFence } from "../epoch_fence.ts";
 import { backupRoutes } from "../paths.ts";
 import type { SecondaryStore } from "../secondary_store.ts";
@@ -19,13 +23,19 @@ export function volumesApp(deps: { store: SecondaryStore; fence: EpochFence; met
       validate("json", backupVolumeRegistration),
       async (c) => {
         const { name } = c.req.valid("param");
-        const { sizeBytes, epoch } = c.req.valid("json");
+        const { sizeBytes, epoch, primaryGeneration, adoptPrimary } = c.req.valid("json");
         const created = await store.register(name, sizeBytes);
         if (epoch !== undefined) fence.raise(name, epoch);
         if (created) {
           metrics.count("trackmirror_backup_volumes_created_total", "Secondaries created");
         }
-        return c.json({ name, sizeBytes }, created ? 201 : 200);
+        const gen = primaryGeneration === undefined
+          ? store.generationOf(name)
+          : await store.recordWriter(name, primaryGeneration, adoptPrimary ?? false);
+        return c.json<BackupVolumeRegistered>(
+          { name, sizeBytes, ...gen },
+          created ? 201 : 200,
+        );
       },
     );
 }

@@ -27,7 +27,7 @@ import type { MirrorRecord } from "../fork/backup_batcher.ts";
 import { LinkClient, type LinkClientOptions } from "../link/link_client.ts";
 import { BackupDegradedError, classifyBackupFailure } from "./backup_degraded.ts";
 import { ComponentStatus, type ProbeOptions } from "./component_status.ts";
-import type { HostBackup, HostTracker } from "./ports.ts";
+import type { HostBackup, HostTracker, SecondaryRegistered } from "./ports.ts";
 
 export interface BackupLinkOptions {
   hostId: string;
@@ -47,6 +47,16 @@ export interface BackupLinkOptions {
   token?: string;
   /** Makes the link (tests substitute a fake); default: a LinkClient. */
   linkFactory?: (opts: LinkClientOptions) => BackupLinkPort;
+  /** Generation checks at every probe (issue 9; host/agent/volume_trust.ts); none when absent. */
+  generations?: SecondaryGenerations;
+}
+
+/** What the probe asks of each volume's trust (issue 9). */
+export interface SecondaryGenerations {
+  /** The volume's primary generation, sent with its registration. */
+  primaryGeneration(volume: string): string | undefined;
+  /** Checks the backup's answer (in sync, secondary replaced, split brain) before going online. */
+  checkSecondary(volume: string, answer: SecondaryRegistered | void): Promise<void>;
 }
 
 /** What BackupLink uses of a link (host/link/link_client.ts provides it). */
@@ -207,6 +217,38 @@ export class BackupLink {
     }
   }
 
+  /**
+   * Registers one volume with the backup, with its primary generation when the agent keeps one,
+   * and checks the answer's generations before the volume is mirrored again.
+   */
+  async #register(name: string, sizeBytes: number, epoch: number): Promise<void> {
+    const gens = this.opts.generations;
+    const primaryGeneration = gens?.primaryGeneration(name);
+    const answer = await this.backup.registerVolume(
+      name,
+      sizeBytes,
+      epoch,
+      primaryGeneration === undefined ? undefined : { primaryGeneration },
+    );
+    await gens?.checkSecondary(name, answer);
+  }
+
+  /**
+   * Makes this primary the writer of `name`'s secondary even though another primary wrote it last
+   * (`reconstruct --checksum --discard-secondary`); returns the backup's answer.
+   */
+  async adoptSecondary(
+    name: string,
+    primaryGeneration: string,
+  ): Promise<SecondaryRegistered | void> {
+    const sizeBytes = this.#volumes.get(name);
+    if (sizeBytes === undefined) throw new RangeError(`Volume "${name}" is not served here`);
+    return await this.backup.registerVolume(name, sizeBytes, this.#epoch, {
+      primaryGeneration,
+      adoptPrimary: true,
+    });
+  }
+
   /** The backup is usable again when it answers, knows every volume, and the link is up. */
   async #probe(): Promise<void> {
     if (!(await this.backup.healthz())) throw new Error("Backup /healthz did not answer ok");
@@ -220,7 +262,7 @@ export class BackupLink {
       sizeBytes,
       epoch: this.#epoch,
     }));
-    for (const v of volumes) await this.backup.registerVolume(v.name, v.sizeBytes, v.epoch);
+    for (const v of volumes) await this.#register(v.name, v.sizeBytes, v.epoch);
     const addresses = this.opts.linkAddress ? [] : await this.backup.linkAddresses();
     const address = this.opts.linkAddress ?? addresses.find((a) => !a.startsWith("tcp://")) ??
       addresses.find((a) => a.startsWith("tcp://"));

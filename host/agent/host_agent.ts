@@ -64,6 +64,14 @@ export interface HostAgentOptions {
   checksumResync?: ChecksumResyncOptions;
 }
 
+/** How a resync is asked for (`POST /v1/volumes/{name}/resync` body). */
+export interface ResyncRequest {
+  /** "plain" (default): copy the tracker's marked regions; "checksum": compare every region. */
+  mode?: "plain" | "checksum";
+  /** With "checksum": resolve a split brain by keeping this primary (issue 9). */
+  discardSecondary?: boolean;
+}
+
 export class HostAgent {
   readonly backupLink: BackupLink;
   readonly #volumes = new Map<string, HostVolume>();
@@ -81,6 +89,12 @@ export class HostAgent {
       linkAddress: opts.linkAddress,
       linkFactory: opts.linkFactory,
       token: opts.linkToken,
+      generations: {
+        primaryGeneration: (name) => this.#volumes.get(name)?.trust.primaryGeneration,
+        checkSecondary: async (name, answer) => {
+          await this.#volumes.get(name)?.trust.checkSecondary(answer);
+        },
+      },
     });
     this.#lease = new TrackerLease(opts, this.#volumes);
     if (opts.autoResync) {
@@ -119,10 +133,15 @@ export class HostAgent {
 
   /**
    * Starts a resync of `name` (`checksum`: compare every region, ship those that differ); 503
-   * while the backup is offline, 404 for an unknown volume, 409 while the other mode runs.
+   * while the backup is offline, 404 for an unknown volume, 409 while the other mode runs and for
+   * a plain resync of a volume that is not trusted (issue 9: it names the command to run).
    */
   startResync(name: string, mode: ResyncMode = "plain"): ResyncProgress {
     const v = this.#require(name);
+    if (mode === "plain") {
+      const refusal = v.trust.plainResyncRefusal();
+      if (refusal) throw new ServiceError(409, refusal);
+    }
     const other = mode === "checksum" ? v.resync : v.checksumResync;
     if (other.running) {
       throw new ServiceError(
@@ -132,6 +151,62 @@ export class HostAgent {
         } resync is running`,
       );
     }
+    this.#requireBackupOnline(name);
+    v.resyncMode = mode;
+    if (mode === "plain") {
+      void v.resync.start();
+      return v.resync.progress;
+    }
+    if (v.checksumResync.running) return v.checksumResync.progress;
+    const lossCountAtStart = v.trust.lossCount;
+    void v.checksumResync.start().then(async (done) => {
+      if (done.state !== "done") return;
+      // Every region now equals the backup's (or is marked again): the volume is in sync, unless
+      // a loss was noticed meanwhile (markTrusted then keeps it untrusted).
+      try {
+        await v.trust.markTrusted(lossCountAtStart);
+      } catch (err) {
+        console.warn(`host: volume "${name}" stays untrusted: ${(err as Error).message}`);
+      }
+    });
+    return v.checksumResync.progress;
+  }
+
+  /**
+   * A resync as the host route asks for it: plain or checksum; a checksum one with
+   * `discardSecondary` first resolves a split brain by making the backup adopt this primary.
+   */
+  async requestResync(name: string, req: ResyncRequest = {}): Promise<ResyncProgress> {
+    const v = this.#require(name);
+    if (req.discardSecondary && req.mode !== "checksum") {
+      throw new ServiceError(
+        400,
+        `discardSecondary for volume "${name}" needs mode "checksum" (--checksum)`,
+      );
+    }
+    if (req.mode !== "checksum") return this.startResync(name);
+    this.#requireBackupOnline(name);
+    if (v.trust.trust === "split-brain") {
+      if (!req.discardSecondary) {
+        throw new ServiceError(409, v.trust.plainResyncRefusal()!);
+      }
+      const answer = await this.backupLink.adoptSecondary(name, v.trust.primaryGeneration);
+      await v.trust.adoptedSecondary(answer);
+    }
+    return this.startResync(name, "checksum");
+  }
+
+  /**
+   * A checksum resync of `name` made primary and secondary equal: its trust is restored
+   * (persisted in the generation sidecar). `lossCountAtStart` = `volume(name).trust.lossCount`
+   * taken when it started: a loss noticed meanwhile keeps the volume untrusted (resolves false).
+   * Throws while in split brain.
+   */
+  async markTrusted(name: string, lossCountAtStart?: number): Promise<boolean> {
+    return await this.#require(name).trust.markTrusted(lossCountAtStart);
+  }
+
+  #requireBackupOnline(name: string): void {
     if (!this.backupStatus.isOnline) {
       const s = this.backupStatus.view();
       throw new ServiceError(
@@ -140,17 +215,6 @@ export class HostAgent {
           (s.lastError ? ` (last error: ${s.lastError})` : ""),
       );
     }
-    v.resyncMode = mode;
-    if (mode === "plain") {
-      void v.resync.start();
-      return v.resync.progress;
-    }
-    void v.checksumResync.start().then((done) => {
-      if (done.state !== "done") return;
-      // Every region now equals the backup's (or is marked again): the volume is in sync.
-      // lead: call markTrusted here
-    });
-    return v.checksumResync.progress;
   }
 
   resyncProgress(name: string): ResyncProgress {
@@ -199,6 +263,7 @@ export class HostAgent {
       ...opts,
       volume: cfg,
       backup: this.backupLink,
+      reRegister: () => this.#lease.renewNow(),
       writer: this.backupLink.writer,
       secondary: opts.backup.checksums ? (opts.backup as Required<HostBackup>) : undefined,
       submitter: this.backupLink.submitterFor(cfg.name),
@@ -209,6 +274,11 @@ export class HostAgent {
 
   async #autoResync(): Promise<void> {
     for (const v of this.#volumes.values()) {
+      const refusal = v.trust.plainResyncRefusal();
+      if (refusal) {
+        console.warn(`host: automatic resync of "${v.name}" not started: ${refusal}`);
+        continue;
+      }
       try {
         const info = await this.opts.tracker.getVolume(v.name);
         if (info.dirtyRegions > 0 && this.backupStatus.isOnline && !v.checksumResync.running) {

@@ -20,9 +20,24 @@ export interface HostTracker extends ActivityTracker {
   clear(name: string, req: ClearRequest): Promise<ClearResponse>;
 }
 
+/**
+ * What the backup answers a registration with: the secondary's generation and the primary
+ * generation that last wrote it (issue 9; absent from backups without generations).
+ */
+export interface SecondaryRegistered {
+  generation?: string;
+  writerGeneration?: string | null;
+}
+
 /** What the agent needs of the backup (backup/client.ts provides it). */
 export interface HostBackup {
-  registerVolume(name: string, sizeBytes: number, epoch?: number): Promise<void>;
+  /** With `generation`: the registering primary's generation (issue 9), adopted on request. */
+  registerVolume(
+    name: string,
+    sizeBytes: number,
+    epoch?: number,
+    generation?: { primaryGeneration: string; adoptPrimary?: boolean },
+  ): Promise<SecondaryRegistered | void>;
   writeBatch(volume: string, body: Uint8Array, epoch?: number): Promise<unknown>;
   healthz(): Promise<boolean>;
   /** Where the backup's host link listens (GET /v1/link). */

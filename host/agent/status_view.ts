@@ -61,6 +61,14 @@ export function statusView(s: StatusInputs): HostStatus {
         : null,
       promoted: v.promoted,
       resync: latestResync(v).progress,
+      trust: v.trust.trust,
+      trustReason: v.trust.trustReason,
+      generations: {
+        primary: v.trust.sidecar.primaryGeneration,
+        tracker: v.trust.sidecar.trackerGeneration,
+        markSeq: v.trust.sidecar.markSeq,
+        secondary: v.trust.sidecar.secondaryGeneration,
+      },
     })),
   };
 }

@@ -24,6 +24,7 @@ export class TrackerLease {
   readonly #registered = new Set<string>();
   #trackerError: string | null = null;
   #timer: ReturnType<typeof setInterval> | undefined;
+  #renewing: Promise<void> | undefined;
 
   /** `volumes` is the agent's volume map; the lease reads it at every renewal. */
   constructor(
@@ -51,12 +52,23 @@ export class TrackerLease {
     clearInterval(this.#timer);
   }
 
+  /**
+   * Renews every volume now, joining a renewal already asked for: the tracker answered that it
+   * does not know a volume (it lost its record), so the registration and its generation check
+   * should not wait for the timer (issue 9).
+   */
+  renewNow(): Promise<void> {
+    this.#renewing ??= this.#register(false).finally(() => this.#renewing = undefined);
+    return this.#renewing;
+  }
+
   /** Registers (or renews the lease of) every volume; at start-up a refusal is fatal. */
   async #register(startup: boolean): Promise<void> {
     const { opts } = this;
     for (const v of this.volumes.values()) {
       try {
-        await opts.tracker.registerVolume(v.name, {
+        const seen = v.trust.snapshot();
+        const info = await opts.tracker.registerVolume(v.name, {
           sizeBytes: v.sizeBytes,
           regionBytes: opts.regionBytes,
           ownerHost: opts.hostId,
@@ -64,6 +76,8 @@ export class TrackerLease {
           leaseMs: opts.leaseMs ?? leaseMsDefault,
           takeover: startup && (opts.takeover ?? false),
         });
+        // Issue 9: a lost or older tracker record is noticed here, before anything relies on it.
+        await v.trust.checkTracker(info, seen, true);
         this.#registered.add(v.name);
         if (!v.promoted) await this.#promote(v);
         this.#trackerError = null;

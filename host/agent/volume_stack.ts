@@ -1,8 +1,8 @@
 /**
  * One volume's layer stack, assembled in one place: the primary image (FileVolume) under the fork
- * layer (ForkDevice with its RangeLock, BackupBatcher, TrackerMarker and ActivityRecord), and the
+ * layer (ForkDevice with its RangeLock, BackupBatcher, TrackerMarker and ActivityRecord), the
  * Resync that copies its marked regions to the backup (and the checksum resync that compares
- * every region with the backup's).
+ * every region with the backup's), and its trust (generation sidecar, issue 9).
  */
 import type { BlockDevice } from "../../src/block_device.ts";
 import type { Clock } from "../../src/clock.ts";
@@ -26,7 +26,10 @@ import {
   type SecondaryChecksums,
 } from "../resync/checksum_resync.ts";
 import type { ResyncMode, ResyncProgress } from "../../src/host_schemas.ts";
+import { ServiceCallError } from "../../src/http_client.ts";
+import type { TrackRequest } from "../../src/schemas.ts";
 import type { HostTracker } from "./ports.ts";
+import { type TrackerGenerationAnswer, VolumeTrust } from "./volume_trust.ts";
 
 export interface HostVolumeConfig {
   name: string;
@@ -54,6 +57,8 @@ export interface HostVolume {
   resyncMode: ResyncMode;
   /** True once the previous incarnation's activity marks were promoted to dirty marks. */
   promoted: boolean;
+  /** Generations and trust (issue 9): whether its mirror may be trusted, mirrored, resynced. */
+  trust: VolumeTrust;
 }
 
 export interface VolumeStackOptions {
@@ -85,6 +90,11 @@ export interface VolumeStackOptions {
   secondary?: SecondaryChecksums;
   /** Checksum resync bounds; its rate bound defaults to `resync.bytesPerSecMax`. */
   checksumResync?: ChecksumResyncOptions;
+  /**
+   * Registers the volumes again at once; called when the tracker answers a mark with 404 (it lost
+   * the record), before the mark is retried once.
+   */
+  reRegister?: () => Promise<void>;
 }
 
 /** The resync of `v` started last: the one whose progress the volume shows. */
@@ -92,16 +102,60 @@ export function latestResync(v: HostVolume): { readonly progress: ResyncProgress
   return v.resyncMode === "checksum" ? v.checksumResync : v.resync;
 }
 
+/**
+ * The marker's port to the tracker: every answer's generation and mark sequence is checked
+ * (issue 9), and a 404 (the tracker lost the volume) re-registers and retries once.
+ */
+function checkedSender(
+  tracker: Pick<HostTracker, "track">,
+  trust: VolumeTrust,
+  reRegister: (() => Promise<void>) | undefined,
+) {
+  const send = async (req: TrackRequest) => {
+    const seen = trust.snapshot();
+    const answer = await tracker.track(req);
+    await trust.checkTracker(answer as TrackerGenerationAnswer, seen, false);
+    return answer;
+  };
+  return {
+    track: async (req: TrackRequest) => {
+      try {
+        return await send(req);
+      } catch (err) {
+        if (!(err instanceof ServiceCallError && err.status === 404) || !reRegister) throw err;
+        await reRegister();
+        return await send(req);
+      }
+    },
+  };
+}
+
 /** Opens (creating when absent) the primary image and builds its layers. */
 export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVolume> {
   const cfg = opts.volume;
   const primary = await FileVolume.open(cfg.path, cfg.sizeBytes, opts.faults);
+  let trust: VolumeTrust;
+  try {
+    trust = await VolumeTrust.open(cfg.name, cfg.path, () => opts.clock.now());
+  } catch (err) {
+    await primary.close();
+    throw err;
+  }
+  // In split brain this volume is not mirrored: the fork layer sees the backup as offline and
+  // marks at the tracker instead (issue 9).
+  const backup: ForkPaths["backup"] = {
+    get isOnline() {
+      return opts.backup.isOnline && trust.mirrorAllowed;
+    },
+    markOffline: (err) => opts.backup.markOffline(err),
+    settled: () => opts.backup.settled?.() ?? Promise.resolve(),
+  };
   const locks = new RangeLock();
   const batcher = new BackupBatcher(opts.writer, cfg.name, opts.batcher);
   const now = () => opts.clock.now();
   const predictRegions = opts.predictRegions ?? predictRegionsDefault;
   const marker = new TrackerMarker(
-    opts.tracker,
+    checkedSender(opts.tracker, trust, opts.reRegister),
     opts.hostId,
     cfg.name,
     opts.regionBytes,
@@ -121,10 +175,12 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
       unitsMax: Math.max(1, Math.floor(activityRegionsMax / regionsPerUnit)),
       predictUnits: Math.ceil(predictRegions / regionsPerUnit),
     });
+  trust.caches.push(marker);
+  if (activity) trust.caches.push(activity);
   const fork = opts.forking === false ? undefined : new ForkDevice(primary, {
     volume: cfg.name,
     locks,
-    backup: opts.backup,
+    backup,
     batcher: opts.submitter ?? batcher,
     marker,
     activity,
@@ -134,7 +190,7 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     regionBytes: opts.regionBytes,
     primary,
     locks,
-    backup: opts.backup,
+    backup,
     writer: opts.writer,
     tracker: opts.tracker,
     marker,
@@ -146,7 +202,7 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     regionBytes: opts.regionBytes,
     primary,
     locks,
-    backup: opts.backup,
+    backup,
     writer: opts.writer,
     secondary: opts.secondary,
     tracker: opts.tracker,
@@ -166,5 +222,6 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     checksumResync,
     resyncMode: "plain",
     promoted: false,
+    trust,
   };
 }

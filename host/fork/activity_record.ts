@@ -232,6 +232,16 @@ export class ActivityRecord {
     return [...waits];
   }
 
+  /**
+   * Drops the whole hot set, and what commands in flight would add to it: the tracker's record was
+   * lost or replaced (issue 9), so none of these activity marks is known to be held any more.
+   */
+  forgetAll(): void {
+    this.hot.reset();
+    this.#recency.clear();
+    this.#commands.void({ first: 0, count: Math.ceil(this.sizeBytes / this.unitBytes) });
+  }
+
   /** Removes regions from the hot set, and from what commands in flight will add to it. */
   #drop(run: RegionRun): void {
     this.hot.clear(run);

@@ -10,6 +10,7 @@ import type { VolumeInfo } from "../../src/schemas.ts";
 import type { BackupClient } from "../../backup/client.ts";
 import type { TrackerClient } from "../../tracker/client.ts";
 import { FileVolume } from "../fork/file_volume.ts";
+import { readSidecar } from "../fork/generation_sidecar.ts";
 import { RangeLock } from "../fork/range_lock.ts";
 import { Resync, type ResyncProgress } from "./resync.ts";
 import { ChecksumResync } from "./checksum_resync.ts";
@@ -37,6 +38,15 @@ export async function resyncOrphan(info: VolumeInfo, opts: OrphanOptions): Promi
       `host "${info.ownerHost}" still holds the lease on "${info.name}" for ` +
         `${Math.ceil((info.leaseExpiresAt - now) / 1000)} s more; it may be alive. ` +
         `Stop it, wait, or pass --force`,
+    );
+  }
+  // Issue 9: the dead host's primary may already be known to need more than a plain resync.
+  const sidecar = await readSidecar(info.name, opts.primaryPath);
+  if (sidecar && sidecar.trust !== "trusted") {
+    throw new Error(
+      `the primary's generation sidecar says volume "${info.name}" is ${sidecar.trust}` +
+        ` (${sidecar.trustReason}); a plain resync from here is refused: start a host agent ` +
+        `on ${opts.primaryPath} and run the command it names`,
     );
   }
   const primary = await FileVolume.open(opts.primaryPath, info.sizeBytes);

@@ -4,8 +4,11 @@
  * volume could not be resynced (backup still offline, host agent unreachable).
  *
  *   deno task reconstruct [--tracker URL] [--volume NAME] [--token T | --token-file PATH] [--poll-ms N]
- *     [--checksum]
- *   deno task reconstruct --host ID --backup URL --volume-path NAME=PATH ... [--force]
+ *   deno task reconstruct --checksum [--volume NAME] [--discard-secondary]
+ *     issue 9: a checksum resync of every volume (or NAME), needed when a volume's trust is
+ *     "checksum-resync-needed" (a plain one is then refused, naming --checksum);
+ *     --discard-secondary (with --volume) resolves a split brain by keeping the owner's primary.
+ *   deno task reconstruct --host ID --backup URL --volume-path NAME=PATH ... [--force] [--checksum]
  *     for a host agent that will not come back: take over its volumes' leases, promote its
  *     activity marks to dirty marks, and resync from the primary images reachable here.
  *
@@ -23,7 +26,33 @@ import { TrackerClient } from "../../tracker/client.ts";
 import { BackupClient } from "../../backup/client.ts";
 import { HostClient } from "../client.ts";
 import { resyncOrphan } from "./orphan_resync.ts";
-import type { ResyncMode, ResyncProgress } from "../../src/host_schemas.ts";
+import type { ResyncMode, ResyncProgress, ResyncRequestBody } from "../../src/host_schemas.ts";
+
+/**
+ * Clean volumes (per the tracker) whose owner says they are not trusted (issue 9): a lost tracker
+ * record shows 0 dirty, so they are asked to resync anyway and the owner refuses a plain resync,
+ * naming the command. An owner that does not answer is skipped (its clean volumes stay as before).
+ */
+async function untrustedVolumes(
+  clean: VolumeInfo[],
+  token: string | undefined,
+): Promise<VolumeInfo[]> {
+  const owners = new Map<string, VolumeInfo[]>();
+  for (const v of clean) owners.set(v.ownerUrl, [...(owners.get(v.ownerUrl) ?? []), v]);
+  const found: VolumeInfo[] = [];
+  for (const [url, vols] of owners) {
+    try {
+      const status = await new HostClient(url, { token }).status();
+      const untrusted = new Set(
+        status.volumes.filter((v) => v.trust !== "trusted").map((v) => v.name),
+      );
+      found.push(...vols.filter((v) => untrusted.has(v.name)));
+    } catch {
+      // unreachable owner: nothing to say about its clean volumes
+    }
+  }
+  return found;
+}
 
 const encoder = new TextEncoder();
 
@@ -41,11 +70,12 @@ async function resyncVolume(
   token: string | undefined,
   pollMs: number,
   show: (p: ResyncProgress) => void,
+  req?: ResyncRequestBody,
 ): Promise<VolumeResult> {
   const host = new HostClient(info.ownerUrl, { token });
   let progress: ResyncProgress;
   try {
-    progress = await host.startResync(info.name, mode);
+    progress = await host.startResync(info.name, req);
   } catch (err) {
     const e = err as ServiceCallError;
     const why = e.status === 0
@@ -126,8 +156,23 @@ async function main(): Promise<void> {
     as: { type: "string" },
     force: { type: "boolean" },
     checksum: { type: "boolean" },
+    "discard-secondary": { type: "boolean" },
   });
-  const mode: ResyncMode = flags.checksum ? "checksum" : "plain";
+  const checksum = flags.checksum ?? false;
+  const discardSecondary = flags["discard-secondary"] ?? false;
+  if (discardSecondary && (!checksum || flags.volume === undefined)) {
+    throw new RangeError(
+      `--discard-secondary needs --checksum and --volume NAME (it discards one volume's ` +
+        `secondary-only writes): deno task reconstruct --volume NAME --checksum --discard-secondary`,
+    );
+  }
+  if (discardSecondary && flags.host !== undefined) {
+    throw new RangeError(
+      `--discard-secondary with --host "${flags.host}" is not supported: a dead host's ` +
+        `primary is resynced by reconstruct itself (--checksum alone compares every region)`,
+    );
+  }
+  const mode: ResyncMode = checksum ? "checksum" : "plain";
   const trackerUrl = parseUrl("tracker", flags.tracker, "http://127.0.0.1:8701");
   const token = resolveToken(flags);
   const pollMs = parseCount("poll-ms", flags["poll-ms"], 500);
@@ -165,17 +210,21 @@ async function main(): Promise<void> {
       );
     }
   }
-  // A dead host's volumes are all taken over: its activity marks may make a clean one dirty.
-  // A checksum resync does not trust the marks: every volume is compared.
-  const dirty = deadHost !== undefined || mode === "checksum"
+  // A dead host's volumes are all taken over: its activity marks may make a clean one dirty. A
+  // checksum resync considers every region, so every volume asked for takes part.
+  const dirty = deadHost !== undefined || checksum
     ? volumes
     : volumes.filter((v) => v.dirtyRegions > 0);
-  const marked = volumes.filter((v) => v.dirtyRegions > 0);
+  const untrusted = deadHost === undefined && !checksum
+    ? await untrustedVolumes(volumes.filter((v) => v.dirtyRegions === 0), token)
+    : [];
   console.log(
-    `reconstruct: ${volumes.length} volume(s) at ${trackerUrl}, ${marked.length} dirty ` +
-      `(${formatBytes(marked.reduce((n, v) => n + v.dirtyBytes, 0))} marked)` +
-      (mode === "checksum" ? `; comparing every region of ${dirty.length} by checksum` : ""),
+    `reconstruct: ${volumes.length} volume(s) at ${trackerUrl}, ${dirty.length} dirty ` +
+      `(${formatBytes(dirty.reduce((n, v) => n + v.dirtyBytes, 0))} marked)` +
+      (checksum ? ", checksum resync of each" : "") +
+      (untrusted.length > 0 ? `, ${untrusted.length} clean but not trusted by its owner` : ""),
   );
+  dirty.push(...untrusted);
 
   const tty = Deno.stdout.isTerminal();
   let lastPlain = 0;
@@ -196,7 +245,16 @@ async function main(): Promise<void> {
   const asHost = checkName("Host", flags.as ?? "reconstruct");
   for (const info of dirty) {
     const result = deadHost === undefined
-      ? await resyncVolume(info, mode, token, pollMs, show)
+      ? await resyncVolume(
+        info,
+        mode,
+        token,
+        pollMs,
+        show,
+        checksum
+          ? { mode: "checksum", ...(discardSecondary ? { discardSecondary } : {}) }
+          : undefined,
+      )
       : await resyncOrphan(info, {
         tracker,
         backup,

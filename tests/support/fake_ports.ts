@@ -4,7 +4,13 @@ import type { MirrorRecord } from "../../host/fork/backup_batcher.ts";
 import type { LinkClientOptions } from "../../host/link/link_client.ts";
 import type { UnhardenedRegions } from "../../host/link/unhardened.ts";
 import type { AckMode, LinkWelcome } from "../../src/link_protocol.ts";
-import type { HostBackup, HostTracker } from "../../host/agent/ports.ts";
+import type { HostBackup, HostTracker, SecondaryRegistered } from "../../host/agent/ports.ts";
+import {
+  decideWriter,
+  newSecondaryGeneration,
+  type SecondaryGeneration,
+} from "../../backup/secondary_generation.ts";
+import { ServiceCallError } from "../../src/http_client.ts";
 import type { LogPage, TrackRequest, VolumeInfo, VolumeRegistration } from "../../src/schemas.ts";
 
 /** A tracker that accepts everything; `dirtyRegions` is what getVolume reports. */
@@ -16,6 +22,15 @@ export class FakeTracker implements HostTracker {
   regionsPromoted = 0;
   /** Set to make registerVolume fail with this status (0: unreachable). */
   refuse: { status: number; message: string } | undefined;
+  /**
+   * Issue 9: when set, answers carry this record generation and `markSeq` (raised by every
+   * track); unset, answers carry neither, like a tracker from before generations.
+   */
+  generation: string | undefined;
+  markSeq = 0;
+  /** Set by `loseRecord`: track answers 404 until the volume is registered again. */
+  #lost = false;
+  tracks: TrackRequest[] = [];
   #waiters: { count: number; resolve: () => void }[] = [];
 
   registerVolume(name: string, reg: VolumeRegistration): Promise<VolumeInfo> {
@@ -24,6 +39,7 @@ export class FakeTracker implements HostTracker {
       return Promise.reject(err);
     }
     this.registrations.push({ name, reg });
+    this.#lost = false;
     for (const w of this.#waiters.filter((w) => this.registrations.length >= w.count)) {
       w.resolve();
     }
@@ -53,8 +69,22 @@ export class FakeTracker implements HostTracker {
   clear() {
     return Promise.resolve({ regionsCleared: 0, regionsKept: 0 });
   }
-  track(_req: TrackRequest): Promise<unknown> {
-    return Promise.resolve({});
+  track(req: TrackRequest): Promise<unknown> {
+    if (this.#lost) {
+      return Promise.reject(
+        new ServiceCallError(404, `Volume "${req.volume}" is not registered`),
+      );
+    }
+    this.tracks.push(req);
+    if (this.generation === undefined) return Promise.resolve({});
+    return Promise.resolve({ generation: this.generation, markSeq: ++this.markSeq });
+  }
+
+  /** The tracker lost its KV: a new record generation, sequence 0, volumes unknown until registered. */
+  loseRecord(): void {
+    this.generation = crypto.randomUUID();
+    this.markSeq = 0;
+    this.#lost = true;
   }
   activity() {
     return Promise.resolve({});
@@ -76,6 +106,9 @@ export class FakeTracker implements HostTracker {
       oldestMarkAt: null,
       activityRegions: 0,
       activityByHost: {},
+      ...(this.generation === undefined
+        ? {}
+        : { generation: this.generation, markSeq: this.markSeq }),
     };
   }
 }
@@ -85,10 +118,25 @@ export class FakeBackup implements HostBackup {
   healthy = true;
   registrations: { name: string; sizeBytes: number; epoch?: number }[] = [];
   batches: { volume: string; bytes: number; epoch?: number }[] = [];
+  /**
+   * Issue 9: with `generations`, each secondary has a generation and a writer, kept like the real
+   * backup keeps them (backup/secondary_generation.ts `decideWriter`), and answers carry them.
+   */
+  generations = false;
+  readonly secondaries = new Map<string, SecondaryGeneration>();
 
-  registerVolume(name: string, sizeBytes: number, epoch?: number): Promise<void> {
+  registerVolume(
+    name: string,
+    sizeBytes: number,
+    epoch?: number,
+    gen?: { primaryGeneration: string; adoptPrimary?: boolean },
+  ): Promise<SecondaryRegistered | void> {
     this.registrations.push({ name, sizeBytes, epoch });
-    return Promise.resolve();
+    if (!this.generations) return Promise.resolve();
+    let state = this.secondaries.get(name) ?? newSecondaryGeneration();
+    if (gen) state = decideWriter(state, gen.primaryGeneration, gen.adoptPrimary ?? false);
+    this.secondaries.set(name, state);
+    return Promise.resolve({ ...state });
   }
   writeBatch(volume: string, body: Uint8Array, epoch?: number): Promise<unknown> {
     this.batches.push({ volume, bytes: body.length, epoch });
