@@ -9,6 +9,11 @@ export const backupVolumeRegistration = z.object({
   sizeBytes: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
   /** The host's current epoch: batches of older epochs are refused from now on (epoch_fence.ts). */
   epoch: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
+  /**
+   * The tracker's lease epoch of the volume, as the registering host holds it: registrations and
+   * batches of an older one are refused as fenced from now on (epoch_fence.ts).
+   */
+  leaseEpoch: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
 });
 /** Body of a backup volume registration. */
 export type BackupVolumeRegistration = z.infer<typeof backupVolumeRegistration>;
@@ -27,3 +32,5 @@ export type FlushResponse = z.infer<typeof flushResponse>;
 
 /** Header carrying the sender's epoch with a write batch (see epoch_fence.ts). */
 export const epochHeader = "x-trackmirror-epoch";
+/** Header carrying the sender's lease epoch with a write batch (see epoch_fence.ts). */
+export const leaseEpochHeader = "x-trackmirror-lease-epoch";

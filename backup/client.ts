@@ -10,6 +10,7 @@ import {
   type BackupVolumeList,
   epochHeader,
   type FlushResponse,
+  leaseEpochHeader,
 } from "./backup_schemas.ts";
 import { backupPath, backupRoutes } from "./paths.ts";
 
@@ -52,18 +53,36 @@ export class BackupClient {
     this.#base = baseUrl.replace(/\/+$/, "");
   }
 
-  /** Registers (creates if absent) the secondary of `name`; 409 when it has another size. */
-  async registerVolume(name: string, sizeBytes: number, epoch?: number): Promise<void> {
+  /**
+   * Registers (creates if absent) the secondary of `name`; 409 when it has another size, or
+   * "fenced" when `leaseEpoch` is older than the backup's (another instance took the volume).
+   */
+  async registerVolume(
+    name: string,
+    sizeBytes: number,
+    epoch?: number,
+    leaseEpoch?: number,
+  ): Promise<void> {
     const path = backupPath(backupRoutes.volume, { name });
-    const json = epoch === undefined ? { sizeBytes } : { sizeBytes, epoch };
+    const json = {
+      sizeBytes,
+      ...(epoch === undefined ? {} : { epoch }),
+      ...(leaseEpoch === undefined ? {} : { leaseEpoch }),
+    };
     const res = await call(this.#base, path, { method: "PUT", json }, this.opts);
     await res.body?.cancel();
   }
 
   /** Sends a batch (records of `volume` back to back); resolves once it is durable. */
-  writeBatch(volume: string, body: Uint8Array, epoch?: number): Promise<WriteBatchResponse> {
+  writeBatch(
+    volume: string,
+    body: Uint8Array,
+    epoch?: number,
+    leaseEpoch?: number,
+  ): Promise<WriteBatchResponse> {
     const headers: Record<string, string> = { "content-type": "application/octet-stream" };
     if (epoch !== undefined) headers[epochHeader] = String(epoch);
+    if (leaseEpoch !== undefined) headers[leaseEpochHeader] = String(leaseEpoch);
     return callJson<WriteBatchResponse>(
       this.#base,
       backupPath(backupRoutes.writes, { name: volume }),

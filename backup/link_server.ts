@@ -4,8 +4,10 @@
  * frames into journal appends.
  *
  * Per connection: HELLO registers the announced volumes (creating secondaries as PUT
- * /v1/volumes does) and raises the epoch fence for each, so frames of an older connection still
- * queued in the journal are refused when the journal orders them; then WELCOME with credit; then
+ * /v1/volumes does) and raises the epoch fence for each (lease epoch, link epoch; a HELLO of an
+ * older lease epoch is refused as fenced, a bad epoch with 400, before anything changes), so
+ * frames of an older connection still queued in the journal are refused when the journal orders
+ * them; then WELCOME with credit; then
  * frames in order (sequence 1, 2, 3...). Each RECORDS payload is verified (link_check.ts) and
  * appended unchanged; the journal's `admit` refuses it if the fence moved past the connection's
  * epoch or the connection already failed. Reading does not wait for durability: frames are
@@ -148,7 +150,10 @@ export class LinkServer {
 class LinkSession {
   readonly #reader: FrameReader;
   #ack: AckMode = "durable";
-  readonly #volumes = new Map<string, { sizeBytes: number; epoch: number }>();
+  readonly #volumes = new Map<
+    string,
+    { sizeBytes: number; epoch: number; leaseEpoch: number | undefined }
+  >();
   #failed: Error | undefined;
   #lastSeq = 0;
   #receivedSeq = 0;
@@ -212,7 +217,8 @@ class LinkSession {
     }
     if (!Array.isArray(hello.volumes)) throw new ServiceError(400, "HELLO carries no volumes");
     this.#ack = hello.ack;
-    const results: LinkWelcome["volumes"] = [];
+    const { fence } = this.server;
+    // Every volume is checked before any is registered: a refused HELLO changes nothing.
     for (const v of hello.volumes) {
       try {
         checkName("Volume", v.name);
@@ -225,13 +231,21 @@ class LinkSession {
       if (!Number.isSafeInteger(v.epoch) || v.epoch < 0) {
         throw new ServiceError(400, `Volume "${v.name}" epoch ${v.epoch} must be >= 0`);
       }
+      fence.check(v.name, { epoch: v.epoch, leaseEpoch: v.leaseEpoch });
+    }
+    const results: LinkWelcome["volumes"] = [];
+    for (const v of hello.volumes) {
       const created = await store.register(v.name, v.sizeBytes);
       if (created) {
         metrics?.count("trackmirror_backup_volumes_created_total", "Secondaries created");
       }
-      this.server.fence.raise(v.name, v.epoch);
-      this.server.fence.admit(v.name, v.epoch);
-      this.#volumes.set(v.name, { sizeBytes: v.sizeBytes, epoch: v.epoch });
+      fence.raise(v.name, { epoch: v.epoch, leaseEpoch: v.leaseEpoch });
+      fence.admit(v.name, v.epoch, v.leaseEpoch);
+      this.#volumes.set(v.name, {
+        sizeBytes: v.sizeBytes,
+        epoch: v.epoch,
+        leaseEpoch: v.leaseEpoch,
+      });
       results.push({ name: v.name, created });
     }
     const credit = this.#credit();
@@ -254,7 +268,10 @@ class LinkSession {
     const bytes = frame.payload.length;
     const admit = () => {
       if (this.#failed) throw new ServiceError(409, `Link connection failed before frame ${seq}`);
-      for (const v of summary.volumes) this.server.fence.admit(v, this.#volumes.get(v)!.epoch);
+      for (const v of summary.volumes) {
+        const { epoch, leaseEpoch } = this.#volumes.get(v)!;
+        this.server.fence.admit(v, epoch, leaseEpoch);
+      }
     };
     // Throws synchronously when the journal has no room: the host overran its credit.
     const durable = journal.append(frame.payload, summary.records, admit);

@@ -24,7 +24,10 @@ export const backupOpenApi = {
         responses: {
           200: { description: "Registered", content: json("#/components/schemas/Volume") },
           400: error,
-          409: { ...error, description: "Registered with another size" },
+          409: {
+            ...error,
+            description: "Registered with another size, or fenced (an older leaseEpoch)",
+          },
         },
       },
     },
@@ -70,7 +73,19 @@ export const backupOpenApi = {
       Registration: {
         type: "object",
         required: ["sizeBytes"],
-        properties: { sizeBytes: { type: "integer", minimum: 1 } },
+        properties: {
+          sizeBytes: { type: "integer", minimum: 1 },
+          epoch: {
+            type: "integer",
+            minimum: 0,
+            description: "Link epoch; at most epochAheadMsMax (1 day) ahead of the backup's clock",
+          },
+          leaseEpoch: {
+            type: "integer",
+            minimum: 0,
+            description: "The tracker's lease epoch; at most leaseEpochStepMax above the current",
+          },
+        },
       },
       Volume: {
         type: "object",

@@ -12,6 +12,7 @@ import { replayJournal } from "./journal_replay.ts";
 import { type BackupApp, createBackupApp } from "./app.ts";
 import { SecondaryStore } from "./secondary_store.ts";
 import { EpochFence } from "./epoch_fence.ts";
+import type { Clock } from "../src/clock.ts";
 import { type LinkListenOptions, LinkServer } from "./link_server.ts";
 
 /** Default bound on pending journal bytes before appends get 503. */
@@ -32,6 +33,8 @@ export interface BackupOptions {
   log?: (message: string) => void;
   /** Where the host link listens (backup/link_server.ts); absent: no link, HTTP batches only. */
   link?: LinkListenOptions;
+  /** The clock link epochs are bounded by (epoch_fence.ts); the system clock by default. */
+  clock?: Clock;
 }
 
 /** An open backup service. */
@@ -109,7 +112,8 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
     [],
     (set) => set({}, applier.recordsApplied),
   );
-  const fence = new EpochFence();
+  const clock = opts.clock;
+  const fence = new EpochFence(clock ? () => clock.now() : undefined);
   let link: LinkServer | undefined;
   try {
     link = opts.link ? LinkServer.listen({ journal, store, fence, metrics }, opts.link) : undefined;

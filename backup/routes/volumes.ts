@@ -19,13 +19,16 @@ export function volumesApp(deps: { store: SecondaryStore; fence: EpochFence; met
       validate("json", backupVolumeRegistration),
       async (c) => {
         const { name } = c.req.valid("param");
-        const { sizeBytes, epoch } = c.req.valid("json");
+        const { sizeBytes, epoch, leaseEpoch } = c.req.valid("json");
+        // A bad or fenced epoch is refused before anything (the secondary, the fence) changes.
+        fence.check(name, { epoch, leaseEpoch });
         const created = await store.register(name, sizeBytes);
-        if (epoch !== undefined) fence.raise(name, epoch);
+        fence.raise(name, { epoch, leaseEpoch });
         if (created) {
           metrics.count("trackmirror_backup_volumes_created_total", "Secondaries created");
         }
-        return c.json({ name, sizeBytes }, created ? 201 : 200);
+        const current = { epoch: fence.epochOf(name), leaseEpoch: fence.leaseEpochOf(name) };
+        return c.json({ name, sizeBytes, ...current }, created ? 201 : 200);
       },
     );
 }
