@@ -171,7 +171,7 @@ async function main(): Promise<void> {
   });
   handler = createHostApp(agent, { token }).fetch;
   console.log(
-    `host ${hostId}: HTTP on http://${hostname}:${http.addr.port}, ` +
+    `host ${hostId} (instance ${agent.instance}): HTTP on http://${hostname}:${http.addr.port}, ` +
       `NBD on nbd://${hostname}:${nbd.port}/<volume>` +
       (nbd.socketPath ? ` and nbd+unix:///<volume>?socket=${nbd.socketPath}` : "") +
       `, volumes ${volumes.map((v) => `${v.name} (${v.path})`).join(", ")}, ` +

@@ -70,6 +70,15 @@ export const hostVolumeView = z.object({
   activity: activityView.nullable(),
   promoted: z.boolean(),
   resync: resyncProgress,
+  /** The tracker's lease epoch this agent holds the volume with; null before registration. */
+  leaseEpoch: z.number().nullable(),
+  /**
+   * True once another agent instance took the volume over (the tracker or backup refused this
+   * one as fenced): every write to it fails; it does not resume by itself.
+   */
+  fenced: z.boolean(),
+  /** The refusal that fenced it, naming the new holder when the refusal did. */
+  fencedReason: z.string().nullable(),
 });
 export type HostVolumeView = z.infer<typeof hostVolumeView>;
 
@@ -87,5 +96,7 @@ export const hostStatus = z.object({
     tracker: z.object({ lastError: z.string().nullable() }),
   }),
   volumes: z.array(hostVolumeView),
+  /** This agent process's lease identity (random per process). */
+  instance: z.string(),
 });
 export type HostStatus = z.infer<typeof hostStatus>;

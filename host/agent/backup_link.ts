@@ -4,8 +4,10 @@
  * resync copy travels on.
  *
  * The probe brings the backup back in this order: `/healthz` answers; every volume is registered
- * over HTTP with the current epoch (that creates the secondary and raises the backup's fence, so
- * nothing an earlier connection left queued can land after what follows); the link endpoints are
+ * over HTTP with the current epoch and its lease epoch (that creates the secondary and raises the
+ * backup's fence, so nothing an earlier connection left queued can land after what follows; a
+ * volume the backup refuses as fenced — another instance took it — is fenced here and left out
+ * of the link); the link endpoints are
  * read from `GET /v1/link` (a unix socket is preferred when the backup offers one on this
  * machine); the link is opened (or reopened) with a HELLO naming the same epoch.
  *
@@ -18,7 +20,7 @@
  */
 import type { Clock } from "../../src/clock.ts";
 import { mergeExtents } from "../../src/extent.ts";
-import type { AckMode } from "../../src/link_protocol.ts";
+import type { AckMode, LinkVolume } from "../../src/link_protocol.ts";
 import { trackExtentsMax } from "../../src/schemas.ts";
 import type { MirrorRecord } from "../fork/backup_batcher.ts";
 import { LinkClient, type LinkClientOptions } from "../link/link_client.ts";
@@ -41,6 +43,14 @@ export interface BackupLinkOptions {
   linkAddress?: string;
   /** Makes the link (tests substitute a fake); default: a LinkClient. */
   linkFactory?: (opts: LinkClientOptions) => BackupLinkPort;
+}
+
+/** What BackupLink needs of a volume's lease (host/fork/lease_guard.ts provides it). */
+export interface VolumeLease {
+  readonly fenced: unknown;
+  readonly leaseEpoch: number | undefined;
+  /** Fences the volume when `err` is a fencing refusal of it; returns whether it is fenced. */
+  noteRefusal(err: unknown): boolean;
 }
 
 /** What BackupLink uses of a link (host/link/link_client.ts provides it). */
@@ -75,8 +85,8 @@ export class BackupLink {
    * (backup/epoch_fence.ts). Starts at the clock so it also rises across agent restarts.
    */
   #epoch: number;
-  /** Volumes the probe registers with the backup: name → size in bytes. */
-  readonly #volumes = new Map<string, number>();
+  /** Volumes the probe registers with the backup: name → size in bytes and lease. */
+  readonly #volumes = new Map<string, { sizeBytes: number; lease: VolumeLease | undefined }>();
   #link: BackupLinkPort | undefined;
   /** Unhardened regions of a failed link not yet marked at the tracker: volume → regions. */
   readonly #uncovered = new Map<string, Set<number>>();
@@ -117,9 +127,12 @@ export class BackupLink {
     return this.#link?.framesSent ?? 0;
   }
 
-  /** Adds a volume the probe registers with the backup before declaring it online. */
-  addVolume(name: string, sizeBytes: number): void {
-    this.#volumes.set(name, sizeBytes);
+  /**
+   * Adds a volume the probe registers with the backup before declaring it online; with `lease`,
+   * the volume is registered with its lease epoch, and left out once fenced.
+   */
+  addVolume(name: string, sizeBytes: number, lease?: VolumeLease): void {
+    this.#volumes.set(name, { sizeBytes, lease });
   }
 
   /** The fork layer's port to the backup for one volume. */
@@ -199,12 +212,23 @@ export class BackupLink {
   async #probe(): Promise<void> {
     if (!(await this.backup.healthz())) throw new Error("Backup /healthz did not answer ok");
     await this.settled();
-    const volumes = [...this.#volumes].map(([name, sizeBytes]) => ({
-      name,
-      sizeBytes,
-      epoch: this.#epoch,
-    }));
-    for (const v of volumes) await this.backup.registerVolume(v.name, v.sizeBytes, v.epoch);
+    const volumes: LinkVolume[] = [];
+    for (const [name, { sizeBytes, lease }] of this.#volumes) {
+      if (lease?.fenced) continue; // another instance owns it: nothing more goes to the backup
+      const leaseEpoch = lease?.leaseEpoch;
+      try {
+        await this.backup.registerVolume(name, sizeBytes, this.#epoch, leaseEpoch);
+      } catch (err) {
+        if (lease?.noteRefusal(err)) continue;
+        throw err;
+      }
+      volumes.push({
+        name,
+        sizeBytes,
+        epoch: this.#epoch,
+        ...(leaseEpoch === undefined ? {} : { leaseEpoch }),
+      });
+    }
     const addresses = this.opts.linkAddress ? [] : await this.backup.linkAddresses();
     const address = this.opts.linkAddress ?? addresses.find((a) => !a.startsWith("tcp://")) ??
       addresses.find((a) => a.startsWith("tcp://"));

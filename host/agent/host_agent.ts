@@ -21,6 +21,11 @@ export type { HostVolume, HostVolumeConfig } from "./volume_stack.ts";
 
 export interface HostAgentOptions {
   hostId: string;
+  /**
+   * This agent process's identity in its leases; a fresh random one by default (never reuse one:
+   * the tracker takes two agents with one instance for one).
+   */
+  instance?: string;
   /** URL where reconstruct reaches this agent's HTTP API. */
   advertiseUrl: string;
   volumes: HostVolumeConfig[];
@@ -56,8 +61,11 @@ export class HostAgent {
   readonly backupLink: BackupLink;
   readonly #volumes = new Map<string, HostVolume>();
   readonly #lease: TrackerLease;
+  /** This process's lease identity (`opts.instance` or a random UUID). */
+  readonly instance: string;
 
   private constructor(readonly opts: HostAgentOptions) {
+    this.instance = opts.instance ?? crypto.randomUUID();
     this.backupLink = new BackupLink(opts.backup, {
       hostId: opts.hostId,
       ack: opts.ack,
@@ -69,7 +77,7 @@ export class HostAgent {
       linkAddress: opts.linkAddress,
       linkFactory: opts.linkFactory,
     });
-    this.#lease = new TrackerLease(opts, this.#volumes);
+    this.#lease = new TrackerLease({ ...opts, instance: this.instance }, this.#volumes);
     if (opts.autoResync) {
       this.backupStatus.onChange((state) => {
         if (state === "online") void this.#autoResync();
@@ -127,6 +135,7 @@ export class HostAgent {
   status(): HostStatus {
     return statusView({
       hostId: this.opts.hostId,
+      instance: this.instance,
       advertiseUrl: this.opts.advertiseUrl,
       forking: this.opts.forking !== false,
       backup: this.backupStatus.view(),
@@ -163,13 +172,14 @@ export class HostAgent {
     if (this.#volumes.has(cfg.name)) throw new RangeError(`Volume "${cfg.name}" is given twice`);
     const v = await openVolumeStack({
       ...opts,
+      instance: this.instance,
       volume: cfg,
       backup: this.backupLink,
       writer: this.backupLink.writer,
       submitter: this.backupLink.submitterFor(cfg.name),
     });
     this.#volumes.set(cfg.name, v);
-    this.backupLink.addVolume(v.name, v.sizeBytes);
+    this.backupLink.addVolume(v.name, v.sizeBytes, v.lease);
   }
 
   async #autoResync(): Promise<void> {

@@ -21,8 +21,18 @@ export interface HostTracker extends ActivityTracker {
 
 /** What the agent needs of the backup (backup/client.ts provides it). */
 export interface HostBackup {
-  registerVolume(name: string, sizeBytes: number, epoch?: number): Promise<void>;
-  writeBatch(volume: string, body: Uint8Array, epoch?: number): Promise<unknown>;
+  registerVolume(
+    name: string,
+    sizeBytes: number,
+    epoch?: number,
+    leaseEpoch?: number,
+  ): Promise<void>;
+  writeBatch(
+    volume: string,
+    body: Uint8Array,
+    epoch?: number,
+    leaseEpoch?: number,
+  ): Promise<unknown>;
   healthz(): Promise<boolean>;
   /** Where the backup's host link listens (GET /v1/link). */
   linkAddresses(): Promise<string[]>;

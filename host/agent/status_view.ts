@@ -4,6 +4,8 @@ import type { HostVolume } from "./volume_stack.ts";
 
 export interface StatusInputs {
   hostId: string;
+  /** This agent process's lease identity. */
+  instance: string;
   advertiseUrl: string;
   /** false: the primary is served directly (no fork). */
   forking: boolean;
@@ -56,6 +58,10 @@ export function statusView(s: StatusInputs): HostStatus {
         : null,
       promoted: v.promoted,
       resync: v.resync.progress,
+      leaseEpoch: v.lease.leaseEpoch ?? null,
+      fenced: v.lease.fenced !== null,
+      fencedReason: v.lease.fenced?.reason ?? null,
     })),
+    instance: s.instance,
   };
 }

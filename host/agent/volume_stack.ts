@@ -14,6 +14,7 @@ import {
 } from "../fork/activity_record.ts";
 import { BackupBatcher, type BatcherOptions, type BatchWriter } from "../fork/backup_batcher.ts";
 import { FileVolume } from "../fork/file_volume.ts";
+import { leasedTracker, LeaseGuard } from "../fork/lease_guard.ts";
 import { ForkDevice, type ForkPaths } from "../fork/fork_device.ts";
 import { RangeLock } from "../fork/range_lock.ts";
 import { TrackerMarker } from "../fork/tracker_marker.ts";
@@ -42,11 +43,15 @@ export interface HostVolume {
   resync: Resync;
   /** True once the previous incarnation's activity marks were promoted to dirty marks. */
   promoted: boolean;
+  /** This instance's lease on the volume, and whether it was fenced. */
+  lease: LeaseGuard;
 }
 
 export interface VolumeStackOptions {
   volume: HostVolumeConfig;
   hostId: string;
+  /** This agent process's random id (its lease identity at the tracker); random by default. */
+  instance?: string;
   regionBytes: number;
   /** The tracker's ports the marker, the activity record and resync use. */
   tracker: Pick<HostTracker, "track"> & ActivityTracker & ResyncTracker;
@@ -72,13 +77,20 @@ export interface VolumeStackOptions {
 /** Opens (creating when absent) the primary image and builds its layers. */
 export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVolume> {
   const cfg = opts.volume;
-  const primary = await FileVolume.open(cfg.path, cfg.sizeBytes);
+  const primary = await FileVolume.open(cfg.path, cfg.sizeBytes, { exclusive: true });
+  const now = () => opts.clock.now();
+  const lease = new LeaseGuard(
+    cfg.name,
+    opts.instance ?? crypto.randomUUID(),
+    await primaryId(cfg.path),
+    now,
+  );
+  const tracker = leasedTracker(opts.tracker, lease);
   const locks = new RangeLock();
   const batcher = new BackupBatcher(opts.writer, cfg.name, opts.batcher);
-  const now = () => opts.clock.now();
   const predictRegions = opts.predictRegions ?? predictRegionsDefault;
   const marker = new TrackerMarker(
-    opts.tracker,
+    tracker,
     opts.hostId,
     cfg.name,
     opts.regionBytes,
@@ -94,7 +106,7 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
   const regionsPerUnit = unitBytes / opts.regionBytes;
   const activity = activityRegionsMax === 0
     ? undefined
-    : new ActivityRecord(opts.tracker, opts.hostId, cfg.name, unitBytes, cfg.sizeBytes, now, {
+    : new ActivityRecord(tracker, opts.hostId, cfg.name, unitBytes, cfg.sizeBytes, now, {
       unitsMax: Math.max(1, Math.floor(activityRegionsMax / regionsPerUnit)),
       predictUnits: Math.ceil(predictRegions / regionsPerUnit),
     });
@@ -105,6 +117,7 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     batcher: opts.submitter ?? batcher,
     marker,
     activity,
+    lease,
   });
   const resync = new Resync({
     volume: cfg.name,
@@ -113,7 +126,7 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     locks,
     backup: opts.backup,
     writer: opts.writer,
-    tracker: opts.tracker,
+    tracker,
     marker,
     clock: opts.clock,
   }, opts.resync);
@@ -128,5 +141,22 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     activity,
     resync,
     promoted: false,
+    lease,
   };
+}
+
+/**
+ * What this agent serves, as the tracker compares it: "HOSTNAME:/real/path". The host name needs
+ * --allow-sys=hostname; without it, the kernel's name from /proc, else "localhost".
+ */
+async function primaryId(path: string): Promise<string> {
+  let hostname = "localhost";
+  try {
+    if (Deno.permissions.querySync({ name: "sys", kind: "hostname" }).state === "granted") {
+      hostname = Deno.hostname();
+    } else {
+      hostname = (await Deno.readTextFile("/proc/sys/kernel/hostname")).trim() || hostname;
+    }
+  } catch { /* keep "localhost" */ }
+  return `${hostname}:${await Deno.realPath(path)}`;
 }

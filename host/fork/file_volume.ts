@@ -24,9 +24,14 @@ export class FileVolume implements BlockDevice {
 
   /**
    * Opens the image at `path`; creates it sparse with `sizeBytes` when it does not exist.
-   * An existing image of another size is refused, never resized.
+   * An existing image of another size is refused, never resized. `exclusive` takes an exclusive
+   * lock (flock) on the file until close, or fails at once when another process holds one.
    */
-  static async open(path: string, sizeBytes: number): Promise<FileVolume> {
+  static async open(
+    path: string,
+    sizeBytes: number,
+    opts: { exclusive?: boolean } = {},
+  ): Promise<FileVolume> {
     let existing: Deno.FileInfo | undefined;
     try {
       existing = await Deno.stat(path);
@@ -40,6 +45,15 @@ export class FileVolume implements BlockDevice {
       );
     }
     const file = await Deno.open(path, { read: true, write: true, create: true });
+    // The host agent holds its primary locked for its lifetime: a second agent on the same file
+    // would be a second writer the tracker takes for a restart of the first (same primary).
+    if (opts.exclusive && !(await file.tryLock(true))) {
+      file.close();
+      throw new RangeError(
+        `Volume image "${path}" is locked by another process (another host agent serving it?); ` +
+          `stop that one or give another --volume path`,
+      );
+    }
     if (!existing) await file.truncate(sizeBytes);
     return new FileVolume(path, sizeBytes, file);
   }

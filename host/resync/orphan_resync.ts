@@ -36,7 +36,7 @@ export async function resyncOrphan(info: VolumeInfo, opts: OrphanOptions): Promi
   }
   const primary = await FileVolume.open(opts.primaryPath, info.sizeBytes);
   try {
-    await opts.tracker.registerVolume(info.name, {
+    const taken = await opts.tracker.registerVolume(info.name, {
       sizeBytes: info.sizeBytes,
       regionBytes: info.regionBytes,
       ownerHost: opts.asHost,
@@ -53,7 +53,9 @@ export async function resyncOrphan(info: VolumeInfo, opts: OrphanOptions): Promi
     }
     // An epoch above any the dead host used (its epochs started at its own start time).
     const epoch = systemClock.now();
-    await opts.backup.registerVolume(info.name, info.sizeBytes, epoch);
+    // The lease epoch the takeover raised: the dead host's batches are fenced from now on.
+    const leaseEpoch = taken.leaseEpoch;
+    await opts.backup.registerVolume(info.name, info.sizeBytes, epoch, leaseEpoch);
     let offline: unknown;
     const resync = new Resync({
       volume: info.name,
@@ -66,7 +68,9 @@ export async function resyncOrphan(info: VolumeInfo, opts: OrphanOptions): Promi
         },
         markOffline: (err) => (offline = err),
       },
-      writer: { writeBatch: (volume, body) => opts.backup.writeBatch(volume, body, epoch) },
+      writer: {
+        writeBatch: (volume, body) => opts.backup.writeBatch(volume, body, epoch, leaseEpoch),
+      },
       tracker: opts.tracker,
       marker: { forget: () => {} },
       clock: systemClock,
