@@ -19,7 +19,13 @@ export const backupVolumeRegistration = z.object({
 export type BackupVolumeRegistration = z.infer<typeof backupVolumeRegistration>;
 
 /** One registered secondary volume. */
-export const backupVolume = z.object({ name: z.string(), sizeBytes: z.number() });
+export const backupVolume = z.object({
+  name: z.string(),
+  sizeBytes: z.number(),
+  /** The volume's fence, when one was registered (epoch_fence.ts). */
+  epoch: z.number().optional(),
+  leaseEpoch: z.number().optional(),
+});
 export type BackupVolume = z.infer<typeof backupVolume>;
 
 /** `GET /v1/volumes`. */

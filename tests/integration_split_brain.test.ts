@@ -94,3 +94,29 @@ Deno.test("a second agent for a leased volume is refused naming the holder; afte
     await sys.stop();
   }
 });
+
+Deno.test("a host agent restarted after the tracker lost its record claims the backup's lease epoch and is not fenced", async () => {
+  const sys = await startSystem({ sizeBytes: 8 * MiB });
+  try {
+    await sys.waitMirroring();
+    const rand = seededRandom(11);
+    await new HostClient(sys.host.url).write(sys.volume, 0, randomBytes(rand, 64 * 1024));
+    await sys.restartHost(); // a new instance: lease epoch 2 at the tracker and the backup
+    await sys.waitMirroring();
+    await sys.tracker.kill();
+    for await (const e of Deno.readDir(sys.dir)) {
+      if (e.name.startsWith("tracker.kv")) await Deno.remove(`${sys.dir}/${e.name}`);
+    }
+    await sys.restartTracker();
+    await sys.restartHost(); // the fresh tracker alone would hand out lease epoch 1
+    await sys.waitMirroring();
+    const host = new HostClient(sys.host.url, { timeoutMs: 10_000 });
+    await host.write(sys.volume, 0, randomBytes(rand, 64 * 1024));
+    const [volume] = (await host.status()).volumes;
+    assert.equal(volume.fenced, false, volume.fencedReason ?? "");
+    assert.equal(volume.leaseEpoch, 2);
+    assert.equal(volume.writes?.viaBackup, 1);
+  } finally {
+    await sys.stop();
+  }
+});

@@ -12,7 +12,10 @@ import type { SecondaryStore } from "../secondary_store.ts";
 export function volumesApp(deps: { store: SecondaryStore; fence: EpochFence; metrics: Metrics }) {
   const { store, fence, metrics } = deps;
   return new Hono()
-    .get(backupRoutes.volumes, (c) => c.json<BackupVolumeList>({ volumes: store.list() }))
+    .get(backupRoutes.volumes, (c) =>
+      c.json<BackupVolumeList>({
+        volumes: store.list().map((v) => ({ ...v, ...fenceOf(fence, v.name) })),
+      }))
     .put(
       backupRoutes.volume,
       validate("param", volumeParams),
@@ -27,8 +30,17 @@ export function volumesApp(deps: { store: SecondaryStore; fence: EpochFence; met
         if (created) {
           metrics.count("trackmirror_backup_volumes_created_total", "Secondaries created");
         }
-        const current = { epoch: fence.epochOf(name), leaseEpoch: fence.leaseEpochOf(name) };
-        return c.json({ name, sizeBytes, ...current }, created ? 201 : 200);
+        return c.json({ name, sizeBytes, ...fenceOf(fence, name) }, created ? 201 : 200);
       },
     );
+}
+
+/** The volume's fence as the API shows it: only the epochs that were registered. */
+function fenceOf(fence: EpochFence, name: string): { epoch?: number; leaseEpoch?: number } {
+  const epoch = fence.epochOf(name);
+  const leaseEpoch = fence.leaseEpochOf(name);
+  return {
+    ...(epoch === undefined ? {} : { epoch }),
+    ...(leaseEpoch === undefined ? {} : { leaseEpoch }),
+  };
 }

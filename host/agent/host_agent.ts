@@ -99,6 +99,7 @@ export class HostAgent {
       await agent.close();
       throw err;
     }
+    await agent.#claimBackupLeaseEpochs();
     await agent.#lease.start();
     agent.backupStatus.start();
     return agent;
@@ -180,6 +181,22 @@ export class HostAgent {
     });
     this.#volumes.set(cfg.name, v);
     this.backupLink.addVolume(v.name, v.sizeBytes, v.lease);
+  }
+
+  /**
+   * Before the first registration: the lease epochs the backup's fence holds for our volumes
+   * become our claim. A tracker that lost its record (or was restored from an older copy) would
+   * otherwise hand this restarted agent an epoch the backup refuses as fenced. A backup that does
+   * not answer is no reason to wait: the claim is only needed when it has a fence.
+   */
+  async #claimBackupLeaseEpochs(): Promise<void> {
+    try {
+      for (const b of (await this.opts.backup.listVolumes?.()) ?? []) {
+        this.#volumes.get(b.name)?.lease.saw(b.leaseEpoch);
+      }
+    } catch (err) {
+      console.warn(`host: backup volumes not read at start: ${(err as Error).message}`);
+    }
   }
 
   async #autoResync(): Promise<void> {

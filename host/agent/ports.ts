@@ -34,6 +34,11 @@ export interface HostBackup {
     leaseEpoch?: number,
   ): Promise<unknown>;
   healthz(): Promise<boolean>;
+  /**
+   * The backup's volumes with their fences (GET /v1/volumes); optional: a restarting agent claims
+   * the lease epochs the backup knows, so a tracker that lost its record does not fence it.
+   */
+  listVolumes?(): Promise<{ name: string; leaseEpoch?: number }[]>;
   /** Where the backup's host link listens (GET /v1/link). */
   linkAddresses(): Promise<string[]>;
 }

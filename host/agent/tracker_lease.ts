@@ -73,7 +73,9 @@ export class TrackerLease {
           takeover: startup && (opts.takeover ?? false),
           ownerInstance: opts.instance,
           ownerPrimary: v.lease.primaryId,
-          ...(v.lease.leaseEpoch === undefined ? {} : { leaseEpoch: v.lease.leaseEpoch }),
+          ...(v.lease.registrationClaim === undefined
+            ? {}
+            : { leaseEpoch: v.lease.registrationClaim }),
         });
         v.lease.granted(info.leaseEpoch);
         this.#registered.add(v.name);

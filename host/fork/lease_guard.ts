@@ -27,6 +27,8 @@ export interface FencedState {
 
 export class LeaseGuard {
   #leaseEpoch: number | undefined;
+  /** The highest lease epoch seen elsewhere (the backup's fence), claimed at registration. */
+  #seen = 0;
   #fenced: FencedState | null = null;
 
   /**
@@ -54,6 +56,20 @@ export class LeaseGuard {
   granted(leaseEpoch: number | undefined): void {
     if (leaseEpoch === undefined) return;
     this.#leaseEpoch = Math.max(this.#leaseEpoch ?? 0, leaseEpoch);
+  }
+
+  /**
+   * Records a lease epoch seen outside the tracker (the backup's fence at start): the next
+   * registration claims it, so the tracker never answers a lower one. Marks do not carry it.
+   */
+  saw(leaseEpoch: number | undefined): void {
+    if (leaseEpoch !== undefined) this.#seen = Math.max(this.#seen, leaseEpoch);
+  }
+
+  /** The lease epoch a registration claims: the highest granted or seen; undefined if none. */
+  get registrationClaim(): number | undefined {
+    const claim = Math.max(this.#leaseEpoch ?? 0, this.#seen);
+    return claim > 0 ? claim : undefined;
   }
 
   /** Fences the volume for good (the first reason is kept). */
