@@ -13,6 +13,7 @@ import { startSystem } from "../harness/system.ts";
 import { hostStatus } from "../src/host_schemas.ts";
 import { ServiceCallError } from "../src/http_client.ts";
 import { randomBytes, seededRandom } from "../src/random.ts";
+import { RawNbdClient } from "./support/nbd_raw_client.ts";
 
 const MiB = 1024 * 1024;
 
@@ -58,6 +59,11 @@ Deno.test("a second agent for a leased volume is refused naming the holder; afte
     );
     assert.match(locked, /Volume image ".*vol0\.img" is locked by another process/);
 
+    // An application with the volume open over NBD on the first agent, from before the takeover.
+    const nbd = await RawNbdClient.connect({ port: Number(new URL(sys.nbdUri).port) });
+    await nbd.start();
+    await nbd.go(sys.volume, { structured: true });
+
     const owner = await agent(other, ["--takeover"]);
     const second = new HostClient(owner.url, { timeoutMs: 10_000 });
     const deadline = Date.now() + 20_000;
@@ -78,6 +84,10 @@ Deno.test("a second agent for a leased volume is refused naming the holder; afte
       assert.equal(err.status, 409, err.message);
       assert.match(err.message, /no longer holds volume "vol0" \(fenced since/);
     }
+    const nbdWrite = await nbd.write(2 * MiB, randomBytes(rand, 4096));
+    nbd.close();
+    assert.equal(nbdWrite.error, 5, "an NBD write to a fenced volume must fail with EIO");
+    assert.match(nbdWrite.message ?? "", /no longer holds volume "vol0"/);
     assert.equal(await sha256File(sys.primaryPath), primaryBefore);
     const fenced = (await first.status()).volumes[0];
     assert.equal(fenced.fenced, true);
