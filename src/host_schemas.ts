@@ -79,6 +79,8 @@ export const hostVolumeView = z.object({
   fenced: z.boolean(),
   /** The refusal that fenced it, naming the new holder when the refusal did. */
   fencedReason: z.string().nullable(),
+  /** Who holds the volume now (the tracker's record), once looked up after the fence. */
+  fencedHolder: z.string().nullable(),
 });
 export type HostVolumeView = z.infer<typeof hostVolumeView>;
 

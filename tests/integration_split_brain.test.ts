@@ -84,6 +84,16 @@ Deno.test("a second agent for a leased volume is refused naming the holder; afte
       assert.equal(err.status, 409, err.message);
       assert.match(err.message, /no longer holds volume "vol0" \(fenced since/);
     }
+    // Once the agent looked the new holder up at the tracker, its refusals name it.
+    const holder = `host "host0" (instance ${(await second.status()).instance}, ${owner.url})`;
+    const lookedUp = Date.now() + 20_000;
+    while ((await first.status()).volumes[0].fencedHolder !== holder) {
+      assert.ok(Date.now() < lookedUp, "the fenced agent never named the new holder");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const named = await first.write(sys.volume, 0, new Uint8Array(512)).catch((e) => e);
+    assert.ok(named instanceof ServiceCallError && named.status === 409);
+    assert.ok(named.message.includes(`now held by ${holder}`), named.message);
     const nbdWrite = await nbd.write(2 * MiB, randomBytes(rand, 4096));
     nbd.close();
     assert.equal(nbdWrite.error, 5, "an NBD write to a fenced volume must fail with EIO");

@@ -181,6 +181,7 @@ export class HostAgent {
     });
     this.#volumes.set(cfg.name, v);
     this.backupLink.addVolume(v.name, v.sizeBytes, v.lease);
+    v.lease.onFenced(() => void this.#lookUpHolder(v));
   }
 
   /**
@@ -197,6 +198,17 @@ export class HostAgent {
     } catch (err) {
       console.warn(`host: backup volumes not read at start: ${(err as Error).message}`);
     }
+  }
+
+  /** A fenced volume's refusals name the new holder: the tracker's record says who it is. */
+  async #lookUpHolder(v: HostVolume): Promise<void> {
+    try {
+      const info = await this.opts.tracker.getVolume(v.name);
+      if (info.ownerInstance === this.instance) return; // the refusal came from elsewhere
+      v.lease.setHolder(
+        `host "${info.ownerHost}" (instance ${info.ownerInstance ?? "unknown"}, ${info.ownerUrl})`,
+      );
+    } catch { /* the tracker may be away; the refusal's own words stay */ }
   }
 
   async #autoResync(): Promise<void> {

@@ -61,6 +61,7 @@ export function statusView(s: StatusInputs): HostStatus {
       leaseEpoch: v.lease.leaseEpoch ?? null,
       fenced: v.lease.fenced !== null,
       fencedReason: v.lease.fenced?.reason ?? null,
+      fencedHolder: v.lease.fenced?.holder ?? null,
     })),
     instance: s.instance,
   };

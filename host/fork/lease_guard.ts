@@ -23,6 +23,8 @@ import type {
 export interface FencedState {
   at: number;
   reason: string;
+  /** Who holds the volume now, when known ('host "h1" (instance …, http://…)'). */
+  holder?: string;
 }
 
 export class LeaseGuard {
@@ -30,6 +32,7 @@ export class LeaseGuard {
   /** The highest lease epoch seen elsewhere (the backup's fence), claimed at registration. */
   #seen = 0;
   #fenced: FencedState | null = null;
+  readonly #listeners: ((state: FencedState) => void)[] = [];
 
   /**
    * `instance` is this agent process's random id, `primaryId` what it serves
@@ -79,6 +82,17 @@ export class LeaseGuard {
     console.error(
       `host: volume "${this.volume}" is FENCED, every later write to it fails: ${reason}`,
     );
+    for (const listener of this.#listeners) listener(this.#fenced);
+  }
+
+  /** Calls `listener` once the volume is fenced (the agent looks up the new holder). */
+  onFenced(listener: (state: FencedState) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  /** Records who holds the volume now, for the refusals that follow. */
+  setHolder(holder: string): void {
+    if (this.#fenced) this.#fenced.holder = holder;
   }
 
   /** Fences the volume when `err` is a fencing refusal of it; returns whether it is fenced. */
@@ -93,7 +107,9 @@ export class LeaseGuard {
     throw new ServiceError(
       409,
       `${what} refused: this host agent no longer holds volume "${this.volume}" ` +
-        `(fenced since ${new Date(this.#fenced.at).toISOString()}): ${this.#fenced.reason}`,
+        `(fenced since ${new Date(this.#fenced.at).toISOString()}` +
+        (this.#fenced.holder ? `; now held by ${this.#fenced.holder}` : "") +
+        `): ${this.#fenced.reason}`,
     );
   }
 
