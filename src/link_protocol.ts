@@ -86,6 +86,8 @@ export interface LinkHello {
   hostId: string;
   ack: AckMode;
   volumes: LinkVolume[];
+  /** The backup's bearer token, required when the backup has one (HELLO moves epoch fences). */
+  token?: string;
 }
 
 /** WELCOME payload. */

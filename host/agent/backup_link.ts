@@ -41,6 +41,8 @@ export interface BackupLinkOptions {
   linkAckTimeoutMs?: number;
   /** The link's address ("tcp://HOST:PORT" or a socket path); default: asked of the backup. */
   linkAddress?: string;
+  /** The backup's bearer token, for the link's HELLO. */
+  token?: string;
   /** Makes the link (tests substitute a fake); default: a LinkClient. */
   linkFactory?: (opts: LinkClientOptions) => BackupLinkPort;
 }
@@ -242,6 +244,7 @@ export class BackupLink {
       volumes,
       regionBytes: this.opts.regionBytes,
       ackTimeoutMs: this.opts.linkAckTimeoutMs,
+      ...(this.opts.token === undefined ? {} : { token: this.opts.token }),
     });
     await link.open();
     link.onFailure((err) => {
