@@ -108,7 +108,7 @@ export const volumeRegistration = z.object({
    * host id and the same primary is a restart of the same agent (it holds an exclusive lock on
    * the file) and takes the lease back at once.
    */
-  ownerPrimary: z.string().min(1).max(4096).optional(),
+  ownerPrimary: z.string().min(1).max(8192).optional(),
   /**
    * The highest lease epoch the agent has seen for the volume; the tracker never answers a lower
    * one, so a tracker that lost its record does not move the epoch back.

@@ -36,6 +36,9 @@ export async function resyncOrphan(info: VolumeInfo, opts: OrphanOptions): Promi
   }
   const primary = await FileVolume.open(opts.primaryPath, info.sizeBytes);
   try {
+    // Claim the lease epoch the backup's fence holds, so the epoch the takeover raises is above
+    // it even if the tracker's record lost part of its history (lost, restored from a copy).
+    const fence = (await opts.backup.listVolumes()).find((v) => v.name === info.name);
     const taken = await opts.tracker.registerVolume(info.name, {
       sizeBytes: info.sizeBytes,
       regionBytes: info.regionBytes,
@@ -43,6 +46,7 @@ export async function resyncOrphan(info: VolumeInfo, opts: OrphanOptions): Promi
       // reconstruct serves no API: a host agent taking the volume back re-registers with its own.
       ownerUrl: "http://127.0.0.1:1",
       takeover: true,
+      ...(fence?.leaseEpoch === undefined ? {} : { leaseEpoch: fence.leaseEpoch }),
     });
     const { regionsPromoted } = await opts.tracker.promoteActivity(info.name, info.ownerHost);
     if (regionsPromoted > 0) {
