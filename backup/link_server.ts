@@ -20,7 +20,6 @@
  * Any failure (bad frame, out-of-order sequence, journal refusal, fence) sends ERROR and closes
  * the connection; from then on nothing else from it reaches the journal.
  */
-import { createHash, timingSafeEqual } from "node:crypto";
 import { ServiceError } from "../src/errors.ts";
 import {
   type AckMode,
@@ -55,8 +54,6 @@ export interface LinkServerDeps {
   metrics?: Metrics;
   /** Largest credit granted (tests lower it). */
   inflightBytesMax?: number;
-  /** The backup's bearer token: a HELLO must carry it (it moves epoch fences, it sends data). */
-  token?: string;
 }
 
 /** Where the link server listens. */
@@ -199,8 +196,7 @@ class LinkSession {
   fail(err: Error): void {
     if (this.#failed) return;
     this.#failed = err;
-    const own = (err as { status?: unknown }).status;
-    const status = err instanceof ServiceError ? err.status : typeof own === "number" ? own : 400;
+    const status = err instanceof ServiceError ? err.status : 400;
     this.#send(encodeJsonFrame(FrameType.error, { status, message: err.message } as LinkError));
     void this.#writing.finally(() => this.#close());
   }
@@ -215,10 +211,7 @@ class LinkSession {
   }
 
   async #welcome(hello: LinkHello): Promise<void> {
-    const { store, metrics, token } = this.server.deps;
-    if (token !== undefined && !sameSecret(hello.token, token)) {
-      throw Object.assign(new Error("HELLO carries a missing or wrong token"), { status: 401 });
-    }
+    const { store, metrics } = this.server.deps;
     if (hello.ack !== "durable" && hello.ack !== "received") {
       throw new ServiceError(400, `HELLO ack mode "${hello.ack}" must be durable or received`);
     }
@@ -352,13 +345,6 @@ class LinkSession {
       this.#failed ??= err as Error;
     });
   }
-}
-
-/** Compares secrets in constant time (hashes first, so lengths leak nothing either). */
-function sameSecret(given: unknown, expected: string): boolean {
-  if (typeof given !== "string") return false;
-  const digest = (s: string) => createHash("sha256").update(s).digest();
-  return timingSafeEqual(digest(given), digest(expected));
 }
 
 function concat(parts: Uint8Array[]): Uint8Array {

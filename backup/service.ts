@@ -116,9 +116,7 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
   const fence = new EpochFence(clock ? () => clock.now() : undefined);
   let link: LinkServer | undefined;
   try {
-    link = opts.link
-      ? LinkServer.listen({ journal, store, fence, metrics, token: opts.token }, opts.link)
-      : undefined;
+    link = opts.link ? LinkServer.listen({ journal, store, fence, metrics }, opts.link) : undefined;
   } catch (err) {
     await journal.close();
     await applier.stop();

@@ -144,7 +144,6 @@ async function main(): Promise<void> {
     regionBytes,
     tracker: new TrackerClient(trackerUrl, { token }),
     backup: new BackupClient(backupUrl, { token, timeoutMs: 5000 }),
-    linkToken: token,
     clock: systemClock,
     forking: !flags["no-fork"],
     ack: parseAck(flags.ack),

@@ -86,8 +86,6 @@ export interface LinkHello {
   hostId: string;
   ack: AckMode;
   volumes: LinkVolume[];
-  /** The backup's bearer token, required when the backup has one (HELLO moves epoch fences). */
-  token?: string;
 }
 
 /** WELCOME payload. */

@@ -41,8 +41,6 @@ export interface BackupLinkOptions {
   linkAckTimeoutMs?: number;
   /** The link's address ("tcp://HOST:PORT" or a socket path); default: asked of the backup. */
   linkAddress?: string;
-  /** The backup's bearer token, for the link's HELLO. */
-  token?: string;
   /** Makes the link (tests substitute a fake); default: a LinkClient. */
   linkFactory?: (opts: LinkClientOptions) => BackupLinkPort;
 }
@@ -244,7 +242,6 @@ export class BackupLink {
       volumes,
       regionBytes: this.opts.regionBytes,
       ackTimeoutMs: this.opts.linkAckTimeoutMs,
-      ...(this.opts.token === undefined ? {} : { token: this.opts.token }),
     });
     await link.open();
     link.onFailure((err) => {

@@ -53,8 +53,6 @@ export interface HostAgentOptions {
   /** The backup link's address; default: what the backup advertises at GET /v1/link. */
   linkAddress?: string;
   linkFactory?: BackupLinkOptions["linkFactory"];
-  /** The backup's bearer token, for the link's HELLO (the HTTP clients carry their own). */
-  linkToken?: string;
   batcher?: BatcherOptions;
   resync?: ResyncOptions;
 }
@@ -78,7 +76,6 @@ export class HostAgent {
       linkAckTimeoutMs: opts.linkAckTimeoutMs,
       linkAddress: opts.linkAddress,
       linkFactory: opts.linkFactory,
-      token: opts.linkToken,
     });
     this.#lease = new TrackerLease({ ...opts, instance: this.instance }, this.#volumes);
     if (opts.autoResync) {

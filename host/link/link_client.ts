@@ -66,8 +66,6 @@ export interface LinkClientOptions {
   frameBytesMax?: number;
   /** Most bytes queued and unacknowledged before `submit` waits. */
   inflightBytesMax?: number;
-  /** The backup's bearer token, sent in HELLO (a backup with a token refuses a HELLO without). */
-  token?: string;
 }
 
 interface Pending {
@@ -163,7 +161,6 @@ export class LinkClient {
           hostId: this.opts.hostId,
           ack: this.ack,
           volumes: [...this.#volumes.values()],
-          ...(this.opts.token === undefined ? {} : { token: this.opts.token }),
         }),
       );
       const frame = await reader.next();
