@@ -4,10 +4,8 @@
  * frames into journal appends.
  *
  * Per connection: HELLO registers the announced volumes (creating secondaries as PUT
- * /v1/volumes does) and raises the epoch fence for each (lease epoch, link epoch; a HELLO of an
- * older lease epoch is refused as fenced, a bad epoch with 400, before anything changes), so
- * frames of an older connection still queued in the journal are refused when the journal orders
- * them; then WELCOME with credit; then
+ * /v1/volumes does) and raises the epoch fence for each, so frames of an older connection still
+ * queued in the journal are refused when the journal orders them; then WELCOME with credit; then
  * frames in order (sequence 1, 2, 3...). Each RECORDS payload is verified (link_check.ts) and
  * appended unchanged; the journal's `admit` refuses it if the fence moved past the connection's
  * epoch or the connection already failed. Reading does not wait for durability: frames are
@@ -218,7 +216,9 @@ class LinkSession {
     if (!Array.isArray(hello.volumes)) throw new ServiceError(400, "HELLO carries no volumes");
     this.#ack = hello.ack;
     const { fence } = this.server;
-    // Every volume is checked before any is registered: a refused HELLO changes nothing.
+    // Every volume is checked before any is registered: a refused HELLO changes nothing. The
+    // fence is (lease epoch, link epoch): an older lease epoch is refused as fenced, a bad or
+    // forged epoch with 400 (epoch_fence.ts).
     for (const v of hello.volumes) {
       try {
         checkName("Volume", v.name);

@@ -22,6 +22,8 @@ export const journalBytesMaxDefault = 1024 * 1024 * 1024;
 export interface BackupOptions {
   /** Root of the backup's files. */
   dataDir: string;
+  /** The clock link epochs are bounded by (epoch_fence.ts); the system clock by default. */
+  clock?: Clock;
   journalBytesMax?: number;
   batchBytesMax?: number;
   journalSegmentBytes?: number;
@@ -33,8 +35,6 @@ export interface BackupOptions {
   log?: (message: string) => void;
   /** Where the host link listens (backup/link_server.ts); absent: no link, HTTP batches only. */
   link?: LinkListenOptions;
-  /** The clock link epochs are bounded by (epoch_fence.ts); the system clock by default. */
-  clock?: Clock;
 }
 
 /** An open backup service. */

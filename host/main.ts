@@ -34,7 +34,7 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
   --advertise-url URL  where reconstruct reaches this agent (default http://HOSTNAME:PORT)
   --region-bytes N     tracking granularity, a power of two (default 64KiB)
   --auto-resync        resync dirty volumes whenever the backup comes back
-  --takeover           take volume leases another agent instance holds (it is fenced)
+  --takeover           take volume leases another host holds
   --predict-regions N  regions marked ahead of a cold write, dirty or activity (default ${predictRegionsDefault})
   --activity-regions-max N  bound of each volume's hot activity set (default ${activityRegionsMaxDefault};
                        0 keeps no activity marks: a host crash may then leave unmarked differences)
@@ -171,7 +171,7 @@ async function main(): Promise<void> {
   });
   handler = createHostApp(agent, { token }).fetch;
   console.log(
-    `host ${hostId} (instance ${agent.instance}): HTTP on http://${hostname}:${http.addr.port}, ` +
+    `host ${hostId}: HTTP on http://${hostname}:${http.addr.port}, ` +
       `NBD on nbd://${hostname}:${nbd.port}/<volume>` +
       (nbd.socketPath ? ` and nbd+unix:///<volume>?socket=${nbd.socketPath}` : "") +
       `, volumes ${volumes.map((v) => `${v.name} (${v.path})`).join(", ")}, ` +

@@ -4,10 +4,8 @@
  * resync copy travels on.
  *
  * The probe brings the backup back in this order: `/healthz` answers; every volume is registered
- * over HTTP with the current epoch and its lease epoch (that creates the secondary and raises the
- * backup's fence, so nothing an earlier connection left queued can land after what follows; a
- * volume the backup refuses as fenced — another instance took it — is fenced here and left out
- * of the link); the link endpoints are
+ * over HTTP with the current epoch (that creates the secondary and raises the backup's fence, so
+ * nothing an earlier connection left queued can land after what follows); the link endpoints are
  * read from `GET /v1/link` (a unix socket is preferred when the backup offers one on this
  * machine); the link is opened (or reopened) with a HELLO naming the same epoch.
  *
@@ -212,6 +210,8 @@ export class BackupLink {
   async #probe(): Promise<void> {
     if (!(await this.backup.healthz())) throw new Error("Backup /healthz did not answer ok");
     await this.settled();
+    // Each volume goes with its lease epoch too; one the backup refuses as fenced (another
+    // instance took it) is fenced here and left out of the link.
     const volumes: LinkVolume[] = [];
     for (const [name, { sizeBytes, lease }] of this.#volumes) {
       if (lease?.fenced) continue; // another instance owns it: nothing more goes to the backup

@@ -77,17 +77,11 @@ export interface VolumeStackOptions {
 /** Opens (creating when absent) the primary image and builds its layers. */
 export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVolume> {
   const cfg = opts.volume;
-  const primary = await FileVolume.open(cfg.path, cfg.sizeBytes, { exclusive: true });
-  const now = () => opts.clock.now();
-  const lease = new LeaseGuard(
-    cfg.name,
-    opts.instance ?? crypto.randomUUID(),
-    await primaryId(cfg.path),
-    now,
-  );
-  const tracker = leasedTracker(opts.tracker, lease);
+  const primary = await FileVolume.open(cfg.path, cfg.sizeBytes);
   const locks = new RangeLock();
+  const { lease, tracker } = await leaseOf(opts, primary);
   const batcher = new BackupBatcher(opts.writer, cfg.name, opts.batcher);
+  const now = () => opts.clock.now();
   const predictRegions = opts.predictRegions ?? predictRegionsDefault;
   const marker = new TrackerMarker(
     tracker,
@@ -143,6 +137,30 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     promoted: false,
     lease,
   };
+}
+
+/**
+ * The volume's lease guard and the tracker as its layers use it (with the lease claim). Locks the
+ * primary first (closing it when another process holds it): the lease's `ownerPrimary` is only
+ * this agent's while it holds the file.
+ */
+async function leaseOf(
+  opts: VolumeStackOptions,
+  primary: FileVolume,
+): Promise<{ lease: LeaseGuard; tracker: VolumeStackOptions["tracker"] }> {
+  try {
+    await primary.lockExclusive();
+  } catch (err) {
+    await primary.close();
+    throw err;
+  }
+  const lease = new LeaseGuard(
+    opts.volume.name,
+    opts.instance ?? crypto.randomUUID(),
+    await primaryId(opts.volume.path),
+    () => opts.clock.now(),
+  );
+  return { lease, tracker: leasedTracker(opts.tracker, lease) };
 }
 
 /**

@@ -24,14 +24,9 @@ export class FileVolume implements BlockDevice {
 
   /**
    * Opens the image at `path`; creates it sparse with `sizeBytes` when it does not exist.
-   * An existing image of another size is refused, never resized. `exclusive` takes an exclusive
-   * lock (flock) on the file until close, or fails at once when another process holds one.
+   * An existing image of another size is refused, never resized.
    */
-  static async open(
-    path: string,
-    sizeBytes: number,
-    opts: { exclusive?: boolean } = {},
-  ): Promise<FileVolume> {
+  static async open(path: string, sizeBytes: number): Promise<FileVolume> {
     let existing: Deno.FileInfo | undefined;
     try {
       existing = await Deno.stat(path);
@@ -45,15 +40,6 @@ export class FileVolume implements BlockDevice {
       );
     }
     const file = await Deno.open(path, { read: true, write: true, create: true });
-    // The host agent holds its primary locked for its lifetime: a second agent on the same file
-    // would be a second writer the tracker takes for a restart of the first (same primary).
-    if (opts.exclusive && !(await file.tryLock(true))) {
-      file.close();
-      throw new RangeError(
-        `Volume image "${path}" is locked by another process (another host agent serving it?); ` +
-          `stop that one or give another --volume path`,
-      );
-    }
     if (!existing) await file.truncate(sizeBytes);
     return new FileVolume(path, sizeBytes, file);
   }
@@ -77,6 +63,22 @@ export class FileVolume implements BlockDevice {
     this.#assertRange(offset, data.length);
     this.#writeSync(offset, data);
     if (opts?.fua) await this.file.syncData();
+  }
+
+  /**
+   * Takes an exclusive lock (flock) on the image until close, or fails at once naming the path
+   * when another process holds one. The host agent holds its primaries so: a second agent on the
+   * same file would be a second writer the tracker takes for a restart of the first (same
+   * primary, tracker/registration.ts).
+   */
+  async lockExclusive(): Promise<void> {
+    this.#checkOpen();
+    if (!(await this.file.tryLock(true))) {
+      throw new RangeError(
+        `Volume image "${this.path}" is locked by another process (another host agent serving ` +
+          `it?); stop that one or give another --volume path`,
+      );
+    }
   }
 
   async flush(): Promise<void> {
