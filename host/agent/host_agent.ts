@@ -116,7 +116,6 @@ export class HostAgent {
   /** Starts a resync of `name`; 503 while the backup is offline, 404 for an unknown volume. */
   startResync(name: string): ResyncProgress {
     const v = this.#require(name);
-    v.lease.check(`Resync of volume "${name}"`); // 409: another instance owns it now
     if (!this.backupStatus.isOnline) {
       const s = this.backupStatus.view();
       throw new ServiceError(
