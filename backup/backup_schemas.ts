@@ -20,6 +20,11 @@ export const backupVolumeRegistration = z.object({
    * (`reconstruct --checksum --discard-secondary`: this primary wins).
    */
   adoptPrimary: z.boolean().optional(),
+  /**
+   * The tracker's lease epoch of the volume, as the registering host holds it: registrations and
+   * batches of an older one are refused as fenced from now on (epoch_fence.ts).
+   */
+  leaseEpoch: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
 }).refine((r) => !r.adoptPrimary || r.primaryGeneration !== undefined, {
   message: "adoptPrimary needs primaryGeneration",
   path: ["adoptPrimary"],
@@ -36,11 +41,20 @@ export const backupVolumeRegistered = z.object({
   sizeBytes: z.number(),
   generation: z.string().optional(),
   writerGeneration: z.string().nullable().optional(),
+  /** The volume's fence after this registration (epoch_fence.ts). */
+  epoch: z.number().optional(),
+  leaseEpoch: z.number().optional(),
 });
 export type BackupVolumeRegistered = z.infer<typeof backupVolumeRegistered>;
 
 /** One registered secondary volume. */
-export const backupVolume = z.object({ name: z.string(), sizeBytes: z.number() });
+export const backupVolume = z.object({
+  name: z.string(),
+  sizeBytes: z.number(),
+  /** The volume's fence, when one was registered (epoch_fence.ts). */
+  epoch: z.number().optional(),
+  leaseEpoch: z.number().optional(),
+});
 export type BackupVolume = z.infer<typeof backupVolume>;
 
 /** `GET /v1/volumes`. */
@@ -53,3 +67,5 @@ export type FlushResponse = z.infer<typeof flushResponse>;
 
 /** Header carrying the sender's epoch with a write batch (see epoch_fence.ts). */
 export const epochHeader = "x-trackmirror-epoch";
+/** Header carrying the sender's lease epoch with a write batch (see epoch_fence.ts). */
+export const leaseEpochHeader = "x-trackmirror-lease-epoch";

@@ -17,6 +17,7 @@ import {
   type BackupVolumeRegistered,
   epochHeader,
   type FlushResponse,
+  leaseEpochHeader,
 } from "./backup_schemas.ts";
 import { backupPath, backupRoutes } from "./paths.ts";
 
@@ -60,7 +61,8 @@ export class BackupClient {
   }
 
   /**
-   * Registers (creates if absent) the secondary of `name`; 409 when it has another size. With
+   * Registers (creates if absent) the secondary of `name`; 409 when it has another size, or
+   * "fenced" when `leaseEpoch` is older than the backup's (another instance took the volume). With
    * `generation`, the registering primary's generation is recorded as the secondary's writer
    * when it has none (or when `adoptPrimary`); the answer names the secondary's generation and
    * writer (issue 9).
@@ -70,9 +72,15 @@ export class BackupClient {
     sizeBytes: number,
     epoch?: number,
     generation?: { primaryGeneration: string; adoptPrimary?: boolean },
+    leaseEpoch?: number,
   ): Promise<BackupVolumeRegistered> {
     const path = backupPath(backupRoutes.volume, { name });
-    const json = { sizeBytes, ...(epoch === undefined ? {} : { epoch }), ...generation };
+    const json = {
+      sizeBytes,
+      ...(epoch === undefined ? {} : { epoch }),
+      ...(leaseEpoch === undefined ? {} : { leaseEpoch }),
+      ...generation,
+    };
     return await callJson<BackupVolumeRegistered>(
       this.#base,
       path,
@@ -82,9 +90,15 @@ export class BackupClient {
   }
 
   /** Sends a batch (records of `volume` back to back); resolves once it is durable. */
-  writeBatch(volume: string, body: Uint8Array, epoch?: number): Promise<WriteBatchResponse> {
+  writeBatch(
+    volume: string,
+    body: Uint8Array,
+    epoch?: number,
+    leaseEpoch?: number,
+  ): Promise<WriteBatchResponse> {
     const headers: Record<string, string> = { "content-type": "application/octet-stream" };
     if (epoch !== undefined) headers[epochHeader] = String(epoch);
+    if (leaseEpoch !== undefined) headers[leaseEpochHeader] = String(leaseEpoch);
     return callJson<WriteBatchResponse>(
       this.#base,
       backupPath(backupRoutes.writes, { name: volume }),

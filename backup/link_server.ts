@@ -155,7 +155,10 @@ export class LinkServer {
 class LinkSession {
   readonly #reader: FrameReader;
   #ack: AckMode = "durable";
-  readonly #volumes = new Map<string, { sizeBytes: number; epoch: number }>();
+  readonly #volumes = new Map<
+    string,
+    { sizeBytes: number; epoch: number; leaseEpoch: number | undefined }
+  >();
   #failed: Error | undefined;
   #lastSeq = 0;
   #receivedSeq = 0;
@@ -240,7 +243,10 @@ class LinkSession {
       throw new ServiceError(503, `The backup cannot take writes: ${degraded}`);
     }
     this.#ack = hello.ack;
-    const results: LinkWelcome["volumes"] = [];
+    const { fence } = this.server;
+    // Every volume is checked before any is registered: a refused HELLO changes nothing. The
+    // fence is (lease epoch, link epoch): an older lease epoch is refused as fenced, a bad or
+    // forged epoch with 400 (epoch_fence.ts).
     for (const v of hello.volumes) {
       try {
         checkName("Volume", v.name);
@@ -253,13 +259,21 @@ class LinkSession {
       if (!Number.isSafeInteger(v.epoch) || v.epoch < 0) {
         throw new ServiceError(400, `Volume "${v.name}" epoch ${v.epoch} must be >= 0`);
       }
+      fence.check(v.name, { epoch: v.epoch, leaseEpoch: v.leaseEpoch });
+    }
+    const results: LinkWelcome["volumes"] = [];
+    for (const v of hello.volumes) {
       const created = await store.register(v.name, v.sizeBytes);
       if (created) {
         metrics?.count("trackmirror_backup_volumes_created_total", "Secondaries created");
       }
-      this.server.fence.raise(v.name, v.epoch);
-      this.server.fence.admit(v.name, v.epoch);
-      this.#volumes.set(v.name, { sizeBytes: v.sizeBytes, epoch: v.epoch });
+      fence.raise(v.name, { epoch: v.epoch, leaseEpoch: v.leaseEpoch });
+      fence.admit(v.name, v.epoch, v.leaseEpoch);
+      this.#volumes.set(v.name, {
+        sizeBytes: v.sizeBytes,
+        epoch: v.epoch,
+        leaseEpoch: v.leaseEpoch,
+      });
       results.push({ name: v.name, created });
     }
     const credit = this.#credit();
@@ -282,7 +296,10 @@ class LinkSession {
     const bytes = frame.payload.length;
     const admit = () => {
       if (this.#failed) throw new ServiceError(409, `Link connection failed before frame ${seq}`);
-      for (const v of summary.volumes) this.server.fence.admit(v, this.#volumes.get(v)!.epoch);
+      for (const v of summary.volumes) {
+        const { epoch, leaseEpoch } = this.#volumes.get(v)!;
+        this.server.fence.admit(v, epoch, leaseEpoch);
+      }
     };
     // Throws synchronously when the journal has no room: the host overran its credit.
     const durable = journal.append(frame.payload, summary.records, admit);

@@ -24,7 +24,10 @@ export const backupOpenApi = {
         responses: {
           200: { description: "Registered", content: json("#/components/schemas/Volume") },
           400: error,
-          409: { ...error, description: "Registered with another size" },
+          409: {
+            ...error,
+            description: "Registered with another size, or fenced (an older leaseEpoch)",
+          },
         },
       },
     },
@@ -90,7 +93,16 @@ export const backupOpenApi = {
         required: ["sizeBytes"],
         properties: {
           sizeBytes: { type: "integer", minimum: 1 },
-          epoch: { type: "integer", minimum: 0 },
+          epoch: {
+            type: "integer",
+            minimum: 0,
+            description: "Link epoch; at most epochAheadMsMax (1 day) ahead of the backup's clock",
+          },
+          leaseEpoch: {
+            type: "integer",
+            minimum: 0,
+            description: "The tracker's lease epoch; at most leaseEpochStepMax above the current",
+          },
           primaryGeneration: { type: "string", format: "uuid" },
           adoptPrimary: { type: "boolean" },
         },

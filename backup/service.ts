@@ -13,6 +13,7 @@ import { replayJournal } from "./journal_replay.ts";
 import { type BackupApp, createBackupApp } from "./app.ts";
 import { SecondaryStore } from "./secondary_store.ts";
 import { EpochFence } from "./epoch_fence.ts";
+import type { Clock } from "../src/clock.ts";
 import { type LinkListenOptions, LinkServer } from "./link_server.ts";
 
 /** Default bound on pending journal bytes before appends get 503. */
@@ -22,6 +23,8 @@ export const journalBytesMaxDefault = 1024 * 1024 * 1024;
 export interface BackupOptions {
   /** Root of the backup's files. */
   dataDir: string;
+  /** The clock link epochs are bounded by (epoch_fence.ts); the system clock by default. */
+  clock?: Clock;
   journalBytesMax?: number;
   batchBytesMax?: number;
   journalSegmentBytes?: number;
@@ -122,7 +125,8 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
     [],
     (set) => set({}, applier.recordsApplied),
   );
-  const fence = new EpochFence();
+  const clock = opts.clock;
+  const fence = new EpochFence(clock ? () => clock.now() : undefined);
   let link: LinkServer | undefined;
   try {
     link = opts.link

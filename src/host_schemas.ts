@@ -137,6 +137,17 @@ export const hostVolumeView = z.object({
   /** What was found and what to run; null while trusted. */
   trustReason: z.string().nullable().default(null),
   generations: generationsView.optional(),
+  /** The tracker's lease epoch this agent holds the volume with; null before registration. */
+  leaseEpoch: z.number().nullable(),
+  /**
+   * True once another agent instance took the volume over (the tracker or backup refused this
+   * one as fenced): every write to it fails; it does not resume by itself.
+   */
+  fenced: z.boolean(),
+  /** The refusal that fenced it, naming the new holder when the refusal did. */
+  fencedReason: z.string().nullable(),
+  /** Who holds the volume now (the tracker's record), once looked up after the fence. */
+  fencedHolder: z.string().nullable(),
 });
 export type HostVolumeView = z.infer<typeof hostVolumeView>;
 
@@ -154,5 +165,7 @@ export const hostStatus = z.object({
     tracker: z.object({ lastError: z.string().nullable() }),
   }),
   volumes: z.array(hostVolumeView),
+  /** This agent process's lease identity (random per process). */
+  instance: z.string(),
 });
 export type HostStatus = z.infer<typeof hostStatus>;

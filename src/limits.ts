@@ -33,6 +33,28 @@ import assert from "node:assert/strict";
 
 const MiB = 1024 * 1024;
 
+/*
+ * Epoch bounds (backup/epoch_fence.ts checks every registration and HELLO against them, so one
+ * forged request cannot fence a volume for good):
+ *
+ *   - A link epoch is the host's clock in ms at its start, plus one per backup outage it saw; a
+ *     real one is never ahead of the backup's clock by more than the two clocks' skew plus the
+ *     outages. `epochAheadMsMax` (1 day) allows 86.4 M outages or a day of skew; 2^53 - 1 is
+ *     285 000 years ahead and is refused.
+ *   - A lease epoch is raised by one at the tracker per change of owning agent instance (takeover,
+ *     expiry, restart). A registration may raise the backup's lease epoch of a volume by at most
+ *     `leaseEpochStepMax` (2^20, a million owner changes the backup did not see, e.g. an agent
+ *     restarted every 30 s for a year while the backup was away); 0 counts as the current one of
+ *     a volume the backup has none for (fences live in memory, so after a backup restart too).
+ */
+/** Farthest a link epoch may be ahead of the backup's clock, in ms. */
+export const epochAheadMsMax = 24 * 3600 * 1000;
+/** Most a registration may raise a volume's lease epoch at the backup, in owner changes. */
+export const leaseEpochStepMax = 2 ** 20;
+
+// Both bounds leave any real epoch far below the largest safe integer.
+assert(leaseEpochStepMax < Number.MAX_SAFE_INTEGER / 2);
+
 /** Longest volume name in bytes (ASCII), as a record's name field and file names allow. */
 export const volumeNameBytesMax = 64;
 /** Bytes of a journal record's fixed header (src/journal_record.ts layout). */

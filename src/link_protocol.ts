@@ -85,7 +85,10 @@ export type AckMode = "durable" | "received";
 export interface LinkVolume {
   name: string;
   sizeBytes: number;
+  /** The connection's link epoch (backup/epoch_fence.ts). */
   epoch: number;
+  /** The tracker's lease epoch the host holds the volume with; absent from older hosts (0). */
+  leaseEpoch?: number;
 }
 
 /** HELLO payload. */

@@ -25,12 +25,33 @@ export function checkName(kind: "Volume" | "Host", name: string): string {
 
 const byteCount = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
-/** Most extents one tracking command may carry. */
 /** The `{name}` path parameter of every `/v1/volumes/{name}...` route, validated like a body. */
 export const volumeParams = z.object({ name: volumeName });
 export type VolumeParams = z.infer<typeof volumeParams>;
 
+/** Most extents one tracking command may carry. */
 export const trackExtentsMax = 4096;
+
+/** A lease epoch (tracker/registration.ts raises it by one per change of owning instance). */
+export const leaseEpoch = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+
+/** A host agent instance: a random id per process (host/main.ts), never reused. */
+export const instanceId = z.string().regex(
+  /^[A-Za-z0-9._:-]{1,64}$/,
+  "Must be 1-64 letters, digits, '.', '_', ':' or '-'",
+);
+
+/**
+ * The lease a host agent claims when it changes tracking state (marks, activity, retire, clear):
+ * the tracker refuses it with 409 "fenced" once another instance holds the volume or its lease
+ * epoch moved past this one (tracker/lease_fence.ts). Optional for older tools.
+ */
+export const leaseClaim = {
+  /** The sending agent's instance (`ownerInstance` of its registration). */
+  instance: instanceId.optional(),
+  /** The lease epoch the tracker answered its registration with. */
+  leaseEpoch: leaseEpoch.optional(),
+};
 
 export const extent = z.object({
   offset: byteCount,
@@ -52,6 +73,7 @@ export const trackRequest = z.object({
   extents: z.array(extent).min(1).max(trackExtentsMax),
   /** When the host saw the write; the tracker's clock is used when absent. */
   time: z.number().int().nonnegative().optional(),
+  ...leaseClaim,
 });
 export type TrackRequest = z.infer<typeof trackRequest>;
 
@@ -79,6 +101,22 @@ export const volumeRegistration = z.object({
   leaseMs: z.number().int().min(1000).max(24 * 3600 * 1000).default(30_000),
   /** Take the lease even if another host holds it (used by reconstruct for a dead host). */
   takeover: z.boolean().default(false),
+  /**
+   * A random id of the registering agent process: another instance is refused while the lease
+   * runs, whatever host id it uses (tracker/registration.ts). Absent (older tools): the host id.
+   */
+  ownerInstance: instanceId.optional(),
+  /**
+   * What the agent serves, e.g. "HOSTNAME:/real/path/of/primary.img": a new instance with the same
+   * host id and the same primary is a restart of the same agent (it holds an exclusive lock on
+   * the file) and takes the lease back at once.
+   */
+  ownerPrimary: z.string().min(1).max(8192).optional(),
+  /**
+   * The highest lease epoch the agent has seen for the volume; the tracker never answers a lower
+   * one, so a tracker that lost its record does not move the epoch back.
+   */
+  leaseEpoch: leaseEpoch.optional(),
 });
 export type VolumeRegistration = z.input<typeof volumeRegistration>;
 
@@ -89,6 +127,10 @@ export const volumeInfo = z.object({
   ownerHost: z.string(),
   ownerUrl: z.string(),
   leaseExpiresAt: z.number(),
+  /** The owning agent instance (absent for records of older tools). */
+  ownerInstance: z.string().optional(),
+  /** Raised by one per change of owning instance; the host sends it with marks and to the backup. */
+  leaseEpoch: z.number().optional(),
   dirtyRegions: z.number(),
   dirtyBytes: z.number(),
   oldestMarkAt: z.number().nullable(),
@@ -142,6 +184,7 @@ export const clearRequest = z.object({
   token: z.string().regex(/^\d+$/, "Must be a token returned by the log"),
   /** Clear only regions inside these extents; all dirty regions when absent. */
   extents: z.array(extent).max(trackExtentsMax).optional(),
+  ...leaseClaim,
 });
 export type ClearRequest = z.infer<typeof clearRequest>;
 
@@ -163,6 +206,7 @@ export const activityRequest = z.object({
   extents: z.array(extent).min(1).max(trackExtentsMax),
   /** When the host recorded it; accepted for symmetry with tracking, not stored. */
   time: z.number().int().nonnegative().optional(),
+  ...leaseClaim,
 });
 export type ActivityRequest = z.infer<typeof activityRequest>;
 
@@ -180,6 +224,7 @@ export type ActivityResponse = z.infer<typeof activityResponse>;
 export const activityRetireRequest = z.object({
   host: hostId,
   extents: z.array(extent).min(1).max(trackExtentsMax),
+  ...leaseClaim,
 });
 export type ActivityRetireRequest = z.infer<typeof activityRetireRequest>;
 

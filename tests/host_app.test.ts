@@ -132,6 +132,7 @@ Deno.test("the status document has the wire schema's shape", async () => {
       "unhardened",
       "components",
       "volumes",
+      "instance",
     ]);
     assert.deepEqual(after.volumes.map((v) => [v.name, v.sizeBytes, v.registered]), [
       ["vol0", sizeBytes, true],

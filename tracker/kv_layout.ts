@@ -35,6 +35,12 @@ export interface VolumeRecord {
    * before generations get one when the tracker loads them.
    */
   generation: string;
+  /** The owning agent process's random id (absent: registered by an older tool). */
+  ownerInstance?: string;
+  /** What the owner serves ("HOSTNAME:/real/primary/path"); same host id + same primary = restart. */
+  ownerPrimary?: string;
+  /** Raised by one per change of owning instance; marks of an older one are fenced. */
+  leaseEpoch?: number;
 }
 
 /** Key of a volume's registration. */

@@ -54,6 +54,7 @@ import type {
 import { GroupCommitter } from "./commit/group_commit.ts";
 import { seqsPrefix, volumeKey, type VolumeRecord, volumesPrefix } from "./kv_layout.ts";
 import { decideRegistration, type Registration } from "./registration.ts";
+import { checkLeaseClaim, type LeaseClaim } from "./lease_fence.ts";
 import { readLogPage } from "./log_reader.ts";
 import { SegmentCache, segmentCacheMaxDefault } from "./segment_cache.ts";
 import {
@@ -213,8 +214,14 @@ export class TrackerState {
   }
 
   /** Marks every region the extents touch; resolves after the marks are committed. */
-  async mark(name: string, extents: readonly Extent[], time: number): Promise<TrackResponse> {
+  async mark(
+    name: string,
+    extents: readonly Extent[],
+    time: number,
+    claim?: LeaseClaim,
+  ): Promise<TrackResponse> {
     const v = await this.#volume(name);
+    checkLeaseClaim(v.record, claim);
     const runs = runsOfExtents(v, extents);
     const op: MarkOp = { kind: "mark", volume: name, runs, time, regionsNew: 0 };
     await this.#committer.submit(op, segmentsSpanned(runs));
@@ -232,8 +239,14 @@ export class TrackerState {
    * Clears the dirty regions inside `extents` (all when absent) that were not marked after
    * `token`; those marked after it stay dirty and are reported as kept.
    */
-  async clear(name: string, token: string, extents?: readonly Extent[]): Promise<ClearResponse> {
+  async clear(
+    name: string,
+    token: string,
+    extents?: readonly Extent[],
+    claim?: LeaseClaim,
+  ): Promise<ClearResponse> {
     const v = await this.#volume(name);
+    checkLeaseClaim(v.record, claim);
     const t = Number(token);
     if (!/^\d+$/.test(token) || !Number.isSafeInteger(t)) {
       throw badRequest(`Token "${token}" is not a token returned by the log`);
@@ -259,8 +272,10 @@ export class TrackerState {
     name: string,
     host: string,
     extents: readonly Extent[],
+    claim?: LeaseClaim,
   ): Promise<ActivityResponse> {
     const v = await this.#volume(name);
+    checkLeaseClaim(v.record, claim);
     const runs = runsOfExtents(v, extents);
     const op: ActivityOp = { kind: "activity", volume: name, host, runs, regionsNew: 0 };
     await this.#committer.submit(op, segmentsSpanned(runs));
@@ -273,8 +288,10 @@ export class TrackerState {
     name: string,
     host: string,
     extents: readonly Extent[],
+    claim?: LeaseClaim,
   ): Promise<ActivityRetireResponse> {
     const v = await this.#volume(name);
+    checkLeaseClaim(v.record, claim);
     const runs = runsOfExtents(v, extents);
     const op: RetireOp = { kind: "retire", volume: name, host, runs, regionsRetired: 0 };
     await this.#committer.submit(op, segmentsSpanned(runs));

@@ -121,6 +121,8 @@ export function volumeInfo(
     ownerHost: record.ownerHost,
     ownerUrl: record.ownerUrl,
     leaseExpiresAt: record.leaseExpiresAt,
+    ...(record.ownerInstance === undefined ? {} : { ownerInstance: record.ownerInstance }),
+    leaseEpoch: record.leaseEpoch ?? 0,
     dirtyRegions,
     dirtyBytes: dirtyRegions * record.regionBytes - tailCut,
     oldestMarkAt: Number.isFinite(oldest) ? oldest : null,

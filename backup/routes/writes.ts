@@ -7,7 +7,7 @@ import { badRequest, notFound, tooLarge } from "../../src/errors.ts";
 import type { Metrics } from "../../src/metrics.ts";
 import { volumeParams, type WriteBatchResponse } from "../../src/schemas.ts";
 import { validate } from "../../src/validate.ts";
-import { epochHeader } from "../backup_schemas.ts";
+import { epochHeader, leaseEpochHeader } from "../backup_schemas.ts";
 import { checkBatch } from "../batch_check.ts";
 import { readBodyBounded } from "../body_reader.ts";
 import type { EpochFence } from "../epoch_fence.ts";
@@ -25,12 +25,12 @@ export interface WritesDeps {
   batchBytesMax: number;
 }
 
-/** The optional epoch header of a write batch. */
-function epochParam(text: string | undefined): number | undefined {
+/** An optional epoch header of a write batch. */
+function epochParam(header: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const epoch = Number(text);
   if (!/^\d{1,16}$/.test(text) || !Number.isSafeInteger(epoch)) {
-    throw badRequest(`Header ${epochHeader} "${text}" must be a whole number`);
+    throw badRequest(`Header ${header} "${text}" must be a whole number`);
   }
   return epoch;
 }
@@ -49,9 +49,12 @@ export function writesApp(deps: WritesDeps) {
     }
     journal.checkRoom(Number.isSafeInteger(declared) ? declared : 1);
     const body = await readBodyBounded(c.req.raw, batchBytesMax);
-    const epoch = epochParam(c.req.header(epochHeader));
+    const epoch = epochParam(epochHeader, c.req.header(epochHeader));
+    const leaseEpoch = epochParam(leaseEpochHeader, c.req.header(leaseEpochHeader));
     const batch = checkBatch(body, name, sizeBytes);
-    const admit = epoch === undefined ? undefined : () => fence.admit(name, epoch);
+    const admit = epoch === undefined && leaseEpoch === undefined
+      ? undefined
+      : () => fence.admit(name, epoch, leaseEpoch);
     await journal.append(body, batch.records, admit);
     metrics.count("trackmirror_backup_batches_total", "Batches acknowledged over HTTP");
     metrics.count(

@@ -21,7 +21,7 @@
  */
 import type { Clock } from "../../src/clock.ts";
 import { mergeExtents } from "../../src/extent.ts";
-import type { AckMode } from "../../src/link_protocol.ts";
+import type { AckMode, LinkVolume } from "../../src/link_protocol.ts";
 import { trackExtentsMax } from "../../src/schemas.ts";
 import type { MirrorRecord } from "../fork/backup_batcher.ts";
 import { LinkClient, type LinkClientOptions } from "../link/link_client.ts";
@@ -59,6 +59,14 @@ export interface SecondaryGenerations {
   checkSecondary(volume: string, answer: SecondaryRegistered | void): Promise<void>;
 }
 
+/** What BackupLink needs of a volume's lease (host/fork/lease_guard.ts provides it). */
+export interface VolumeLease {
+  readonly fenced: unknown;
+  readonly leaseEpoch: number | undefined;
+  /** Fences the volume when `err` is a fencing refusal of it; returns whether it is fenced. */
+  noteRefusal(err: unknown): boolean;
+}
+
 /** What BackupLink uses of a link (host/link/link_client.ts provides it). */
 export type BackupLinkPort = Pick<
   LinkClient,
@@ -91,8 +99,8 @@ export class BackupLink {
    * (backup/epoch_fence.ts). Starts at the clock so it also rises across agent restarts.
    */
   #epoch: number;
-  /** Volumes the probe registers with the backup: name → size in bytes. */
-  readonly #volumes = new Map<string, number>();
+  /** Volumes the probe registers with the backup: name → size in bytes and lease. */
+  readonly #volumes = new Map<string, { sizeBytes: number; lease: VolumeLease | undefined }>();
   #link: BackupLinkPort | undefined;
   /** Unhardened regions of a failed link not yet marked at the tracker: volume → regions. */
   readonly #uncovered = new Map<string, Set<number>>();
@@ -139,9 +147,12 @@ export class BackupLink {
     return this.#link?.framesSent ?? 0;
   }
 
-  /** Adds a volume the probe registers with the backup before declaring it online. */
-  addVolume(name: string, sizeBytes: number): void {
-    this.#volumes.set(name, sizeBytes);
+  /**
+   * Adds a volume the probe registers with the backup before declaring it online; with `lease`,
+   * the volume is registered with its lease epoch, and left out once fenced.
+   */
+  addVolume(name: string, sizeBytes: number, lease?: VolumeLease): void {
+    this.#volumes.set(name, { sizeBytes, lease });
   }
 
   /** The fork layer's port to the backup for one volume. */
@@ -221,7 +232,12 @@ export class BackupLink {
    * Registers one volume with the backup, with its primary generation when the agent keeps one,
    * and checks the answer's generations before the volume is mirrored again.
    */
-  async #register(name: string, sizeBytes: number, epoch: number): Promise<void> {
+  async #register(
+    name: string,
+    sizeBytes: number,
+    epoch: number,
+    leaseEpoch: number | undefined,
+  ): Promise<void> {
     const gens = this.opts.generations;
     const primaryGeneration = gens?.primaryGeneration(name);
     const answer = await this.backup.registerVolume(
@@ -229,6 +245,7 @@ export class BackupLink {
       sizeBytes,
       epoch,
       primaryGeneration === undefined ? undefined : { primaryGeneration },
+      leaseEpoch,
     );
     await gens?.checkSecondary(name, answer);
   }
@@ -241,12 +258,12 @@ export class BackupLink {
     name: string,
     primaryGeneration: string,
   ): Promise<SecondaryRegistered | void> {
-    const sizeBytes = this.#volumes.get(name);
-    if (sizeBytes === undefined) throw new RangeError(`Volume "${name}" is not served here`);
-    return await this.backup.registerVolume(name, sizeBytes, this.#epoch, {
+    const v = this.#volumes.get(name);
+    if (v === undefined) throw new RangeError(`Volume "${name}" is not served here`);
+    return await this.backup.registerVolume(name, v.sizeBytes, this.#epoch, {
       primaryGeneration,
       adoptPrimary: true,
-    });
+    }, v.lease?.leaseEpoch);
   }
 
   /** The backup is usable again when it answers, knows every volume, and the link is up. */
@@ -257,12 +274,25 @@ export class BackupLink {
       throw new BackupDegradedError(health.reason ?? "no reason given");
     }
     await this.settled();
-    const volumes = [...this.#volumes].map(([name, sizeBytes]) => ({
-      name,
-      sizeBytes,
-      epoch: this.#epoch,
-    }));
-    for (const v of volumes) await this.#register(v.name, v.sizeBytes, v.epoch);
+    // Each volume goes with its lease epoch too; one the backup refuses as fenced (another
+    // instance took it) is fenced here and left out of the link.
+    const volumes: LinkVolume[] = [];
+    for (const [name, { sizeBytes, lease }] of this.#volumes) {
+      if (lease?.fenced) continue; // another instance owns it: nothing more goes to the backup
+      const leaseEpoch = lease?.leaseEpoch;
+      try {
+        await this.#register(name, sizeBytes, this.#epoch, leaseEpoch);
+      } catch (err) {
+        if (lease?.noteRefusal(err)) continue;
+        throw err;
+      }
+      volumes.push({
+        name,
+        sizeBytes,
+        epoch: this.#epoch,
+        ...(leaseEpoch === undefined ? {} : { leaseEpoch }),
+      });
+    }
     const addresses = this.opts.linkAddress ? [] : await this.backup.linkAddresses();
     const address = this.opts.linkAddress ?? addresses.find((a) => !a.startsWith("tcp://")) ??
       addresses.find((a) => a.startsWith("tcp://"));

@@ -28,6 +28,11 @@ export type { HostVolume, HostVolumeConfig } from "./volume_stack.ts";
 
 export interface HostAgentOptions {
   hostId: string;
+  /**
+   * This agent process's identity in its leases; a fresh random one by default (never reuse one:
+   * the tracker takes two agents with one instance for one).
+   */
+  instance?: string;
   /** URL where reconstruct reaches this agent's HTTP API. */
   advertiseUrl: string;
   volumes: HostVolumeConfig[];
@@ -76,8 +81,11 @@ export class HostAgent {
   readonly backupLink: BackupLink;
   readonly #volumes = new Map<string, HostVolume>();
   readonly #lease: TrackerLease;
+  /** This process's lease identity (`opts.instance` or a random UUID). */
+  readonly instance: string;
 
   private constructor(readonly opts: HostAgentOptions) {
+    this.instance = opts.instance ?? crypto.randomUUID();
     this.backupLink = new BackupLink(opts.backup, {
       hostId: opts.hostId,
       ack: opts.ack,
@@ -96,7 +104,7 @@ export class HostAgent {
         },
       },
     });
-    this.#lease = new TrackerLease(opts, this.#volumes);
+    this.#lease = new TrackerLease({ ...opts, instance: this.instance }, this.#volumes);
     if (opts.autoResync) {
       this.backupStatus.onChange((state) => {
         if (state === "online") void this.#autoResync();
@@ -118,6 +126,7 @@ export class HostAgent {
       await agent.close();
       throw err;
     }
+    await agent.#claimBackupLeaseEpochs();
     await agent.#lease.start();
     agent.backupStatus.start();
     return agent;
@@ -225,6 +234,7 @@ export class HostAgent {
   status(): HostStatus {
     return statusView({
       hostId: this.opts.hostId,
+      instance: this.instance,
       advertiseUrl: this.opts.advertiseUrl,
       forking: this.opts.forking !== false,
       backup: this.backupStatus.view(),
@@ -261,6 +271,7 @@ export class HostAgent {
     if (this.#volumes.has(cfg.name)) throw new RangeError(`Volume "${cfg.name}" is given twice`);
     const v = await openVolumeStack({
       ...opts,
+      instance: this.instance,
       volume: cfg,
       backup: this.backupLink,
       reRegister: () => this.#lease.renewNow(),
@@ -269,7 +280,35 @@ export class HostAgent {
       submitter: this.backupLink.submitterFor(cfg.name),
     });
     this.#volumes.set(cfg.name, v);
-    this.backupLink.addVolume(v.name, v.sizeBytes);
+    this.backupLink.addVolume(v.name, v.sizeBytes, v.lease);
+    v.lease.onFenced(() => void this.#lookUpHolder(v));
+  }
+
+  /**
+   * Before the first registration: the lease epochs the backup's fence holds for our volumes
+   * become our claim. A tracker that lost its record (or was restored from an older copy) would
+   * otherwise hand this restarted agent an epoch the backup refuses as fenced. A backup that does
+   * not answer is no reason to wait: the claim is only needed when it has a fence.
+   */
+  async #claimBackupLeaseEpochs(): Promise<void> {
+    try {
+      for (const b of (await this.opts.backup.listVolumes?.()) ?? []) {
+        this.#volumes.get(b.name)?.lease.saw(b.leaseEpoch);
+      }
+    } catch (err) {
+      console.warn(`host: backup volumes not read at start: ${(err as Error).message}`);
+    }
+  }
+
+  /** A fenced volume's refusals name the new holder: the tracker's record says who it is. */
+  async #lookUpHolder(v: HostVolume): Promise<void> {
+    try {
+      const info = await this.opts.tracker.getVolume(v.name);
+      if (info.ownerInstance === this.instance) return; // the refusal came from elsewhere
+      v.lease.setHolder(
+        `host "${info.ownerHost}" (instance ${info.ownerInstance ?? "unknown"}, ${info.ownerUrl})`,
+      );
+    } catch { /* the tracker may be away; the refusal's own words stay */ }
   }
 
   async #autoResync(): Promise<void> {

@@ -31,15 +31,29 @@ export interface SecondaryRegistered {
 
 /** What the agent needs of the backup (backup/client.ts provides it). */
 export interface HostBackup {
-  /** With `generation`: the registering primary's generation (issue 9), adopted on request. */
+  /**
+   * With `generation`: the registering primary's generation (issue 9), adopted on request; with
+   * `leaseEpoch`: the tracker's lease epoch this agent holds (a fenced one is refused, 409).
+   */
   registerVolume(
     name: string,
     sizeBytes: number,
     epoch?: number,
     generation?: { primaryGeneration: string; adoptPrimary?: boolean },
+    leaseEpoch?: number,
   ): Promise<SecondaryRegistered | void>;
-  writeBatch(volume: string, body: Uint8Array, epoch?: number): Promise<unknown>;
+  writeBatch(
+    volume: string,
+    body: Uint8Array,
+    epoch?: number,
+    leaseEpoch?: number,
+  ): Promise<unknown>;
   healthz(): Promise<boolean>;
+  /**
+   * The backup's volumes with their fences (GET /v1/volumes); optional: a restarting agent claims
+   * the lease epochs the backup knows, so a tracker that lost its record does not fence it.
+   */
+  listVolumes?(): Promise<{ name: string; leaseEpoch?: number }[]>;
   /** Where the backup's host link listens (GET /v1/link). */
   linkAddresses(): Promise<string[]>;
   /**

@@ -4,6 +4,8 @@ import { type HostVolume, latestResync } from "./volume_stack.ts";
 
 export interface StatusInputs {
   hostId: string;
+  /** This agent process's lease identity. */
+  instance: string;
   advertiseUrl: string;
   /** false: the primary is served directly (no fork). */
   forking: boolean;
@@ -38,6 +40,10 @@ export function statusView(s: StatusInputs): HostStatus {
       path: v.path,
       sizeBytes: v.sizeBytes,
       registered: s.isRegistered(v.name),
+      leaseEpoch: v.lease.leaseEpoch ?? null,
+      fenced: v.lease.fenced !== null,
+      fencedReason: v.lease.fenced?.reason ?? null,
+      fencedHolder: v.lease.fenced?.holder ?? null,
       writes: v.fork?.counters ?? null,
       primary: {
         errors: v.primary.errors,
@@ -70,5 +76,6 @@ export function statusView(s: StatusInputs): HostStatus {
         secondary: v.trust.sidecar.secondaryGeneration,
       },
     })),
+    instance: s.instance,
   };
 }

@@ -2,6 +2,11 @@
  * The host's lease on its volumes at the tracker: registers them, renews every `leaseMs / 3`,
  * promotes the previous run's activity marks to dirty marks (enabling retirement after), and
  * remembers the tracker's last error for the status document.
+ *
+ * Each registration names this process (`ownerInstance`) and its primary (`ownerPrimary`) and
+ * hands the granted lease epoch to the volume's LeaseGuard. A renewal the tracker refuses with
+ * 409 means another instance holds the volume now: the volume is fenced, and never renewed again
+ * (a renewal after the new owner's lease ran out would take the volume back behind its back).
  */
 import type { HostVolume } from "./volume_stack.ts";
 import type { HostTracker } from "./ports.ts";
@@ -12,6 +17,8 @@ export const leaseMsDefault = 30_000;
 export interface TrackerLeaseOptions {
   tracker: HostTracker;
   hostId: string;
+  /** This agent process's lease identity. */
+  instance: string;
   /** URL where reconstruct reaches this agent's HTTP API. */
   advertiseUrl: string;
   regionBytes: number;
@@ -66,6 +73,7 @@ export class TrackerLease {
   async #register(startup: boolean): Promise<void> {
     const { opts } = this;
     for (const v of this.volumes.values()) {
+      if (v.lease.fenced) continue;
       try {
         const seen = v.trust.snapshot();
         const info = await opts.tracker.registerVolume(v.name, {
@@ -75,9 +83,15 @@ export class TrackerLease {
           ownerUrl: opts.advertiseUrl,
           leaseMs: opts.leaseMs ?? leaseMsDefault,
           takeover: startup && (opts.takeover ?? false),
+          ownerInstance: opts.instance,
+          ownerPrimary: v.lease.primaryId,
+          ...(v.lease.registrationClaim === undefined
+            ? {}
+            : { leaseEpoch: v.lease.registrationClaim }),
         });
         // Issue 9: a lost or older tracker record is noticed here, before anything relies on it.
         await v.trust.checkTracker(info, seen, true);
+        v.lease.granted(info.leaseEpoch);
         this.#registered.add(v.name);
         if (!v.promoted) await this.#promote(v);
         this.#trackerError = null;
@@ -87,6 +101,11 @@ export class TrackerLease {
         // 4xx: the tracker refuses this volume (size differs, lease held elsewhere): do not serve it.
         if (startup && status >= 400 && status < 500) {
           throw new RangeError(`Tracker refused volume "${v.name}": ${(err as Error).message}`);
+        }
+        // Refused after start-up: another instance holds the lease now (the geometry was
+        // accepted at start, or the agent would not have started): fenced.
+        if (status === 409) {
+          v.lease.fence(`The tracker refused the lease renewal: ${(err as Error).message}`);
         }
         if (startup) {
           console.warn(`host: tracker unreachable, will retry: ${(err as Error).message}`);

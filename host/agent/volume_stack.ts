@@ -16,6 +16,7 @@ import {
 } from "../fork/activity_record.ts";
 import { BackupBatcher, type BatcherOptions, type BatchWriter } from "../fork/backup_batcher.ts";
 import { FileVolume } from "../fork/file_volume.ts";
+import { leasedTracker, LeaseGuard } from "../fork/lease_guard.ts";
 import { ForkDevice, type ForkPaths } from "../fork/fork_device.ts";
 import { RangeLock } from "../fork/range_lock.ts";
 import { TrackerMarker } from "../fork/tracker_marker.ts";
@@ -59,11 +60,15 @@ export interface HostVolume {
   promoted: boolean;
   /** Generations and trust (issue 9): whether its mirror may be trusted, mirrored, resynced. */
   trust: VolumeTrust;
+  /** This instance's lease on the volume, and whether it was fenced. */
+  lease: LeaseGuard;
 }
 
 export interface VolumeStackOptions {
   volume: HostVolumeConfig;
   hostId: string;
+  /** This agent process's random id (its lease identity at the tracker); random by default. */
+  instance?: string;
   regionBytes: number;
   /** The tracker's ports the marker, the activity record and resync use. */
   tracker: Pick<HostTracker, "track"> & ActivityTracker & ResyncTracker;
@@ -134,6 +139,8 @@ function checkedSender(
 export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVolume> {
   const cfg = opts.volume;
   const primary = await FileVolume.open(cfg.path, cfg.sizeBytes, opts.faults);
+  // The lock first: a second agent on this primary stops before it reads or writes the sidecar.
+  const { lease, tracker } = await leaseOf(opts, primary);
   let trust: VolumeTrust;
   try {
     trust = await VolumeTrust.open(cfg.name, cfg.path, () => opts.clock.now());
@@ -155,7 +162,7 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
   const now = () => opts.clock.now();
   const predictRegions = opts.predictRegions ?? predictRegionsDefault;
   const marker = new TrackerMarker(
-    checkedSender(opts.tracker, trust, opts.reRegister),
+    checkedSender(tracker, trust, opts.reRegister),
     opts.hostId,
     cfg.name,
     opts.regionBytes,
@@ -171,7 +178,7 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
   const regionsPerUnit = unitBytes / opts.regionBytes;
   const activity = activityRegionsMax === 0
     ? undefined
-    : new ActivityRecord(opts.tracker, opts.hostId, cfg.name, unitBytes, cfg.sizeBytes, now, {
+    : new ActivityRecord(tracker, opts.hostId, cfg.name, unitBytes, cfg.sizeBytes, now, {
       unitsMax: Math.max(1, Math.floor(activityRegionsMax / regionsPerUnit)),
       predictUnits: Math.ceil(predictRegions / regionsPerUnit),
     });
@@ -184,6 +191,7 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     batcher: opts.submitter ?? batcher,
     marker,
     activity,
+    lease,
   });
   const resync = new Resync({
     volume: cfg.name,
@@ -192,7 +200,7 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     locks,
     backup,
     writer: opts.writer,
-    tracker: opts.tracker,
+    tracker,
     marker,
     clock: opts.clock,
   }, opts.resync);
@@ -205,7 +213,7 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     backup,
     writer: opts.writer,
     secondary: opts.secondary,
-    tracker: opts.tracker,
+    tracker,
     marker,
     clock: opts.clock,
   }, { bytesPerSecMax: opts.resync?.bytesPerSecMax, ...opts.checksumResync });
@@ -223,5 +231,46 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     resyncMode: "plain",
     promoted: false,
     trust,
+    lease,
   };
+}
+
+/**
+ * The volume's lease guard and the tracker as its layers use it (with the lease claim). Locks the
+ * primary first (closing it when another process holds it): the lease's `ownerPrimary` is only
+ * this agent's while it holds the file.
+ */
+async function leaseOf(
+  opts: VolumeStackOptions,
+  primary: FileVolume,
+): Promise<{ lease: LeaseGuard; tracker: VolumeStackOptions["tracker"] }> {
+  try {
+    await primary.lockExclusive();
+  } catch (err) {
+    await primary.close();
+    throw err;
+  }
+  const lease = new LeaseGuard(
+    opts.volume.name,
+    opts.instance ?? crypto.randomUUID(),
+    await primaryId(opts.volume.path),
+    () => opts.clock.now(),
+  );
+  return { lease, tracker: leasedTracker(opts.tracker, lease) };
+}
+
+/**
+ * What this agent serves, as the tracker compares it: "HOSTNAME:/real/path". The host name needs
+ * --allow-sys=hostname; without it, the kernel's name from /proc, else "localhost".
+ */
+async function primaryId(path: string): Promise<string> {
+  let hostname = "localhost";
+  try {
+    if (Deno.permissions.querySync({ name: "sys", kind: "hostname" }).state === "granted") {
+      hostname = Deno.hostname();
+    } else {
+      hostname = (await Deno.readTextFile("/proc/sys/kernel/hostname")).trim() || hostname;
+    }
+  } catch { /* keep "localhost" */ }
+  return `${hostname}:${await Deno.realPath(path)}`;
 }

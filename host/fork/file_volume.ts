@@ -82,6 +82,22 @@ export class FileVolume implements BlockDevice {
     }
   }
 
+  /**
+   * Takes an exclusive lock (flock) on the image until close, or fails at once naming the path
+   * when another process holds one. The host agent holds its primaries so: a second agent on the
+   * same file would be a second writer the tracker takes for a restart of the first (same
+   * primary, tracker/registration.ts).
+   */
+  async lockExclusive(): Promise<void> {
+    this.#checkOpen();
+    if (!(await this.file.tryLock(true))) {
+      throw new RangeError(
+        `Volume image "${this.path}" is locked by another process (another host agent serving ` +
+          `it?); stop that one or give another --volume path`,
+      );
+    }
+  }
+
   async flush(): Promise<void> {
     this.#checkOpen();
     try {

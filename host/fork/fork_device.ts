@@ -42,6 +42,15 @@ export interface ForkPaths {
   };
   batcher: { submit(rec: MirrorRecord): Promise<void> };
   marker: { ensureMarked(offset: number, length: number): Promise<void> };
+  /**
+   * The volume's lease (lease_guard.ts): once fenced, every write fails before anything is sent
+   * or written, and a fencing refusal from the backup or the tracker fences it and fails the
+   * write instead of trying the other path. Absent: no fencing (tests, tools).
+   */
+  lease?: {
+    check(what: string): void;
+    noteRefusal(err: unknown): boolean;
+  };
   /** Activity marks while the backup is online (activity_record.ts); absent: none are kept. */
   activity?: {
     acquire(offset: number, length: number): Promise<void>;
@@ -109,9 +118,11 @@ export class ForkDevice extends PassThroughDevice {
 
   /** Steps 2-5 of the write path for one record. */
   async #forked(rec: MirrorRecord, applyPrimary: () => Promise<void>): Promise<ForkOutcome> {
+    this.#checkLease(rec);
     const release = await this.paths.locks.acquire(rec.offset, rec.length);
     const pin = { held: false, safe: false };
     try {
+      this.#checkLease(rec); // the lock wait is an await: a refusal may have come meanwhile
       const outcome = await this.#makeSafe(rec, pin);
       // Covered by a dirty mark, the range stays safe even if the primary write fails; covered
       // only by the backup, a failed primary write leaves the backup ahead of the primary.
@@ -164,6 +175,7 @@ export class ForkDevice extends PassThroughDevice {
         } catch (err) {
           pin.safe = true; // nothing was sent anywhere
           this.counters.failed++;
+          this.#noteFenced(rec, err);
           throw new ServiceError(
             503,
             `Write to volume "${volume}" at ${rec.offset}+${rec.length} failed, primary untouched: ` +
@@ -186,6 +198,8 @@ export class ForkDevice extends PassThroughDevice {
               err.message,
           );
         }
+        // Fenced by the backup: the tracker must not be asked to cover this write instead.
+        this.#noteFenced(rec, err, () => this.counters.failed++);
         backupError = err;
         backup.markOffline(err);
       }
@@ -197,12 +211,27 @@ export class ForkDevice extends PassThroughDevice {
       return "tracker";
     } catch (trackerError) {
       this.counters.failed++;
+      this.#noteFenced(rec, trackerError);
       throw new ServiceError(
         503,
         `Write to volume "${volume}" at ${rec.offset}+${rec.length} failed, primary untouched: ` +
           `backup ${describe(backupError)}; tracker ${describe(trackerError)}`,
       );
     }
+  }
+
+  /** Throws 409 once the volume's lease is fenced. */
+  #checkLease(rec: MirrorRecord): void {
+    this.paths.lease?.check(
+      `Write to volume "${this.paths.volume}" at ${rec.offset}+${rec.length}`,
+    );
+  }
+
+  /** When `err` fenced the volume: runs `before` and throws the 409 (primary untouched). */
+  #noteFenced(rec: MirrorRecord, err: unknown, before?: () => void): void {
+    if (!this.paths.lease?.noteRefusal(err)) return;
+    before?.();
+    this.#checkLease(rec);
   }
 }
 

@@ -51,13 +51,17 @@ export async function resyncOrphan(info: VolumeInfo, opts: OrphanOptions): Promi
   }
   const primary = await FileVolume.open(opts.primaryPath, info.sizeBytes);
   try {
-    await opts.tracker.registerVolume(info.name, {
+    // Claim the lease epoch the backup's fence holds, so the epoch the takeover raises is above
+    // it even if the tracker's record lost part of its history (lost, restored from a copy).
+    const fence = (await opts.backup.listVolumes()).find((v) => v.name === info.name);
+    const taken = await opts.tracker.registerVolume(info.name, {
       sizeBytes: info.sizeBytes,
       regionBytes: info.regionBytes,
       ownerHost: opts.asHost,
       // reconstruct serves no API: a host agent taking the volume back re-registers with its own.
       ownerUrl: "http://127.0.0.1:1",
       takeover: true,
+      ...(fence?.leaseEpoch === undefined ? {} : { leaseEpoch: fence.leaseEpoch }),
     });
     const { regionsPromoted } = await opts.tracker.promoteActivity(info.name, info.ownerHost);
     if (regionsPromoted > 0) {
@@ -68,7 +72,9 @@ export async function resyncOrphan(info: VolumeInfo, opts: OrphanOptions): Promi
     }
     // An epoch above any the dead host used (its epochs started at its own start time).
     const epoch = systemClock.now();
-    await opts.backup.registerVolume(info.name, info.sizeBytes, epoch);
+    // The lease epoch the takeover raised: the dead host's batches are fenced from now on.
+    const leaseEpoch = taken.leaseEpoch;
+    await opts.backup.registerVolume(info.name, info.sizeBytes, epoch, undefined, leaseEpoch);
     let offline: unknown;
     const deps = {
       volume: info.name,
@@ -83,7 +89,7 @@ export async function resyncOrphan(info: VolumeInfo, opts: OrphanOptions): Promi
       },
       writer: {
         writeBatch: (volume: string, body: Uint8Array) =>
-          opts.backup.writeBatch(volume, body, epoch),
+          opts.backup.writeBatch(volume, body, epoch, leaseEpoch),
       },
       tracker: opts.tracker,
       marker: { forget: () => {} },

@@ -15,7 +15,7 @@ export function activityRoutes({ store, metrics, clock }: RouteDeps) {
     .post("/v1/activity", validate("json", activityRequest), async (c) => {
       const req = c.req.valid("json");
       metrics.count("trackmirror_tracker_activity_requests_total", "Activity commands received");
-      const res = await store.recordActivity(req.volume, req.host, req.extents);
+      const res = await store.recordActivity(req.volume, req.host, req.extents, req);
       metrics.count(
         "trackmirror_tracker_activity_regions_new_total",
         "Activity regions added",
@@ -29,7 +29,12 @@ export function activityRoutes({ store, metrics, clock }: RouteDeps) {
       validate("json", activityRetireRequest),
       async (c) => {
         const req = c.req.valid("json");
-        const res = await store.retireActivity(c.req.valid("param").name, req.host, req.extents);
+        const res = await store.retireActivity(
+          c.req.valid("param").name,
+          req.host,
+          req.extents,
+          req,
+        );
         metrics.count(
           "trackmirror_tracker_activity_regions_retired_total",
           "Activity regions retired",

@@ -30,7 +30,7 @@ export function volumeRoutes({ store, metrics }: RouteDeps) {
       validate("json", clearRequest),
       async (c) => {
         const req = c.req.valid("json");
-        const res = await store.clear(c.req.valid("param").name, req.token, req.extents);
+        const res = await store.clear(c.req.valid("param").name, req.token, req.extents, req);
         metrics.count(
           "trackmirror_tracker_regions_cleared_total",
           "Regions cleared",
