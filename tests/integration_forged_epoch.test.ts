@@ -39,7 +39,12 @@ Deno.test("a forged huge epoch at the backup gets 400 and the real host keeps mi
     const status = await host.status();
     assert.equal(status.mode, "mirroring");
     assert.equal(status.volumes[0].fenced, false);
-    assert.deepEqual(status.volumes[0].writes, { viaBackup: 2, viaTracker: 0, failed: 0 });
+    assert.deepEqual(status.volumes[0].writes, {
+      viaBackup: 2,
+      viaTracker: 0,
+      failed: 0,
+      primaryFailed: 0,
+    });
     await sys.flushBackup();
     assert.equal(await sys.sha256Secondary(), await sys.sha256Primary());
   } finally {

@@ -145,8 +145,10 @@ Deno.test("a second agent with another primary for the same volume is in split b
   try {
     await sys.waitMirroring();
     const first = await hostVolume(sys);
-    // The same (default) host id, another primary image: the tracker lets it take the owner URL.
+    // The same (default) host id, another primary image, taking the lease over (without
+    // --takeover the tracker refuses it: tests/integration_split_brain.test.ts).
     other = await startService("host/main.ts", [
+      "--takeover",
       "--nbd-port",
       "0",
       "--tracker",

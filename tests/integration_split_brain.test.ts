@@ -104,7 +104,18 @@ Deno.test("a second agent for a leased volume is refused naming the holder; afte
     assert.match(fenced.fencedReason ?? "", /Volume "vol0" is fenced: /);
 
     await second.write(sys.volume, 6 * MiB, randomBytes(rand, MiB));
-    const { code, output } = await sys.reconstruct();
+    // Another primary took the volume: its generation is not the secondary's writer, so the
+    // pair is in split brain and a plain reconstruct refuses; keeping the new owner's primary is
+    // the operator's call (issue 9 item 1).
+    const plain = await sys.reconstruct();
+    assert.equal(plain.code, 1, plain.output);
+    assert.match(plain.output, /--checksum --discard-secondary/);
+    const { code, output } = await sys.reconstruct([
+      "--volume",
+      sys.volume,
+      "--checksum",
+      "--discard-secondary",
+    ]);
     assert.equal(code, 0, output);
     await sys.flushBackup();
     assert.equal(await sys.sha256Secondary(), await sha256File(other));
