@@ -22,6 +22,16 @@ export interface System {
    * kept across `restartBackup`), so a test can cut, hold or delay the link alone.
    */
   linkProxy?: TcpProxy;
+  /** With `trackerProxy`: the proxy the host reaches the tracker through (kept across restarts). */
+  trackerProxy?: TcpProxy;
+  /** With `backupProxy`: the proxy the host reaches the backup's HTTP API through. */
+  backupProxy?: TcpProxy;
+  /** The tracker's KV file (its `-wal` and `-shm` files lie beside it). */
+  kvPath: string;
+  /** The host agent's flags (without `--port`), e.g. to start a second agent like it. */
+  hostArgs: string[];
+  /** The environment every service of the system was started with (`SystemOptions.env`). */
+  env: Record<string, string>;
   /** Starts the backup again on its port and data dir (after a kill). */
   restartBackup(): Promise<void>;
   restartTracker(): Promise<void>;
@@ -47,6 +57,12 @@ export interface SystemOptions {
    * host at the proxy (`--backup-link tcp://127.0.0.1:<proxy port>`).
    */
   linkProxy?: boolean;
+  /** Puts a TcpProxy between the host and the tracker (the host's `--tracker` is the proxy). */
+  trackerProxy?: boolean;
+  /** Puts a TcpProxy between the host and the backup's HTTP API (the host's `--backup`). */
+  backupProxy?: boolean;
+  /** Environment for every service process, e.g. `TRACKMIRROR_FAULT_FILE`. */
+  env?: Record<string, string>;
 }
 
 export async function startSystem(opts: SystemOptions = {}): Promise<System> {
@@ -64,6 +80,7 @@ export async function startSystem(opts: SystemOptions = {}): Promise<System> {
   const backupArgs = ["--data", backupDir];
   const linkArgs: string[] = [];
   const sys = {} as System;
+  const env = opts.env ?? {};
   if (opts.linkProxy) {
     const linkPort = freePort();
     backupArgs.push("--link-port", String(linkPort));
@@ -71,49 +88,61 @@ export async function startSystem(opts: SystemOptions = {}): Promise<System> {
     linkArgs.push("--backup-link", `tcp://127.0.0.1:${sys.linkProxy.port}`);
   }
   try {
-    sys.tracker = await startService("tracker/main.ts", ["--kv", kv], { port: trackerPort });
+    sys.tracker = await startService("tracker/main.ts", ["--kv", kv], { port: trackerPort, env });
     started.push(sys.tracker);
-    sys.backup = await startService("backup/main.ts", backupArgs, { port: backupPort });
+    sys.backup = await startService("backup/main.ts", backupArgs, { port: backupPort, env });
     started.push(sys.backup);
+    if (opts.trackerProxy) {
+      sys.trackerProxy = new TcpProxy({ hostname: "127.0.0.1", port: trackerPort });
+    }
+    if (opts.backupProxy) {
+      sys.backupProxy = new TcpProxy({ hostname: "127.0.0.1", port: backupPort });
+    }
     const nbdPort = freePort();
     sys.nbdUri = `nbd://127.0.0.1:${nbdPort}/${volume}`;
     hostArgs = [
       "--nbd-port",
       String(nbdPort),
       "--tracker",
-      sys.tracker.url,
+      sys.trackerProxy ? `http://127.0.0.1:${sys.trackerProxy.port}` : sys.tracker.url,
       "--backup",
-      sys.backup.url,
+      sys.backupProxy ? `http://127.0.0.1:${sys.backupProxy.port}` : sys.backup.url,
       "--volume",
       `${volume}=${primaryPath}:${sizeBytes}`,
       ...linkArgs,
       ...(opts.hostArgs ?? []),
     ];
-    sys.host = await startService("host/main.ts", hostArgs);
+    sys.host = await startService("host/main.ts", hostArgs, { env });
     started.push(sys.host);
   } catch (err) {
     for (const p of started) await p.kill();
-    await sys.linkProxy?.close();
+    await closeProxies(sys);
     await Deno.remove(dir, { recursive: true });
     throw err;
   }
   Object.assign(sys, {
     dir,
+    kvPath: kv,
+    hostArgs,
+    env,
     volume,
     sizeBytes,
     primaryPath,
     secondaryPath: `${backupDir}/volumes/${volume}.img`,
     async restartBackup() {
       await sys.backup.kill();
-      sys.backup = await startService("backup/main.ts", backupArgs, { port: backupPort });
+      sys.backup = await startService("backup/main.ts", backupArgs, { port: backupPort, env });
     },
     async restartHost() {
       await sys.host.kill();
-      sys.host = await startService("host/main.ts", hostArgs, { port: sys.host.port });
+      sys.host = await startService("host/main.ts", hostArgs, { port: sys.host.port, env });
     },
     async restartTracker() {
       await sys.tracker.kill();
-      sys.tracker = await startService("tracker/main.ts", ["--kv", kv], { port: trackerPort });
+      sys.tracker = await startService("tracker/main.ts", ["--kv", kv], {
+        port: trackerPort,
+        env,
+      });
     },
     async waitMirroring(timeoutMs = 20_000) {
       const deadline = Date.now() + timeoutMs;
@@ -141,9 +170,15 @@ export async function startSystem(opts: SystemOptions = {}): Promise<System> {
     sha256Secondary: () => sha256File(`${backupDir}/volumes/${volume}.img`),
     async stop() {
       await Promise.all([sys.host.stop(), sys.backup.stop(), sys.tracker.stop()]);
-      await sys.linkProxy?.close();
+      await closeProxies(sys);
       await Deno.remove(dir, { recursive: true });
     },
   });
   return sys;
+}
+
+async function closeProxies(sys: System): Promise<void> {
+  await sys.linkProxy?.close();
+  await sys.trackerProxy?.close();
+  await sys.backupProxy?.close();
 }
