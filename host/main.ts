@@ -159,6 +159,8 @@ async function main(): Promise<void> {
     throw new RangeError(`At least one --volume NAME=PATH:SIZE is needed\n${usage}`);
   }
   const token = flags.token ?? Deno.env.get("TRACKMIRROR_TOKEN");
+  const leaseMs = parseLeaseMs(flags["lease-ms"]);
+  const probeIntervalMsMax = parseProbeIntervalMsMax(flags["probe-interval-ms-max"]);
 
   // Listen first (so a taken port fails before anything is touched, and port 0 is resolved for
   // the advertised URL); requests are answered 503 until the agent is ready.
@@ -184,8 +186,8 @@ async function main(): Promise<void> {
     linkAckTimeoutMs: parseLinkAckTimeoutMs(flags["link-ack-timeout-ms"]),
     autoResync: flags["auto-resync"] ?? false,
     takeover: flags.takeover ?? false,
-    leaseMs: parseLeaseMs(flags["lease-ms"]),
-    probe: { probeIntervalMsMax: parseProbeIntervalMsMax(flags["probe-interval-ms-max"]) },
+    leaseMs,
+    probe: { probeIntervalMsMax },
     predictRegions: parseCount("predict-regions", flags["predict-regions"], predictRegionsDefault),
     activityRegionsMax: parseCount(
       "activity-regions-max",
