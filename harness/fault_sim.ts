@@ -16,6 +16,11 @@ import type { TcpProxy } from "./tcp_proxy.ts";
 /** What the injector needs from the workload. */
 export interface FaultHooks {
   /**
+   * How often the host renews its lease (its `--lease-ms` / 3): kv-older keeps the newer record
+   * at least this long (plus a margin), so the host has seen it before the older copy returns.
+   */
+  leaseRenewMs: number;
+  /**
    * One write the model knows of, sent while the backup is unreachable, so the tracker must hold
    * a dirty mark for it (kv-older replaces the KV with a copy from before that mark).
    */
@@ -25,6 +30,8 @@ export interface FaultHooks {
 /** How long the injector waits for the host to notice something (mode change, lease). */
 const noticeMsMax = 10_000;
 const pollMs = 50;
+/** Margin over a lease renewal interval for the host's renewal to have been answered. */
+const renewMarginMs = 500;
 
 export class FaultInjector {
   /** Faults injected so far, by kind. */
@@ -162,7 +169,7 @@ export class FaultInjector {
     } finally {
       healProxy(link);
     }
-    await sleep(forMs);
+    await sleep(Math.max(forMs, this.hooks.leaseRenewMs + renewMarginMs));
     await sys.tracker.kill();
     for (const path of files) {
       await Deno.remove(path).catch(() => {});

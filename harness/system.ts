@@ -1,6 +1,8 @@
 /**
  * The whole system as real processes on free loopback ports, for integration tests: tracker,
  * backup and one host agent serving volume `vol0`. Every process started here is stopped by `stop`.
+ * Optional TcpProxies sit between the host and the backup link, the tracker, or the backup's HTTP
+ * API (each kept across restarts of the service behind it), so a test can fault one path alone.
  */
 import { freePort, type ServiceProcess, startService } from "./service_process.ts";
 import { TcpProxy } from "./tcp_proxy.ts";

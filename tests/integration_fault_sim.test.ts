@@ -111,9 +111,11 @@ const tailMs = 200;
 const settleMs = 30_000;
 /** A write not answered within this fails in the model ("old or new"). */
 const writeTimeoutMs = 4000;
+/** Short, so the host re-registers (and notices a replaced tracker record) within a second. */
+const leaseMs = 3000;
 const hostArgs = [
   "--lease-ms",
-  "3000",
+  String(leaseMs),
   "--probe-interval-ms-max",
   "500",
   "--link-ack-timeout-ms",
@@ -143,6 +145,7 @@ Deno.test(`seeded faults against real processes: every acknowledged write surviv
   const host = new HostClient(sys.host.url, { timeoutMs: writeTimeoutMs });
   let roundSeed = seed;
   const injector = new FaultInjector(sys, faultFile, {
+    leaseRenewMs: leaseMs / 3,
     trackedWrite: () => trackedWrite(host, sys, model, seededRandom(roundSeed ^ 0x5eed)),
   });
   const started = Date.now();
@@ -215,6 +218,8 @@ async function runRound(
     trust === "checksum-resync-needed" ? ["--checksum"] : [],
   );
   assert.equal(code, 0, `reconstruct (trust ${trust}) exited ${code}:\n${output}`);
+  const info = await (await fetch(`${sys.tracker.url}/v1/volumes/${sys.volume}`)).json();
+  assert.equal(info.dirtyRegions, 0, `Dirty regions left after reconstruct:\n${output}`);
   await sys.flushBackup();
   const primary = await Deno.readFile(sys.primaryPath);
   const mismatch = model.check(primary);
