@@ -40,6 +40,9 @@ export const faultKinds = [
   // A second host agent for the same volume on another primary; it must be refused (409).
   "second-agent-same-id",
   "second-agent-other-id",
+  // Not a fault but an operator's action racing the others: a resync started mid-workload
+  // (POST /v1/volumes/{name}/resync on the host), so kills, cuts and writes land during its copy.
+  "resync-during",
 ] as const;
 
 export type FaultKind = typeof faultKinds[number];

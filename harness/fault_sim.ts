@@ -108,6 +108,8 @@ export class FaultInjector {
         return this.#secondAgent(f.kind, "host0");
       case "second-agent-other-id":
         return this.#secondAgent(f.kind, "intruder");
+      case "resync-during":
+        return this.#resync(f.forMs);
       default:
         return this.#proxyFault(f);
     }
@@ -243,6 +245,18 @@ export class FaultInjector {
     return false;
   }
 
+  /** Starts a resync on the host (refused while the backup is away: then nothing happens). */
+  async #resync(forMs: number): Promise<void> {
+    try {
+      const url = `${this.sys.host.url}/v1/volumes/${this.sys.volume}/resync`;
+      const res = await fetch(url, { method: "POST" });
+      await res.body?.cancel();
+    } catch {
+      // the host is restarting
+    }
+    await sleep(forMs);
+  }
+
   async #waitMode(ok: (mode: string) => boolean): Promise<void> {
     const deadline = Date.now() + noticeMsMax;
     while (Date.now() < deadline) {
@@ -297,6 +311,7 @@ function targetsOf(kind: FaultKind): string[] {
   if (kind.startsWith("journal-") || kind.startsWith("primary-")) return ["fault-file"];
   if (kind.startsWith("tracker-net-")) return ["tracker-net"];
   if (kind.startsWith("backup-http-")) return ["backup-http"];
+  if (kind === "resync-during") return ["resync"];
   if (kind.startsWith("link-")) return ["link"];
   return [kind.split("-")[1]]; // kill-* and stop-*: the process
 }

@@ -27,6 +27,7 @@ import { startSystem, type System } from "../harness/system.ts";
 import { sha256 } from "../harness/tools.ts";
 import { WriteModel } from "../harness/write_model.ts";
 import { randomBytes, seededRandom } from "../src/random.ts";
+import { writeSliceNbd } from "./support/nbd_slice_writer.ts";
 
 /**
  * The one list of fault kinds. A kind whose product side another part of issue 9 builds is here
@@ -49,6 +50,7 @@ const faultList: { kind: FaultKind; enabled: boolean; waitsFor?: string }[] = [
   { kind: "backup-http-hold", enabled: true },
   { kind: "backup-http-refuse", enabled: true },
   { kind: "second-agent-other-id", enabled: true },
+  { kind: "resync-during", enabled: true },
   {
     kind: "journal-enospc",
     enabled: false,
@@ -100,7 +102,10 @@ const enabled = faultsEnv !== undefined
 const MiB = 1024 * 1024;
 /** Small, so a round's reconstruct, flush and hashes take milliseconds. */
 const sizeBytes = 8 * MiB;
-/** Concurrent writers; each owns one slice of the volume, the last slice is the faults'. */
+/**
+ * Concurrent writers; each owns one slice of the volume, the last slice is the faults'. The last
+ * writer speaks NBD (WRITE, TRIM, WRITE_ZEROES), the others HTTP.
+ */
 const writers = 3;
 const sliceBytes = sizeBytes / (writers + 1);
 const writeBytesMax = 64 * 1024;
@@ -197,10 +202,22 @@ async function runRound(
   await sys.waitMirroring(settleMs);
   const workload = { stop: false };
   const writing = Promise.all(
-    Array.from(
-      { length: writers },
-      (_, w) => writeSlice(host, sys, model, w, seededRandom(roundSeed * 8 + w + 1), workload),
-    ),
+    Array.from({ length: writers }, (_, w) => {
+      const rand = seededRandom(roundSeed * 8 + w + 1);
+      if (w < writers - 1) return writeSlice(host, sys, model, w, rand, workload);
+      return writeSliceNbd({
+        port: Number(new URL(sys.nbdUri).port),
+        volume: sys.volume,
+        model,
+        sliceOffset: w * sliceBytes,
+        sliceBytes,
+        requestBytesMax: writeBytesMax,
+        requestsMax: writesPerWriterMax,
+        replyMsMax: writeTimeoutMs,
+        rand,
+        stopped: () => workload.stop,
+      });
+    }),
   );
   try {
     await injector.run(schedule);
