@@ -11,7 +11,8 @@
  * TRACKMIRROR_SEED (default: from the clock) picks the first round's seed; round r uses seed + r
  * - 1, so `TRACKMIRROR_SEED=<round seed> TRACKMIRROR_ROUNDS=1` replays one round's schedule and
  * bytes (on a fresh volume). TRACKMIRROR_ROUNDS (default 30) extends the run; TRACKMIRROR_FAULTS
- * (a comma list of kinds, or "all") overrides the enabled kinds below.
+ * (a comma list of kinds, or "all") overrides the enabled kinds below; TRACKMIRROR_ACK=received
+ * runs the host in `received` mode (durable by default).
  */
 import assert from "node:assert/strict";
 import { HostClient } from "../host/client.ts";
@@ -95,6 +96,11 @@ assert.deepEqual(faultList.map((f) => f.kind).sort(), [...faultKinds].sort());
 const seed = envCount("TRACKMIRROR_SEED", Date.now() % 1_000_000);
 const rounds = envCount("TRACKMIRROR_ROUNDS", 30);
 const faultsEnv = Deno.env.get("TRACKMIRROR_FAULTS");
+/** The host's `--ack` mode (`TRACKMIRROR_ACK`, default durable). */
+const ack = Deno.env.get("TRACKMIRROR_ACK") ?? "durable";
+if (ack !== "durable" && ack !== "received") {
+  throw new RangeError(`TRACKMIRROR_ACK "${ack}" must be durable or received`);
+}
 const enabled = faultsEnv !== undefined
   ? parseFaultKinds(faultsEnv)
   : faultList.filter((f) => f.enabled).map((f) => f.kind);
@@ -119,6 +125,8 @@ const writeTimeoutMs = 4000;
 /** Short, so the host re-registers (and notices a replaced tracker record) within a second. */
 const leaseMs = 3000;
 const hostArgs = [
+  "--ack",
+  ack,
   "--lease-ms",
   String(leaseMs),
   "--probe-interval-ms-max",
@@ -133,7 +141,7 @@ const hostArgs = [
   "4",
 ];
 
-Deno.test(`seeded faults against real processes: every acknowledged write survives and the images converge (seed ${seed}, ${rounds} rounds)`, async () => {
+Deno.test(`seeded faults against real processes: every acknowledged write survives and the images converge (seed ${seed}, ${rounds} rounds, --ack ${ack})`, async () => {
   const disabled = faultList.filter((f) => !enabled.includes(f.kind));
   for (const f of disabled) console.log(`fault sim: ${f.kind} disabled: waits for ${f.waitsFor}`);
   const faultDir = await Deno.makeTempDir({ prefix: "trackmirror-faults-" });
