@@ -29,6 +29,7 @@ import { sha256 } from "../harness/tools.ts";
 import { WriteModel } from "../harness/write_model.ts";
 import { randomBytes, seededRandom } from "../src/random.ts";
 import { writeSliceNbd } from "./support/nbd_slice_writer.ts";
+import { type RangeArea, type RangeLayout, rangePicker } from "./support/sim_ranges.ts";
 
 /**
  * The one list of fault kinds. A kind whose product side another part of issue 9 builds is here
@@ -109,12 +110,20 @@ const MiB = 1024 * 1024;
 /** Small, so a round's reconstruct, flush and hashes take milliseconds. */
 const sizeBytes = 8 * MiB;
 /**
- * Concurrent writers; each owns one slice of the volume, the last slice is the faults'. The last
- * writer speaks NBD (WRITE, TRIM, WRITE_ZEROES), the others HTTP.
+ * Concurrent writers; each owns part of the volume in a round (`sim_ranges.ts`: slices or
+ * stripes), the last slice is the faults'. The last writer speaks NBD (WRITE, TRIM,
+ * WRITE_ZEROES), the others HTTP.
  */
 const writers = 3;
 const sliceBytes = sizeBytes / (writers + 1);
 const writeBytesMax = 64 * 1024;
+/** What the writers share (all but the faults' slice), and how they split it per round. */
+const area: RangeArea = {
+  areaBytes: writers * sliceBytes,
+  writers,
+  writeBytesMax,
+  stripeBytes: 16 * 1024,
+};
 const writesPerWriterMax = 40;
 /** Writes go on this long after the last fault healed, before the round is checked. */
 const tailMs = 200;
@@ -166,14 +175,17 @@ Deno.test(`seeded faults against real processes: every acknowledged write surviv
   try {
     for (let round = 1; round <= rounds; round++) {
       roundSeed = seed + round - 1;
-      const schedule = planRound(seededRandom(roundSeed), enabled);
+      const rand = seededRandom(roundSeed);
+      const schedule = planRound(rand, enabled);
+      const layout: RangeLayout = rand() < 0.5 ? "slices" : "stripes";
       try {
-        const trust = await runRound(sys, model, host, injector, schedule, roundSeed);
+        const trust = await runRound(sys, model, host, injector, schedule, layout, roundSeed);
         if (trust === "checksum-resync-needed") checksumResyncs++;
       } catch (err) {
         throw new Error(
           `Fault simulation failed in round ${round} of ${rounds} (seed ${seed}; replay the ` +
-            `round: TRACKMIRROR_SEED=${roundSeed} TRACKMIRROR_ROUNDS=1)\nschedule:\n` +
+            `round: TRACKMIRROR_SEED=${roundSeed} TRACKMIRROR_ROUNDS=1)\nwriters' layout: ` +
+            `${layout}; schedule:\n` +
             `${describeSchedule(schedule)}\n${(err as Error).message}\n${await outputs(sys)}`,
           { cause: err },
         );
@@ -204,6 +216,7 @@ async function runRound(
   host: HostClient,
   injector: FaultInjector,
   schedule: Parameters<FaultInjector["run"]>[0],
+  layout: RangeLayout,
   roundSeed: number,
 ): Promise<string | undefined> {
   injector.startRound();
@@ -212,14 +225,13 @@ async function runRound(
   const writing = Promise.all(
     Array.from({ length: writers }, (_, w) => {
       const rand = seededRandom(roundSeed * 8 + w + 1);
-      if (w < writers - 1) return writeSlice(host, sys, model, w, rand, workload);
+      const pick = rangePicker(layout, w, area);
+      if (w < writers - 1) return writeSlice(host, sys, model, pick, rand, workload);
       return writeSliceNbd({
         port: Number(new URL(sys.nbdUri).port),
         volume: sys.volume,
         model,
-        sliceOffset: w * sliceBytes,
-        sliceBytes,
-        requestBytesMax: writeBytesMax,
+        pick,
         requestsMax: writesPerWriterMax,
         replyMsMax: writeTimeoutMs,
         rand,
@@ -266,21 +278,17 @@ async function runRound(
   return trust;
 }
 
-/** Writes random ranges of slice `w` until told to stop, recording each outcome in the model. */
+/** Writes ranges `pick` draws until told to stop, recording each outcome in the model. */
 async function writeSlice(
   host: HostClient,
   sys: System,
   model: WriteModel,
-  w: number,
+  pick: (rand: () => number) => { offset: number; length: number },
   rand: () => number,
   workload: { stop: boolean },
 ): Promise<void> {
   for (let n = 0; n < writesPerWriterMax && !workload.stop; n++) {
-    // Half block-aligned, half any length at any byte offset.
-    const length = rand() < 0.5
-      ? 4096 * (1 + Math.floor(rand() * (writeBytesMax / 4096)))
-      : 1 + Math.floor(rand() * writeBytesMax);
-    const offset = w * sliceBytes + Math.floor(rand() * (sliceBytes - length));
+    const { offset, length } = pick(rand);
     const data = randomBytes(rand, length);
     if (!(await modelledWrite(host, sys, model, offset, data))) await sleep(50);
     await sleep(Math.floor(rand() * 20));

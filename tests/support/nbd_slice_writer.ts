@@ -1,6 +1,6 @@
 /**
- * The fault simulation's NBD writer: WRITE (sometimes with FUA), TRIM and WRITE_ZEROES to one
- * slice of the volume through the host's NBD port, each outcome recorded in the write model (the
+ * The fault simulation's NBD writer: WRITE (sometimes with FUA), TRIM and WRITE_ZEROES to its
+ * part of the volume through the host's NBD port, each outcome recorded in the write model (the
  * host forks TRIM and WRITE_ZEROES like writes; its primary reads zeros after either). A
  * connection the host dropped (killed, restarted) is opened again before the next request.
  */
@@ -17,9 +17,8 @@ export interface NbdSliceOptions {
   port: number;
   volume: string;
   model: WriteModel;
-  sliceOffset: number;
-  sliceBytes: number;
-  requestBytesMax: number;
+  /** Draws the next request's range (inside this writer's part of the volume). */
+  pick: (rand: () => number) => { offset: number; length: number };
   requestsMax: number;
   /** A request not answered within this counts as failed (old or new) and the connection is dropped. */
   replyMsMax: number;
@@ -41,8 +40,7 @@ export async function writeSliceNbd(o: NbdSliceOptions): Promise<NbdSliceCounts>
     for (let n = 0; n < o.requestsMax && !o.stopped(); n++) {
       const pick = o.rand();
       const type = pick < 0.7 ? cmdWrite : pick < 0.85 ? cmdTrim : cmdWriteZeroes;
-      const length = 1 + Math.floor(o.rand() * o.requestBytesMax);
-      const offset = o.sliceOffset + Math.floor(o.rand() * (o.sliceBytes - length));
+      const { offset, length } = o.pick(o.rand);
       const data = type === cmdWrite ? randomBytes(o.rand, length) : new Uint8Array(length);
       const flags = o.rand() < 0.3 ? flagFua : 0;
       const index = o.model.issue();
