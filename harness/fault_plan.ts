@@ -28,11 +28,14 @@ export const faultKinds = [
   "tracker-net-refuse",
   "backup-http-hold",
   "backup-http-refuse",
-  // A line in the services' TRACKMIRROR_FAULT_FILE for `forMs`: journal or primary writes fail.
+  // A line in the services' TRACKMIRROR_FAULT_FILE for `forMs` (at least a second): journal,
+  // primary or secondary (the backup's applier) writes fail.
   "journal-enospc",
   "journal-eio",
   "primary-enospc",
   "primary-eio",
+  "secondary-enospc",
+  "secondary-eio",
   // The tracker's KV replaced while it is down: by an empty one, or by a copy from before a
   // dirty mark (the mark is lost). Afterwards the host must say `checksum-resync-needed`.
   "kv-empty",

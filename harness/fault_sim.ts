@@ -30,6 +30,11 @@ export interface FaultHooks {
 /** How long the injector waits for the host to notice something (mode change, lease). */
 const noticeMsMax = 10_000;
 const pollMs = 50;
+/**
+ * Shortest time a fault-file line stays: the services look at the file at most every few hundred
+ * milliseconds, so a shorter fault might never be seen.
+ */
+const faultFileMsMin = 1000;
 /** Margin over a lease renewal interval for the host's renewal to have been answered. */
 const renewMarginMs = 500;
 
@@ -99,6 +104,8 @@ export class FaultInjector {
       case "journal-eio":
       case "primary-enospc":
       case "primary-eio":
+      case "secondary-enospc":
+      case "secondary-eio":
         return this.#faultLine(f.kind.replace("-", "="), f.forMs);
       case "kv-empty":
         return this.#kvEmpty(f.forMs);
@@ -136,7 +143,7 @@ export class FaultInjector {
   /** The contract of TRACKMIRROR_FAULT_FILE: a line `journal=enospc` etc.; removing it heals. */
   async #faultLine(line: string, forMs: number): Promise<void> {
     await Deno.writeTextFile(this.faultFile, `${line}\n`);
-    await sleep(forMs);
+    await sleep(Math.max(forMs, faultFileMsMin));
     await Deno.remove(this.faultFile).catch(() => {});
   }
 
@@ -308,7 +315,7 @@ function targetsOf(kind: FaultKind): string[] {
   if (kind === "kv-older") return ["tracker", "tracker-net", "link", "host"];
   if (kind === "kv-empty") return ["tracker"];
   if (kind.startsWith("second-agent")) return ["tracker", "host"];
-  if (kind.startsWith("journal-") || kind.startsWith("primary-")) return ["fault-file"];
+  if (/^(journal|primary|secondary)-/.test(kind)) return ["fault-file"];
   if (kind.startsWith("tracker-net-")) return ["tracker-net"];
   if (kind.startsWith("backup-http-")) return ["backup-http"];
   if (kind === "resync-during") return ["resync"];

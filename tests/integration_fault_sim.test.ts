@@ -74,6 +74,16 @@ const faultList: { kind: FaultKind; enabled: boolean; waitsFor?: string }[] = [
     waitsFor: "TRACKMIRROR_FAULT_FILE in the host's primary (item 5); a no-op without it",
   },
   {
+    kind: "secondary-enospc",
+    enabled: false,
+    waitsFor: "TRACKMIRROR_FAULT_FILE in the backup's applier (item 5); a no-op without it",
+  },
+  {
+    kind: "secondary-eio",
+    enabled: false,
+    waitsFor: "TRACKMIRROR_FAULT_FILE in the backup's applier (item 5); a no-op without it",
+  },
+  {
     kind: "kv-empty",
     enabled: false,
     waitsFor: "the status field trust and reconstruct --checksum (item 1): today the lost " +
