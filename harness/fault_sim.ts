@@ -200,19 +200,15 @@ export class FaultInjector {
     }
     const second = `${sys.dir}/second`;
     await Deno.mkdir(second, { recursive: true });
-    const args = withFlag(
-      withFlag(
-        withFlag(
-          sys.hostArgs,
-          "--volume",
-          `${sys.volume}=${second}/${sys.volume}.img:${sys.sizeBytes}`,
-        ),
-        "--nbd-port",
-        "0",
-      ),
-      "--host-id",
-      hostId,
-    );
+    // Straight to the tracker and backup, not through the proxies: the question is whether a
+    // reachable tracker refuses it (an agent that cannot reach the tracker starts anyway and
+    // registers later; its marks, not its start, are what must be fenced then).
+    const volume = `${sys.volume}=${second}/${sys.volume}.img:${sys.sizeBytes}`;
+    let args = withFlag(sys.hostArgs, "--volume", volume);
+    args = withFlag(args, "--nbd-port", "0");
+    args = withFlag(args, "--host-id", hostId);
+    args = withFlag(args, "--tracker", sys.tracker.url);
+    args = withFlag(args, "--backup", sys.backup.url);
     try {
       const agent = await startService("host/main.ts", args, {
         port: freePort(),

@@ -260,6 +260,9 @@ async function runRound(
   assert.deepEqual(injector.violations, [], injector.violations.join("\n"));
   await sys.waitMirroring(settleMs);
   await waitRegistered(sys);
+  // Liveness: a system that failed every write would pass every other check.
+  const healed = await faultSliceWrite(host, sys, model, seededRandom(roundSeed ^ 0xbeef));
+  assert.ok(healed, "A write after healing was not acknowledged");
   const trust = await settledTrust(sys, injector.recordLost);
   const { code, output } = await sys.reconstruct(
     trust === "checksum-resync-needed" ? ["--checksum"] : [],
@@ -331,14 +334,23 @@ async function trackedWrite(
   model: WriteModel,
   rand: () => number,
 ): Promise<void> {
-  const length = 4096 * (1 + Math.floor(rand() * 16));
-  const offset = writers * sliceBytes + Math.floor(rand() * (sliceBytes - length));
-  const data = randomBytes(rand, length);
   for (let attempt = 0; attempt < 5; attempt++) {
-    if (await modelledWrite(host, sys, model, offset, data)) return;
+    if (await faultSliceWrite(host, sys, model, rand)) return;
     await sleep(200);
   }
-  throw new Error(`The write at ${offset}+${length} meant to be marked was never acknowledged`);
+  throw new Error(`A write meant to be marked at the tracker was never acknowledged`);
+}
+
+/** One modelled write in the faults' slice (no writer of the round touches it). */
+function faultSliceWrite(
+  host: HostClient,
+  sys: System,
+  model: WriteModel,
+  rand: () => number,
+): Promise<boolean> {
+  const length = 4096 * (1 + Math.floor(rand() * 16));
+  const offset = writers * sliceBytes + Math.floor(rand() * (sliceBytes - length));
+  return modelledWrite(host, sys, model, offset, randomBytes(rand, length));
 }
 
 /**
