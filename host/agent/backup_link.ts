@@ -78,6 +78,8 @@ export class BackupLink {
   /** Volumes the probe registers with the backup: name → size in bytes. */
   readonly #volumes = new Map<string, number>();
   #link: BackupLinkPort | undefined;
+  /** The epoch the current link's HELLO named. */
+  #linkEpoch = -1;
   /** Unhardened regions of a failed link not yet marked at the tracker: volume → regions. */
   readonly #uncovered = new Map<string, Set<number>>();
   #covering: Promise<void> | undefined;
@@ -199,18 +201,22 @@ export class BackupLink {
   async #probe(): Promise<void> {
     if (!(await this.backup.healthz())) throw new Error("Backup /healthz did not answer ok");
     await this.settled();
-    const volumes = [...this.#volumes].map(([name, sizeBytes]) => ({
-      name,
-      sizeBytes,
-      epoch: this.#epoch,
-    }));
+    const epoch = this.#epoch;
+    const volumes = [...this.#volumes].map(([name, sizeBytes]) => ({ name, sizeBytes, epoch }));
     for (const v of volumes) await this.backup.registerVolume(v.name, v.sizeBytes, v.epoch);
     const addresses = this.opts.linkAddress ? [] : await this.backup.linkAddresses();
     const address = this.opts.linkAddress ?? addresses.find((a) => !a.startsWith("tcp://")) ??
       addresses.find((a) => a.startsWith("tcp://"));
     if (!address) throw new Error("The backup offers no link (GET /v1/link is empty)");
     const old = this.#link;
-    if (old && !old.failure) return; // still up (a probe after a failure that was not the link's)
+    // Still up after a failure that was not the link's: keep it if its HELLO named this epoch.
+    // One of an older epoch is closed: the registration above raised the backup's fence past
+    // it, so its next batch would be refused (409) and the backup go offline once more.
+    if (old && !old.failure && this.#linkEpoch === epoch) return;
+    if (old && !old.failure) {
+      this.#link = undefined; // its closing is not a failure of the backup
+      await old.close();
+    }
     const link = (this.opts.linkFactory ?? ((o) => new LinkClient(o)))({
       address,
       hostId: this.opts.hostId,
@@ -224,5 +230,6 @@ export class BackupLink {
       if (this.#link === link) this.markOffline(err);
     });
     this.#link = link;
+    this.#linkEpoch = epoch;
   }
 }
