@@ -270,7 +270,7 @@ async function runRound(
   assert.equal(code, 0, `reconstruct (trust ${trust}) exited ${code}:\n${output}`);
   const info = await (await fetch(`${sys.tracker.url}/v1/volumes/${sys.volume}`)).json();
   assert.equal(info.dirtyRegions, 0, `Dirty regions left after reconstruct:\n${output}`);
-  await sys.flushBackup();
+  await flushSettled(sys);
   const primary = await Deno.readFile(sys.primaryPath);
   const mismatch = model.check(primary);
   assert.equal(
@@ -387,6 +387,22 @@ async function settledTrust(sys: System, recordLost: boolean): Promise<string | 
     `The tracker's record was replaced, but after ${settleMs} ms the host's status says trust ` +
       `${JSON.stringify(trust)}, not "checksum-resync-needed"`,
   );
+}
+
+/**
+ * The backup's flush, retried within `settleMs`: after a healed disk fault its applier may still
+ * be waiting out its retry delay, and the flush answers 500 until it has applied again.
+ */
+async function flushSettled(sys: System): Promise<void> {
+  const deadline = Date.now() + settleMs;
+  for (;;) {
+    try {
+      return await sys.flushBackup();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await sleep(200);
+    }
+  }
 }
 
 /** `trust` of the volume in the host's status (undefined where the field does not exist yet). */
