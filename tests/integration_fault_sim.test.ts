@@ -56,50 +56,56 @@ const faultList: { kind: FaultKind; enabled: boolean; waitsFor?: string }[] = [
   {
     kind: "journal-enospc",
     enabled: false,
-    waitsFor: "TRACKMIRROR_FAULT_FILE in the backup's journal (item 5); a no-op without it",
+    waitsFor: "TRACKMIRROR_FAULT_FILE in the backup's journal (item 5, wt-degraded); a no-op " +
+      "without it",
   },
   {
     kind: "journal-eio",
     enabled: false,
-    waitsFor: "TRACKMIRROR_FAULT_FILE in the backup's journal (item 5); a no-op without it",
+    waitsFor: "TRACKMIRROR_FAULT_FILE in the backup's journal (item 5, wt-degraded); a no-op " +
+      "without it",
   },
   {
     kind: "primary-enospc",
     enabled: false,
-    waitsFor: "TRACKMIRROR_FAULT_FILE in the host's primary (item 5); a no-op without it",
+    waitsFor: "TRACKMIRROR_FAULT_FILE in the host's primary (item 5, wt-degraded); a no-op " +
+      "without it",
   },
   {
     kind: "primary-eio",
     enabled: false,
-    waitsFor: "TRACKMIRROR_FAULT_FILE in the host's primary (item 5); a no-op without it",
+    waitsFor: "TRACKMIRROR_FAULT_FILE in the host's primary (item 5, wt-degraded); a no-op " +
+      "without it",
   },
   {
     kind: "secondary-enospc",
     enabled: false,
-    waitsFor: "TRACKMIRROR_FAULT_FILE in the backup's applier (item 5); a no-op without it",
+    waitsFor: "TRACKMIRROR_FAULT_FILE in the backup's applier (item 5, wt-degraded); a no-op " +
+      "without it",
   },
   {
     kind: "secondary-eio",
     enabled: false,
-    waitsFor: "TRACKMIRROR_FAULT_FILE in the backup's applier (item 5); a no-op without it",
+    waitsFor: "TRACKMIRROR_FAULT_FILE in the backup's applier (item 5, wt-degraded); a no-op " +
+      "without it",
   },
   {
     kind: "kv-empty",
     enabled: false,
-    waitsFor: "the status field trust and reconstruct --checksum (item 1): today the lost " +
-      "record goes unnoticed",
+    waitsFor: "the status field trust (item 1, wt-gen) and reconstruct --checksum (wt-csum): " +
+      "today the lost record goes unnoticed",
   },
   {
     kind: "kv-older",
     enabled: false,
-    waitsFor: "the status field trust and reconstruct --checksum (item 1): today the lost " +
-      "mark goes unnoticed and primary != secondary",
+    waitsFor: "the status field trust (item 1, wt-gen) and reconstruct --checksum (wt-csum): " +
+      "today the lost mark goes unnoticed and primary != secondary",
   },
   {
     kind: "second-agent-same-id",
     enabled: false,
-    waitsFor: "per-instance leases (item 2): today a second agent with the same host id is " +
-      "accepted",
+    waitsFor: "per-instance leases (item 2, wt-lease): today a second agent with the same " +
+      "host id is accepted",
   },
 ];
 assert.deepEqual(faultList.map((f) => f.kind).sort(), [...faultKinds].sort());
