@@ -30,6 +30,13 @@ import { WriteModel } from "../harness/write_model.ts";
 import { randomBytes, seededRandom } from "../src/random.ts";
 import { writeSliceNbd } from "./support/nbd_slice_writer.ts";
 import { type RangeArea, type RangeLayout, rangePicker } from "./support/sim_ranges.ts";
+import {
+  flushSettled,
+  outputs,
+  settledTrust,
+  volumeTrust,
+  waitRegistered,
+} from "./support/sim_settle.ts";
 
 /**
  * The one list of fault kinds. A kind whose product side another part of issue 9 builds is here
@@ -265,18 +272,18 @@ async function runRound(
   }
   assert.deepEqual(injector.violations, [], injector.violations.join("\n"));
   await sys.waitMirroring(settleMs);
-  await waitRegistered(sys);
+  await waitRegistered(sys, settleMs);
   // Liveness: a system that failed every write would pass every other check.
   const healed = await faultSliceWrite(host, sys, model, seededRandom(roundSeed ^ 0xbeef));
   assert.ok(healed, "A write after healing was not acknowledged");
-  const trust = await settledTrust(sys, injector.recordLost);
+  const trust = await settledTrust(sys, injector.recordLost, settleMs);
   const { code, output } = await sys.reconstruct(
     trust === "checksum-resync-needed" ? ["--checksum"] : [],
   );
   assert.equal(code, 0, `reconstruct (trust ${trust}) exited ${code}:\n${output}`);
   const info = await (await fetch(`${sys.tracker.url}/v1/volumes/${sys.volume}`)).json();
   assert.equal(info.dirtyRegions, 0, `Dirty regions left after reconstruct:\n${output}`);
-  await flushSettled(sys);
+  await flushSettled(sys, settleMs);
   const primary = await Deno.readFile(sys.primaryPath);
   const mismatch = model.check(primary);
   assert.equal(
@@ -357,74 +364,6 @@ function faultSliceWrite(
   const length = 4096 * (1 + Math.floor(rand() * 16));
   const offset = writers * sliceBytes + Math.floor(rand() * (sliceBytes - length));
   return modelledWrite(host, sys, model, offset, randomBytes(rand, length));
-}
-
-/**
- * Waits until the host holds its lease again and has promoted its previous run's activity marks.
- * Until then reconstruct sees no dirty mark for what a killed host may have left different, and
- * exits 0 without copying it (a host started while the tracker was unreachable promotes only at
- * its next lease renewal): heal means the host has reconciled with the tracker.
- */
-async function waitRegistered(sys: System): Promise<void> {
-  const deadline = Date.now() + settleMs;
-  while (Date.now() < deadline) {
-    const status = await (await fetch(`${sys.host.url}/v1/status`)).json();
-    const v = status.volumes.find((v: { name: string }) => v.name === sys.volume);
-    if (v?.registered && v?.promoted) return;
-    await sleep(100);
-  }
-  throw new Error(`The host did not register and promote "${sys.volume}" within ${settleMs} ms`);
-}
-
-/**
- * The volume's trust once settled: after a replaced tracker record the host must say
- * `checksum-resync-needed` within `settleMs` (it notices at its next lease renewal).
- */
-async function settledTrust(sys: System, recordLost: boolean): Promise<string | undefined> {
-  if (!recordLost) return await volumeTrust(sys);
-  const deadline = Date.now() + settleMs;
-  let trust: string | undefined;
-  while (Date.now() < deadline) {
-    trust = await volumeTrust(sys);
-    if (trust === "checksum-resync-needed") return trust;
-    await sleep(100);
-  }
-  throw new Error(
-    `The tracker's record was replaced, but after ${settleMs} ms the host's status says trust ` +
-      `${JSON.stringify(trust)}, not "checksum-resync-needed"`,
-  );
-}
-
-/**
- * The backup's flush, retried within `settleMs`: after a healed disk fault its applier may still
- * be waiting out its retry delay, and the flush answers 500 until it has applied again.
- */
-async function flushSettled(sys: System): Promise<void> {
-  const deadline = Date.now() + settleMs;
-  for (;;) {
-    try {
-      return await sys.flushBackup();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(200);
-    }
-  }
-}
-
-/** `trust` of the volume in the host's status (undefined where the field does not exist yet). */
-async function volumeTrust(sys: System): Promise<string | undefined> {
-  const status = await (await fetch(`${sys.host.url}/v1/status`)).json();
-  const volume = status.volumes.find((v: { name: string }) => v.name === sys.volume);
-  return volume?.trust;
-}
-
-/** The services' last output and the host's status, for a failure message. */
-async function outputs(sys: System): Promise<string> {
-  const tail = (text: string) => text.slice(-3000);
-  const status = await fetch(`${sys.host.url}/v1/status`).then((r) => r.text()).catch((e) => e);
-  return `--- tracker ---\n${tail(sys.tracker.output())}\n--- backup ---\n` +
-    `${tail(sys.backup.output())}\n--- host ---\n${tail(sys.host.output())}\n` +
-    `--- host status ---\n${status}`;
 }
 
 /** A whole-number environment variable, or `fallback`. */
