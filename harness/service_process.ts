@@ -22,6 +22,8 @@ export interface ServiceProcess {
   readonly child: Deno.ChildProcess;
   /** Output collected so far (stdout and stderr interleaved), for failure messages. */
   output(): string;
+  /** True once the process has exited (killed, stopped, or on its own). */
+  readonly exited: boolean;
   /** Kills with SIGKILL and waits for the exit. */
   kill(): Promise<void>;
   /** Stops with SIGTERM (SIGKILL after `stopGraceMs`) and waits; safe to call twice. */
@@ -88,6 +90,9 @@ export async function startService(
     port,
     child,
     output: () => log,
+    get exited() {
+      return exited;
+    },
     async kill() {
       if (!exited) child.kill("SIGKILL");
       await status;

@@ -1,6 +1,8 @@
 /**
  * The whole system as real processes on free loopback ports, for integration tests: tracker,
  * backup and one host agent serving volume `vol0`. Every process started here is stopped by `stop`.
+ * Optional TcpProxies sit between the host and the backup link, the tracker, or the backup's HTTP
+ * API (each kept across restarts of the service behind it), so a test can fault one path alone.
  */
 import { freePort, type ServiceProcess, startService } from "./service_process.ts";
 import { TcpProxy } from "./tcp_proxy.ts";
@@ -22,6 +24,16 @@ export interface System {
    * kept across `restartBackup`), so a test can cut, hold or delay the link alone.
    */
   linkProxy?: TcpProxy;
+  /** With `trackerProxy`: the proxy the host reaches the tracker through (kept across restarts). */
+  trackerProxy?: TcpProxy;
+  /** With `backupProxy`: the proxy the host reaches the backup's HTTP API through. */
+  backupProxy?: TcpProxy;
+  /** The tracker's KV file (its `-wal` and `-shm` files lie beside it). */
+  kvPath: string;
+  /** The host agent's flags (without `--port`), e.g. to start a second agent like it. */
+  hostArgs: string[];
+  /** The environment every service of the system was started with (`SystemOptions.env`). */
+  env: Record<string, string>;
   /** Starts the backup again on its port and data dir (after a kill). */
   restartBackup(): Promise<void>;
   restartTracker(): Promise<void>;
@@ -49,8 +61,12 @@ export interface SystemOptions {
   linkProxy?: boolean;
   /** More flags for the backup (e.g. `--journal-bytes-max 1MiB`), kept across restarts. */
   backupArgs?: string[];
+  /** Puts a TcpProxy between the host and the tracker (the host's `--tracker` is the proxy). */
+  trackerProxy?: boolean;
+  /** Puts a TcpProxy between the host and the backup's HTTP API (the host's `--backup`). */
+  backupProxy?: boolean;
   /**
-   * Environment of the backup and host processes, e.g. the test-only `TRACKMIRROR_FAULT_FILE`
+   * Environment of every service process, e.g. the test-only `TRACKMIRROR_FAULT_FILE`
    * (src/fault_file.ts), kept across restarts.
    */
   env?: Record<string, string>;
@@ -79,19 +95,25 @@ export async function startSystem(opts: SystemOptions = {}): Promise<System> {
     linkArgs.push("--backup-link", `tcp://127.0.0.1:${sys.linkProxy.port}`);
   }
   try {
-    sys.tracker = await startService("tracker/main.ts", ["--kv", kv], { port: trackerPort });
+    sys.tracker = await startService("tracker/main.ts", ["--kv", kv], { port: trackerPort, env });
     started.push(sys.tracker);
     sys.backup = await startService("backup/main.ts", backupArgs, { port: backupPort, env });
     started.push(sys.backup);
+    if (opts.trackerProxy) {
+      sys.trackerProxy = new TcpProxy({ hostname: "127.0.0.1", port: trackerPort });
+    }
+    if (opts.backupProxy) {
+      sys.backupProxy = new TcpProxy({ hostname: "127.0.0.1", port: backupPort });
+    }
     const nbdPort = freePort();
     sys.nbdUri = `nbd://127.0.0.1:${nbdPort}/${volume}`;
     hostArgs = [
       "--nbd-port",
       String(nbdPort),
       "--tracker",
-      sys.tracker.url,
+      sys.trackerProxy ? `http://127.0.0.1:${sys.trackerProxy.port}` : sys.tracker.url,
       "--backup",
-      sys.backup.url,
+      sys.backupProxy ? `http://127.0.0.1:${sys.backupProxy.port}` : sys.backup.url,
       "--volume",
       `${volume}=${primaryPath}:${sizeBytes}`,
       ...linkArgs,
@@ -101,12 +123,15 @@ export async function startSystem(opts: SystemOptions = {}): Promise<System> {
     started.push(sys.host);
   } catch (err) {
     for (const p of started) await p.kill();
-    await sys.linkProxy?.close();
+    await closeProxies(sys);
     await Deno.remove(dir, { recursive: true });
     throw err;
   }
   Object.assign(sys, {
     dir,
+    kvPath: kv,
+    hostArgs,
+    env,
     volume,
     sizeBytes,
     primaryPath,
@@ -121,7 +146,10 @@ export async function startSystem(opts: SystemOptions = {}): Promise<System> {
     },
     async restartTracker() {
       await sys.tracker.kill();
-      sys.tracker = await startService("tracker/main.ts", ["--kv", kv], { port: trackerPort });
+      sys.tracker = await startService("tracker/main.ts", ["--kv", kv], {
+        port: trackerPort,
+        env,
+      });
     },
     async waitMirroring(timeoutMs = 20_000) {
       const deadline = Date.now() + timeoutMs;
@@ -149,9 +177,15 @@ export async function startSystem(opts: SystemOptions = {}): Promise<System> {
     sha256Secondary: () => sha256File(`${backupDir}/volumes/${volume}.img`),
     async stop() {
       await Promise.all([sys.host.stop(), sys.backup.stop(), sys.tracker.stop()]);
-      await sys.linkProxy?.close();
+      await closeProxies(sys);
       await Deno.remove(dir, { recursive: true });
     },
   });
   return sys;
+}
+
+async function closeProxies(sys: System): Promise<void> {
+  await sys.linkProxy?.close();
+  await sys.trackerProxy?.close();
+  await sys.backupProxy?.close();
 }

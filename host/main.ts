@@ -2,7 +2,8 @@
  * `deno task host`: the host agent. Flags (a contract):
  *   --port P (8703) --tracker URL --backup URL --volume NAME=PATH:SIZE (repeatable)
  * --nbd-port P (10809) --nbd-socket PATH, and more: --hostname, --host-id, --advertise-url, --region-bytes, --auto-resync, --takeover,
- * --ack, --backup-link, --link-ack-timeout-ms, --no-fork (benchmark baseline), --token, --token-file.
+ * --ack, --backup-link, --link-ack-timeout-ms, --lease-ms, --probe-interval-ms-max, --no-fork
+ * (benchmark baseline), --token, --token-file.
  * Test only: env TRACKMIRROR_FAULT_FILE (src/fault_file.ts) injects primary write faults.
  */
 import { systemClock } from "../src/clock.ts";
@@ -22,6 +23,8 @@ import {
   predictRegionsDefault,
 } from "./fork/activity_record.ts";
 import { linkAckTimeoutMsDefault } from "./link/link_client.ts";
+import { leaseMsDefault } from "./agent/tracker_lease.ts";
+import { probeIntervalMsMaxDefault, probeIntervalMsMinDefault } from "./agent/component_status.ts";
 import { nbdPortDefault, serveNbd } from "./nbd/server.ts";
 import { parseVolumeSpec } from "./volume_spec.ts";
 
@@ -51,6 +54,10 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
                        covers it; default) or received (on receipt; seed 002's hardening notices)
   --link-ack-timeout-ms N  how long the link waits for the backup's ack before it gives the link
                        up and falls back to tracker marks (default ${linkAckTimeoutMsDefault})
+  --lease-ms N         the volume lease asked of the tracker, renewed every third of it
+                       (default ${leaseMsDefault}; 1000 .. 86400000)
+  --probe-interval-ms-max N  longest wait between probes of an offline backup (default
+                       ${probeIntervalMsMaxDefault}; the waits double from 250 ms up to it)
   --no-fork            serve the primary directly, without mirroring (benchmark baseline only)
   --token T            shared token: bearer token for this agent and its peers, the backup link's
                        HELLO, and NBD export names VOLUME/TOKEN (prefer --token-file or
@@ -94,6 +101,30 @@ function parseLinkAckTimeoutMs(text: string | undefined): number {
   return ms;
 }
 
+/** `--lease-ms`: what the tracker accepts (1 s .. 1 day). */
+function parseLeaseMs(text: string | undefined): number {
+  const ms = parseCount("lease-ms", text, leaseMsDefault);
+  if (ms < leaseMsMin || ms > leaseMsMax) {
+    throw new RangeError(`--lease-ms "${text}" must be between ${leaseMsMin} and ${leaseMsMax}`);
+  }
+  return ms;
+}
+
+/** Bounds of `--lease-ms`: the tracker's registration schema refuses anything outside them. */
+const leaseMsMin = 1000;
+const leaseMsMax = 24 * 3600 * 1000;
+
+/** `--probe-interval-ms-max`: at least the first probe wait (250 ms), so backoff stays ordered. */
+function parseProbeIntervalMsMax(text: string | undefined): number {
+  const ms = parseCount("probe-interval-ms-max", text, probeIntervalMsMaxDefault);
+  if (ms < probeIntervalMsMinDefault) {
+    throw new RangeError(
+      `--probe-interval-ms-max "${text}" must be at least ${probeIntervalMsMinDefault}`,
+    );
+  }
+  return ms;
+}
+
 async function main(): Promise<void> {
   const flags = parseFlags(Deno.args, {
     port: { type: "string" },
@@ -112,6 +143,8 @@ async function main(): Promise<void> {
     ack: { type: "string" },
     "backup-link": { type: "string" },
     "link-ack-timeout-ms": { type: "string" },
+    "lease-ms": { type: "string" },
+    "probe-interval-ms-max": { type: "string" },
     "resync-bytes-per-sec": { type: "string" },
     "predict-regions": { type: "string" },
     "activity-regions-max": { type: "string" },
@@ -136,6 +169,8 @@ async function main(): Promise<void> {
     throw new RangeError(`At least one --volume NAME=PATH:SIZE is needed\n${usage}`);
   }
   const token = resolveToken(flags);
+  const leaseMs = parseLeaseMs(flags["lease-ms"]);
+  const probeIntervalMsMax = parseProbeIntervalMsMax(flags["probe-interval-ms-max"]);
 
   // Listen first (so a taken port fails before anything is touched, and port 0 is resolved for
   // the advertised URL); requests are answered 503 until the agent is ready.
@@ -165,6 +200,8 @@ async function main(): Promise<void> {
     linkToken: token,
     autoResync: flags["auto-resync"] ?? false,
     takeover: flags.takeover ?? false,
+    leaseMs,
+    probe: { probeIntervalMsMax },
     predictRegions: parseCount("predict-regions", flags["predict-regions"], predictRegionsDefault),
     activityRegionsMax: parseCount(
       "activity-regions-max",

@@ -143,6 +143,30 @@ Deno.test("the backup going offline raises the epoch every batch and registratio
   });
 });
 
+Deno.test("a probe after an offline the link did not cause opens a link with the new epoch", async () => {
+  // Found by the fault simulation: a failure from outside the link (a late write of an older
+  // link, a resync copy) takes the backup offline and raises the epoch while the link stays up;
+  // the probe registers the new epoch (raising the backup's fence) and must not keep the link
+  // whose HELLO named the old one, or the backup refuses its next batch (409) and the host falls
+  // back to tracking once more.
+  await withAgent(async ({ agent, backup, timers }) => {
+    timers.fire();
+    await settle();
+    const epoch = agent.backupLink.epoch;
+    agent.backupLink.markOffline(new Error("A write on an earlier link failed late"));
+    assert.equal(agent.backupLink.epoch, epoch + 1);
+    assert.equal(backup.links.at(-1)!.failure, undefined, "the link itself is still up");
+    timers.fire();
+    await settle();
+    assert.equal(agent.status().mode, "mirroring");
+    assert.equal(backup.registrations.at(-1)?.epoch, epoch + 1);
+    await agent.backupLink.writer.writeBatch("vol0", new Uint8Array(5));
+    assert.equal(backup.batches.at(-1)?.epoch, epoch + 1, "the batch carries the fenced epoch");
+    assert.equal(backup.links.length, 2);
+    assert.ok(backup.links[0]!.failure, "the link of the old epoch is closed");
+  });
+});
+
 Deno.test("dirty volumes are resynced when the backup comes back, with autoResync", async () => {
   await withAgent(async ({ agent, tracker, timers }) => {
     timers.fire();

@@ -102,6 +102,8 @@ export class BackupLink {
   /** Volumes the probe registers with the backup: name → size in bytes and lease. */
   readonly #volumes = new Map<string, { sizeBytes: number; lease: VolumeLease | undefined }>();
   #link: BackupLinkPort | undefined;
+  /** The epochs (link, and each volume's lease) the current link's HELLO named. */
+  #linkKey = "";
   /** Unhardened regions of a failed link not yet marked at the tracker: volume → regions. */
   readonly #uncovered = new Map<string, Set<number>>();
   #covering: Promise<void> | undefined;
@@ -276,12 +278,13 @@ export class BackupLink {
     await this.settled();
     // Each volume goes with its lease epoch too; one the backup refuses as fenced (another
     // instance took it) is fenced here and left out of the link.
+    const epoch = this.#epoch;
     const volumes: LinkVolume[] = [];
     for (const [name, { sizeBytes, lease }] of this.#volumes) {
       if (lease?.fenced) continue; // another instance owns it: nothing more goes to the backup
       const leaseEpoch = lease?.leaseEpoch;
       try {
-        await this.#register(name, sizeBytes, this.#epoch, leaseEpoch);
+        await this.#register(name, sizeBytes, epoch, leaseEpoch);
       } catch (err) {
         if (lease?.noteRefusal(err)) continue;
         throw err;
@@ -289,7 +292,7 @@ export class BackupLink {
       volumes.push({
         name,
         sizeBytes,
-        epoch: this.#epoch,
+        epoch,
         ...(leaseEpoch === undefined ? {} : { leaseEpoch }),
       });
     }
@@ -298,7 +301,16 @@ export class BackupLink {
       addresses.find((a) => a.startsWith("tcp://"));
     if (!address) throw new Error("The backup offers no link (GET /v1/link is empty)");
     const old = this.#link;
-    if (old && !old.failure) return; // still up (a probe after a failure that was not the link's)
+    // Still up after a failure that was not the link's: keep it if its HELLO named these epochs
+    // (link and lease). One of older epochs is closed: the registration above raised the
+    // backup's fence past it, so its next batch would be refused (409) and the backup go offline
+    // once more.
+    const linkKey = JSON.stringify([epoch, volumes.map((v) => [v.name, v.leaseEpoch])]);
+    if (old && !old.failure && this.#linkKey === linkKey) return;
+    if (old && !old.failure) {
+      this.#link = undefined; // its closing is not a failure of the backup
+      await old.close();
+    }
     const link = (this.opts.linkFactory ?? ((o) => new LinkClient(o)))({
       address,
       hostId: this.opts.hostId,
@@ -313,5 +325,6 @@ export class BackupLink {
       if (this.#link === link) this.markOffline(err);
     });
     this.#link = link;
+    this.#linkKey = linkKey;
   }
 }

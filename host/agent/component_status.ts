@@ -33,6 +33,11 @@ const globalTimers: ProbeTimers = {
   clearTimeout: (id) => clearTimeout(id as number),
 };
 
+/** First wait after going offline before probing (the waits double from here). */
+export const probeIntervalMsMinDefault = 250;
+/** Longest wait between probes unless told otherwise (`--probe-interval-ms-max`). */
+export const probeIntervalMsMaxDefault = 5000;
+
 export interface ProbeOptions {
   /** First wait after going offline before probing. */
   probeIntervalMsMin?: number;
@@ -73,8 +78,8 @@ export class ComponentStatus {
     opts: ProbeOptions = {},
     private readonly classify: FailureClassifier = () => "offline",
   ) {
-    this.#min = opts.probeIntervalMsMin ?? 250;
-    this.#max = opts.probeIntervalMsMax ?? 5000;
+    this.#min = opts.probeIntervalMsMin ?? probeIntervalMsMinDefault;
+    this.#max = opts.probeIntervalMsMax ?? probeIntervalMsMaxDefault;
     this.#timers = opts.timers ?? globalTimers;
     this.#state = "probing";
     this.#since = clock.now();

@@ -1,0 +1,19 @@
+/** The host agent's timing flags: a bad value exits 2 with a message naming it, before any port is taken. */
+import assert from "node:assert/strict";
+import { runScript } from "../harness/tools.ts";
+
+Deno.test("host exits 2 naming a bad --lease-ms or --probe-interval-ms-max", async (t) => {
+  const volume = ["--volume", "vol0=/nonexistent/never-created.img:1MiB"];
+  const cases: [string[], RegExp][] = [
+    [["--lease-ms", "999"], /--lease-ms "999" must be between 1000 and 86400000/],
+    [["--lease-ms", "soon"], /--lease-ms "soon" must be a whole number/],
+    [["--probe-interval-ms-max", "100"], /--probe-interval-ms-max "100" must be at least 250/],
+  ];
+  for (const [args, message] of cases) {
+    await t.step(args.join(" "), async () => {
+      const out = await runScript("host/main.ts", [...volume, ...args]);
+      assert.equal(out.code, 2, out.stderr);
+      assert.match(out.stderr, message);
+    });
+  }
+});
