@@ -207,3 +207,26 @@ Deno.test("startResync answers 404 for an unknown volume and 503 while the backu
     assert.equal(agent.resyncProgress("vol0").state, "done");
   });
 });
+
+Deno.test("a resync waits for the previous run's activity marks: refused until they are promoted", async () => {
+  await withAgent(
+    async ({ agent, tracker, timers }) => {
+      timers.fire(); // the backup comes online; the tracker still refuses the registration
+      await settle();
+      assert.equal(agent.backupStatus.isOnline, true);
+      assert.throws(
+        () => agent.startResync("vol0"),
+        (e: unknown) =>
+          e instanceof ServiceError && e.status === 409 &&
+          /not yet promoted to dirty marks .*connection refused/.test(e.message),
+      );
+      assert.equal(agent.resyncProgress("vol0").state, "idle");
+      tracker.refuse = undefined;
+      await tracker.registered(2); // the next renewal reaches the tracker and promotes
+      await settle();
+      assert.equal(agent.status().volumes[0].promoted, true);
+      assert.equal(agent.startResync("vol0").volume, "vol0");
+    },
+    { leaseMs: 30, before: (t) => (t.refuse = { status: 0, message: "connection refused" }) },
+  );
+});

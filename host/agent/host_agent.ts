@@ -161,6 +161,17 @@ export class HostAgent {
       );
     }
     this.#requireBackupOnline(name);
+    if (!v.promoted) {
+      // The tracker's record lacks what the previous run's activity marks cover until they are
+      // promoted: a resync now would copy too little and clear the volume as clean.
+      throw new ServiceError(
+        409,
+        `Cannot resync volume "${name}" yet: the activity marks this host's previous run left are ` +
+          `not yet promoted to dirty marks (the tracker has not taken this agent's registration ` +
+          `since it started: ${this.#lease.trackerError ?? "no answer yet"}); retry once its ` +
+          `status shows the volume promoted`,
+      );
+    }
     v.resyncMode = mode;
     if (mode === "plain") {
       void v.resync.start();

@@ -29,9 +29,11 @@ import { resyncOrphan } from "./orphan_resync.ts";
 import type { ResyncMode, ResyncProgress, ResyncRequestBody } from "../../src/host_schemas.ts";
 
 /**
- * Clean volumes (per the tracker) whose owner says they are not trusted (issue 9): a lost tracker
- * record shows 0 dirty, so they are asked to resync anyway and the owner refuses a plain resync,
- * naming the command. An owner that does not answer is skipped (its clean volumes stay as before).
+ * Clean volumes (per the tracker) that may still differ, so they are asked to resync anyway:
+ * those whose owner says they are not trusted (issue 9: a lost tracker record shows 0 dirty; the
+ * owner refuses a plain resync, naming the command), and those whose owner has not yet promoted
+ * its previous run's activity marks (the tracker's record is incomplete until it has; the owner
+ * refuses, saying so). An owner that does not answer is skipped (its clean volumes stay as before).
  */
 async function untrustedVolumes(
   clean: VolumeInfo[],
@@ -44,7 +46,7 @@ async function untrustedVolumes(
     try {
       const status = await new HostClient(url, { token }).status();
       const untrusted = new Set(
-        status.volumes.filter((v) => v.trust !== "trusted").map((v) => v.name),
+        status.volumes.filter((v) => v.trust !== "trusted" || !v.promoted).map((v) => v.name),
       );
       found.push(...vols.filter((v) => untrusted.has(v.name)));
     } catch {
@@ -222,7 +224,9 @@ async function main(): Promise<void> {
     `reconstruct: ${volumes.length} volume(s) at ${trackerUrl}, ${dirty.length} dirty ` +
       `(${formatBytes(dirty.reduce((n, v) => n + v.dirtyBytes, 0))} marked)` +
       (checksum ? ", checksum resync of each" : "") +
-      (untrusted.length > 0 ? `, ${untrusted.length} clean but not trusted by its owner` : ""),
+      (untrusted.length > 0
+        ? `, ${untrusted.length} clean but not trusted or not yet promoted by its owner`
+        : ""),
   );
   dirty.push(...untrusted);
 
