@@ -26,6 +26,7 @@ import { TrackerClient } from "../../tracker/client.ts";
 import { BackupClient } from "../../backup/client.ts";
 import { HostClient } from "../client.ts";
 import { resyncOrphan } from "./orphan_resync.ts";
+import { progressLine, progressShower } from "./progress_display.ts";
 import type { ResyncMode, ResyncProgress, ResyncRequestBody } from "../../src/host_schemas.ts";
 
 /**
@@ -53,8 +54,6 @@ async function untrustedVolumes(
   }
   return found;
 }
-
-const encoder = new TextEncoder();
 
 interface VolumeResult {
   volume: string;
@@ -113,21 +112,12 @@ async function resyncVolume(
   return { volume: info.name, ok: true, progress };
 }
 
-function progressLine(p: ResyncProgress, tty: boolean): string {
-  const total = Math.max(p.bytesTotal, p.bytesDone);
-  const fraction = total > 0 ? p.bytesDone / total : 1;
-  const rate = `${formatBytes(p.bytesPerSec)}/s`;
-  const eta = p.etaSeconds === null ? "" : ` ETA ${p.etaSeconds}s`;
+/** A resync's progress line: a checksum resync also says what it shipped. */
+function resyncLine(p: ResyncProgress, tty: boolean): string {
   const shipped = p.mode === "checksum"
     ? `, ${p.regionsShipped ?? 0} shipped (${formatBytes(p.bytesShipped ?? 0)})`
     : "";
-  const counts = `${p.regionsDone}/${Math.max(p.regionsTotal, p.regionsDone)} regions, ` +
-    `${formatBytes(p.bytesDone)}/${formatBytes(total)}${shipped}`;
-  if (!tty) return `${p.volume}: ${p.state} ${counts} ${rate}${eta}`;
-  const width = 30;
-  const filled = Math.round(fraction * width);
-  const bar = "#".repeat(filled) + "-".repeat(width - filled);
-  return `${p.volume} [${bar}] ${(fraction * 100).toFixed(0).padStart(3)}% ${counts} ${rate}${eta}`;
+  return progressLine(p, tty, shipped);
 }
 
 /** The last line of `--checksum`: what was compared, shipped and skipped. */
@@ -226,16 +216,8 @@ async function main(): Promise<void> {
   );
   dirty.push(...untrusted);
 
-  const tty = Deno.stdout.isTerminal();
-  let lastPlain = 0;
-  const show = (p: ResyncProgress) => {
-    if (tty) {
-      Deno.stdout.writeSync(encoder.encode(`\r\x1b[2K${progressLine(p, true)}`));
-    } else if (Date.now() - lastPlain >= 1000 || p.state !== "running") {
-      lastPlain = Date.now();
-      console.log(progressLine(p, false));
-    }
-  };
+  const shower = progressShower(resyncLine);
+  const show = shower.show;
 
   const started = performance.now();
   const results: VolumeResult[] = [];
@@ -272,7 +254,7 @@ async function main(): Promise<void> {
         }),
         (err): VolumeResult => ({ volume: info.name, ok: false, error: (err as Error).message }),
       );
-    if (tty) Deno.stdout.writeSync(encoder.encode("\n"));
+    shower.end();
     if (!result.ok) console.error(`reconstruct: volume "${info.name}" failed: ${result.error}`);
     results.push(result);
   }
