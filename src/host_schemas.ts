@@ -62,18 +62,19 @@ export type ResyncRequestBody = z.infer<typeof resyncRequest>;
  * rate and ETA fields as a resync's, and what the comparison found. A verify ships nothing: the
  * differing extents are marked dirty at the tracker for the next reconstruct.
  */
-export const verifyProgress = z.object({
-  volume: z.string(),
-  state: resyncState,
-  startedAt: timestamp.nullable(),
-  finishedAt: timestamp.nullable(),
-  regionsTotal: z.number(),
-  regionsDone: z.number(),
-  bytesTotal: z.number(),
-  bytesDone: z.number(),
-  bytesPerSec: z.number(),
-  etaSeconds: z.number().nullable(),
-  error: z.string().nullable(),
+export const verifyProgress = resyncProgress.pick({
+  volume: true,
+  state: true,
+  startedAt: true,
+  finishedAt: true,
+  regionsTotal: true,
+  regionsDone: true,
+  bytesTotal: true,
+  bytesDone: true,
+  bytesPerSec: true,
+  etaSeconds: true,
+  error: true,
+}).extend({
   /** Regions whose digests were compared with the backup's. */
   regionsCompared: z.number(),
   /** Regions that differed at first sight and were compared again under their range lock. */

@@ -8,22 +8,12 @@
 import assert from "node:assert/strict";
 import { HostClient } from "../host/client.ts";
 import { TrackerClient } from "../tracker/client.ts";
+import { overwriteBytes } from "../harness/tools.ts";
 import { startSystem, type System } from "../harness/system.ts";
 import { randomBytes, seededRandom } from "../src/random.ts";
 
 const region = 64 * 1024;
 const MiB = 1024 * 1024;
-
-/** Overwrites `count` bytes at `offset` of the image file at `path` with `byte`. */
-async function damage(path: string, offset: number, count: number, byte: number): Promise<void> {
-  const file = await Deno.open(path, { write: true });
-  try {
-    await file.seek(offset, Deno.SeekMode.Start);
-    await file.write(new Uint8Array(count).fill(byte));
-  } finally {
-    file.close();
-  }
-}
 
 /** Waits until the host agent no longer reports the backup online. */
 async function waitNotMirroring(sys: System, timeoutMs = 20_000): Promise<void> {
@@ -54,9 +44,9 @@ Deno.test("verify finds exactly the regions damaged behind the backup, reconstru
     // replay over the damage): regions 128, 133, 192–193 and 243.
     await sys.backup.kill();
     for (const at of [8 * MiB, 8 * MiB + 5 * region, 12 * MiB, 12 * MiB + region]) {
-      await damage(sys.secondaryPath, at + 17, 100, 0xa5);
+      await overwriteBytes(sys.secondaryPath, at + 17, 100, 0xa5);
     }
-    await damage(sys.secondaryPath, 15 * MiB + 3 * region + region - 1, 1, 0x01);
+    await overwriteBytes(sys.secondaryPath, 15 * MiB + 3 * region + region - 1, 1, 0x01);
     await sys.restartBackup();
     await sys.waitMirroring();
     assert.equal((await tracker.getVolume(sys.volume)).dirtyRegions, 0, "no mark covers it");
@@ -102,11 +92,14 @@ Deno.test("verify exits 3 while the backup is offline; lists at most --extents-m
   try {
     await sys.waitMirroring();
     await sys.backup.kill();
-    for (let i = 0; i < 10; i++) await damage(sys.secondaryPath, i * 2 * region, 1, 0x33);
+    for (let i = 0; i < 10; i++) await overwriteBytes(sys.secondaryPath, i * 2 * region, 1, 0x33);
     await waitNotMirroring(sys);
     const offline = await sys.verify();
     assert.equal(offline.code, 3, offline.output);
-    assert.match(offline.output, /volume "vol0" not verified: backup is offline for host "host0"/);
+    assert.match(
+      offline.output,
+      /volume "vol0" not verified: backup is still offline for host "host0"/,
+    );
     await sys.restartBackup();
     await sys.waitMirroring();
     const { code, output } = await sys.verify(["--extents-max", "3"]);

@@ -28,12 +28,15 @@ import type { BatchWriter } from "../fork/backup_batcher.ts";
 import type { RangeLock } from "../fork/range_lock.ts";
 import type { ResyncTracker } from "./resync.ts";
 import {
-  chunkBytesOf,
   compareSpan,
   finishRate,
+  OneAtATime,
   type SecondaryChecksums,
   throttle,
   walkChunks,
+  type WalkOptions,
+  walkPacing,
+  walkProgressStart,
   withLiveRate,
 } from "./region_walk.ts";
 
@@ -56,26 +59,16 @@ export interface ChecksumResyncDeps {
   clock: Clock;
 }
 
-export interface ChecksumResyncOptions {
-  /** Bytes compared per backup request; whole regions, at most checksumRegionsMax of them. */
-  chunkBytes?: number;
-  /** Chunks in flight at once (2: one hashed while the other waits for the backup). */
-  concurrency?: number;
-  /** Bound on bytes compared per second; 0 = unbounded. */
-  bytesPerSecMax?: number;
-}
+/** Chunk size, chunks in flight and rate bound of the walk. */
+export type ChecksumResyncOptions = WalkOptions;
 
 export class ChecksumResync {
   #progress: ResyncProgress;
-  #running: Promise<ResyncProgress> | undefined;
-  readonly #chunkBytes: number;
-  readonly #concurrency: number;
-  readonly #bytesPerSecMax: number;
+  readonly #job = new OneAtATime<ResyncProgress>();
+  readonly #pacing: ReturnType<typeof walkPacing>;
 
   constructor(private readonly deps: ChecksumResyncDeps, opts: ChecksumResyncOptions = {}) {
-    this.#chunkBytes = chunkBytesOf(deps.regionBytes, opts.chunkBytes);
-    this.#concurrency = Math.max(1, opts.concurrency ?? 2);
-    this.#bytesPerSecMax = opts.bytesPerSecMax ?? 0;
+    this.#pacing = walkPacing(deps.regionBytes, opts);
     this.#progress = this.#fresh("idle");
   }
 
@@ -84,30 +77,19 @@ export class ChecksumResync {
   }
 
   get running(): boolean {
-    return this.#running !== undefined;
+    return this.#job.running;
   }
 
   /** Starts a checksum resync unless one runs; returns a promise of its final progress. */
   start(): Promise<ResyncProgress> {
-    this.#running ??= this.#run().finally(() => (this.#running = undefined));
-    return this.#running;
+    return this.#job.start(() => this.#run());
   }
 
   #fresh(state: ResyncState): ResyncProgress {
     const { volume, sizeBytes, regionBytes, clock } = this.deps;
     return {
-      volume,
-      state,
-      startedAt: state === "idle" ? null : clock.now(),
-      finishedAt: null,
-      regionsTotal: regionsOf(0, sizeBytes, regionBytes).count,
-      regionsDone: 0,
-      bytesTotal: sizeBytes,
-      bytesDone: 0,
+      ...walkProgressStart(volume, sizeBytes, regionBytes, state, clock),
       regionsKept: 0,
-      bytesPerSec: 0,
-      etaSeconds: null,
-      error: null,
       mode: "checksum",
       regionsCompared: 0,
       regionsShipped: 0,
@@ -127,8 +109,8 @@ export class ChecksumResync {
       const token = await this.#token();
       const { done: compared, failure } = await walkChunks(
         this.deps.sizeBytes,
-        this.#chunkBytes,
-        this.#concurrency,
+        this.#pacing.chunkBytes,
+        this.#pacing.concurrency,
         (chunk) => this.#compare(chunk),
       );
       for (let i = 0; i < compared.length; i += trackExtentsMax) {
@@ -161,7 +143,7 @@ export class ChecksumResync {
       throw new Error(`Backup went offline during checksum resync of "${volume}"`);
     }
     const p = this.#progress;
-    await throttle(p.startedAt, p.bytesDone, this.#bytesPerSecMax, this.deps.clock);
+    await throttle(p.startedAt, p.bytesDone, this.#pacing.bytesPerSecMax, this.deps.clock);
     const run = regionsOf(chunk.offset, chunk.length, regionBytes);
     let shipped = { regions: 0, bytes: 0 };
     const release = await locks.acquire(chunk.offset, chunk.length);

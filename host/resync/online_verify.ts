@@ -27,13 +27,16 @@ import { trackExtentsMax } from "../../src/schemas.ts";
 import type { TrackSender } from "../fork/tracker_marker.ts";
 import type { RangeLock } from "../fork/range_lock.ts";
 import {
-  chunkBytesOf,
   type CompareDeps,
   compareSpan,
   finishRate,
+  OneAtATime,
   type SecondaryChecksums,
   throttle,
   walkChunks,
+  type WalkOptions,
+  walkPacing,
+  walkProgressStart,
   withLiveRate,
 } from "./region_walk.ts";
 
@@ -54,28 +57,18 @@ export interface OnlineVerifyDeps {
   clock: Clock;
 }
 
-export interface OnlineVerifyOptions {
-  /** Bytes compared per backup request; whole regions, at most checksumRegionsMax of them. */
-  chunkBytes?: number;
-  /** Chunks in flight at once (2: one hashed while the other waits for the backup). */
-  concurrency?: number;
-  /** Bound on bytes compared per second; 0 = unbounded. */
-  bytesPerSecMax?: number;
-}
+/** Chunk size, chunks in flight and rate bound: checksum resync's. */
+export type OnlineVerifyOptions = WalkOptions;
 
 export class OnlineVerify {
   #progress: VerifyProgress;
-  #running: Promise<VerifyProgress> | undefined;
+  readonly #job = new OneAtATime<VerifyProgress>();
   /** Regions found differing by the current (or last) walk. */
   readonly #differing = new DirtyBitmap();
-  readonly #chunkBytes: number;
-  readonly #concurrency: number;
-  readonly #bytesPerSecMax: number;
+  readonly #pacing: ReturnType<typeof walkPacing>;
 
   constructor(private readonly deps: OnlineVerifyDeps, opts: OnlineVerifyOptions = {}) {
-    this.#chunkBytes = chunkBytesOf(deps.regionBytes, opts.chunkBytes);
-    this.#concurrency = Math.max(1, opts.concurrency ?? 2);
-    this.#bytesPerSecMax = opts.bytesPerSecMax ?? 0;
+    this.#pacing = walkPacing(deps.regionBytes, opts);
     this.#progress = this.#fresh("idle");
   }
 
@@ -85,29 +78,18 @@ export class OnlineVerify {
   }
 
   get running(): boolean {
-    return this.#running !== undefined;
+    return this.#job.running;
   }
 
   /** Starts a verify unless one runs; returns a promise of its final progress. */
   start(): Promise<VerifyProgress> {
-    this.#running ??= this.#run().finally(() => (this.#running = undefined));
-    return this.#running;
+    return this.#job.start(() => this.#run());
   }
 
   #fresh(state: ResyncState): VerifyProgress {
     const { volume, sizeBytes, regionBytes, clock } = this.deps;
     return {
-      volume,
-      state,
-      startedAt: state === "idle" ? null : clock.now(),
-      finishedAt: null,
-      regionsTotal: regionsOf(0, sizeBytes, regionBytes).count,
-      regionsDone: 0,
-      bytesTotal: sizeBytes,
-      bytesDone: 0,
-      bytesPerSec: 0,
-      etaSeconds: null,
-      error: null,
+      ...walkProgressStart(volume, sizeBytes, regionBytes, state, clock),
       regionsCompared: 0,
       regionsRechecked: 0,
       regionsDiffering: 0,
@@ -143,8 +125,8 @@ export class OnlineVerify {
       const compare = { ...this.deps, secondary };
       const { failure } = await walkChunks(
         this.deps.sizeBytes,
-        this.#chunkBytes,
-        this.#concurrency,
+        this.#pacing.chunkBytes,
+        this.#pacing.concurrency,
         (chunk) => this.#verifyChunk(compare, chunk),
       );
       if (failure !== undefined) throw failure;
@@ -162,7 +144,7 @@ export class OnlineVerify {
     const { backup, volume, regionBytes } = this.deps;
     if (!backup.isOnline) throw new Error(`Backup went offline during verify of "${volume}"`);
     const p = this.#progress;
-    await throttle(p.startedAt, p.bytesDone, this.#bytesPerSecMax, this.deps.clock);
+    await throttle(p.startedAt, p.bytesDone, this.#pacing.bytesPerSecMax, this.deps.clock);
     const chunkRun = regionsOf(chunk.offset, chunk.length, regionBytes);
     const { runs: suspects } = await compareSpan(compare, chunk);
     const confirmed: RegionRun[] = [];

@@ -19,13 +19,13 @@
  */
 import { formatBytes } from "../../src/extent.ts";
 import { parseCount, parseFlags, parseUrl, runMain } from "../../src/flags.ts";
-import { ServiceCallError } from "../../src/http_client.ts";
 import { checkName, type VolumeInfo } from "../../src/schemas.ts";
 import { resolveToken, tokenFlagOptions } from "../../src/token.ts";
 import { TrackerClient } from "../../tracker/client.ts";
 import { BackupClient } from "../../backup/client.ts";
 import { HostClient } from "../client.ts";
 import { resyncOrphan } from "./orphan_resync.ts";
+import { followHostJob } from "./host_job.ts";
 import { progressLine, progressShower } from "./progress_display.ts";
 import type { ResyncMode, ResyncProgress, ResyncRequestBody } from "../../src/host_schemas.ts";
 
@@ -72,44 +72,21 @@ async function resyncVolume(
   req?: ResyncRequestBody,
 ): Promise<VolumeResult> {
   const host = new HostClient(info.ownerUrl, { token });
-  let progress: ResyncProgress;
-  try {
-    progress = await host.startResync(info.name, req);
-  } catch (err) {
-    const e = err as ServiceCallError;
-    const why = e.status === 0
-      ? `host agent "${info.ownerHost}" at ${info.ownerUrl} is unreachable (${e.message})`
-      : e.status === 503
-      ? `backup is still offline for host "${info.ownerHost}": ${e.message}`
-      : e.message;
-    return { volume: info.name, ok: false, error: why };
-  }
-  if (mode === "checksum" && progress.mode !== "checksum") {
-    return {
-      volume: info.name,
-      ok: false,
-      error: `host agent "${info.ownerHost}" at ${info.ownerUrl} started a plain resync, not a ` +
-        `checksum one: it predates --checksum; upgrade it`,
-    };
-  }
-  while (progress.state === "running") {
-    show(progress);
-    await new Promise((r) => setTimeout(r, pollMs));
-    try {
-      progress = await host.resyncProgress(info.name);
-    } catch (err) {
-      return {
-        volume: info.name,
-        ok: false,
-        error: `lost contact with host agent "${info.ownerHost}": ${(err as Error).message}`,
-      };
-    }
-  }
-  show(progress);
-  if (progress.state !== "done") {
-    return { volume: info.name, ok: false, progress, error: progress.error ?? progress.state };
-  }
-  return { volume: info.name, ok: true, progress };
+  const result = await followHostJob(
+    info,
+    {
+      start: () => host.startResync(info.name, req),
+      poll: () => host.resyncProgress(info.name),
+    },
+    pollMs,
+    show,
+    (first) =>
+      mode === "checksum" && first.mode !== "checksum"
+        ? `host agent "${info.ownerHost}" at ${info.ownerUrl} started a plain resync, not a ` +
+          `checksum one: it predates --checksum; upgrade it`
+        : undefined,
+  );
+  return { ...result, ok: result.error === undefined };
 }
 
 /** A resync's progress line: a checksum resync also says what it shipped. */

@@ -6,13 +6,24 @@
  */
 import type { BlockDevice } from "../../src/block_device.ts";
 import type { Clock } from "../../src/clock.ts";
-import { type Extent, mergeExtents, type RegionRun } from "../../src/extent.ts";
+import { type Extent, mergeExtents, type RegionRun, regionsOf } from "../../src/extent.ts";
+import type { ResyncState } from "../../src/host_schemas.ts";
 import { checksumRegionsMax, checksumSpanBytesMax } from "../../src/limits.ts";
 import { type ChecksumRequest, differingRuns, hashRegions } from "../../src/region_checksums.ts";
 
 /** The backup's digests of the secondary's regions (backup/client.ts `checksums`). */
 export interface SecondaryChecksums {
   checksums(volume: string, req: ChecksumRequest): Promise<Uint8Array>;
+}
+
+/** How a walk is paced (checksum resync and verify take the same options). */
+export interface WalkOptions {
+  /** Bytes compared per backup request; whole regions, at most checksumRegionsMax of them. */
+  chunkBytes?: number;
+  /** Chunks in flight at once (2: one hashed while the other waits for the backup). */
+  concurrency?: number;
+  /** Bound on bytes compared per second; 0 = unbounded. */
+  bytesPerSecMax?: number;
 }
 
 /** Default bytes compared per backup request: 64 regions of 64 KiB. */
@@ -26,6 +37,18 @@ export function chunkBytesOf(regionBytes: number, wantedBytes = checksumChunkByt
   const wanted = Math.floor(wantedBytes / regionBytes);
   const regionsMax = Math.min(checksumRegionsMax, Math.floor(checksumSpanBytesMax / regionBytes));
   return Math.max(1, Math.min(wanted, regionsMax)) * regionBytes;
+}
+
+/** A walk's pacing as `opts` asks for it, defaults filled in and the chunk size bounded. */
+export function walkPacing(
+  regionBytes: number,
+  opts: WalkOptions,
+): { chunkBytes: number; concurrency: number; bytesPerSecMax: number } {
+  return {
+    chunkBytes: chunkBytesOf(regionBytes, opts.chunkBytes),
+    concurrency: Math.max(1, opts.concurrency ?? 2),
+    bytesPerSecMax: opts.bytesPerSecMax ?? 0,
+  };
 }
 
 /**
@@ -56,6 +79,45 @@ export async function walkChunks(
   };
   await Promise.all(Array.from({ length: Math.max(1, concurrency) }, worker));
   return { done: mergeExtents(done), failure };
+}
+
+/**
+ * Runs one job at a time: `start` while one runs joins it. `running` is true until it settles.
+ */
+export class OneAtATime<T> {
+  #running: Promise<T> | undefined;
+
+  get running(): boolean {
+    return this.#running !== undefined;
+  }
+
+  start(run: () => Promise<T>): Promise<T> {
+    this.#running ??= run().finally(() => (this.#running = undefined));
+    return this.#running;
+  }
+}
+
+/** The progress fields every walk of a whole volume starts with (idle: not started yet). */
+export function walkProgressStart(
+  volume: string,
+  sizeBytes: number,
+  regionBytes: number,
+  state: ResyncState,
+  clock: Clock,
+) {
+  return {
+    volume,
+    state,
+    startedAt: state === "idle" ? null : clock.now(),
+    finishedAt: null,
+    regionsTotal: regionsOf(0, sizeBytes, regionBytes).count,
+    regionsDone: 0,
+    bytesTotal: sizeBytes,
+    bytesDone: 0,
+    bytesPerSec: 0,
+    etaSeconds: null,
+    error: null,
+  };
 }
 
 /** The fields of a job's progress its rate and ETA are computed from. */

@@ -21,11 +21,11 @@
 import { formatBytes } from "../../src/extent.ts";
 import { parseCount, parseFlags, parseUrl, runMain } from "../../src/flags.ts";
 import type { VerifyProgress } from "../../src/host_schemas.ts";
-import { ServiceCallError } from "../../src/http_client.ts";
 import { checkName, type VolumeInfo } from "../../src/schemas.ts";
 import { resolveToken, tokenFlagOptions } from "../../src/token.ts";
 import { TrackerClient } from "../../tracker/client.ts";
 import { HostClient } from "../client.ts";
+import { followHostJob, type JobResult } from "./host_job.ts";
 import { progressLine, progressShower } from "./progress_display.ts";
 
 /** Exit code when differences were found. */
@@ -34,51 +34,6 @@ export const verifyExitDiffering = 1;
 export const verifyExitIncomplete = 3;
 /** Default of --extents-max: differing extents listed per volume. */
 const extentsListedDefault = 20;
-
-interface VolumeResult {
-  volume: string;
-  progress?: VerifyProgress;
-  error?: string;
-}
-
-/** Verifies one volume through its owner; resolves with the final progress or why not. */
-async function verifyVolume(
-  info: VolumeInfo,
-  token: string | undefined,
-  pollMs: number,
-  show: (p: VerifyProgress) => void,
-): Promise<VolumeResult> {
-  const host = new HostClient(info.ownerUrl, { token });
-  let progress: VerifyProgress;
-  try {
-    progress = await host.startVerify(info.name);
-  } catch (err) {
-    const e = err as ServiceCallError;
-    const why = e.status === 0
-      ? `host agent "${info.ownerHost}" at ${info.ownerUrl} is unreachable (${e.message})`
-      : e.status === 503
-      ? `backup is offline for host "${info.ownerHost}": ${e.message}`
-      : e.message;
-    return { volume: info.name, error: why };
-  }
-  while (progress.state === "running") {
-    show(progress);
-    await new Promise((r) => setTimeout(r, pollMs));
-    try {
-      progress = await host.verifyProgress(info.name);
-    } catch (err) {
-      return {
-        volume: info.name,
-        error: `lost contact with host agent "${info.ownerHost}": ${(err as Error).message}`,
-      };
-    }
-  }
-  show(progress);
-  if (progress.state !== "done") {
-    return { volume: info.name, progress, error: progress.error ?? progress.state };
-  }
-  return { volume: info.name, progress };
-}
 
 function verifyLine(p: VerifyProgress, tty: boolean): string {
   return progressLine(p, tty, `, ${p.regionsDiffering} differing`);
@@ -129,9 +84,18 @@ async function main(): Promise<number> {
 
   const shower = progressShower(verifyLine);
   const started = performance.now();
-  const results: VolumeResult[] = [];
+  const results: JobResult<VerifyProgress>[] = [];
   for (const info of volumes) {
-    const result = await verifyVolume(info, token, pollMs, shower.show);
+    const host = new HostClient(info.ownerUrl, { token });
+    const result = await followHostJob(
+      info,
+      {
+        start: () => host.startVerify(info.name),
+        poll: () => host.verifyProgress(info.name),
+      },
+      pollMs,
+      shower.show,
+    );
     shower.end();
     if (result.error !== undefined) {
       console.error(`verify: volume "${info.name}" not verified: ${result.error}`);
