@@ -220,12 +220,13 @@ export class HostAgent {
     return await this.#require(name).trust.markTrusted(lossCountAtStart);
   }
 
-  #requireBackupOnline(name: string): void {
+  /** 503 naming the backup's state (and last error) unless it is online. */
+  #requireBackupOnline(name: string, what: "resync" | "verify" = "resync"): void {
     if (!this.backupStatus.isOnline) {
       const s = this.backupStatus.view();
       throw new ServiceError(
         503,
-        `Cannot resync volume "${name}": backup is ${s.state}` +
+        `Cannot ${what} volume "${name}": backup is ${s.state}` +
           (s.lastError ? ` (last error: ${s.lastError})` : ""),
       );
     }
@@ -257,14 +258,7 @@ export class HostAgent {
         `Cannot verify volume "${name}": ${v.trust.plainResyncRefusal()}`,
       );
     }
-    if (!this.backupStatus.isOnline) {
-      const s = this.backupStatus.view();
-      throw new ServiceError(
-        503,
-        `Cannot verify volume "${name}": backup is ${s.state}` +
-          (s.lastError ? ` (last error: ${s.lastError})` : ""),
-      );
-    }
+    this.#requireBackupOnline(name, "verify");
     void v.verify.start();
     return v.verify.progress;
   }
