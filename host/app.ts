@@ -137,15 +137,36 @@ function resyncApp(agent: HostAgent) {
 }
 
 /**
- * `POST|GET /v1/volumes/:name/verify`: start an online verify (no body; 202 with its progress),
- * read its progress and findings.
+ * `POST|GET /v1/volumes/:name/verify`: start an online verify (no body: a body is refused, so
+ * that options sent to an agent that does not know them are never silently ignored; 202 with
+ * its progress), read its progress and findings.
  */
+/** Largest verify request body read (any non-empty one is refused). */
+const verifyBodyBytesMax = 4096;
+
 function verifyApp(agent: HostAgent) {
   return new Hono()
-    .post("/", validate("param", volumeParams), (c) => {
-      const v = volumeOf(agent, c.req.valid("param").name);
-      return c.json(agent.startVerify(v.name), 202);
-    })
+    .post(
+      "/",
+      bodyLimit({
+        maxSize: verifyBodyBytesMax,
+        onError: () => {
+          throw tooLarge(`Verify request body exceeds ${verifyBodyBytesMax} bytes`);
+        },
+      }),
+      validate("param", volumeParams),
+      async (c) => {
+        const v = volumeOf(agent, c.req.valid("param").name);
+        const body = await c.req.text();
+        if (body.trim() !== "") {
+          throw badRequest(
+            `Verify request of volume "${v.name}" takes no body; got ` +
+              `${JSON.stringify(body.slice(0, 80))}`,
+          );
+        }
+        return c.json(agent.startVerify(v.name), 202);
+      },
+    )
     .get("/", validate("param", volumeParams), (c) => {
       const v = volumeOf(agent, c.req.valid("param").name);
       return c.json(agent.verifyProgress(v.name));

@@ -115,6 +115,20 @@ Deno.test("verify is refused with 409 while a resync of the volume runs", async 
   });
 });
 
+Deno.test("a verify request with a body is a 400 naming it, and starts nothing", async () => {
+  await withApp(async (app, timers, backup) => {
+    timers.fire();
+    await settled();
+    const res = await post(app, "/v1/volumes/vol0/verify", { mode: "fast" });
+    assert.equal(res.status, 400);
+    assert.equal(
+      (await errorOf(res)).message,
+      'Verify request of volume "vol0" takes no body; got "{\\"mode\\":\\"fast\\"}"',
+    );
+    assert.equal(backup.calls, 0);
+  });
+});
+
 Deno.test("verify answers 202 with its progress, and GET shows it done with no difference", async () => {
   await withApp(async (app, timers) => {
     timers.fire();
