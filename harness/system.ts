@@ -43,6 +43,8 @@ export interface System {
   waitMirroring(timeoutMs?: number): Promise<void>;
   /** Runs `deno task reconstruct` as a process; returns its exit code and output. */
   reconstruct(args?: string[]): Promise<{ code: number; output: string }>;
+  /** Runs `deno task verify` as a process; returns its exit code and output. */
+  verify(args?: string[]): Promise<{ code: number; output: string }>;
   /** POST /v1/flush on the backup. */
   flushBackup(): Promise<void>;
   sha256Primary(): Promise<string>;
@@ -166,6 +168,10 @@ export async function startSystem(opts: SystemOptions = {}): Promise<System> {
         sys.tracker.url,
         ...args,
       ]);
+      return { code: out.code, output: out.stdout + out.stderr };
+    },
+    async verify(args: string[] = []) {
+      const out = await runScript("host/resync/verify.ts", ["--tracker", sys.tracker.url, ...args]);
       return { code: out.code, output: out.stdout + out.stderr };
     },
     async flushBackup() {

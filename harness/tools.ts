@@ -92,6 +92,25 @@ export function runScript(
 
 const root = new URL("../", import.meta.url).pathname;
 
+/**
+ * Overwrites `count` bytes at `offset` of the file at `path` with `byte`: damage to an image
+ * behind its owner's back, for tests that must find or repair it.
+ */
+export async function overwriteBytes(
+  path: string,
+  offset: number,
+  count: number,
+  byte: number,
+): Promise<void> {
+  const file = await Deno.open(path, { write: true });
+  try {
+    await file.seek(offset, Deno.SeekMode.Start);
+    await file.write(new Uint8Array(count).fill(byte));
+  } finally {
+    file.close();
+  }
+}
+
 /** SHA-256 of bytes, hex. */
 export async function sha256(bytes: Uint8Array): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);

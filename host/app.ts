@@ -25,6 +25,7 @@ export const hostPaths = {
   status: "/v1/status",
   data: (volume: string) => `/v1/volumes/${encodeURIComponent(volume)}/data`,
   resync: (volume: string) => `/v1/volumes/${encodeURIComponent(volume)}/resync`,
+  verify: (volume: string) => `/v1/volumes/${encodeURIComponent(volume)}/verify`,
 } as const;
 
 const byteOffset = z.string().regex(/^\d{1,16}$/, "Must be a whole number of bytes").transform(
@@ -135,6 +136,43 @@ function resyncApp(agent: HostAgent) {
     });
 }
 
+/**
+ * `POST|GET /v1/volumes/:name/verify`: start an online verify (no body: a body is refused, so
+ * that options sent to an agent that does not know them are never silently ignored; 202 with
+ * its progress), read its progress and findings.
+ */
+/** Largest verify request body read (any non-empty one is refused). */
+const verifyBodyBytesMax = 4096;
+
+function verifyApp(agent: HostAgent) {
+  return new Hono()
+    .post(
+      "/",
+      bodyLimit({
+        maxSize: verifyBodyBytesMax,
+        onError: () => {
+          throw tooLarge(`Verify request body exceeds ${verifyBodyBytesMax} bytes`);
+        },
+      }),
+      validate("param", volumeParams),
+      async (c) => {
+        const v = volumeOf(agent, c.req.valid("param").name);
+        const body = await c.req.text();
+        if (body.trim() !== "") {
+          throw badRequest(
+            `Verify request of volume "${v.name}" takes no body; got ` +
+              `${JSON.stringify(body.slice(0, 80))}`,
+          );
+        }
+        return c.json(agent.startVerify(v.name), 202);
+      },
+    )
+    .get("/", validate("param", volumeParams), (c) => {
+      const v = volumeOf(agent, c.req.valid("param").name);
+      return c.json(agent.verifyProgress(v.name));
+    });
+}
+
 export function createHostApp(agent: HostAgent, opts: HostAppOptions = {}) {
   const metrics = new Metrics();
   const app = new Hono();
@@ -194,7 +232,8 @@ export function createHostApp(agent: HostAgent, opts: HostAppOptions = {}) {
   return app
     .route("/v1/status", statusApp(agent))
     .route("/v1/volumes/:name/data", dataApp(agent))
-    .route("/v1/volumes/:name/resync", resyncApp(agent));
+    .route("/v1/volumes/:name/resync", resyncApp(agent))
+    .route("/v1/volumes/:name/verify", verifyApp(agent));
 }
 
 export type HostApp = ReturnType<typeof createHostApp>;

@@ -8,6 +8,8 @@ import {
   type ResyncProgress,
   resyncProgress,
   type ResyncRequestBody,
+  type VerifyProgress,
+  verifyProgress,
 } from "../src/host_schemas.ts";
 import { call, callJson, type HttpClientOptions } from "../src/http_client.ts";
 import { hostPaths } from "./app.ts";
@@ -29,6 +31,19 @@ export class HostClient {
   async resyncProgress(volume: string): Promise<ResyncProgress> {
     return resyncProgress.parse(
       await callJson(this.baseUrl, hostPaths.resync(volume), {}, this.opts),
+    );
+  }
+
+  /** Starts (or joins) an online verify of `volume`. */
+  async startVerify(volume: string): Promise<VerifyProgress> {
+    return verifyProgress.parse(
+      await callJson(this.baseUrl, hostPaths.verify(volume), { method: "POST" }, this.opts),
+    );
+  }
+
+  async verifyProgress(volume: string): Promise<VerifyProgress> {
+    return verifyProgress.parse(
+      await callJson(this.baseUrl, hostPaths.verify(volume), {}, this.opts),
     );
   }
 

@@ -58,6 +58,37 @@ export const resyncRequest = z.object({
 export type ResyncRequestBody = z.infer<typeof resyncRequest>;
 
 /**
+ * Progress of the latest online verify of a volume (`GET /v1/volumes/{name}/verify`): the same
+ * rate and ETA fields as a resync's, and what the comparison found. A verify ships nothing: the
+ * differing extents are marked dirty at the tracker for the next reconstruct.
+ */
+export const verifyProgress = resyncProgress.pick({
+  volume: true,
+  state: true,
+  startedAt: true,
+  finishedAt: true,
+  regionsTotal: true,
+  regionsDone: true,
+  bytesTotal: true,
+  bytesDone: true,
+  bytesPerSec: true,
+  etaSeconds: true,
+  error: true,
+}).extend({
+  /** Regions whose digests were compared with the backup's. */
+  regionsCompared: z.number(),
+  /** Regions that differed at first sight and were compared again under their range lock. */
+  regionsRechecked: z.number(),
+  /** Regions that still differed under the lock: real differences, marked at the tracker. */
+  regionsDiffering: z.number(),
+  bytesDiffering: z.number(),
+  /** Differing extents found so far (merged); `extents` lists the first `verifyExtentsListedMax`. */
+  extentsTotal: z.number(),
+  extents: z.array(z.object({ offset: z.number(), length: z.number() })),
+});
+export type VerifyProgress = z.infer<typeof verifyProgress>;
+
+/**
  * `degraded`: the component answers but cannot take writes (the backup's journal is full, or a
  * journal write failed); like `offline`, writes go to the tracker and the component is probed.
  */

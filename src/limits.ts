@@ -77,6 +77,11 @@ export const backupBatchBytesMaxDefault = 64 * MiB;
 export const checksumRegionsMax = 4096;
 /** Most bytes one checksum request spans (whatever the region size). */
 export const checksumSpanBytesMax = 256 * MiB;
+/**
+ * Most differing extents a verify's progress lists (the rest are counted, and all are marked at
+ * the tracker): a volume differing in every other region would otherwise list millions.
+ */
+export const verifyExtentsListedMax = 1000;
 
 // The record's length field is a u32.
 assert(recordPayloadBytesMax <= 0xffff_ffff);

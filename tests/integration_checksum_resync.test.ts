@@ -7,22 +7,12 @@
 import assert from "node:assert/strict";
 import { HostClient } from "../host/client.ts";
 import { TrackerClient } from "../tracker/client.ts";
+import { overwriteBytes } from "../harness/tools.ts";
 import { startSystem } from "../harness/system.ts";
 import { randomBytes, seededRandom } from "../src/random.ts";
 
 const region = 64 * 1024;
 const MiB = 1024 * 1024;
-
-/** Overwrites `count` bytes at `offset` of the image file at `path` with `byte`. */
-async function damage(path: string, offset: number, count: number, byte: number): Promise<void> {
-  const file = await Deno.open(path, { write: true });
-  try {
-    await file.seek(offset, Deno.SeekMode.Start);
-    await file.write(new Uint8Array(count).fill(byte));
-  } finally {
-    file.close();
-  }
-}
 
 Deno.test("reconstruct --checksum ships exactly the regions damaged without a mark; images equal", async () => {
   const sys = await startSystem({ sizeBytes: 16 * MiB });
@@ -37,7 +27,7 @@ Deno.test("reconstruct --checksum ships exactly the regions damaged without a ma
     // which a restart replays).
     await sys.backup.kill();
     const secondaryDamage = [8 * MiB, 8 * MiB + 5 * region, 15 * MiB + 3 * region];
-    for (const at of secondaryDamage) await damage(sys.secondaryPath, at + 17, 100, 0xa5);
+    for (const at of secondaryDamage) await overwriteBytes(sys.secondaryPath, at + 17, 100, 0xa5);
     await sys.restartBackup();
     await sys.waitMirroring();
 
@@ -45,7 +35,7 @@ Deno.test("reconstruct --checksum ships exactly the regions damaged without a ma
     // (those hold activity marks, which its restart turns into dirty marks).
     await sys.host.kill();
     const primaryDamage = [9 * MiB + region, 12 * MiB];
-    for (const at of primaryDamage) await damage(sys.primaryPath, at + 1000, 10, 0x5a);
+    for (const at of primaryDamage) await overwriteBytes(sys.primaryPath, at + 1000, 10, 0x5a);
     await sys.restartHost();
     await sys.waitMirroring();
 
@@ -91,7 +81,7 @@ Deno.test("reconstruct --checksum --host repairs a dead host's volume from its p
     await host.write(sys.volume, 3 * MiB, randomBytes(seededRandom(6), MiB));
     await sys.flushBackup();
     await sys.host.kill();
-    await damage(sys.primaryPath, 14 * MiB + 7 * region, 64, 0x77);
+    await overwriteBytes(sys.primaryPath, 14 * MiB + 7 * region, 64, 0x77);
     const { code, output } = await sys.reconstruct([
       "--host",
       "host0",

@@ -6,7 +6,12 @@
 import type { Clock } from "../../src/clock.ts";
 import type { FaultFile } from "../../src/fault_file.ts";
 import { ServiceError } from "../../src/errors.ts";
-import type { HostStatus, ResyncMode, ResyncProgress } from "../../src/host_schemas.ts";
+import type {
+  HostStatus,
+  ResyncMode,
+  ResyncProgress,
+  VerifyProgress,
+} from "../../src/host_schemas.ts";
 import type { BatcherOptions } from "../fork/backup_batcher.ts";
 import type { ResyncOptions } from "../resync/resync.ts";
 import type { AckMode } from "../../src/link_protocol.ts";
@@ -226,12 +231,13 @@ export class HostAgent {
     return await this.#require(name).trust.markTrusted(lossCountAtStart);
   }
 
-  #requireBackupOnline(name: string): void {
+  /** 503 naming the backup's state (and last error) unless it is online. */
+  #requireBackupOnline(name: string, what: "resync" | "verify" = "resync"): void {
     if (!this.backupStatus.isOnline) {
       const s = this.backupStatus.view();
       throw new ServiceError(
         503,
-        `Cannot resync volume "${name}": backup is ${s.state}` +
+        `Cannot ${what} volume "${name}": backup is ${s.state}` +
           (s.lastError ? ` (last error: ${s.lastError})` : ""),
       );
     }
@@ -239,6 +245,37 @@ export class HostAgent {
 
   resyncProgress(name: string): ResyncProgress {
     return latestResync(this.#require(name)).progress;
+  }
+
+  /**
+   * Starts (or joins) an online verify of `name` (host/resync/online_verify.ts); 404 for an
+   * unknown volume, 503 while the backup is offline, 409 while a resync of it runs (its copies
+   * are differences on their way out, not findings) and in split brain (the secondary holds
+   * another primary's writes: every difference is expected).
+   */
+  startVerify(name: string): VerifyProgress {
+    const v = this.#require(name);
+    if (v.verify.running) return v.verify.progress;
+    if (v.resync.running || v.checksumResync.running) {
+      throw new ServiceError(
+        409,
+        `Cannot verify volume "${name}": a ${v.checksumResync.running ? "checksum" : "plain"} ` +
+          `resync of it is running; verify once it is done`,
+      );
+    }
+    if (v.trust.trust === "split-brain") {
+      throw new ServiceError(
+        409,
+        `Cannot verify volume "${name}": ${v.trust.plainResyncRefusal()}`,
+      );
+    }
+    this.#requireBackupOnline(name, "verify");
+    void v.verify.start();
+    return v.verify.progress;
+  }
+
+  verifyProgress(name: string): VerifyProgress {
+    return this.#require(name).verify.progress;
   }
 
   /** The agent's status: components, mode and volumes. */

@@ -2,7 +2,7 @@
  * One volume's layer stack, assembled in one place: the primary image (FileVolume) under the fork
  * layer (ForkDevice with its RangeLock, BackupBatcher, TrackerMarker and ActivityRecord), the
  * Resync that copies its marked regions to the backup (and the checksum resync that compares
- * every region with the backup's), and its trust (generation sidecar, issue 9).
+ * every region with the backup's), its online verify, and its trust (generation sidecar, issue 9).
  */
 import type { BlockDevice } from "../../src/block_device.ts";
 import type { Clock } from "../../src/clock.ts";
@@ -26,6 +26,7 @@ import {
   type ChecksumResyncOptions,
   type SecondaryChecksums,
 } from "../resync/checksum_resync.ts";
+import { OnlineVerify } from "../resync/online_verify.ts";
 import type { ResyncMode, ResyncProgress } from "../../src/host_schemas.ts";
 import { ServiceCallError } from "../../src/http_client.ts";
 import type { TrackRequest } from "../../src/schemas.ts";
@@ -54,6 +55,8 @@ export interface HostVolume {
   resync: Resync;
   /** Compares every region's checksum with the backup's and ships those that differ. */
   checksumResync: ChecksumResync;
+  /** Online verify: compares every region with the backup's, marks those that differ. */
+  verify: OnlineVerify;
   /** Which of the two resyncs was started last (its progress is the volume's resync progress). */
   resyncMode: ResyncMode;
   /** True once the previous incarnation's activity marks were promoted to dirty marks. */
@@ -161,8 +164,10 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
   const batcher = new BackupBatcher(opts.writer, cfg.name, opts.batcher);
   const now = () => opts.clock.now();
   const predictRegions = opts.predictRegions ?? predictRegionsDefault;
+  // The marker's port (lease claim, generation checks); online verify marks through it too.
+  const sender = checkedSender(tracker, trust, opts.reRegister);
   const marker = new TrackerMarker(
-    checkedSender(tracker, trust, opts.reRegister),
+    sender,
     opts.hostId,
     cfg.name,
     opts.regionBytes,
@@ -217,6 +222,19 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     marker,
     clock: opts.clock,
   }, { bytesPerSecMax: opts.resync?.bytesPerSecMax, ...opts.checksumResync });
+  // The same bounds as checksum resync: it reads and hashes the same way.
+  const verify = new OnlineVerify({
+    volume: cfg.name,
+    sizeBytes: cfg.sizeBytes,
+    regionBytes: opts.regionBytes,
+    hostId: opts.hostId,
+    primary,
+    locks,
+    backup,
+    secondary: opts.secondary,
+    tracker: sender,
+    clock: opts.clock,
+  }, { bytesPerSecMax: opts.resync?.bytesPerSecMax, ...opts.checksumResync });
   return {
     ...cfg,
     primary,
@@ -228,6 +246,7 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     activity,
     resync,
     checksumResync,
+    verify,
     resyncMode: "plain",
     promoted: false,
     trust,

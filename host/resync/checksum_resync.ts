@@ -20,20 +20,27 @@
  */
 import type { BlockDevice } from "../../src/block_device.ts";
 import type { Clock } from "../../src/clock.ts";
-import { type Extent, mergeExtents, regionsOf } from "../../src/extent.ts";
+import { type Extent, regionsOf } from "../../src/extent.ts";
 import type { ResyncProgress, ResyncState } from "../../src/host_schemas.ts";
 import { encodedRecordBytes, encodeRecord } from "../../src/journal_record.ts";
-import { checksumRegionsMax, checksumSpanBytesMax } from "../../src/limits.ts";
-import { type ChecksumRequest, differingRuns, hashRegions } from "../../src/region_checksums.ts";
 import { trackExtentsMax } from "../../src/schemas.ts";
 import type { BatchWriter } from "../fork/backup_batcher.ts";
 import type { RangeLock } from "../fork/range_lock.ts";
 import type { ResyncTracker } from "./resync.ts";
+import {
+  compareSpan,
+  finishRate,
+  OneAtATime,
+  type SecondaryChecksums,
+  throttle,
+  walkChunks,
+  type WalkOptions,
+  walkPacing,
+  walkProgressStart,
+  withLiveRate,
+} from "./region_walk.ts";
 
-/** The backup's digests of the secondary's regions (backup/client.ts `checksums`). */
-export interface SecondaryChecksums {
-  checksums(volume: string, req: ChecksumRequest): Promise<Uint8Array>;
-}
+export { checksumChunkBytesDefault, type SecondaryChecksums } from "./region_walk.ts";
 
 export interface ChecksumResyncDeps {
   volume: string;
@@ -52,73 +59,37 @@ export interface ChecksumResyncDeps {
   clock: Clock;
 }
 
-export interface ChecksumResyncOptions {
-  /** Bytes compared per backup request; whole regions, at most checksumRegionsMax of them. */
-  chunkBytes?: number;
-  /** Chunks in flight at once (2: one hashed while the other waits for the backup). */
-  concurrency?: number;
-  /** Bound on bytes compared per second; 0 = unbounded. */
-  bytesPerSecMax?: number;
-}
-
-/** Default bytes compared per backup request: 64 regions of 64 KiB. */
-export const checksumChunkBytesDefault = 4 * 1024 * 1024;
+/** Chunk size, chunks in flight and rate bound of the walk. */
+export type ChecksumResyncOptions = WalkOptions;
 
 export class ChecksumResync {
   #progress: ResyncProgress;
-  #running: Promise<ResyncProgress> | undefined;
-  readonly #chunkBytes: number;
-  readonly #concurrency: number;
-  readonly #bytesPerSecMax: number;
+  readonly #job = new OneAtATime<ResyncProgress>();
+  readonly #pacing: ReturnType<typeof walkPacing>;
 
   constructor(private readonly deps: ChecksumResyncDeps, opts: ChecksumResyncOptions = {}) {
-    const wanted = Math.floor((opts.chunkBytes ?? checksumChunkBytesDefault) / deps.regionBytes);
-    const regionsMax = Math.min(
-      checksumRegionsMax,
-      Math.floor(checksumSpanBytesMax / deps.regionBytes),
-    );
-    this.#chunkBytes = Math.max(1, Math.min(wanted, regionsMax)) * deps.regionBytes;
-    this.#concurrency = Math.max(1, opts.concurrency ?? 2);
-    this.#bytesPerSecMax = opts.bytesPerSecMax ?? 0;
+    this.#pacing = walkPacing(deps.regionBytes, opts);
     this.#progress = this.#fresh("idle");
   }
 
   get progress(): ResyncProgress {
-    const p = { ...this.#progress };
-    if (p.state === "running" && p.startedAt !== null) {
-      const seconds = Math.max(0.001, (this.deps.clock.now() - p.startedAt) / 1000);
-      p.bytesPerSec = Math.round(p.bytesDone / seconds);
-      const left = Math.max(0, p.bytesTotal - p.bytesDone);
-      p.etaSeconds = p.bytesPerSec > 0 ? Math.ceil(left / p.bytesPerSec) : null;
-    }
-    return p;
+    return withLiveRate(this.#progress, this.deps.clock);
   }
 
   get running(): boolean {
-    return this.#running !== undefined;
+    return this.#job.running;
   }
 
   /** Starts a checksum resync unless one runs; returns a promise of its final progress. */
   start(): Promise<ResyncProgress> {
-    this.#running ??= this.#run().finally(() => (this.#running = undefined));
-    return this.#running;
+    return this.#job.start(() => this.#run());
   }
 
   #fresh(state: ResyncState): ResyncProgress {
     const { volume, sizeBytes, regionBytes, clock } = this.deps;
     return {
-      volume,
-      state,
-      startedAt: state === "idle" ? null : clock.now(),
-      finishedAt: null,
-      regionsTotal: regionsOf(0, sizeBytes, regionBytes).count,
-      regionsDone: 0,
-      bytesTotal: sizeBytes,
-      bytesDone: 0,
+      ...walkProgressStart(volume, sizeBytes, regionBytes, state, clock),
       regionsKept: 0,
-      bytesPerSec: 0,
-      etaSeconds: null,
-      error: null,
       mode: "checksum",
       regionsCompared: 0,
       regionsShipped: 0,
@@ -136,7 +107,12 @@ export class ChecksumResync {
       }
       // Taken before any region is compared: marks made after it survive the clear.
       const token = await this.#token();
-      const { compared, failure } = await this.#compareAll();
+      const { done: compared, failure } = await walkChunks(
+        this.deps.sizeBytes,
+        this.#pacing.chunkBytes,
+        this.#pacing.concurrency,
+        (chunk) => this.#compare(chunk),
+      );
       for (let i = 0; i < compared.length; i += trackExtentsMax) {
         const extents = compared.slice(i, i + trackExtentsMax);
         const res = await tracker.clear(volume, { token, extents });
@@ -148,10 +124,7 @@ export class ChecksumResync {
       p.state = "failed";
       p.error = err instanceof Error ? err.message : String(err);
     }
-    p.finishedAt = this.deps.clock.now();
-    const seconds = Math.max(0.001, (p.finishedAt - p.startedAt!) / 1000);
-    p.bytesPerSec = Math.round(p.bytesDone / seconds);
-    p.etaSeconds = p.state === "done" ? 0 : null;
+    finishRate(p, this.deps.clock);
     return { ...p };
   }
 
@@ -163,52 +136,23 @@ export class ChecksumResync {
     throw new Error(`The tracker's log of "${this.deps.volume}" has no page`);
   }
 
-  /** Compares every chunk, `concurrency` at once, in volume order; stops at the first failure. */
-  async #compareAll(): Promise<{ compared: Extent[]; failure: unknown }> {
-    const { sizeBytes } = this.deps;
-    const compared: Extent[] = [];
-    let next = 0;
-    let failure: unknown;
-    const worker = async () => {
-      while (failure === undefined && next < sizeBytes) {
-        const chunk = { offset: next, length: Math.min(this.#chunkBytes, sizeBytes - next) };
-        next += chunk.length;
-        try {
-          await this.#compare(chunk);
-          compared.push(chunk);
-        } catch (err) {
-          failure ??= err;
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: this.#concurrency }, worker));
-    return { compared: mergeExtents(compared), failure };
-  }
-
   /** Compares one chunk under its range lock and ships the regions that differ. */
   async #compare(chunk: Extent): Promise<void> {
-    const { locks, primary, writer, marker, backup, volume, regionBytes } = this.deps;
+    const { locks, writer, marker, backup, volume, regionBytes } = this.deps;
     if (!backup.isOnline) {
       throw new Error(`Backup went offline during checksum resync of "${volume}"`);
     }
-    await this.#throttle();
+    const p = this.#progress;
+    await throttle(p.startedAt, p.bytesDone, this.#pacing.bytesPerSecMax, this.deps.clock);
     const run = regionsOf(chunk.offset, chunk.length, regionBytes);
     let shipped = { regions: 0, bytes: 0 };
     const release = await locks.acquire(chunk.offset, chunk.length);
     try {
       marker.forget(run);
-      const theirs = this.deps.secondary!.checksums(volume, { ...chunk, regionBytes });
-      theirs.catch(() => {}); // awaited below; a rejection while hashing is not unhandled
-      const data = await primary.read(chunk.offset, chunk.length);
-      const ours = await hashRegions(data, regionBytes);
-      let digests: Uint8Array;
-      try {
-        digests = await theirs;
-      } catch (err) {
-        if ((err as { offline?: boolean }).offline === true) backup.markOffline(err);
-        throw err;
-      }
-      const runs = differingRuns(ours, digests);
+      const { data, runs } = await compareSpan(
+        { ...this.deps, secondary: this.deps.secondary! },
+        chunk,
+      );
       if (runs.length > 0) {
         const batch = this.#batchOf(chunk, data, runs);
         shipped = batch;
@@ -222,7 +166,6 @@ export class ChecksumResync {
     } finally {
       release();
     }
-    const p = this.#progress;
     p.bytesDone += chunk.length;
     p.regionsDone += run.count;
     p.regionsCompared! += run.count;
@@ -259,13 +202,5 @@ export class ChecksumResync {
       regions: runs.reduce((n, r) => n + r.count, 0),
       bytes: records.reduce((n, r) => n + r.length, 0),
     };
-  }
-
-  async #throttle(): Promise<void> {
-    const p = this.#progress;
-    if (this.#bytesPerSecMax <= 0 || p.startedAt === null) return;
-    const earliestMs = p.startedAt + (p.bytesDone / this.#bytesPerSecMax) * 1000;
-    const waitMs = earliestMs - this.deps.clock.now();
-    if (waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
   }
 }

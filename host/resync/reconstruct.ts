@@ -19,13 +19,14 @@
  */
 import { formatBytes } from "../../src/extent.ts";
 import { parseCount, parseFlags, parseUrl, runMain } from "../../src/flags.ts";
-import { ServiceCallError } from "../../src/http_client.ts";
 import { checkName, type VolumeInfo } from "../../src/schemas.ts";
 import { resolveToken, tokenFlagOptions } from "../../src/token.ts";
 import { TrackerClient } from "../../tracker/client.ts";
 import { BackupClient } from "../../backup/client.ts";
 import { HostClient } from "../client.ts";
 import { resyncOrphan } from "./orphan_resync.ts";
+import { followHostJob } from "./host_job.ts";
+import { progressLine, progressShower } from "./progress_display.ts";
 import type { ResyncMode, ResyncProgress, ResyncRequestBody } from "../../src/host_schemas.ts";
 
 /**
@@ -56,8 +57,6 @@ async function untrustedVolumes(
   return found;
 }
 
-const encoder = new TextEncoder();
-
 interface VolumeResult {
   volume: string;
   ok: boolean;
@@ -75,61 +74,29 @@ async function resyncVolume(
   req?: ResyncRequestBody,
 ): Promise<VolumeResult> {
   const host = new HostClient(info.ownerUrl, { token });
-  let progress: ResyncProgress;
-  try {
-    progress = await host.startResync(info.name, req);
-  } catch (err) {
-    const e = err as ServiceCallError;
-    const why = e.status === 0
-      ? `host agent "${info.ownerHost}" at ${info.ownerUrl} is unreachable (${e.message})`
-      : e.status === 503
-      ? `backup is still offline for host "${info.ownerHost}": ${e.message}`
-      : e.message;
-    return { volume: info.name, ok: false, error: why };
-  }
-  if (mode === "checksum" && progress.mode !== "checksum") {
-    return {
-      volume: info.name,
-      ok: false,
-      error: `host agent "${info.ownerHost}" at ${info.ownerUrl} started a plain resync, not a ` +
-        `checksum one: it predates --checksum; upgrade it`,
-    };
-  }
-  while (progress.state === "running") {
-    show(progress);
-    await new Promise((r) => setTimeout(r, pollMs));
-    try {
-      progress = await host.resyncProgress(info.name);
-    } catch (err) {
-      return {
-        volume: info.name,
-        ok: false,
-        error: `lost contact with host agent "${info.ownerHost}": ${(err as Error).message}`,
-      };
-    }
-  }
-  show(progress);
-  if (progress.state !== "done") {
-    return { volume: info.name, ok: false, progress, error: progress.error ?? progress.state };
-  }
-  return { volume: info.name, ok: true, progress };
+  const result = await followHostJob(
+    info,
+    {
+      start: () => host.startResync(info.name, req),
+      poll: () => host.resyncProgress(info.name),
+    },
+    pollMs,
+    show,
+    (first) =>
+      mode === "checksum" && first.mode !== "checksum"
+        ? `host agent "${info.ownerHost}" at ${info.ownerUrl} started a plain resync, not a ` +
+          `checksum one: it predates --checksum; upgrade it`
+        : undefined,
+  );
+  return { ...result, ok: result.error === undefined };
 }
 
-function progressLine(p: ResyncProgress, tty: boolean): string {
-  const total = Math.max(p.bytesTotal, p.bytesDone);
-  const fraction = total > 0 ? p.bytesDone / total : 1;
-  const rate = `${formatBytes(p.bytesPerSec)}/s`;
-  const eta = p.etaSeconds === null ? "" : ` ETA ${p.etaSeconds}s`;
+/** A resync's progress line: a checksum resync also says what it shipped. */
+function resyncLine(p: ResyncProgress, tty: boolean): string {
   const shipped = p.mode === "checksum"
     ? `, ${p.regionsShipped ?? 0} shipped (${formatBytes(p.bytesShipped ?? 0)})`
     : "";
-  const counts = `${p.regionsDone}/${Math.max(p.regionsTotal, p.regionsDone)} regions, ` +
-    `${formatBytes(p.bytesDone)}/${formatBytes(total)}${shipped}`;
-  if (!tty) return `${p.volume}: ${p.state} ${counts} ${rate}${eta}`;
-  const width = 30;
-  const filled = Math.round(fraction * width);
-  const bar = "#".repeat(filled) + "-".repeat(width - filled);
-  return `${p.volume} [${bar}] ${(fraction * 100).toFixed(0).padStart(3)}% ${counts} ${rate}${eta}`;
+  return progressLine(p, tty, shipped);
 }
 
 /** The last line of `--checksum`: what was compared, shipped and skipped. */
@@ -230,16 +197,8 @@ async function main(): Promise<void> {
   );
   dirty.push(...untrusted);
 
-  const tty = Deno.stdout.isTerminal();
-  let lastPlain = 0;
-  const show = (p: ResyncProgress) => {
-    if (tty) {
-      Deno.stdout.writeSync(encoder.encode(`\r\x1b[2K${progressLine(p, true)}`));
-    } else if (Date.now() - lastPlain >= 1000 || p.state !== "running") {
-      lastPlain = Date.now();
-      console.log(progressLine(p, false));
-    }
-  };
+  const shower = progressShower(resyncLine);
+  const show = shower.show;
 
   const started = performance.now();
   const results: VolumeResult[] = [];
@@ -276,7 +235,7 @@ async function main(): Promise<void> {
         }),
         (err): VolumeResult => ({ volume: info.name, ok: false, error: (err as Error).message }),
       );
-    if (tty) Deno.stdout.writeSync(encoder.encode("\n"));
+    shower.end();
     if (!result.ok) console.error(`reconstruct: volume "${info.name}" failed: ${result.error}`);
     results.push(result);
   }
