@@ -105,6 +105,34 @@ Deno.test("the tracker's KV deleted while marked: checksum resync needed, later 
   }
 });
 
+Deno.test("the tracker's KV deleted while mirroring: the next write's activity mark registers the volume again, not a failed write", async () => {
+  // The default lease (30 s) is far longer than this test: only the 404 path can register again.
+  const sys = await startSystem({ sizeBytes: 16 * mib, hostArgs: ["--predict-regions", "0"] });
+  const host = new HostClient(sys.host.url);
+  const kv = `${sys.dir}/tracker.kv`;
+  try {
+    await sys.waitMirroring();
+    await host.write(sys.volume, 0, new Uint8Array(4096).fill(1)); // mirrored, activity marked
+    await sys.tracker.kill();
+    await removeKv(kv);
+    await sys.restartTracker(); // an empty KV: the record is gone
+    const gone = await fetch(`${sys.tracker.url}/v1/volumes/${sys.volume}`);
+    assert.equal(gone.status, 404, await gone.text());
+
+    // Another activity unit: its mark finds the volume unknown, registers it, and is retried.
+    const data = new Uint8Array(4096).fill(2);
+    await host.write(sys.volume, 12 * mib, data);
+    assert.deepEqual(await host.read(sys.volume, 12 * mib, 4096), data);
+    const info = await trackerVolume(sys);
+    assert.equal(info.sizeBytes, 16 * mib);
+    const v = await waitTrust(sys, "checksum-resync-needed");
+    assert.equal(v.registered, true);
+    assert.match(v.trustReason!, /was lost/);
+  } finally {
+    await sys.stop();
+  }
+});
+
 Deno.test("the tracker's KV replaced by an older copy: the lower mark sequence is noticed", async () => {
   const sys = await startSystem({ sizeBytes: 16 * mib, hostArgs: ["--predict-regions", "0"] });
   const host = new HostClient(sys.host.url);

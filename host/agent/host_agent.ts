@@ -322,7 +322,7 @@ export class HostAgent {
       instance: this.instance,
       volume: cfg,
       backup: this.backupLink,
-      reRegister: () => this.#lease.renewNow(),
+      reRegister: () => this.#lease.renewNow(cfg.name),
       writer: this.backupLink.writer,
       secondary: opts.backup.checksums ? (opts.backup as Required<HostBackup>) : undefined,
       submitter: this.backupLink.submitterFor(cfg.name),

@@ -62,9 +62,11 @@ export class TrackerLease {
   /**
    * Renews every volume now, joining a renewal already asked for: the tracker answered that it
    * does not know a volume (it lost its record), so the registration and its generation check
-   * should not wait for the timer (issue 9).
+   * should not wait for the timer (issue 9). `lost` names the volume it no longer knows: the
+   * status shows it unregistered until a registration succeeds.
    */
-  renewNow(): Promise<void> {
+  renewNow(lost?: string): Promise<void> {
+    if (lost !== undefined) this.#registered.delete(lost);
     this.#renewing ??= this.#register(false).finally(() => this.#renewing = undefined);
     return this.#renewing;
   }

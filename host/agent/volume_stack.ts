@@ -111,29 +111,46 @@ export function latestResync(v: HostVolume): { readonly progress: ResyncProgress
 }
 
 /**
- * The marker's port to the tracker: every answer's generation and mark sequence is checked
- * (issue 9), and a 404 (the tracker lost the volume) re-registers and retries once.
+ * `tracker` retrying once after a re-registration when it answers 404: the tracker lost the
+ * volume's record (restarted empty, restored from an older copy), so the lease registers it again
+ * at once instead of failing writes until the next renewal (issue 9). Marks and activity marks
+ * both go through it; a second 404 is the caller's error.
  */
-function checkedSender(
-  tracker: Pick<HostTracker, "track">,
-  trust: VolumeTrust,
+function reRegistering<T extends Pick<HostTracker, "track" | "activity">>(
+  tracker: T,
   reRegister: (() => Promise<void>) | undefined,
-) {
-  const send = async (req: TrackRequest) => {
-    const seen = trust.snapshot();
-    const answer = await tracker.track(req);
-    await trust.checkTracker(answer as TrackerGenerationAnswer, seen, false);
-    return answer;
+): T {
+  if (!reRegister) return tracker;
+  const retried = <R>(call: () => Promise<R>) => async (): Promise<R> => {
+    try {
+      return await call();
+    } catch (err) {
+      if (!(err instanceof ServiceCallError && err.status === 404)) throw err;
+      await reRegister();
+      return await call();
+    }
   };
+  const wrapped: Record<string, unknown> = {
+    track: (req: TrackRequest) => retried(() => tracker.track(req))(),
+    activity: (req: TrackRequest) => retried(() => tracker.activity(req))(),
+  };
+  return new Proxy(tracker, {
+    get(target, prop) {
+      if (typeof prop === "string" && prop in wrapped) return wrapped[prop];
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+/** The marker's port to the tracker: every answer's generation and mark sequence is checked. */
+function checkedSender(tracker: Pick<HostTracker, "track">, trust: VolumeTrust) {
   return {
     track: async (req: TrackRequest) => {
-      try {
-        return await send(req);
-      } catch (err) {
-        if (!(err instanceof ServiceCallError && err.status === 404) || !reRegister) throw err;
-        await reRegister();
-        return await send(req);
-      }
+      const seen = trust.snapshot();
+      const answer = await tracker.track(req);
+      await trust.checkTracker(answer as TrackerGenerationAnswer, seen, false);
+      return answer;
     },
   };
 }
@@ -165,7 +182,7 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
   const now = () => opts.clock.now();
   const predictRegions = opts.predictRegions ?? predictRegionsDefault;
   // The marker's port (lease claim, generation checks); online verify marks through it too.
-  const sender = checkedSender(tracker, trust, opts.reRegister);
+  const sender = checkedSender(tracker, trust);
   const marker = new TrackerMarker(
     sender,
     opts.hostId,
@@ -275,7 +292,7 @@ async function leaseOf(
     await primaryId(opts.volume.path),
     () => opts.clock.now(),
   );
-  return { lease, tracker: leasedTracker(opts.tracker, lease) };
+  return { lease, tracker: reRegistering(leasedTracker(opts.tracker, lease), opts.reRegister) };
 }
 
 /**
