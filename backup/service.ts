@@ -8,6 +8,8 @@ import type { FaultFile } from "../src/fault_file.ts";
 import { backupBatchBytesMaxDefault } from "../src/limits.ts";
 import { Metrics } from "../src/metrics.ts";
 import { Applier } from "./applier.ts";
+import { CycleStages } from "./cycle_stage.ts";
+import { encodeRecord } from "../src/journal_record.ts";
 import { Journal, journalSegmentBytesDefault } from "./journal.ts";
 import { replayJournal } from "./journal_replay.ts";
 import { type BackupApp, createBackupApp } from "./app.ts";
@@ -38,6 +40,8 @@ export interface BackupOptions {
   link?: LinkListenOptions;
   /** Test-only disk faults for the journal and the applier (main.ts: TRACKMIRROR_FAULT_FILE). */
   faults?: FaultFile;
+  /** Bound on one volume's cycle stage (backup/cycle_stage.ts; `stageBytesMaxDefault`). */
+  stageBytesMax?: number;
 }
 
 /** An open backup service. */
@@ -46,6 +50,8 @@ export interface Backup {
   journal: Journal;
   applier: Applier;
   store: SecondaryStore;
+  /** Open cycles and committed points of a consistent resync (issue 10). */
+  stages: CycleStages;
   metrics: Metrics;
   /** Orders each volume's writers: batches of an older epoch are refused (epoch_fence.ts). */
   fence: EpochFence;
@@ -72,10 +78,23 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
   const store = await SecondaryStore.open(join(opts.dataDir, "volumes"));
   const metrics = new Metrics();
   let journal: Journal;
+  let stages: CycleStages | undefined;
   try {
-    const replayed = await replayJournal(journalDir, (rec) => store.applySync(rec), opts.log);
+    // Committed stages are finished before replay: the journal may hold later records of theirs.
+    stages = CycleStages.openSync(opts.dataDir, store, {
+      stageBytesMax: opts.stageBytesMax,
+      log: opts.log,
+    });
+    const replayStages = stages;
+    const touched = new Set<string>();
+    const replayed = await replayJournal(
+      journalDir,
+      (rec) => replayStages.apply(rec, encodeRecord(rec), touched),
+      opts.log,
+    );
     // Journal.open removes replayed segments, so what replay wrote must be durable first.
     await store.syncAll();
+    stages.syncSync();
     journal = await Journal.open(
       { dir: journalDir, journalBytesMax, journalSegmentBytes, metrics, faults: opts.faults },
       replayed,
@@ -86,12 +105,14 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
       );
     }
   } catch (err) {
+    stages?.close();
     store.close();
     throw err;
   }
   const applier = new Applier(journal, store, {
     paused: opts.applierPaused,
     faults: opts.faults,
+    stages,
   });
   applier.start();
   metrics.gauge(
@@ -135,6 +156,7 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
   } catch (err) {
     await journal.close();
     await applier.stop();
+    stages.close();
     store.close();
     throw err;
   }
@@ -142,6 +164,7 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
     journal,
     applier,
     store,
+    stages,
     metrics,
     batchBytesMax,
     fence,
@@ -154,6 +177,7 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
     journal,
     applier,
     store,
+    stages,
     metrics,
     fence,
     link,
@@ -162,6 +186,7 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
         await link?.close();
         await journal.close();
         await applier.stop();
+        stages.close();
         store.close();
       })();
       return closing;

@@ -216,7 +216,11 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     tracker,
     marker,
     clock: opts.clock,
-  }, { bytesPerSecMax: opts.resync?.bytesPerSecMax, ...opts.checksumResync });
+  }, {
+    bytesPerSecMax: opts.resync?.bytesPerSecMax,
+    staged: opts.resync?.staged,
+    ...opts.checksumResync,
+  });
   return {
     ...cfg,
     primary,

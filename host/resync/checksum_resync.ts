@@ -17,6 +17,12 @@
  * and hashed, and `concurrency` chunks (2 by default) are in flight at once, so hashing one chunk
  * overlaps the round trip of another. A failure stops the walk and clears only the chunks that
  * completed; running again walks everything again, and ships only what still differs.
+ *
+ * Issue 10: the walk is one cycle (resync_cycle.ts), like a plain resync: the backup stages what
+ * is shipped and every write meanwhile, and the marks are cleared only once the commit is
+ * durable (a failed walk clears nothing). The backup's digests are of its secondary, without the
+ * stage: a region written during the cycle then differs and is shipped again (extra bytes, never
+ * a wrong result, since the stage is applied in order before the later copy).
  */
 import type { BlockDevice } from "../../src/block_device.ts";
 import type { Clock } from "../../src/clock.ts";
@@ -29,6 +35,7 @@ import { trackExtentsMax } from "../../src/schemas.ts";
 import type { BatchWriter } from "../fork/backup_batcher.ts";
 import type { RangeLock } from "../fork/range_lock.ts";
 import type { ResyncTracker } from "./resync.ts";
+import { ResyncCycle } from "./resync_cycle.ts";
 
 /** The backup's digests of the secondary's regions (backup/client.ts `checksums`). */
 export interface SecondaryChecksums {
@@ -57,6 +64,8 @@ export interface ChecksumResyncOptions {
   chunkBytes?: number;
   /** Chunks in flight at once (2: one hashed while the other waits for the backup). */
   concurrency?: number;
+  /** False: ship straight into the secondary, without a cycle (resync.ts `staged`). */
+  staged?: boolean;
   /** Bound on bytes compared per second; 0 = unbounded. */
   bytesPerSecMax?: number;
 }
@@ -70,6 +79,7 @@ export class ChecksumResync {
   readonly #chunkBytes: number;
   readonly #concurrency: number;
   readonly #bytesPerSecMax: number;
+  readonly #staged: boolean;
 
   constructor(private readonly deps: ChecksumResyncDeps, opts: ChecksumResyncOptions = {}) {
     const wanted = Math.floor((opts.chunkBytes ?? checksumChunkBytesDefault) / deps.regionBytes);
@@ -80,6 +90,7 @@ export class ChecksumResync {
     this.#chunkBytes = Math.max(1, Math.min(wanted, regionsMax)) * deps.regionBytes;
     this.#concurrency = Math.max(1, opts.concurrency ?? 2);
     this.#bytesPerSecMax = opts.bytesPerSecMax ?? 0;
+    this.#staged = opts.staged ?? true;
     this.#progress = this.#fresh("idle");
   }
 
@@ -130,13 +141,19 @@ export class ChecksumResync {
   async #run(): Promise<ResyncProgress> {
     const { tracker, volume } = this.deps;
     const p = this.#progress = this.#fresh("running");
+    const { writer, backup } = this.deps;
+    const cycle = new ResyncCycle({ volume, writer, backup, staged: this.#staged }, p);
     try {
       if (this.deps.secondary === undefined) {
         throw new Error(`The backup client of "${volume}" offers no region checksums`);
       }
       // Taken before any region is compared: marks made after it survive the clear.
       const token = await this.#token();
+      await cycle.begin();
       const { compared, failure } = await this.#compareAll();
+      // Staged, nothing is cleared before the commit is durable; a failed walk clears nothing.
+      if (this.#staged && failure !== undefined) throw failure;
+      await cycle.commit();
       for (let i = 0; i < compared.length; i += trackExtentsMax) {
         const extents = compared.slice(i, i + trackExtentsMax);
         const res = await tracker.clear(volume, { token, extents });
@@ -145,6 +162,7 @@ export class ChecksumResync {
       if (failure !== undefined) throw failure;
       p.state = "done";
     } catch (err) {
+      cycle.abandon();
       p.state = "failed";
       p.error = err instanceof Error ? err.message : String(err);
     }
