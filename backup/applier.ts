@@ -252,8 +252,12 @@ export class Applier {
     this.#faults?.check("secondary", "Applying to the secondaries");
     let sinceYield = 0;
     for (const entry of entries) {
-      if (this.#stages) this.#stages.applyBatch(entry.body, touched);
-      else applyBatch(this.store, entry.body, touched);
+      if (this.#stages) {
+        this.#stages.applyBatch(entry.body, touched, {
+          segment: entry.segment,
+          offset: entry.offset,
+        });
+      } else applyBatch(this.store, entry.body, touched);
       sinceYield += entry.body.length;
       if (sinceYield >= applyYieldBytes) {
         sinceYield = 0;

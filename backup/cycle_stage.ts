@@ -21,6 +21,16 @@
  * before the applier takes the next record, so no later record of the volume reaches the
  * secondary (or is released from the journal) while a committed stage could still be re-applied.
  *
+ * Replay: the journal is reclaimed a segment at a time, so replay applies records that were
+ * applied before, from the start of the oldest kept segment. Plain records tolerate that (applied
+ * again in order they converge), a stage does not: an old cycle's commit replayed would commit the
+ * cycle open now. So every record carries its journal position (segment, byte offset), and per
+ * volume two watermarks say what is already reflected: `appliedThrough` (kept with the points:
+ * the position of the last commit or spill, after which the secondary was synced) and the stage's
+ * last entry (each stage entry is the record preceded by its position). A record at or below
+ * either is skipped. Positions only grow while the journal's last segment is kept (Journal.open
+ * keeps it); a journal started afresh (no segments) resets the watermarks, logged.
+ *
  * Bounds: a stage holds at most `stageBytesMax` record bytes (a whole-volume resync plus the
  * writes meanwhile). Past it the cycle spills: the stage is applied as it is, and the rest of the
  * cycle goes straight to the secondary as before issue 10 (logged, counted in status); the
@@ -34,6 +44,7 @@ import { join } from "node:path";
 import { regionBytesDefault } from "../src/extent.ts";
 import { decodeRecord, isCycleMarker, type JournalRecord } from "../src/journal_record.ts";
 import { recordHeaderBytes } from "../src/limits.ts";
+import type { JournalPosition } from "./journal_replay.ts";
 import type { SecondaryStore } from "./secondary_store.ts";
 
 /** Default bound on one volume's stage (record bytes). */
@@ -49,6 +60,8 @@ export interface CyclePoint {
   /** Record bytes the cycle brought (copies and writes). */
   bytes: number;
   records: number;
+  /** The commit marker's place in the journal (absent from points made without positions). */
+  journalPos?: JournalPosition;
   /** Distinct regions (of `regionBytesDefault`) the cycle touched. */
   regions: number;
 }
@@ -74,9 +87,36 @@ export interface CycleStageOptions {
   /** Test-only: throws at the named point of a commit, as a crash there would stop it. */
   crashAt?: (point: StageCrashPoint) => void;
   now?: () => number;
+  /**
+   * The id of the journal's last segment (null: the journal has none), to detect a journal begun
+   * afresh; undefined: not checked (unit tests).
+   */
+  journalLastSegment?: number | null;
+}
+
+/** What `<data>/points/<name>.json` holds. */
+interface PointsFile {
+  points: CyclePoint[];
+  /** The last commit or spill: every record up to it is reflected in the synced secondary. */
+  appliedThrough?: JournalPosition;
+}
+
+/** Bytes of the position that precedes each record in a stage file (u64 segment, u64 offset). */
+const entryHeaderBytes = 16;
+
+/** -1, 0, 1 as `a` is before, at, after `b` in the journal. */
+export function comparePositions(a: JournalPosition, b: JournalPosition): number {
+  if (a.segment !== b.segment) return a.segment < b.segment ? -1 : 1;
+  return a.offset === b.offset ? 0 : a.offset < b.offset ? -1 : 1;
+}
+
+function atOrBefore(a: JournalPosition | undefined, b: JournalPosition | undefined): boolean {
+  return a !== undefined && b !== undefined && comparePositions(a, b) <= 0;
 }
 
 interface Stage {
+  /** Position of the last entry (record or begin) staged; undefined without positions. */
+  lastPos: JournalPosition | undefined;
   file: Deno.FsFile;
   bytes: number;
   records: number;
@@ -91,6 +131,7 @@ export class CycleStages {
   readonly #stages = new Map<string, Stage>();
   /** Volumes whose open cycle spilled: the rest of it goes straight to the secondary. */
   readonly #spilled = new Set<string>();
+  readonly #pointsCache = new Map<string, PointsFile>();
   readonly #stageDir: string;
   readonly #pointsDir: string;
   readonly #bytesMax: number;
@@ -129,7 +170,28 @@ export class CycleStages {
     for (const entry of Deno.readDirSync(stages.#stageDir)) {
       if (entry.isDirectory) stages.#recover(entry.name);
     }
+    if (opts.journalLastSegment !== undefined) stages.#checkWatermarks(opts.journalLastSegment);
     return stages;
+  }
+
+  /** Positions restart with a journal begun afresh: watermarks past its end are dropped. */
+  #checkWatermarks(lastSegment: number | null): void {
+    for (const entry of Deno.readDirSync(this.#pointsDir)) {
+      if (!entry.isFile || !entry.name.endsWith(".json")) continue;
+      const volume = entry.name.slice(0, -".json".length);
+      const file = this.#readPoints(volume);
+      const at = file.appliedThrough;
+      if (at !== undefined && (lastSegment === null || at.segment > lastSegment)) {
+        this.#log(`Cycle of "${volume}": the journal was begun afresh; its watermark is reset`);
+        this.#writePoints(volume, { points: file.points });
+      }
+    }
+    for (const [volume, s] of this.#stages) {
+      if (s.lastPos !== undefined && (lastSegment === null || s.lastPos.segment > lastSegment)) {
+        this.#log(`Cycle of "${volume}": the journal was begun afresh; the stage's mark is reset`);
+        s.lastPos = undefined;
+      }
+    }
   }
 
   /** The open cycles (status). */
@@ -144,43 +206,64 @@ export class CycleStages {
 
   /** The committed points of `volume`, oldest first. */
   points(volume: string): CyclePoint[] {
+    return this.#readPoints(volume).points;
+  }
+
+  #readPoints(volume: string): PointsFile {
+    const cached = this.#pointsCache.get(volume);
+    if (cached) return cached;
+    let file: PointsFile = { points: [] };
     try {
       const parsed = JSON.parse(Deno.readTextFileSync(this.#pointsPath(volume)));
-      return Array.isArray(parsed) ? parsed as CyclePoint[] : [];
+      if (parsed && Array.isArray(parsed.points)) file = parsed as PointsFile;
     } catch (err) {
-      if (err instanceof Deno.errors.NotFound) return [];
-      throw new Error(`Points of volume "${volume}" cannot be read: ${(err as Error).message}`);
+      if (!(err instanceof Deno.errors.NotFound)) {
+        throw new Error(`Points of volume "${volume}" cannot be read: ${(err as Error).message}`);
+      }
     }
+    this.#pointsCache.set(volume, file);
+    return file;
+  }
+
+  #writePoints(volume: string, file: PointsFile): void {
+    writeJsonAtomicSync(this.#pointsPath(volume), file);
+    this.#pointsCache.set(volume, file);
   }
 
   /**
    * Applies one journaled batch: markers open and commit cycles, records of a volume with an
    * open cycle are staged, all others go to the secondary. Adds the volumes written to `touched`.
    */
-  applyBatch(body: Uint8Array, touched: Set<string>): number {
+  applyBatch(body: Uint8Array, touched: Set<string>, at?: JournalPosition): number {
     let records = 0;
     for (let pos = 0; pos < body.length;) {
       const decoded = decodeRecord(body, pos);
       if (!decoded.ok) throw new Error(`Journaled batch fails verification at byte ${pos}`);
-      this.apply(decoded.record, body.subarray(pos, decoded.next), touched);
+      const where = at === undefined ? undefined : { segment: at.segment, offset: at.offset + pos };
+      this.apply(decoded.record, body.subarray(pos, decoded.next), touched, where);
       records++;
       pos = decoded.next;
     }
     return records;
   }
 
-  /** Applies one record (`encoded`: its bytes as journaled). */
-  apply(rec: JournalRecord, encoded: Uint8Array, touched: Set<string>): void {
-    if (rec.kind === "cycle-begin") return this.#begin(rec.volume);
-    if (rec.kind === "cycle-commit") return this.#commit(rec.volume, touched);
+  /**
+   * Applies one record (`encoded`: its bytes as journaled, at `at` in the journal; without a
+   * position nothing is skipped as already applied).
+   */
+  apply(rec: JournalRecord, encoded: Uint8Array, touched: Set<string>, at?: JournalPosition): void {
+    if (atOrBefore(at, this.#readPoints(rec.volume).appliedThrough)) return;
     const stage = this.#stages.get(rec.volume);
+    if (stage !== undefined && atOrBefore(at, stage.lastPos)) return;
+    if (rec.kind === "cycle-begin") return this.#begin(rec.volume, encoded, at);
+    if (rec.kind === "cycle-commit") return this.#commit(rec.volume, touched, at);
     if (stage === undefined) {
       this.store.applySync(rec);
       touched.add(rec.volume);
       return;
     }
-    this.#append(rec.volume, stage, rec, encoded);
-    if (stage.bytes > this.#bytesMax) this.#spill(rec.volume, touched);
+    this.#append(stage, rec, encoded, at);
+    if (stage.bytes > this.#bytesMax) this.#spill(rec.volume, touched, at);
   }
 
   /** Makes every stage appended to since the last call durable (the applier's checkpoint). */
@@ -205,10 +288,12 @@ export class CycleStages {
     return join(this.#pointsDir, `${volume}.json`);
   }
 
-  #begin(volume: string): void {
+  #begin(volume: string, encoded: Uint8Array, at: JournalPosition | undefined): void {
     this.#spilled.delete(volume);
-    if (this.#stages.has(volume)) {
+    const open = this.#stages.get(volume);
+    if (open !== undefined) {
       this.#log(`Cycle of "${volume}": begun again while open; the open stage is continued`);
+      this.#writeEntry(open, encoded, at);
       return;
     }
     const dir = this.#dir(volume);
@@ -217,21 +302,43 @@ export class CycleStages {
     file.seekSync(0, Deno.SeekMode.End);
     syncDirSync(dir);
     syncDirSync(this.#stageDir);
-    this.#stages.set(volume, { file, bytes: 0, records: 0, regions: new Set(), unsynced: false });
+    const stage: Stage = {
+      lastPos: undefined,
+      file,
+      bytes: 0,
+      records: 0,
+      regions: new Set(),
+      unsynced: false,
+    };
+    this.#stages.set(volume, stage);
+    // The begin is staged too: it carries the stage's position from its first moment.
+    this.#writeEntry(stage, encoded, at);
+    stage.file.syncDataSync();
+    stage.unsynced = false;
   }
 
-  #append(volume: string, s: Stage, rec: JournalRecord, encoded: Uint8Array): void {
-    for (let done = 0; done < encoded.length;) done += s.file.writeSync(encoded.subarray(done));
+  #append(s: Stage, rec: JournalRecord, encoded: Uint8Array, at?: JournalPosition): void {
+    this.#writeEntry(s, encoded, at);
     s.bytes += encoded.length;
     s.records++;
-    s.unsynced = true;
     const first = Math.floor(rec.offset / regionBytesDefault);
     const last = Math.floor((rec.offset + rec.length - 1) / regionBytesDefault);
     for (let r = first; r <= last; r++) s.regions.add(r);
-    void volume;
   }
 
-  #commit(volume: string, touched: Set<string>): void {
+  /** Appends one entry: the record's journal position (0, 0 when unknown), then the record. */
+  #writeEntry(s: Stage, encoded: Uint8Array, at: JournalPosition | undefined): void {
+    const entry = new Uint8Array(entryHeaderBytes + encoded.length);
+    const view = new DataView(entry.buffer);
+    view.setBigUint64(0, BigInt(at?.segment ?? 0), true);
+    view.setBigUint64(8, BigInt(at?.offset ?? 0), true);
+    entry.set(encoded, entryHeaderBytes);
+    for (let done = 0; done < entry.length;) done += s.file.writeSync(entry.subarray(done));
+    if (at !== undefined) s.lastPos = at;
+    s.unsynced = true;
+  }
+
+  #commit(volume: string, touched: Set<string>, at: JournalPosition | undefined): void {
     const s = this.#stages.get(volume);
     if (s === undefined) {
       if (this.#spilled.delete(volume)) {
@@ -246,17 +353,23 @@ export class CycleStages {
       bytes: s.bytes,
       records: s.records,
       regions: s.regions.size,
+      ...(at === undefined ? {} : { journalPos: at }),
     };
     writeJsonAtomicSync(join(this.#dir(volume), "commit"), point);
     this.opts.crashAt?.("after-commit-marker");
     s.file.close();
     this.#stages.delete(volume);
-    this.#finish(volume, point, touched);
+    this.#finish(volume, point, at, touched);
     this.commits++;
   }
 
   /** Applies a committed stage, records its point, removes it. Safe to run again after a crash. */
-  #finish(volume: string, point: CyclePoint | undefined, touched: Set<string>): void {
+  #finish(
+    volume: string,
+    point: CyclePoint | undefined,
+    appliedThrough: JournalPosition | undefined,
+    touched: Set<string>,
+  ): void {
     const dir = this.#dir(volume);
     const recordsPath = join(dir, "records");
     if (exists(recordsPath)) {
@@ -264,7 +377,7 @@ export class CycleStages {
       this.store.syncOneSync(volume);
       touched.add(volume);
       this.opts.crashAt?.("after-apply");
-      if (point !== undefined) this.#addPoint(volume, point);
+      this.#addPoint(volume, point, appliedThrough);
       Deno.removeSync(recordsPath);
       syncDirSync(dir);
       this.opts.crashAt?.("after-records-removed");
@@ -289,14 +402,25 @@ export class CycleStages {
     void volume;
   }
 
-  #addPoint(volume: string, point: CyclePoint): void {
-    const points = this.points(volume).filter((p) => p.id !== point.id);
-    points.push(point);
-    writeJsonAtomicSync(this.#pointsPath(volume), points.slice(-pointsKeptMax));
+  /** Records `point` (if any) and the new watermark, after the secondary was synced. */
+  #addPoint(
+    volume: string,
+    point: CyclePoint | undefined,
+    appliedThrough: JournalPosition | undefined,
+  ): void {
+    const old = this.#readPoints(volume);
+    const points = old.points.filter((p) => p.id !== point?.id);
+    if (point !== undefined) points.push(point);
+    this.#writePoints(volume, {
+      points: points.slice(-pointsKeptMax),
+      ...(appliedThrough ?? old.appliedThrough
+        ? { appliedThrough: appliedThrough ?? old.appliedThrough }
+        : {}),
+    });
   }
 
   /** The stage outgrew its bound: apply it now; the rest of the cycle goes straight through. */
-  #spill(volume: string, touched: Set<string>): void {
+  #spill(volume: string, touched: Set<string>, at: JournalPosition | undefined): void {
     const s = this.#stages.get(volume)!;
     this.#log(
       `Cycle of "${volume}": stage of ${s.bytes} bytes exceeds stageBytesMax ${this.#bytesMax}; ` +
@@ -305,8 +429,8 @@ export class CycleStages {
     s.file.syncDataSync();
     s.file.close();
     this.#stages.delete(volume);
-    writeJsonAtomicSync(join(this.#dir(volume), "commit"), { spilled: true });
-    this.#finish(volume, undefined, touched);
+    writeJsonAtomicSync(join(this.#dir(volume), "commit"), { spilled: true, journalPos: at });
+    this.#finish(volume, undefined, at, touched);
     this.#spilled.add(volume);
     this.spills++;
   }
@@ -319,7 +443,7 @@ export class CycleStages {
       const marker = JSON.parse(Deno.readTextFileSync(commitPath));
       const point = marker.spilled ? undefined : marker as CyclePoint;
       this.#log(`Cycle of "${volume}": resuming the apply of a committed stage`);
-      this.#finish(volume, point, new Set());
+      this.#finish(volume, point, marker.journalPos, new Set());
       if (point !== undefined) this.commits++;
       return;
     }
@@ -328,14 +452,25 @@ export class CycleStages {
       return;
     }
     const file = Deno.openSync(recordsPath, { read: true, write: true });
-    const stage: Stage = { file, bytes: 0, records: 0, regions: new Set(), unsynced: false };
+    const stage: Stage = {
+      lastPos: undefined,
+      file,
+      bytes: 0,
+      records: 0,
+      regions: new Set(),
+      unsynced: false,
+    };
     let end = 0;
-    for (const { record, next } of readStage(file, recordsPath, true)) {
+    for (const { record, next, at } of readStage(file, recordsPath, true)) {
+      const recordBytes = next - end - entryHeaderBytes;
+      end = next;
+      if (at !== undefined) stage.lastPos = at;
+      if (isCycleMarker(record.kind)) continue;
       stage.records++;
+      stage.bytes += recordBytes;
       const first = Math.floor(record.offset / regionBytesDefault);
       const last = Math.floor((record.offset + record.length - 1) / regionBytesDefault);
       for (let r = first; r <= last; r++) stage.regions.add(r);
-      end = next;
     }
     const size = file.statSync().size;
     if (size > end) {
@@ -343,10 +478,11 @@ export class CycleStages {
       file.truncateSync(end);
       file.syncDataSync();
     }
-    stage.bytes = end;
     file.seekSync(end, Deno.SeekMode.Start);
     this.#stages.set(volume, stage);
-    this.#log(`Cycle of "${volume}": open with ${stage.records} staged records (${end} bytes)`);
+    this.#log(
+      `Cycle of "${volume}": open with ${stage.records} staged records (${stage.bytes} bytes)`,
+    );
   }
 }
 
@@ -358,13 +494,22 @@ function* readStage(
   file: Deno.FsFile,
   path: string,
   tornOk = false,
-): Generator<{ record: JournalRecord; next: number }> {
+): Generator<{ record: JournalRecord; next: number; at: JournalPosition | undefined }> {
   const header = new Uint8Array(recordHeaderBytes);
+  const posBytes = new Uint8Array(entryHeaderBytes);
   let pos = 0;
   file.seekSync(0, Deno.SeekMode.Start);
   for (;;) {
+    const gotPos = readFullSync(file, posBytes);
+    if (gotPos === 0) return;
+    if (gotPos < entryHeaderBytes) {
+      if (tornOk) return;
+      throw new Error(`Stage "${path}" is cut short at byte ${pos}`);
+    }
+    const pv = new DataView(posBytes.buffer);
+    const segment = Number(pv.getBigUint64(0, true));
+    const at = segment === 0 ? undefined : { segment, offset: Number(pv.getBigUint64(8, true)) };
     const got = readFullSync(file, header);
-    if (got === 0) return;
     const view = new DataView(header.buffer);
     const kind = view.getUint8(5);
     const total = recordHeaderBytes + view.getUint16(6, true) +
@@ -377,8 +522,8 @@ function* readStage(
       if (tornOk) return;
       throw new Error(`Stage "${path}" is corrupt at byte ${pos}: ${decoded.reason}`);
     }
-    pos += decoded.next;
-    yield { record: decoded.record, next: pos };
+    pos += entryHeaderBytes + decoded.next;
+    yield { record: decoded.record, next: pos, at };
   }
 }
 

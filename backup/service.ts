@@ -9,7 +9,7 @@ import { backupBatchBytesMaxDefault } from "../src/limits.ts";
 import { Metrics } from "../src/metrics.ts";
 import { Applier } from "./applier.ts";
 import { CycleStages } from "./cycle_stage.ts";
-import { encodeRecord } from "../src/journal_record.ts";
+import { listSegments } from "./segment_files.ts";
 import { Journal, journalSegmentBytesDefault } from "./journal.ts";
 import { replayJournal } from "./journal_replay.ts";
 import { type BackupApp, createBackupApp } from "./app.ts";
@@ -84,12 +84,13 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
     stages = CycleStages.openSync(opts.dataDir, store, {
       stageBytesMax: opts.stageBytesMax,
       log: opts.log,
+      journalLastSegment: (await listSegments(journalDir)).at(-1) ?? null,
     });
     const replayStages = stages;
     const touched = new Set<string>();
     const replayed = await replayJournal(
       journalDir,
-      (rec) => replayStages.apply(rec, encodeRecord(rec), touched),
+      (rec, at, encoded) => replayStages.apply(rec, encoded, touched, at),
       opts.log,
     );
     // Journal.open removes replayed segments, so what replay wrote must be durable first.

@@ -228,3 +228,44 @@ Deno.test("points keep the newest pointsKeptMax", async () => {
     await f.close();
   }
 });
+
+Deno.test("replay from the start of a kept segment skips what the stage and the secondary reflect", async () => {
+  const f = await fixture();
+  try {
+    // The journal as the applier saw it, each batch at its position in segment 1.
+    const journal = [
+      write(0, 1, 1),
+      begin(),
+      write(0, 1, 2),
+      commit(),
+      write(1, 1, 3), // straight to the secondary after the commit
+      begin(),
+      write(0, 2, 4), // staged in the open cycle
+    ];
+    const positions: number[] = [];
+    let offset = 0;
+    for (const body of journal) {
+      positions.push(offset);
+      offset += body.length;
+    }
+    const replay = (upTo: number) => {
+      for (let i = 0; i < upTo; i++) {
+        f.stages.applyBatch(journal[i], new Set(), { segment: 1, offset: positions[i] });
+      }
+    };
+    replay(journal.length);
+    f.stages.syncSync();
+    assert.deepEqual(blocks(f.store), [2, 3, 0, 0]);
+    await f.reopen();
+    // Replay starts at the segment's first record: the old cycle's commit must not commit the
+    // open one, and the old cycle's records must not be staged again after newer ones.
+    replay(journal.length);
+    assert.deepEqual(blocks(f.store), [2, 3, 0, 0], "the secondary keeps its point in time");
+    assert.equal(f.stages.openCycles()[0].stagedRecords, 1);
+    f.stages.applyBatch(commit(), new Set(), { segment: 1, offset });
+    assert.deepEqual(blocks(f.store), [4, 4, 0, 0]);
+    assert.equal(f.stages.points(vol).length, 2);
+  } finally {
+    await f.close();
+  }
+});
