@@ -296,6 +296,9 @@ export class CycleStages {
       this.#writeEntry(open, encoded, at);
       return;
     }
+    // Records before the begin went straight to the secondary; make them durable before the
+    // stage exists, since replay skips every record at or below the stage's last position.
+    this.store.syncOneSync(volume);
     const dir = this.#dir(volume);
     Deno.mkdirSync(dir, { recursive: true });
     const file = Deno.openSync(join(dir, "records"), { read: true, write: true, create: true });

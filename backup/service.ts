@@ -117,6 +117,20 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
   });
   applier.start();
   metrics.gauge(
+    "trackmirror_backup_cycle_staged_bytes",
+    "Record bytes staged by each volume's open resync cycle, not yet applied to its secondary",
+    ["volume"],
+    (set) => {
+      for (const c of stages.openCycles()) set({ volume: c.volume }, c.stagedBytes);
+    },
+  );
+  metrics.counter(
+    "trackmirror_backup_cycles_committed_total",
+    "Resync cycles committed (applied to the secondary as one point in time) since start",
+    [],
+    (set) => set({}, stages.commits),
+  );
+  metrics.gauge(
     "trackmirror_backup_journal_pending_bytes",
     "Journal bytes not yet applied to the secondaries",
     [],
