@@ -13,8 +13,8 @@
  * the application writes and the resync's copies, which run concurrently as in production.)
  *
  * Each round: the backup is SIGKILLed (an outage: writes go to the primary and the tracker's
- * marks); it is restarted and the host sees it online; `deno task reconstruct` starts; once the
- * host reports the resync's cycle open the writers resume; at a seeded random moment the host,
+ * marks); it is restarted while the writers go on, and once the host sees it online `deno task
+ * reconstruct` starts; once the host reports the resync's cycle open, at a seeded random moment the host,
  * the backup, or both (backup first, host a moment later) are SIGKILLed; the writers stop; the
  * backup is restarted alone (with the host dead nothing else changes the secondary), flushed, and
  * its image read. The check: let N be the largest number in any block; every block must hold
@@ -26,9 +26,9 @@
  * fork writes backup first), or neither. The next round re-issues it (same number, same blocks)
  * first thing in the next outage, so the primary's history and the model agree again.
  *
- * Why the writers wait for the open cycle: writes mirrored between the backup's return and the
- * resync's CYCLE_BEGIN go straight to the secondary (ARCHITECTURE.md, "Consistent resync": not
- * covered yet). The negative control: `TRACKMIRROR_UNSTAGED=1` runs the host with
+ * The writers keep going through the backup's return: the host opens a cycle for the dirty volume
+ * on the new link before it mirrors anything (host/agent/cycle_on_return.ts), so writes mirrored
+ * before the resync starts are staged too. The negative control: `TRACKMIRROR_UNSTAGED=1` runs the host with
  * `--unstaged-resync` (copies straight into the secondary, as before issue 10), and the check
  * finds a mix within a few rounds.
  *
@@ -201,22 +201,21 @@ async function round(
   floor: number,
 ): Promise<RoundResult> {
   await sys.waitMirroring();
-  let host = new HostClient(sys.host.url, { timeoutMs: 5000 });
+  const host = new HostClient(sys.host.url, { timeoutMs: 5000 });
   const outageFirst = load.writes.length + 1;
   // The outage: the backup dies, the writes go to the primary and the tracker's marks.
   await sys.backup.kill();
-  // Re-issued while the backup is away: mirrored now, it would land on a secondary that may
-  // lack writes marked at the tracker when the last round killed the backup first (a mix; see
-  // the file comment).
+  // Re-issued first, while the backup is away: nothing is written before it.
   await load.settle(host);
   await load.run(host, outageWrites).done;
   assert.equal(load.unanswered, undefined, "writes during the outage are answered");
   await sys.restartBackup();
+  // The writers go on through the backup's return: until the host sees it online their writes are
+  // marked, then mirrored — into a cycle the host opened on the new link before any of them.
+  const writers = load.run(host, undefined);
   await sys.waitMirroring();
-  host = new HostClient(sys.host.url, { timeoutMs: 5000 });
   const reconstruct = sys.reconstruct(["--poll-ms", "50"]);
   await waitCycleOpen(host);
-  const writers = load.run(host, undefined);
   await new Promise((res) => setTimeout(res, Math.floor(rand() * killWithinMs)));
   const mode = ["host", "backup", "both"][Math.floor(rand() * 3)];
   if (mode === "host") await sys.host.kill();
