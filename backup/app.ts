@@ -11,7 +11,9 @@ import type { EpochFence } from "./epoch_fence.ts";
 import type { Journal } from "./journal.ts";
 import { backupOpenApi } from "./openapi.ts";
 import { backupRoutes } from "./paths.ts";
+import type { CycleStages } from "./cycle_stage.ts";
 import { checksumsApp } from "./routes/checksums.ts";
+import { pointsApp } from "./routes/points.ts";
 import { statusApp } from "./routes/status.ts";
 import { volumesApp } from "./routes/volumes.ts";
 import { writesApp } from "./routes/writes.ts";
@@ -22,6 +24,8 @@ export interface BackupAppDeps {
   journal: Journal;
   applier: Applier;
   store: SecondaryStore;
+  /** Cycle stages and points (issue 10); absent in apps built without them (tests). */
+  stages?: CycleStages;
   metrics: Metrics;
   /** Largest batch body accepted; larger ones get 413. */
   batchBytesMax: number;
@@ -42,7 +46,8 @@ export function createBackupApp(deps: BackupAppDeps) {
     .route("/", new Hono().get(backupRoutes.openapi, (c) => c.json(backupOpenApi)))
     .route("/", volumesApp({ store, fence, metrics }))
     .route("/", writesApp({ journal, store, fence, metrics, batchBytesMax }))
-    .route("/", statusApp({ journal, applier, store }))
+    .route("/", statusApp({ journal, applier, store, stages: deps.stages }))
+    .route("/", deps.stages ? pointsApp({ store, stages: deps.stages }) : new Hono())
     .route("/", checksumsApp({ journal, applier, store, metrics }))
     .route(
       "/",

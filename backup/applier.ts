@@ -17,6 +17,7 @@
 import assert from "node:assert/strict";
 import type { FaultFile } from "../src/fault_file.ts";
 import { decodeRecord } from "../src/journal_record.ts";
+import type { CycleStages } from "./cycle_stage.ts";
 import type { Journal, JournalEntry } from "./journal.ts";
 import type { SecondaryStore } from "./secondary_store.ts";
 
@@ -35,6 +36,11 @@ export interface ApplierOptions {
   paused?: boolean;
   /** Test-only disk faults (src/fault_file.ts): `secondary=` fails every apply step. */
   faults?: FaultFile;
+  /**
+   * Consistent resync (issue 10, cycle_stage.ts): routes each batch through the volumes' stages,
+   * whose appends are synced at every checkpoint before the journal releases them.
+   */
+  stages?: CycleStages;
 }
 
 /** Applies acknowledged journal batches to the secondaries in order, in the background. */
@@ -49,6 +55,7 @@ export class Applier {
   #stopping = false;
   #failure: Error | undefined;
   readonly #faults: FaultFile | undefined;
+  readonly #stages: CycleStages | undefined;
   /** Applied, not yet synced: released at the next checkpoint. */
   #unsynced: JournalEntry[] = [];
   #unsyncedBytes = 0;
@@ -64,6 +71,7 @@ export class Applier {
   ) {
     this.#paused = opts.paused ?? false;
     this.#faults = opts.faults;
+    this.#stages = opts.stages;
   }
 
   /** Records applied and synced since the journal was opened. */
@@ -216,6 +224,7 @@ export class Applier {
       try {
         if (attempt > 0) await this.#apply(this.#unsynced, this.#touched);
         await this.store.sync(this.#touched);
+        this.#stages?.syncSync();
         await this.journal.release(this.#unsynced);
         this.#failure = undefined;
         break;
@@ -243,7 +252,12 @@ export class Applier {
     this.#faults?.check("secondary", "Applying to the secondaries");
     let sinceYield = 0;
     for (const entry of entries) {
-      applyBatch(this.store, entry.body, touched);
+      if (this.#stages) {
+        this.#stages.applyBatch(entry.body, touched, {
+          segment: entry.segment,
+          offset: entry.offset,
+        });
+      } else applyBatch(this.store, entry.body, touched);
       sinceYield += entry.body.length;
       if (sinceYield >= applyYieldBytes) {
         sinceYield = 0;

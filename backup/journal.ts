@@ -107,6 +107,8 @@ export interface JournalOptions {
 /** One acknowledged batch: its bytes exactly as appended, waiting to be applied. */
 export interface JournalEntry {
   readonly segment: number;
+  /** Byte offset of the batch in its segment: with `segment`, its place in the journal's order. */
+  readonly offset: number;
   readonly body: Uint8Array;
   readonly records: number;
 }
@@ -431,9 +433,11 @@ export class Journal {
       return;
     }
     this.#writeFailure = undefined;
+    let offset = startBytes;
     for (const q of group) {
       this.#ledger.written(this.activeId, q.body.length);
-      this.#durable.push({ segment: this.activeId, body: q.body, records: q.records });
+      this.#durable.push({ segment: this.activeId, offset, body: q.body, records: q.records });
+      offset += q.body.length;
       this.#recordsAcknowledged += q.records;
       q.resolve();
     }

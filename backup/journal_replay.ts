@@ -46,8 +46,17 @@ export interface ReplayResult {
   tornBytes: number;
 }
 
-/** Applies one replayed record; throws when it cannot (e.g. an unknown volume). */
-export type ReplayApply = (record: JournalRecord) => void;
+/** Where a record lies in the journal: its segment and byte offset there. */
+export interface JournalPosition {
+  segment: number;
+  offset: number;
+}
+
+/**
+ * Applies one replayed record (`encoded`: its bytes as journaled, at `at`); throws when it cannot
+ * (e.g. an unknown volume).
+ */
+export type ReplayApply = (record: JournalRecord, at: JournalPosition, encoded: Uint8Array) => void;
 
 /**
  * The index in `ids` where replay starts. A segment is deleted only after every record in it and
@@ -116,7 +125,7 @@ export async function replayJournal(
         break;
       }
       try {
-        apply(decoded.record);
+        apply(decoded.record, { segment: id, offset: pos }, bytes.subarray(pos, decoded.next));
       } catch (err) {
         throw new Error(
           `Journal segment "${path}" record at byte ${pos} cannot be replayed: ` +

@@ -73,6 +73,43 @@ export const backupOpenApi = {
         },
       },
     },
+    "/v1/volumes/{name}/points": {
+      get: {
+        summary: "The volume's committed points in time (last 32, oldest first) and its open " +
+          "resync cycle, if any (issue 10)",
+        parameters: [{ name: "name", in: "path", required: true, schema: { type: "string" } }],
+        responses: {
+          200: {
+            description: "Points and open cycle",
+            content: {
+              "application/json": {
+                schema: {
+                  type: "object",
+                  properties: {
+                    volume: { type: "string" },
+                    points: {
+                      type: "array",
+                      items: {
+                        type: "object",
+                        properties: {
+                          id: { type: "string" },
+                          committedAt: { type: "number" },
+                          bytes: { type: "number" },
+                          records: { type: "number" },
+                          regions: { type: "number" },
+                        },
+                      },
+                    },
+                    openCycle: { type: "object", nullable: true },
+                  },
+                },
+              },
+            },
+          },
+          404: { ...error, description: "Unknown volume" },
+        },
+      },
+    },
     "/v1/status": {
       get: {
         summary: "Journal and applier counters",

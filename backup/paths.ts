@@ -11,6 +11,7 @@ export const backupRoutes = {
   volume: "/v1/volumes/:name",
   writes: "/v1/volumes/:name/writes",
   checksums: "/v1/volumes/:name/checksums",
+  points: "/v1/volumes/:name/points",
   status: "/v1/status",
   flush: "/v1/flush",
   link: "/v1/link",

@@ -178,7 +178,8 @@ export class SecondaryStore {
   /** Applies one journal record: its data, or zeros (not durable until `sync`). */
   applySync(rec: JournalRecord): void {
     if (rec.kind === "write") this.writeSync(rec.volume, rec.offset, rec.data);
-    else this.zeroSync(rec.volume, rec.offset, rec.length);
+    else if (rec.kind === "zero") this.zeroSync(rec.volume, rec.offset, rec.length);
+    else throw new Error(`A ${rec.kind} marker of "${rec.volume}" is not data to apply`);
   }
 
   /** Writes `data` at `offset` of `name` (not durable until `sync`). */
@@ -220,6 +221,11 @@ export class SecondaryStore {
   /** Makes every write to the named volumes durable (fdatasync each). */
   async sync(names: Iterable<string>): Promise<void> {
     await Promise.all([...new Set(names)].map((name) => this.#volumes.get(name)?.file.syncData()));
+  }
+
+  /** Makes every write to `name` durable, synchronously (a cycle commit, backup/cycle_stage.ts). */
+  syncOneSync(name: string): void {
+    this.#volumes.get(name)?.file.syncDataSync();
   }
 
   /** Syncs every volume. */

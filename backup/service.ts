@@ -8,6 +8,8 @@ import type { FaultFile } from "../src/fault_file.ts";
 import { backupBatchBytesMaxDefault } from "../src/limits.ts";
 import { Metrics } from "../src/metrics.ts";
 import { Applier } from "./applier.ts";
+import { CycleStages } from "./cycle_stage.ts";
+import { listSegments } from "./segment_files.ts";
 import { Journal, journalSegmentBytesDefault } from "./journal.ts";
 import { replayJournal } from "./journal_replay.ts";
 import { type BackupApp, createBackupApp } from "./app.ts";
@@ -38,6 +40,8 @@ export interface BackupOptions {
   link?: LinkListenOptions;
   /** Test-only disk faults for the journal and the applier (main.ts: TRACKMIRROR_FAULT_FILE). */
   faults?: FaultFile;
+  /** Bound on one volume's cycle stage (backup/cycle_stage.ts; `stageBytesMaxDefault`). */
+  stageBytesMax?: number;
 }
 
 /** An open backup service. */
@@ -46,6 +50,8 @@ export interface Backup {
   journal: Journal;
   applier: Applier;
   store: SecondaryStore;
+  /** Open cycles and committed points of a consistent resync (issue 10). */
+  stages: CycleStages;
   metrics: Metrics;
   /** Orders each volume's writers: batches of an older epoch are refused (epoch_fence.ts). */
   fence: EpochFence;
@@ -72,10 +78,24 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
   const store = await SecondaryStore.open(join(opts.dataDir, "volumes"));
   const metrics = new Metrics();
   let journal: Journal;
+  let stages: CycleStages | undefined;
   try {
-    const replayed = await replayJournal(journalDir, (rec) => store.applySync(rec), opts.log);
+    // Committed stages are finished before replay: the journal may hold later records of theirs.
+    stages = CycleStages.openSync(opts.dataDir, store, {
+      stageBytesMax: opts.stageBytesMax,
+      log: opts.log,
+      journalLastSegment: (await listSegments(journalDir)).at(-1) ?? null,
+    });
+    const replayStages = stages;
+    const touched = new Set<string>();
+    const replayed = await replayJournal(
+      journalDir,
+      (rec, at, encoded) => replayStages.apply(rec, encoded, touched, at),
+      opts.log,
+    );
     // Journal.open removes replayed segments, so what replay wrote must be durable first.
     await store.syncAll();
+    stages.syncSync();
     journal = await Journal.open(
       { dir: journalDir, journalBytesMax, journalSegmentBytes, metrics, faults: opts.faults },
       replayed,
@@ -86,14 +106,30 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
       );
     }
   } catch (err) {
+    stages?.close();
     store.close();
     throw err;
   }
   const applier = new Applier(journal, store, {
     paused: opts.applierPaused,
     faults: opts.faults,
+    stages,
   });
   applier.start();
+  metrics.gauge(
+    "trackmirror_backup_cycle_staged_bytes",
+    "Record bytes staged by each volume's open resync cycle, not yet applied to its secondary",
+    ["volume"],
+    (set) => {
+      for (const c of stages.openCycles()) set({ volume: c.volume }, c.stagedBytes);
+    },
+  );
+  metrics.counter(
+    "trackmirror_backup_cycles_committed_total",
+    "Resync cycles committed (applied to the secondary as one point in time) since start",
+    [],
+    (set) => set({}, stages.commits),
+  );
   metrics.gauge(
     "trackmirror_backup_journal_pending_bytes",
     "Journal bytes not yet applied to the secondaries",
@@ -135,6 +171,7 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
   } catch (err) {
     await journal.close();
     await applier.stop();
+    stages.close();
     store.close();
     throw err;
   }
@@ -142,6 +179,7 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
     journal,
     applier,
     store,
+    stages,
     metrics,
     batchBytesMax,
     fence,
@@ -154,6 +192,7 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
     journal,
     applier,
     store,
+    stages,
     metrics,
     fence,
     link,
@@ -162,6 +201,7 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
         await link?.close();
         await journal.close();
         await applier.stop();
+        stages.close();
         store.close();
       })();
       return closing;

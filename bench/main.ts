@@ -1,6 +1,7 @@
 /**
  * `deno task bench`: runs every bench in one run — tracker, backup, host HTTP, NBD (fio against
- * nbdkit and the host agent), prediction, checksum resync against a full copy — prints a table per bench, and writes every result as JSON to
+ * nbdkit and the host agent), prediction, checksum resync against a full copy, the cost of a
+ * consistent (staged) resync — prints a table per bench, and writes every result as JSON to
  * bench/results/latest.json (and to `--json PATH` when given). A bench that fails is reported and
  * the others still run; the exit code is then 1.
  *
@@ -24,10 +25,11 @@ import { benchTracker } from "./tracker_bench.ts";
 import { benchPrediction } from "./prediction_bench.ts";
 import { formatPrediction } from "./prediction_table.ts";
 import { benchChecksum, formatChecksum } from "./checksum_bench.ts";
+import { benchStaging, formatStaging } from "./staging_bench.ts";
 
 const usage = `Usage: deno task bench [--only LIST] [--json PATH] [NBD flags]
   --only LIST      benches to run, comma-separated: tracker, backup, host_http, nbd,
-                   prediction, checksum (default all)
+                   prediction, checksum, staging (default all)
   --json PATH      also write the results here (they always go to bench/results/latest.json)
   NBD bench:
   --rounds N       runs of every case; the order of targets is reversed every other round;
@@ -108,6 +110,10 @@ async function main(): Promise<void> {
     checksum: {
       run: () => benchChecksum(),
       format: (r) => formatChecksum(r as Record<string, number>),
+    },
+    staging: {
+      run: () => benchStaging(),
+      format: (r) => formatStaging(r as Record<string, number>),
     },
   };
   const names = flags.only === undefined

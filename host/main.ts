@@ -3,7 +3,7 @@
  *   --port P (8703) --tracker URL --backup URL --volume NAME=PATH:SIZE (repeatable)
  * --nbd-port P (10809) --nbd-socket PATH, and more: --hostname, --host-id, --advertise-url, --region-bytes, --auto-resync, --takeover,
  * --ack, --backup-link, --link-ack-timeout-ms, --lease-ms, --probe-interval-ms-max, --no-fork
- * (benchmark baseline), --token, --token-file.
+ * (benchmark baseline), --unstaged-resync, --token, --token-file.
  * Test only: env TRACKMIRROR_FAULT_FILE (src/fault_file.ts) injects primary write faults.
  */
 import { systemClock } from "../src/clock.ts";
@@ -48,6 +48,8 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
   --activity-unit-bytes N  granularity of activity marks, a power of two >= the region (default 4MiB)
   --resync-bytes-per-sec N  bound on resync copy rate, e.g. 100MiB (default unbounded); for a
                        checksum resync, on the bytes compared
+  --unstaged-resync    copy resyncs straight into the secondary, without a cycle (before issue 10:
+                       the secondary is a mix until the resync ends); for comparison only
   --backup-link ADDR   the backup's link: tcp://HOST:PORT or a unix socket path (default: what
                        the backup advertises at GET /v1/link, its unix socket preferred)
   --ack MODE           when a mirror write is acknowledged: durable (the backup's journal sync
@@ -146,6 +148,7 @@ async function main(): Promise<void> {
     "lease-ms": { type: "string" },
     "probe-interval-ms-max": { type: "string" },
     "resync-bytes-per-sec": { type: "string" },
+    "unstaged-resync": { type: "boolean" },
     "predict-regions": { type: "string" },
     "activity-regions-max": { type: "string" },
     "activity-unit-bytes": { type: "string" },
@@ -211,6 +214,7 @@ async function main(): Promise<void> {
     activityUnitBytes: parseUnitBytes(flags["activity-unit-bytes"], regionBytes),
     resync: {
       bytesPerSecMax: flags["resync-bytes-per-sec"] ? parseSize(flags["resync-bytes-per-sec"]) : 0,
+      staged: !(flags["unstaged-resync"] ?? false),
     },
   });
   const nbd = serveNbd({

@@ -43,6 +43,14 @@ export const resyncProgress = z.object({
   regionsSkipped: z.number().optional(),
   /** Checksum resync: bytes of the regions shipped. */
   bytesShipped: z.number().optional(),
+  /**
+   * Issue 10, the resync's cycle at the backup: `opening`, `open` (copies and writes are staged),
+   * `committing`, `committed` (durable: the secondary is the primary as of the commit),
+   * `abandoned` (failed before the commit: the secondary stays at its previous point in time),
+   * `unstaged` (--unstaged-resync: copies go straight into the secondary). Absent from older agents.
+   */
+  cycle: z.enum(["opening", "open", "committing", "committed", "abandoned", "unstaged"])
+    .optional(),
 });
 export type ResyncProgress = z.infer<typeof resyncProgress>;
 

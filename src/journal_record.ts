@@ -8,7 +8,9 @@
  *
  *   0   u32  magic 0x524a4d54 ("TMJR")
  *   4   u8   version (1)
- *   5   u8   kind: 1 write (payload follows), 2 zero (no payload)
+ *   5   u8   kind: 1 write (payload follows), 2 zero (no payload), 3 cycle begin, 4 cycle
+ *            commit (issue 10: markers of a consistent resync, backup/cycle_stage.ts; offset 0,
+ *            length 1, no payload)
  *   6   u16  volume name length N (1..64)
  *   8   u64  byte offset on the volume
  *   16  u32  length in bytes (> 0; the payload length for a write)
@@ -25,7 +27,29 @@ export { recordHeaderBytes };
 export const recordMagic = 0x524a4d54;
 export const recordVersion = 1;
 
-export type RecordKind = "write" | "zero";
+export type RecordKind = "write" | "zero" | "cycle-begin" | "cycle-commit";
+
+/** Record kinds as stored, and back. */
+const kindCodes: Record<RecordKind, number> = {
+  "write": 1,
+  "zero": 2,
+  "cycle-begin": 3,
+  "cycle-commit": 4,
+};
+const kindsByCode: RecordKind[] = ["write", "write", "zero", "cycle-begin", "cycle-commit"];
+
+/** True for the markers that open and commit a cycle (they carry no data to apply). */
+export function isCycleMarker(kind: RecordKind): kind is "cycle-begin" | "cycle-commit" {
+  return kind === "cycle-begin" || kind === "cycle-commit";
+}
+
+/** Encodes the marker that opens (`cycle-begin`) or commits (`cycle-commit`) a volume's cycle. */
+export function encodeCycleMarker(
+  kind: "cycle-begin" | "cycle-commit",
+  volume: string,
+): Uint8Array {
+  return encodeRecord({ kind, volume, offset: 0, length: 1 });
+}
 
 /** A decoded record; `data` is a view into the buffer it was decoded from. */
 export interface JournalRecord {
@@ -57,7 +81,7 @@ export function encodeRecord(
   const view = new DataView(buf.buffer, buf.byteOffset + pos, recordHeaderBytes);
   view.setUint32(0, recordMagic, true);
   view.setUint8(4, recordVersion);
-  view.setUint8(5, rec.kind === "write" ? 1 : 2);
+  view.setUint8(5, kindCodes[rec.kind]);
   view.setUint16(6, name.length, true);
   view.setBigUint64(8, BigInt(rec.offset), true);
   view.setUint32(16, rec.length, true);
@@ -88,6 +112,7 @@ export function checkRecord(
   if (!Number.isSafeInteger(rec.offset) || rec.offset < 0) {
     throw new RangeError(`Record offset ${rec.offset} must be a whole number from 0 to 2^53 - 1`);
   }
+  if (!(rec.kind in kindCodes)) throw new RangeError(`Record kind "${rec.kind}" is unknown`);
   if (!Number.isInteger(rec.length) || rec.length <= 0 || rec.length > 0xffff_ffff) {
     throw new RangeError(`Record length ${rec.length} must be from 1 to 4294967295`);
   }
@@ -128,14 +153,14 @@ export function decodeRecord(buf: Uint8Array, pos: number): DecodeResult {
     };
   }
   const kindByte = view.getUint8(5);
-  if (kindByte !== 1 && kindByte !== 2) {
+  if (kindByte < 1 || kindByte > 4) {
     return {
       ok: false,
       incomplete: false,
       reason: `Unknown record kind ${kindByte} at byte ${pos}`,
     };
   }
-  const kind: RecordKind = kindByte === 1 ? "write" : "zero";
+  const kind = kindsByCode[kindByte];
   const nameBytes = view.getUint16(6, true);
   const offset = view.getBigUint64(8, true);
   const length = view.getUint32(16, true);

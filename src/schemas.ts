@@ -285,6 +285,16 @@ export const backupStatus = z.object({
   recordsAcknowledged: z.number(),
   recordsApplied: z.number(),
   volumes: z.array(z.string()),
+  /** Issue 10: each volume's open resync cycle, staged and not yet applied to its secondary. */
+  openCycles: z.array(z.object({
+    volume: z.string(),
+    stagedBytes: z.number(),
+    stagedRecords: z.number(),
+    regions: z.number(),
+  })).optional(),
+  /** Cycles committed, and cycles that outgrew their stage, since the backup started. */
+  cyclesCommitted: z.number().optional(),
+  cyclesSpilled: z.number().optional(),
 });
 export type BackupStatus = z.infer<typeof backupStatus>;
 

@@ -181,7 +181,8 @@ Deno.test("without autoResync the backup's return starts no resync", async () =>
     timers.fire();
     await settle();
     assert.equal(agent.backupStatus.isOnline, true);
-    assert.equal(tracker.getVolumeCalls, 0);
+    // One look per volume: is it dirty, so its cycle opens on the new link (issue 10)?
+    assert.equal(tracker.getVolumeCalls, agent.volumes.length);
     for (const v of agent.volumes) assert.equal(v.resync.progress.state, "idle");
   }, { before: (t) => (t.dirtyRegions = 1) });
 });

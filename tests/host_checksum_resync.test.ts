@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { ChecksumResync, type ChecksumResyncOptions } from "../host/resync/checksum_resync.ts";
 import { RangeLock } from "../host/fork/range_lock.ts";
 import { systemClock } from "../src/clock.ts";
-import { decodeRecord } from "../src/journal_record.ts";
+import { decodeRecord, isCycleMarker, type RecordKind } from "../src/journal_record.ts";
 import type { ChecksumRequest } from "../src/region_checksums.ts";
 import { hashRegions } from "../src/region_checksums.ts";
 import { randomBytes, seededRandom } from "../src/random.ts";
@@ -36,13 +36,21 @@ function rig(opts: ChecksumResyncOptions = { chunkBytes: 8 * region }) {
     },
   };
   const shipped: { offset: number; length: number }[] = [];
+  /** The cycle markers sent, in order (issue 10). */
+  const markers: RecordKind[] = [];
   const writer = {
     failAfter: Infinity,
     writeBatch(_v: string, body: Uint8Array): Promise<unknown> {
       if (this.failAfter-- <= 0) return Promise.reject(new Error("The link broke"));
       for (let pos = 0; pos < body.length;) {
         const r = decodeRecord(body, pos);
-        assert.ok(r.ok && r.record.kind === "write");
+        assert.ok(r.ok);
+        if (isCycleMarker(r.record.kind)) {
+          markers.push(r.record.kind);
+          pos = r.next;
+          continue;
+        }
+        assert.equal(r.record.kind, "write");
         shipped.push({ offset: r.record.offset, length: r.record.length });
         secondary.bytes.set(r.record.data, r.record.offset);
         pos = r.next;
@@ -108,6 +116,7 @@ function rig(opts: ChecksumResyncOptions = { chunkBytes: 8 * region }) {
     backup,
     writer,
     shipped,
+    markers,
     checksumCalls,
     clears,
     forgotten,
@@ -189,24 +198,29 @@ Deno.test("a write during the comparison of its chunk waits for it and is not lo
   assert.equal(sha(r.primary.bytes), sha(r.secondary.bytes), "the newer write reached both");
 });
 
-Deno.test("a failed shipment stops the walk, takes the backup offline, and clears only what was compared", async () => {
+Deno.test("a failed shipment stops the walk, takes the backup offline, and clears nothing before a commit", async () => {
   const r = rig({ chunkBytes: 8 * region, concurrency: 1 });
   corrupt(r.secondary, 1);
   corrupt(r.secondary, 20);
-  r.writer.failAfter = 1; // the first chunk's shipment succeeds, the third chunk's fails
+  r.writer.failAfter = 2; // the begin and the first chunk's shipment succeed, the third chunk's fails
   const done = await r.resync.start();
   assert.equal(done.state, "failed");
   assert.match(done.error ?? "", /link broke/);
   assert.equal(r.backup.offline.length, 1);
   assert.equal(done.regionsShipped, 1);
   assert.equal(done.regionsCompared, 16, "two chunks completed");
-  assert.deepEqual(r.clears, [{ token: "7", extents: [{ offset: 0, length: 16 * region }] }]);
+  assert.deepEqual(r.clears, [], "the cycle never committed: every mark stays");
+  assert.equal(done.cycle, "abandoned");
+  assert.deepEqual(r.markers, ["cycle-begin"]);
   assert.equal(r.checksumCalls.length, 3, "nothing is compared after the failure");
 
   r.writer.failAfter = Infinity;
   const again = await r.resync.start();
   assert.equal(again.state, "done", again.error ?? "");
   assert.equal(again.regionsShipped, 1, "running again ships only what still differs");
+  assert.equal(again.cycle, "committed");
+  assert.deepEqual(r.markers, ["cycle-begin", "cycle-begin", "cycle-commit"]);
+  assert.equal(r.clears.length, 1, "the marks are cleared once the commit is durable");
   assert.equal(sha(r.primary.bytes), sha(r.secondary.bytes));
 });
 

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { openVolumeStack } from "../host/agent/volume_stack.ts";
 import { systemClock } from "../src/clock.ts";
-import { decodeRecord } from "../src/journal_record.ts";
+import { decodeRecord, isCycleMarker, type RecordKind } from "../src/journal_record.ts";
 import { createTrackerApp } from "../tracker/service.ts";
 import { TrackerClient } from "../tracker/client.ts";
 
@@ -31,11 +31,18 @@ async function rig() {
   const backup = { isOnline: false, markOffline() {} };
   /** What the backup received: offset → bytes. */
   const received: { offset: number; data: Uint8Array }[] = [];
+  /** Cycle markers and copies in the order sent (issue 10). */
+  const sent: (RecordKind | number)[] = [];
   const writer = {
     writeBatch(_v: string, body: Uint8Array) {
       for (let pos = 0; pos < body.length;) {
         const r = decodeRecord(body, pos);
         assert.ok(r.ok);
+        sent.push(isCycleMarker(r.record.kind) ? r.record.kind : r.record.offset);
+        if (isCycleMarker(r.record.kind)) {
+          pos = r.next;
+          continue;
+        }
         received.push({ offset: r.record.offset, data: r.record.data.slice() });
         pos = r.next;
       }
@@ -62,6 +69,7 @@ async function rig() {
     primary,
     resync,
     received,
+    sent,
     async close() {
       await primary.close();
       await server.shutdown();
@@ -88,6 +96,9 @@ Deno.test("resync copies exactly the marked regions and clears them", async () =
     ]);
     const copied = r.received.find((x) => x.offset === 3 * region)!;
     assert.equal(copied.data[10], 3, "the copy holds the primary's bytes");
+    assert.equal(r.sent[0], "cycle-begin", "the cycle opens before the first copy");
+    assert.equal(r.sent.at(-1), "cycle-commit", "and commits after the last");
+    assert.equal(done.cycle, "committed");
     assert.equal((await r.tracker.getVolume("vol0")).dirtyRegions, 0);
   } finally {
     await r.close();

@@ -151,7 +151,7 @@ Deno.test("journal record header faults are named", async (t) => {
     ["bad magic", (b) => (b[0] = 0), /^Bad record magic 0x524a4d00 at byte 0$/],
     ["bad version", (b) => (b[4] = 2), /^Unknown record version 2 at byte 0$/],
     ["version 0", (b) => (b[4] = 0), /^Unknown record version 0 /],
-    ["unknown kind", (b) => (b[5] = 3), /^Unknown record kind 3 at byte 0$/],
+    ["unknown kind", (b) => (b[5] = 5), /^Unknown record kind 5 at byte 0$/],
     ["name length 0", (b) => (b[6] = 0), /^Bad volume name length 0 at byte 0$/],
     ["name length 65", (b) => (b[6] = 65), /^Bad volume name length 65 at byte 0$/],
     ["name length 256", (b) => (b[7] = 1), /^Bad volume name length 259 /],

@@ -3,12 +3,15 @@ import { Hono } from "hono";
 import { ServiceError } from "../../src/errors.ts";
 import type { BackupStatus } from "../../src/schemas.ts";
 import type { Applier } from "../applier.ts";
+import type { CycleStages } from "../cycle_stage.ts";
 import type { FlushResponse } from "../backup_schemas.ts";
 import type { Journal } from "../journal.ts";
 import { backupRoutes } from "../paths.ts";
 import type { SecondaryStore } from "../secondary_store.ts";
 
-export function statusApp(deps: { journal: Journal; applier: Applier; store: SecondaryStore }) {
+export function statusApp(
+  deps: { journal: Journal; applier: Applier; store: SecondaryStore; stages?: CycleStages },
+) {
   const { journal, applier, store } = deps;
   return new Hono()
     .get(backupRoutes.status, (c) => {
@@ -22,6 +25,9 @@ export function statusApp(deps: { journal: Journal; applier: Applier; store: Sec
         recordsAcknowledged: journal.recordsAcknowledged,
         recordsApplied: applier.recordsApplied,
         volumes: store.list().map((v) => v.name),
+        openCycles: deps.stages?.openCycles() ?? [],
+        cyclesCommitted: deps.stages?.commits ?? 0,
+        cyclesSpilled: deps.stages?.spills ?? 0,
       });
     })
     .post(backupRoutes.flush, async (c) => {

@@ -49,6 +49,15 @@ export interface BackupLinkOptions {
   linkFactory?: (opts: LinkClientOptions) => BackupLinkPort;
   /** Generation checks at every probe (issue 9; host/agent/volume_trust.ts); none when absent. */
   generations?: SecondaryGenerations;
+  /**
+   * Runs on a newly opened link before the backup is declared online, so what it sends precedes
+   * every mirror write on it (issue 10: the agent opens a resync cycle for each dirty volume
+   * there, host/agent/cycle_on_return.ts). A failure closes the link and fails the probe.
+   */
+  beforeOnline?: (
+    volumes: string[],
+    send: (volume: string, body: Uint8Array) => Promise<void>,
+  ) => Promise<void>;
 }
 
 /** What the probe asks of each volume's trust (issue 9). */
@@ -321,6 +330,17 @@ export class BackupLink {
       token: this.opts.token,
     });
     await link.open();
+    if (this.opts.beforeOnline) {
+      try {
+        await this.opts.beforeOnline(
+          volumes.map((v) => v.name),
+          (volume, body) => link.submitEncoded(volume, body),
+        );
+      } catch (err) {
+        await link.close();
+        throw err;
+      }
+    }
     link.onFailure((err) => {
       if (this.#link === link) this.markOffline(err);
     });

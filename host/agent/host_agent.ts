@@ -27,6 +27,7 @@ import {
   openVolumeStack,
 } from "./volume_stack.ts";
 import type { ChecksumResyncOptions } from "../resync/checksum_resync.ts";
+import { openCyclesOnReturn } from "./cycle_on_return.ts";
 
 export type { HostBackup, HostTracker } from "./ports.ts";
 export type { HostVolume, HostVolumeConfig } from "./volume_stack.ts";
@@ -102,6 +103,9 @@ export class HostAgent {
       linkAddress: opts.linkAddress,
       linkFactory: opts.linkFactory,
       token: opts.linkToken,
+      beforeOnline: opts.resync?.staged === false
+        ? undefined
+        : async (names, send) => void await openCyclesOnReturn(opts.tracker, names, send),
       generations: {
         primaryGeneration: (name) => this.#volumes.get(name)?.trust.primaryGeneration,
         checkSecondary: async (name, answer) => {

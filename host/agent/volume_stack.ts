@@ -238,7 +238,11 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     tracker,
     marker,
     clock: opts.clock,
-  }, { bytesPerSecMax: opts.resync?.bytesPerSecMax, ...opts.checksumResync });
+  }, {
+    bytesPerSecMax: opts.resync?.bytesPerSecMax,
+    staged: opts.resync?.staged,
+    ...opts.checksumResync,
+  });
   // The same bounds as checksum resync: it reads and hashes the same way.
   const verify = new OnlineVerify({
     volume: cfg.name,

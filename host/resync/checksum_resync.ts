@@ -17,6 +17,12 @@
  * and hashed, and `concurrency` chunks (2 by default) are in flight at once, so hashing one chunk
  * overlaps the round trip of another. A failure stops the walk and clears only the chunks that
  * completed; running again walks everything again, and ships only what still differs.
+ *
+ * Issue 10: the walk is one cycle (resync_cycle.ts), like a plain resync: the backup stages what
+ * is shipped and every write meanwhile, and the marks are cleared only once the commit is
+ * durable (a failed walk clears nothing). The backup's digests are of its secondary, without the
+ * stage: a region written during the cycle then differs and is shipped again (extra bytes, never
+ * a wrong result, since the stage is applied in order before the later copy).
  */
 import type { BlockDevice } from "../../src/block_device.ts";
 import type { Clock } from "../../src/clock.ts";
@@ -39,6 +45,7 @@ import {
   walkProgressStart,
   withLiveRate,
 } from "./region_walk.ts";
+import { ResyncCycle } from "./resync_cycle.ts";
 
 export { checksumChunkBytesDefault, type SecondaryChecksums } from "./region_walk.ts";
 
@@ -59,16 +66,21 @@ export interface ChecksumResyncDeps {
   clock: Clock;
 }
 
-/** Chunk size, chunks in flight and rate bound of the walk. */
-export type ChecksumResyncOptions = WalkOptions;
+/** Chunk size, chunks in flight and rate bound of the walk; and whether it is one cycle. */
+export interface ChecksumResyncOptions extends WalkOptions {
+  /** False: ship straight into the secondary, without a cycle (resync.ts `staged`). */
+  staged?: boolean;
+}
 
 export class ChecksumResync {
   #progress: ResyncProgress;
   readonly #job = new OneAtATime<ResyncProgress>();
   readonly #pacing: ReturnType<typeof walkPacing>;
+  readonly #staged: boolean;
 
   constructor(private readonly deps: ChecksumResyncDeps, opts: ChecksumResyncOptions = {}) {
     this.#pacing = walkPacing(deps.regionBytes, opts);
+    this.#staged = opts.staged ?? true;
     this.#progress = this.#fresh("idle");
   }
 
@@ -101,18 +113,24 @@ export class ChecksumResync {
   async #run(): Promise<ResyncProgress> {
     const { tracker, volume } = this.deps;
     const p = this.#progress = this.#fresh("running");
+    const { writer, backup } = this.deps;
+    const cycle = new ResyncCycle({ volume, writer, backup, staged: this.#staged }, p);
     try {
       if (this.deps.secondary === undefined) {
         throw new Error(`The backup client of "${volume}" offers no region checksums`);
       }
       // Taken before any region is compared: marks made after it survive the clear.
       const token = await this.#token();
+      await cycle.begin();
       const { done: compared, failure } = await walkChunks(
         this.deps.sizeBytes,
         this.#pacing.chunkBytes,
         this.#pacing.concurrency,
         (chunk) => this.#compare(chunk),
       );
+      // Staged, nothing is cleared before the commit is durable; a failed walk clears nothing.
+      if (this.#staged && failure !== undefined) throw failure;
+      await cycle.commit();
       for (let i = 0; i < compared.length; i += trackExtentsMax) {
         const extents = compared.slice(i, i + trackExtentsMax);
         const res = await tracker.clear(volume, { token, extents });
@@ -121,6 +139,7 @@ export class ChecksumResync {
       if (failure !== undefined) throw failure;
       p.state = "done";
     } catch (err) {
+      cycle.abandon();
       p.state = "failed";
       p.error = err instanceof Error ? err.message : String(err);
     }

@@ -7,6 +7,11 @@
  * after it (and, with the backup offline, marks the region again with a newer sequence than the
  * token, so the clear keeps it dirty). Marks are cleared only after the backup acknowledged the
  * copy. A failure stops the job and leaves every uncopied mark in place: running again resumes.
+ *
+ * Issue 10: the job is one cycle (resync_cycle.ts). The backup stages the copies and every write
+ * mirrored meanwhile and applies them at the commit, so the marks of every page are kept until
+ * the commit is durable and cleared only then (a failure clears nothing: the next run copies the
+ * marked regions again into the continued stage).
  */
 import type { ResyncProgress, ResyncState } from "../../src/host_schemas.ts";
 import type { BlockDevice } from "../../src/block_device.ts";
@@ -16,6 +21,7 @@ import { encodeRecord } from "../../src/journal_record.ts";
 import type { ClearRequest, ClearResponse, LogPage, VolumeInfo } from "../../src/schemas.ts";
 import type { BatchWriter } from "../fork/backup_batcher.ts";
 import type { RangeLock } from "../fork/range_lock.ts";
+import { ResyncCycle } from "./resync_cycle.ts";
 
 export interface ResyncTracker {
   getVolume(name: string): Promise<VolumeInfo>;
@@ -45,6 +51,11 @@ export interface ResyncOptions {
   bytesPerSecMax?: number;
   /** Extents per log page (also bounds each clear request). */
   logPageExtentsMax?: number;
+  /**
+   * False: copy straight into the secondary, without a cycle (before issue 10): the secondary is
+   * a mix of old and new regions until the resync ends. For comparison in the bench and tests.
+   */
+  staged?: boolean;
 }
 
 export type { ResyncProgress, ResyncState } from "../../src/host_schemas.ts";
@@ -56,6 +67,7 @@ export class Resync {
   readonly #concurrency: number;
   readonly #bytesPerSecMax: number;
   readonly #pageExtentsMax: number;
+  readonly #staged: boolean;
 
   constructor(private readonly deps: ResyncDeps, opts: ResyncOptions = {}) {
     const regions = Math.max(1, Math.floor((opts.chunkBytes ?? 1024 * 1024) / deps.regionBytes));
@@ -63,6 +75,7 @@ export class Resync {
     this.#concurrency = opts.concurrency ?? 4;
     this.#bytesPerSecMax = opts.bytesPerSecMax ?? 0;
     this.#pageExtentsMax = opts.logPageExtentsMax ?? 1024;
+    this.#staged = opts.staged ?? true;
     this.#progress = this.#fresh("idle");
   }
 
@@ -107,22 +120,30 @@ export class Resync {
   async #run(): Promise<ResyncProgress> {
     const { tracker, volume } = this.deps;
     const p = this.#progress = this.#fresh("running");
+    const { writer, backup } = this.deps;
+    const cycle = new ResyncCycle({ volume, writer, backup, staged: this.#staged }, p);
     try {
       const info = await tracker.getVolume(volume);
       p.regionsTotal = info.dirtyRegions;
       p.bytesTotal = info.dirtyBytes;
+      await cycle.begin();
+      // Staged: each page's copied extents and token, cleared once the commit is durable.
+      const clears: { token: string; extents: Extent[] }[] = [];
       for await (const page of tracker.log(volume, { limit: this.#pageExtentsMax })) {
         const { copied, failure } = await this.#copyAll(page.extents);
-        // Clear what reached the backup even when a later chunk failed: the work is not redone.
-        for (let i = 0; i < copied.length; i += this.#pageExtentsMax) {
-          const extents = copied.slice(i, i + this.#pageExtentsMax);
-          const res = await tracker.clear(volume, { token: page.token, extents });
-          p.regionsKept += res.regionsKept;
+        if (this.#staged) {
+          if (failure === undefined) clears.push({ token: page.token, extents: copied });
+        } else {
+          // Unstaged, what reached the backup is cleared even when a later chunk failed.
+          await this.#clear(page.token, copied);
         }
         if (failure !== undefined) throw failure;
       }
+      await cycle.commit();
+      for (const c of clears) await this.#clear(c.token, c.extents);
       p.state = "done";
     } catch (err) {
+      cycle.abandon();
       p.state = "failed";
       p.error = err instanceof Error ? err.message : String(err);
     }
@@ -131,6 +152,14 @@ export class Resync {
     p.bytesPerSec = Math.round(p.bytesDone / seconds);
     p.etaSeconds = p.state === "done" ? 0 : null;
     return { ...p };
+  }
+
+  async #clear(token: string, copied: Extent[]): Promise<void> {
+    for (let i = 0; i < copied.length; i += this.#pageExtentsMax) {
+      const extents = copied.slice(i, i + this.#pageExtentsMax);
+      const res = await this.deps.tracker.clear(this.deps.volume, { token, extents });
+      this.#progress.regionsKept += res.regionsKept;
+    }
   }
 
   /** Copies the extents in chunks, `concurrency` at once; stops at the first failure. */

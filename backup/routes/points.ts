@@ -1,0 +1,27 @@
+/**
+ * `GET /v1/volumes/{name}/points` (issue 10): the committed points in time of a volume's
+ * secondary (the last `pointsKeptMax`, oldest first) and its open cycle, if any. The secondary
+ * holds the newest point; an open cycle is staged and not yet visible in it.
+ */
+import { Hono } from "hono";
+import { notFound } from "../../src/errors.ts";
+import { volumeParams } from "../../src/schemas.ts";
+import { validate } from "../../src/validate.ts";
+import type { CycleStages } from "../cycle_stage.ts";
+import { backupRoutes } from "../paths.ts";
+import type { SecondaryStore } from "../secondary_store.ts";
+
+export function pointsApp(deps: { store: SecondaryStore; stages: CycleStages }) {
+  const { store, stages } = deps;
+  return new Hono().get(backupRoutes.points, validate("param", volumeParams), (c) => {
+    const { name } = c.req.valid("param");
+    if (store.sizeOf(name) === undefined) {
+      throw notFound(`Volume "${name}" has no secondary at this backup`);
+    }
+    return c.json({
+      volume: name,
+      points: stages.points(name),
+      openCycle: stages.openCycles().find((o) => o.volume === name) ?? null,
+    });
+  });
+}
