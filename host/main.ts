@@ -3,10 +3,12 @@
  *   --port P (8703) --tracker URL --backup URL --volume NAME=PATH:SIZE (repeatable)
  * --nbd-port P (10809) --nbd-socket PATH, and more: --hostname, --host-id, --advertise-url, --region-bytes, --auto-resync, --takeover,
  * --ack, --backup-link, --link-ack-timeout-ms, --lease-ms, --probe-interval-ms-max, --no-fork
- * (benchmark baseline), --unstaged-resync, --token, --token-file.
+ * (benchmark baseline), --unstaged-resync, --token, --token-file, --help, --version.
  * Test only: env TRACKMIRROR_FAULT_FILE (src/fault_file.ts) injects primary write faults.
  */
+import { checkPortFree, listenNaming, naming, tcpPortFree } from "../src/address_in_use.ts";
 import { systemClock } from "../src/clock.ts";
+import { exitOnHelpOrVersion } from "../src/command_help.ts";
 import { faultFileEnv, faultFileFromEnv } from "../src/fault_file.ts";
 import type { AckMode } from "../src/link_protocol.ts";
 import { checkRegionBytes, isPowerOfTwo, parseSize, regionBytesDefault } from "../src/extent.ts";
@@ -33,7 +35,8 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
   --hostname H         address to bind (default 127.0.0.1)
   --tracker URL        tracker service (default http://127.0.0.1:8701)
   --backup URL         backup service (default http://127.0.0.1:8702)
-  --volume SPEC        NAME=PATH:SIZE; created sparse when absent (SIZE e.g. 4096, 64MiB, 1GiB)
+  --volume SPEC        NAME=PATH:SIZE; created sparse when absent, with its missing parent
+                       directories (SIZE e.g. 4096, 64MiB, 1GiB); repeatable
   --nbd-port P         NBD (TCP) port; export name = volume name, or VOLUME/TOKEN when a token is
                        set (default 10809; 0 picks one)
   --nbd-socket PATH    also serve NBD on this unix socket
@@ -65,6 +68,8 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
                        HELLO, and NBD export names VOLUME/TOKEN (prefer --token-file or
                        TRACKMIRROR_TOKEN: a flag shows in ps)
   --token-file PATH    read the token from the first line of PATH
+  --help               print this help and exit
+  --version            print the version and exit
 Environment (tests only): TRACKMIRROR_FAULT_FILE=PATH makes primary writes fail while PATH holds
   a line primary=enospc or primary=eio (see README, "Fault injection")`;
 
@@ -127,7 +132,29 @@ function parseProbeIntervalMsMax(text: string | undefined): number {
   return ms;
 }
 
+/**
+ * Runs `serve` (the NBD listeners: TCP, then the unix socket) and names the flag of an address in
+ * use: serveNbd closes its TCP listener when the socket fails, so a free TCP port afterwards means
+ * the socket was the one taken.
+ */
+function nbdListening<T>(
+  hostname: string,
+  port: number,
+  socketPath: string | undefined,
+  serve: () => T,
+): T {
+  try {
+    return serve();
+  } catch (err) {
+    if (socketPath !== undefined && tcpPortFree(hostname, port)) {
+      throw naming(err, { address: socketPath, flag: "--nbd-socket", value: socketPath });
+    }
+    throw naming(err, { address: `${hostname}:${port}`, flag: "--nbd-port", value: port });
+  }
+}
+
 async function main(): Promise<void> {
+  exitOnHelpOrVersion(Deno.args, () => usage);
   const flags = parseFlags(Deno.args, {
     port: { type: "string" },
     hostname: { type: "string" },
@@ -154,11 +181,8 @@ async function main(): Promise<void> {
     "activity-unit-bytes": { type: "string" },
     ...tokenFlagOptions,
     help: { type: "boolean" },
+    version: { type: "boolean" },
   });
-  if (flags.help) {
-    console.log(usage);
-    return;
-  }
   const port = parsePort(flags.port, 8703);
   const nbdPort = parsePort(flags["nbd-port"], nbdPortDefault);
   const hostname = flags.hostname ?? "127.0.0.1";
@@ -179,7 +203,12 @@ async function main(): Promise<void> {
   // the advertised URL); requests are answered 503 until the agent is ready.
   let handler: (req: Request) => Response | Promise<Response> = () =>
     Response.json({ error: { status: 503, message: "Host agent is starting" } }, { status: 503 });
-  const http = Deno.serve({ hostname, port, onListen: () => {} }, (req) => handler(req));
+  const http = listenNaming(
+    { address: `${hostname}:${port}`, flag: "--port", value: port },
+    () => Deno.serve({ hostname, port, onListen: () => {} }, (req) => handler(req)),
+  );
+  // Before the agent takes any lease: a second agent on the same NBD port stops here.
+  checkPortFree(hostname, nbdPort, "--nbd-port");
   const advertiseUrl = parseUrl(
     "advertise-url",
     flags["advertise-url"],
@@ -217,14 +246,15 @@ async function main(): Promise<void> {
       staged: !(flags["unstaged-resync"] ?? false),
     },
   });
-  const nbd = serveNbd({
-    hostname,
-    port: nbdPort,
-    socketPath: flags["nbd-socket"],
-    lookup: (name) => namePattern.test(name) ? agent.volume(name)?.device : undefined,
-    listExports: () => agent.volumes.map((v) => v.name),
-    token,
-  });
+  const nbd = nbdListening(hostname, nbdPort, flags["nbd-socket"], () =>
+    serveNbd({
+      hostname,
+      port: nbdPort,
+      socketPath: flags["nbd-socket"],
+      lookup: (name) => namePattern.test(name) ? agent.volume(name)?.device : undefined,
+      listExports: () => agent.volumes.map((v) => v.name),
+      token,
+    }));
   handler = createHostApp(agent, { token }).fetch;
   const nbdExport = token === undefined ? "<volume>" : "<volume>/<token>";
   console.log(
