@@ -165,8 +165,6 @@ async function main(): Promise<void> {
   for (const [flag, port] of ports) checkPortFree(hostname, port, flag);
   await checkDataFree(data);
   await Deno.mkdir(`${data}/primary`, { recursive: true });
-  // The host agent of an earlier start here is gone (checked above): its NBD socket is stale.
-  await Deno.remove(`${data}/nbd.sock`).catch(() => {});
   await writePidFile(data, "start", Deno.pid);
 
   const tracker = `http://${hostname}:${trackerPort}`;

@@ -8,7 +8,7 @@
  */
 import { parseSize } from "../src/extent.ts";
 import { faultFileEnv, faultFileFromEnv } from "../src/fault_file.ts";
-import { checkPortFree, listenNaming, naming } from "../src/address_in_use.ts";
+import { checkPortFree, claimSocketPath, listenNaming, naming } from "../src/address_in_use.ts";
 import { parseCommand, sizeText, tokenFlagDocs } from "../src/command_help.ts";
 import { parsePort, runMain } from "../src/flags.ts";
 import { backupBatchBytesMaxDefault } from "../src/limits.ts";
@@ -109,6 +109,10 @@ async function main(): Promise<void> {
   // fail before it touches (or replays) anything.
   checkPortFree(hostname, port, "--port");
   checkPortFree(hostname, linkPort, "--link-port");
+  // The link server replaces whatever file is at --link-socket: make sure no live backup owns it.
+  if (flags["link-socket"] !== undefined) {
+    await claimSocketPath(flags["link-socket"], "--link-socket");
+  }
   const faults = faultFileFromEnv();
   if (faults) console.warn(`backup: test-only disk faults from ${faultFileEnv}=${faults.path}`);
   const backup = await openBackup({

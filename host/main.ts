@@ -6,7 +6,13 @@
  * (benchmark baseline), --unstaged-resync, --token, --token-file, --help, --version.
  * Test only: env TRACKMIRROR_FAULT_FILE (src/fault_file.ts) injects primary write faults.
  */
-import { checkPortFree, listenNaming, naming, tcpPortFree } from "../src/address_in_use.ts";
+import {
+  checkPortFree,
+  claimSocketPath,
+  listenNaming,
+  naming,
+  tcpPortFree,
+} from "../src/address_in_use.ts";
 import { systemClock } from "../src/clock.ts";
 import { exitOnHelpOrVersion } from "../src/command_help.ts";
 import { faultFileEnv, faultFileFromEnv } from "../src/fault_file.ts";
@@ -246,6 +252,8 @@ async function main(): Promise<void> {
       staged: !(flags["unstaged-resync"] ?? false),
     },
   });
+  // A socket file left by a killed agent is replaced; one a live agent answers on is refused.
+  if (flags["nbd-socket"] !== undefined) await claimSocketPath(flags["nbd-socket"], "--nbd-socket");
   const nbd = nbdListening(hostname, nbdPort, flags["nbd-socket"], () =>
     serveNbd({
       hostname,

@@ -8,7 +8,8 @@ export class AddressInUseError extends Error {
   constructor(readonly address: string, readonly flag: string, readonly value: string | number) {
     super(
       `Address ${address} is already in use (${flag} ${value}): another process listens there ` +
-        `(a trackmirror already running?); stop it or pass another ${flag}`,
+        `(a trackmirror already running?); stop it or pass another ${flag}` +
+        (address.startsWith("/") ? ` (or remove the file if nothing answers on it)` : ""),
     );
     this.name = "AddressInUseError";
   }
@@ -58,4 +59,34 @@ export function checkPortFree(hostname: string, port: number, flag: string): voi
   if (port !== 0 && !tcpPortFree(hostname, port)) {
     throw new AddressInUseError(`${hostname}:${port}`, flag, port);
   }
+}
+
+/** Whether a process accepts connections on the unix socket at `path` right now. */
+export async function socketAnswers(path: string): Promise<boolean> {
+  try {
+    (await Deno.connect({ transport: "unix", path })).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Readies `path` for a unix socket listener named by `flag`: a socket file nobody answers on (left
+ * by a killed process) is removed; one a live process answers on is refused, naming the flag, so
+ * a second instance never takes the socket away from the first.
+ */
+export async function claimSocketPath(path: string, flag: string): Promise<void> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.lstat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return;
+    throw err;
+  }
+  if (await socketAnswers(path)) throw new AddressInUseError(path, flag, path);
+  if (!info.isSocket) {
+    throw new RangeError(`${flag} "${path}" exists and is not a socket: pick another path`);
+  }
+  await Deno.remove(path);
 }
