@@ -6,13 +6,7 @@
  * (benchmark baseline), --unstaged-resync, --token, --token-file, --help, --version.
  * Test only: env TRACKMIRROR_FAULT_FILE (src/fault_file.ts) injects primary write faults.
  */
-import {
-  checkPortFree,
-  claimSocketPath,
-  listenNaming,
-  naming,
-  tcpPortFree,
-} from "../src/address_in_use.ts";
+import { checkPortFree, claimSocketPath, listenNaming } from "../src/address_in_use.ts";
 import { systemClock } from "../src/clock.ts";
 import { exitOnHelpOrVersion } from "../src/command_help.ts";
 import { faultFileEnv, faultFileFromEnv } from "../src/fault_file.ts";
@@ -138,27 +132,6 @@ function parseProbeIntervalMsMax(text: string | undefined): number {
   return ms;
 }
 
-/**
- * Runs `serve` (the NBD listeners: TCP, then the unix socket) and names the flag of an address in
- * use: serveNbd closes its TCP listener when the socket fails, so a free TCP port afterwards means
- * the socket was the one taken.
- */
-function nbdListening<T>(
-  hostname: string,
-  port: number,
-  socketPath: string | undefined,
-  serve: () => T,
-): T {
-  try {
-    return serve();
-  } catch (err) {
-    if (socketPath !== undefined && tcpPortFree(hostname, port)) {
-      throw naming(err, { address: socketPath, flag: "--nbd-socket", value: socketPath });
-    }
-    throw naming(err, { address: `${hostname}:${port}`, flag: "--nbd-port", value: port });
-  }
-}
-
 async function main(): Promise<void> {
   exitOnHelpOrVersion(Deno.args, () => usage);
   const flags = parseFlags(Deno.args, {
@@ -252,17 +225,17 @@ async function main(): Promise<void> {
       staged: !(flags["unstaged-resync"] ?? false),
     },
   });
-  // A socket file left by a killed agent is replaced; one a live agent answers on is refused.
+  // The NBD port was checked before the agent opened; the socket is checked here (a file left by
+  // a killed agent is replaced, one a live agent answers on is refused, naming --nbd-socket).
   if (flags["nbd-socket"] !== undefined) await claimSocketPath(flags["nbd-socket"], "--nbd-socket");
-  const nbd = nbdListening(hostname, nbdPort, flags["nbd-socket"], () =>
-    serveNbd({
-      hostname,
-      port: nbdPort,
-      socketPath: flags["nbd-socket"],
-      lookup: (name) => namePattern.test(name) ? agent.volume(name)?.device : undefined,
-      listExports: () => agent.volumes.map((v) => v.name),
-      token,
-    }));
+  const nbd = serveNbd({
+    hostname,
+    port: nbdPort,
+    socketPath: flags["nbd-socket"],
+    lookup: (name) => namePattern.test(name) ? agent.volume(name)?.device : undefined,
+    listExports: () => agent.volumes.map((v) => v.name),
+    token,
+  });
   handler = createHostApp(agent, { token }).fetch;
   const nbdExport = token === undefined ? "<volume>" : "<volume>/<token>";
   console.log(
