@@ -31,15 +31,24 @@ Deno.test({
   name: "a pid counts as running only while it is alive and runs the named script",
   ignore: Deno.build.os !== "linux",
   async fn() {
-    const child = new Deno.Command("sleep", { args: ["60"] }).spawn();
+    // The child says when it runs: until its exec, /proc shows the parent's command line.
+    const needle = "pid-files-test-child";
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--quiet", `console.log("${needle}"); setInterval(() => {}, 1000);`],
+      stdout: "piped",
+    }).spawn();
+    const reader = child.stdout.getReader();
     try {
-      assert.equal(await processRunning(child.pid, "sleep"), true);
+      await reader.read();
+      assert.equal(await processRunning(child.pid, needle), true);
       assert.equal(await processRunning(child.pid, "backup/main.ts"), false, "a reused pid");
     } finally {
       child.kill("SIGKILL");
       await child.status;
+      reader.releaseLock();
+      await child.stdout.cancel();
     }
-    assert.equal(await processRunning(child.pid, "sleep"), false, "an exited process");
+    assert.equal(await processRunning(child.pid, needle), false, "an exited process");
   },
 });
 
