@@ -9,6 +9,9 @@ import assert from "node:assert/strict";
 import { HostClient } from "../host/client.ts";
 import { TrackerClient } from "../tracker/client.ts";
 import { startSystem, type System } from "../harness/system.ts";
+import { freePort } from "../harness/service_process.ts";
+import { serveNbd } from "../host/nbd/server.ts";
+import { MemoryDevice } from "./support/memory_device.ts";
 import { installed, run, runChecked, sha256File } from "../harness/tools.ts";
 import { type Extent, mergeExtents } from "../src/extent.ts";
 import { randomBytes, seededRandom } from "../src/random.ts";
@@ -150,5 +153,36 @@ Deno.test({
       const after = await nbdMap(sys.nbdUri, "trackmirror:dirty");
       assert.deepEqual(after.map((e) => [e.offset, e.length, e.type]), [[0, sys.sizeBytes, 0]]);
     });
+  },
+});
+
+Deno.test({
+  name: "with a token, nbdinfo maps both contexts of VOLUME/TOKEN and none without it",
+  ignore: missing.length > 0,
+  async fn() {
+    const token = "s3cret-9";
+    const dirty = [{ offset: 64 * KiB, length: 64 * KiB }];
+    const server = serveNbd({
+      lookup: (name) =>
+        name === "vol0" ? new MemoryDevice(MiB, (b) => b.fill(1, 0, 4096)) : undefined,
+      listExports: () => ["vol0"],
+      dirtySource: () => ({ dirtyExtents: () => Promise.resolve(dirty) }),
+      token,
+      port: freePort(),
+      log: () => {},
+    });
+    try {
+      const uri = `nbd://127.0.0.1:${server.port}/vol0/${token}`;
+      assert.deepEqual(ofType(await nbdMap(uri, "trackmirror:dirty"), 1), dirty);
+      assert.deepEqual(ofType(await nbdMap(uri), 2), [{ offset: 4096, length: MiB - 4096 }]);
+      const refused = await run("nbdinfo", [
+        "--map=trackmirror:dirty",
+        `nbd://127.0.0.1:${server.port}/vol0`,
+      ]);
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.stderr, /policy/);
+    } finally {
+      await server.close();
+    }
   },
 });
