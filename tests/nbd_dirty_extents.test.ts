@@ -89,3 +89,25 @@ Deno.test("dirty extents: a tracker that does not answer fails the answer", asyn
   });
   await assert.rejects(source.dirtyExtents(0, region), /503 for volume "vol0"/);
 });
+
+Deno.test("dirty extents: a record that does not cover every difference yet fails the answer", async () => {
+  const tracker = fakeTracker([[{ offset: 0, length: region }]]);
+  let refusal: string | null =
+    "the activity marks of this host's previous run are not yet promoted";
+  const source = volumeDirtyExtents({
+    volume: "vol0",
+    sizeBytes,
+    regionBytes: region,
+    tracker,
+    lockedRanges: () => [],
+    unhardenedRegions: () => [],
+    refusal: () => refusal,
+  });
+  await assert.rejects(
+    source.dirtyExtents(0, region),
+    /No dirty map of volume "vol0": the activity marks .* not yet promoted/,
+  );
+  assert.equal(tracker.pagesRead, 0);
+  refusal = null;
+  assert.deepEqual(await source.dirtyExtents(0, region), [{ offset: 0, length: region }]);
+});

@@ -13,7 +13,10 @@
  * Local state is read before the tracker: a write that completes in between was either marked at
  * the tracker before it released its lock (so the log read after holds it) or acknowledged by the
  * backup (so the secondary has it). When the tracker does not answer, the request fails: nothing
- * is reported clean that is not known to be.
+ * is reported clean that is not known to be. So does a volume whose tracker record cannot be
+ * trusted yet: before the previous run's activity marks are promoted to dirty marks (the log lacks
+ * them), and while its trust asks for a checksum resync or it is in split brain (the record no
+ * longer covers every difference).
  */
 import type { Extent } from "../../src/extent.ts";
 import { extentOfRegions, mergeExtents } from "../../src/extent.ts";
@@ -29,12 +32,16 @@ export interface VolumeDirtyDeps {
   lockedRanges(): Extent[];
   /** Regions received and not yet hardened nor marked (BackupLink.unhardenedRegions). */
   unhardenedRegions(): number[];
+  /** Why the tracker's record does not cover every difference now; null when it does. */
+  refusal?(): string | null;
 }
 
 /** The `DirtyExtentSource` of one volume. */
 export function volumeDirtyExtents(deps: VolumeDirtyDeps): DirtyExtentSource {
   return {
     async dirtyExtents(offset: number, length: number): Promise<Extent[]> {
+      const refusal = deps.refusal?.();
+      if (refusal) throw new Error(`No dirty map of volume "${deps.volume}": ${refusal}`);
       const end = offset + length;
       const local: Extent[] = [
         ...deps.lockedRanges(),

@@ -165,6 +165,10 @@ export class HostAgent {
       tracker: this.opts.tracker,
       lockedRanges: () => v.locks.ranges(),
       unhardenedRegions: () => this.backupLink.unhardenedRegions(name),
+      refusal: () =>
+        v.trust.plainResyncRefusal() ??
+          (v.promoted ? null : "the activity marks of this host's previous run are not yet " +
+            "promoted to dirty marks; retry once its status shows the volume promoted"),
     });
   }
 
