@@ -234,6 +234,7 @@ async function main(): Promise<void> {
     socketPath: flags["nbd-socket"],
     lookup: (name) => namePattern.test(name) ? agent.volume(name)?.device : undefined,
     listExports: () => agent.volumes.map((v) => v.name),
+    dirtySource: (name) => agent.dirtySource(name),
     token,
   });
   handler = createHostApp(agent, { token }).fetch;

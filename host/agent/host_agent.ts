@@ -28,6 +28,8 @@ import {
 } from "./volume_stack.ts";
 import type { ChecksumResyncOptions } from "../resync/checksum_resync.ts";
 import { openCyclesOnReturn } from "./cycle_on_return.ts";
+import type { DirtyExtentSource } from "../nbd/block_status.ts";
+import { volumeDirtyExtents } from "./dirty_extents.ts";
 
 export type { HostBackup, HostTracker } from "./ports.ts";
 export type { HostVolume, HostVolumeConfig } from "./volume_stack.ts";
@@ -147,6 +149,27 @@ export class HostAgent {
 
   get volumes(): HostVolume[] {
     return [...this.#volumes.values()];
+  }
+
+  /**
+   * The dirty record of `name` for the NBD server's `trackmirror:dirty` context; undefined for an
+   * unknown volume and without forking (nothing is tracked: no record could be trusted).
+   */
+  dirtySource(name: string): DirtyExtentSource | undefined {
+    const v = this.#volumes.get(name);
+    if (!v || this.opts.forking === false) return undefined;
+    return volumeDirtyExtents({
+      volume: name,
+      sizeBytes: v.sizeBytes,
+      regionBytes: this.opts.regionBytes,
+      tracker: this.opts.tracker,
+      lockedRanges: () => v.locks.ranges(),
+      unhardenedRegions: () => this.backupLink.unhardenedRegions(name),
+      refusal: () =>
+        v.trust.plainResyncRefusal() ??
+          (v.promoted ? null : "the activity marks of this host's previous run are not yet " +
+            "promoted to dirty marks; retry once its status shows the volume promoted"),
+    });
   }
 
   /**
