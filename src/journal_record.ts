@@ -208,3 +208,25 @@ export function decodeRecord(buf: Uint8Array, pos: number): DecodeResult {
     next: end,
   };
 }
+
+/**
+ * Calls `fn(volume, recordBytes)` for each record of a batch already verified (headers only, no
+ * checksum: the bytes were checked when they were admitted). Counting per volume without decoding
+ * payloads, e.g. for the backup's per-volume lag.
+ */
+export function forEachRecordHeader(
+  buf: Uint8Array,
+  fn: (volume: string, recordBytes: number) => void,
+): void {
+  let pos = 0;
+  while (buf.length - pos >= recordHeaderBytes) {
+    const view = new DataView(buf.buffer, buf.byteOffset + pos, recordHeaderBytes);
+    const kind = kindsByCode[view.getUint8(5)];
+    const nameBytes = view.getUint16(6, true);
+    const payloadBytes = kind === "write" ? view.getUint32(16, true) : 0;
+    const bytes = recordHeaderBytes + nameBytes + payloadBytes;
+    const nameStart = pos + recordHeaderBytes;
+    fn(decoder.decode(buf.subarray(nameStart, nameStart + nameBytes)), bytes);
+    pos += bytes;
+  }
+}
