@@ -34,6 +34,41 @@ async function statusUntil(sys: System, code: number, args: string[] = []): Prom
   throw new Error(`status never exited ${code}; last (${out.code}):\n${out.stdout}${out.stderr}`);
 }
 
+/**
+ * Runs `status --watch 0.2` until it has printed `blocks` blocks, then SIGTERMs it; returns its
+ * output and exit code (the last block's).
+ */
+async function watchBlocks(sys: System, blocks: number): Promise<{ code: number; text: string }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--quiet",
+      "host/status/status.ts",
+      "--tracker",
+      sys.tracker.url,
+      "--watch",
+      "0.2",
+    ],
+    cwd: new URL("../", import.meta.url).pathname,
+    stdout: "piped",
+    stderr: "null",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  let text = "";
+  try {
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stdout) {
+      text += decoder.decode(chunk, { stream: true });
+      if ((text.match(/^trackmirror status at /gm) ?? []).length >= blocks) break;
+    }
+  } finally {
+    child.kill("SIGTERM");
+  }
+  const { code } = await child.status;
+  return { code, text };
+}
+
 async function write(sys: System, offset: number, bytes: number): Promise<void> {
   const body = crypto.getRandomValues(new Uint8Array(Math.min(bytes, 65536)));
   const data = new Uint8Array(bytes);
@@ -62,6 +97,11 @@ Deno.test("status follows the system from in sync through an outage and its repa
     assert.match(healthy.stdout, /HEALTHY \(exit 0\)/);
     assert.match(healthy.stdout, /1\/1 volume\(s\) in sync/);
     assert.match(healthy.stdout, /^vol0 +host0 +mirroring +yes /m);
+
+    // --watch repeats the block (plain blocks, not a terminal) until stopped; exit: the last one's.
+    const watched = await watchBlocks(sys, 2);
+    assert.equal(watched.code, 0, watched.text);
+    assert.equal((watched.text.match(/HEALTHY \(exit 0\)/g) ?? []).length >= 2, true);
 
     // --json carries the numbers the services' own APIs give.
     const { code, doc } = await statusJson(sys);
