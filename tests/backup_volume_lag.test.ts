@@ -134,3 +134,26 @@ Deno.test("the oldest waiting record sets the age; a refused batch is taken back
   });
   assert.equal(lag.view("other").records, 0);
 });
+
+Deno.test("records of several volumes in one batch are counted to each", () => {
+  const lag = new VolumeLag(() => 0);
+  const data = new Uint8Array(512);
+  const body = encodeBatch([
+    { kind: "write", volume: "vol0", offset: 0, length: 512, data },
+    { kind: "write", volume: "vol1", offset: 0, length: 512, data },
+    { kind: "zero", volume: "vol1", offset: 512, length: 512 },
+    { kind: "write", volume: "vol0", offset: 512, length: 512, data },
+    { kind: "write", volume: "db", offset: 0, length: 512, data },
+  ]);
+  lag.admitted(body);
+  assert.equal(lag.view("vol0").records, 2);
+  assert.equal(lag.view("vol0").bytes, 2 * encodedRecordBytes("vol0", "write", 512));
+  assert.equal(lag.view("vol1").records, 2);
+  assert.equal(
+    lag.view("vol1").bytes,
+    encodedRecordBytes("vol1", "write", 512) + encodedRecordBytes("vol1", "zero", 512),
+  );
+  assert.equal(lag.view("db").records, 1);
+  lag.released(body);
+  for (const v of ["vol0", "vol1", "db"]) assert.equal(lag.view(v).records, 0);
+});
