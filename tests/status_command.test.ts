@@ -387,6 +387,17 @@ Deno.test("--watch takes an optional number of seconds", () => {
   }
 });
 
+Deno.test("--help prints the usage and exit codes and asks nothing", async () => {
+  const out = await runScript("host/status/status.ts", [
+    "--help",
+    "--tracker",
+    "http://127.0.0.1:1",
+  ]);
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(out.stdout, /^Usage: deno task status/);
+  assert.match(out.stdout, /Exit codes: 0 healthy, 1 degraded, 2 bad flags, 3 down/);
+});
+
 Deno.test("bad flags exit 2 naming the flag and value; --events is not built yet and says so", async () => {
   const cases: [string[], RegExp][] = [
     [["--tracker", "ftp://x"], /--tracker "ftp:\/\/x" must be an http/],

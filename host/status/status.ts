@@ -23,6 +23,17 @@ import { statusExit, type SystemStatus } from "./status_document.ts";
 import { gatherAnswers } from "./status_gather.ts";
 import { renderStatusTable } from "./status_table.ts";
 
+const usage = `Usage: deno task status [options]
+The whole system in one answer, found from the tracker: per volume its owner and mode, in sync or
+why not, dirty bytes and the oldest mark's age, backup lag, resync progress; component health.
+  --tracker URL        tracker service (default http://127.0.0.1:8701)
+  --json               the status document on one line (README: "Is my mirror in sync?")
+  --watch [SECONDS]    refresh every SECONDS (default 2) until Ctrl-C
+  --events             not yet (issue 11 item 2): exits 2
+  --token T, --token-file PATH   the shared token (or TRACKMIRROR_TOKEN)
+  --help               this text
+Exit codes: 0 healthy, 1 degraded, 2 bad flags, 3 down.`;
+
 /** Refresh interval of --watch without a value. */
 export const watchSecondsDefault = 2;
 /** Bounds of --watch SECONDS. */
@@ -71,8 +82,13 @@ async function main(): Promise<number> {
     tracker: { type: "string" },
     json: { type: "boolean" },
     events: { type: "boolean" },
+    help: { type: "boolean" },
     ...tokenFlagOptions,
   });
+  if (flags.help) {
+    console.log(usage);
+    return statusExit.healthy;
+  }
   const trackerUrl = parseUrl("tracker", flags.tracker, "http://127.0.0.1:8701");
   const token = resolveToken(flags);
   if (flags.events) {
