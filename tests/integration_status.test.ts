@@ -56,14 +56,23 @@ async function watchBlocks(sys: System, blocks: number): Promise<{ code: number;
     env: { NO_COLOR: "1" },
   }).spawn();
   let text = "";
+  let signalled = false;
+  const stop = () => {
+    if (signalled) return;
+    signalled = true;
+    try {
+      child.kill("SIGTERM");
+    } catch { /* it has exited already: its code tells why */ }
+  };
   try {
+    // Read to the end (a block printed after the signal must not meet a closed pipe).
     const decoder = new TextDecoder();
     for await (const chunk of child.stdout) {
       text += decoder.decode(chunk, { stream: true });
-      if ((text.match(/^trackmirror status at /gm) ?? []).length >= blocks) break;
+      if ((text.match(/^trackmirror status at /gm) ?? []).length >= blocks) stop();
     }
   } finally {
-    child.kill("SIGTERM");
+    stop();
   }
   const { code } = await child.status;
   return { code, text };
