@@ -38,6 +38,11 @@ export interface StatusInputs {
 }
 
 export function statusView(s: StatusInputs): HostStatus {
+  const doc = statusDocument(s);
+  return { ...doc, volumes: doc.volumes.map((v) => ({ ...v, resync: withIsoTimes(v.resync) })) };
+}
+
+function statusDocument(s: StatusInputs): HostStatus {
   const mode: HostMode = !s.forking
     ? "pass-through"
     : s.backup.state === "online"
@@ -90,7 +95,7 @@ export function statusView(s: StatusInputs): HostStatus {
         }
         : null,
       promoted: v.promoted,
-      resync: withIsoTimes(latestResync(v).progress),
+      resync: latestResync(v).progress,
       trust: v.trust.trust,
       trustReason: v.trust.trustReason,
       generations: {
