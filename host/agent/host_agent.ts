@@ -20,6 +20,7 @@ import type { ComponentStatus, ProbeOptions } from "./component_status.ts";
 import type { HostBackup, HostTracker } from "./ports.ts";
 import { statusView } from "./status_view.ts";
 import { TrackerLease } from "./tracker_lease.ts";
+import { TrackerHealth, watchTracker } from "./tracker_health.ts";
 import {
   type HostVolume,
   type HostVolumeConfig,
@@ -91,8 +92,15 @@ export class HostAgent {
   readonly #lease: TrackerLease;
   /** This process's lease identity (`opts.instance` or a random UUID). */
   readonly instance: string;
+  readonly opts: HostAgentOptions;
+  /** The tracker as every call of this agent found it (status: `components.tracker`). */
+  readonly trackerHealth: TrackerHealth;
+  readonly #startedAt: number;
 
-  private constructor(readonly opts: HostAgentOptions) {
+  private constructor(given: HostAgentOptions) {
+    this.trackerHealth = new TrackerHealth(given.clock);
+    const opts = this.opts = { ...given, tracker: watchTracker(given.tracker, this.trackerHealth) };
+    this.#startedAt = given.clock.now();
     this.instance = opts.instance ?? crypto.randomUUID();
     this.backupLink = new BackupLink(opts.backup, {
       hostId: opts.hostId,
@@ -320,6 +328,11 @@ export class HostAgent {
       },
       linkFrames: this.backupLink.framesSent,
       trackerError: this.#lease.trackerError,
+      tracker: this.trackerHealth.view(),
+      trackerUrl: this.opts.tracker.baseUrl,
+      backupUrl: this.opts.backup.baseUrl,
+      startedAt: this.#startedAt,
+      now: this.opts.clock.now(),
       volumes: this.volumes,
       isRegistered: (name) => this.#lease.isRegistered(name),
     });
