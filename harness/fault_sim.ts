@@ -308,7 +308,8 @@ export class FaultInjector {
 
 /** What each fault touches; faults sharing a target take turns. */
 function targetsOf(kind: FaultKind): string[] {
-  if (kind === "kv-older") return ["tracker", "tracker-net", "link", "host"];
+  // kv-older needs one write to succeed (marked at the tracker): no primary fault meanwhile.
+  if (kind === "kv-older") return ["tracker", "tracker-net", "link", "host", "fault-file"];
   if (kind === "kv-empty") return ["tracker"];
   if (kind.startsWith("second-agent")) return ["tracker", "host"];
   if (/^(journal|primary|secondary)-/.test(kind)) return ["fault-file"];
