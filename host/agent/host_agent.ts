@@ -195,7 +195,12 @@ export class HostAgent {
     v.resyncMode = mode;
     if (mode === "plain" && v.cycles) {
       // Cycle mode: a resync is the next cycle, run now (it ships every marked region at once).
-      if (!v.cycles.running) this.startCycle(name);
+      try {
+        void v.cycles.start({ fresh: true });
+      } catch (err) {
+        if (err instanceof CycleRefusedError) throw new ServiceError(err.status, err.message);
+        throw err;
+      }
       return v.cycles.progress;
     }
     if (mode === "plain") {

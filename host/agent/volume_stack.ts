@@ -211,7 +211,9 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     opts.activityUnitBytes ?? activityUnitBytesDefault,
   );
   const regionsPerUnit = unitBytes / opts.regionBytes;
-  const activity = activityRegionsMax === 0
+  const mirror = cfg.mirror ?? "journal";
+  // Cycle mode sends nothing to the backup ahead of the primary: no activity marks are needed.
+  const activity = activityRegionsMax === 0 || mirror === "cycles"
     ? undefined
     : new ActivityRecord(tracker, opts.hostId, cfg.name, unitBytes, cfg.sizeBytes, now, {
       unitsMax: Math.max(1, Math.floor(activityRegionsMax / regionsPerUnit)),
@@ -219,7 +221,6 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     });
   trust.caches.push(marker);
   if (activity) trust.caches.push(activity);
-  const mirror = cfg.mirror ?? "journal";
   // Late-bound: the cycle schedule asks the volume's state (promoted, resyncs) at every tick.
   const self: { volume?: HostVolume } = {};
   const cycles = mirror === "journal" ? undefined : new CycleMirror({
@@ -247,8 +248,7 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     backup,
     batcher: opts.submitter ?? batcher,
     marker,
-    // Cycle mode sends nothing to the backup ahead of the primary: no activity marks are needed.
-    activity: cycles ? undefined : activity,
+    activity,
     cycles: cycles &&
       { regionBytes: opts.regionBytes, beforeWrite: (o, l) => cycles.beforeWrite(o, l) },
     lease,

@@ -42,6 +42,8 @@ export class CycleMirror {
   #running: Promise<CycleProgress> | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = true;
+  /** A fresh cycle was asked for while one ran: run another right after it. */
+  #again = false;
 
   constructor(private readonly deps: CycleMirrorDeps, opts: CycleMirrorOptions = {}) {
     this.intervalMs = opts.intervalMs ?? cycleIntervalMsDefault;
@@ -99,18 +101,33 @@ export class CycleMirror {
   }
 
   /**
-   * Runs one cycle now, or joins the one running; throws `CycleRefusedError` when the volume may
-   * not be mirrored now. Resolves with the cycle's final progress.
+   * Runs one cycle now, or joins the one running; with `fresh`, a running cycle is followed at
+   * once by another (a resync asked for now must ship what was written before it asked, and the
+   * running cycle's freeze may be older). Throws `CycleRefusedError` when the volume may not be
+   * mirrored now. Resolves with the last cycle's final progress.
    */
-  start(): Promise<CycleProgress> {
-    if (this.#running) return this.#running;
+  start(opts: { fresh?: boolean } = {}): Promise<CycleProgress> {
+    if (this.#running) {
+      if (opts.fresh) this.#again = true;
+      return this.#running;
+    }
     const refusal = this.deps.refusal();
     if (refusal) throw new CycleRefusedError(refusal.status, refusal.message);
-    this.#running = this.#run().finally(() => {
+    this.#running = this.#loop().finally(() => {
       this.#current = undefined;
       this.#running = undefined;
     });
     return this.#running;
+  }
+
+  async #loop(): Promise<CycleProgress> {
+    let last = await this.#run();
+    while (this.#again && !this.deps.refusal()) {
+      this.#again = false;
+      last = await this.#run();
+    }
+    this.#again = false;
+    return last;
   }
 
   /** Starts the schedule: the first cycle one interval from now. */
