@@ -10,6 +10,8 @@ import { systemClock } from "../src/clock.ts";
 import { createTrackerApp } from "../tracker/service.ts";
 import { TrackerClient } from "../tracker/client.ts";
 import { StagingBackup } from "./support/staging_backup.ts";
+import { gate } from "./support/gate.ts";
+import type { LogPage } from "../src/schemas.ts";
 
 const region = 64 * 1024;
 const sizeBytes = 16 * region;
@@ -45,6 +47,7 @@ async function rig() {
     predictRegions: 0,
     // One region a chunk, one chunk at a time: the walker's order is the regions' order.
     resync: { chunkBytes: region, concurrency: 1 },
+    cycles: { freezeMsMax: 200 },
   });
   v.promoted = true;
   const cycles = v.cycles!;
@@ -205,6 +208,38 @@ Deno.test("a cycle is refused while the backup is offline or the volume is not p
     r.v.promoted = false;
     assert.throws(() => r.cycles.start(), /not yet promoted/);
   } finally {
+    await r.close();
+  }
+});
+
+Deno.test("a freeze that cannot read the tracker's log in time gives up, and the writes it held go on", async () => {
+  const r = await rig();
+  const held = gate();
+  const log = r.tracker.log.bind(r.tracker);
+  try {
+    await r.v.device.write(2 * region, fill(2));
+    r.tracker.log = async function* (name: string): AsyncGenerator<LogPage> {
+      await held.opened;
+      yield* log(name);
+    };
+    const cycle = r.cycles.start();
+    const write = r.v.device.write(7 * region, fill(7)); // queued behind the freeze's lock
+    const p = await cycle;
+    assert.equal(p.state, "failed");
+    assert.match(
+      p.error ?? "",
+      /Freeze of "vol0" gave up: the tracker's log took longer than 200 ms/,
+    );
+    await write;
+    assert.equal(r.staging.shipped.length + r.staging.commits, 0, "nothing was sent");
+    assert.equal(await r.dirty(), 2, "the marks stay");
+    r.tracker.log = log;
+    held.open();
+    const next = await r.cycles.start();
+    assert.equal(next.state, "done", next.error ?? "");
+    assert.deepEqual(r.staging.secondary, await r.primaryBytes());
+  } finally {
+    held.open();
     await r.close();
   }
 });

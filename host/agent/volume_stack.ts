@@ -27,7 +27,7 @@ import {
   type SecondaryChecksums,
 } from "../resync/checksum_resync.ts";
 import { OnlineVerify } from "../resync/online_verify.ts";
-import { CycleMirror } from "../cycle/cycle_mirror.ts";
+import { CycleMirror, type CycleMirrorOptions } from "../cycle/cycle_mirror.ts";
 import type { MirrorMode, ResyncMode, ResyncProgress } from "../../src/host_schemas.ts";
 import { ServiceCallError } from "../../src/http_client.ts";
 import type { TrackRequest } from "../../src/schemas.ts";
@@ -107,6 +107,8 @@ export interface VolumeStackOptions {
   checksumResync?: ChecksumResyncOptions;
   /** Cycle mode: the interval between cycle starts (default 30 s). */
   cycleIntervalMs?: number;
+  /** Cycle mode: further bounds (tests); the walker's default to the resync's. */
+  cycles?: CycleMirrorOptions;
   /**
    * Registers the volumes again at once; called when the tracker answers a mark with 404 (it lost
    * the record), before the mark is retried once.
@@ -241,6 +243,7 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     chunkBytes: opts.resync?.chunkBytes,
     concurrency: opts.resync?.concurrency,
     pageExtentsMax: opts.resync?.logPageExtentsMax,
+    ...opts.cycles,
   });
   const fork = opts.forking === false ? undefined : new ForkDevice(primary, {
     volume: cfg.name,

@@ -10,7 +10,12 @@
  * the write's whole regions' lock); outside a cycle it returns at once.
  */
 import type { CycleProgress } from "../../src/host_schemas.ts";
-import { CycleRun, type CycleRunDeps, type CycleRunOptions } from "./cycle_run.ts";
+import {
+  CycleRun,
+  type CycleRunDeps,
+  type CycleRunOptions,
+  freezeMsMaxDefault,
+} from "./cycle_run.ts";
 
 /** Default `--cycle-interval`. */
 export const cycleIntervalMsDefault = 30_000;
@@ -52,6 +57,7 @@ export class CycleMirror {
       concurrency: opts.concurrency ?? 4,
       bytesPerSecMax: opts.bytesPerSecMax ?? 0,
       pageExtentsMax: opts.pageExtentsMax ?? 1024,
+      freezeMsMax: opts.freezeMsMax ?? freezeMsMaxDefault,
     };
     this.#progress = {
       volume: deps.volume,
@@ -87,6 +93,7 @@ export class CycleMirror {
       p.bytesPerSec = Math.round(p.bytesDone / seconds);
       const left = Math.max(0, p.bytesTotal - p.bytesDone);
       p.etaSeconds = p.bytesPerSec > 0 ? Math.ceil(left / p.bytesPerSec) : null;
+      p.bytesShippedTotal += p.bytesDone; // the running cycle's share so far
     }
     return p;
   }

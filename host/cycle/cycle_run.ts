@@ -56,7 +56,15 @@ export interface CycleRunOptions {
   bytesPerSecMax: number;
   /** Extents per log page and per clear request. */
   pageExtentsMax: number;
+  /**
+   * Longest the freeze may hold the volume's writes while the tracker's log is read; past it the
+   * freeze gives up (writes resume, the cycle fails and the next tick tries again).
+   */
+  freezeMsMax: number;
 }
+
+/** Default `freezeMsMax`: a tracker slower than this holds writes for this long at most. */
+export const freezeMsMaxDefault = 2000;
 
 export class CycleRun {
   /** S minus what was shipped: what the walker and copy-before-write still owe. */
@@ -99,11 +107,8 @@ export class CycleRun {
     const release = await locks.acquire(0, sizeBytes);
     const frozenAt = this.frozenAt = clock.now();
     try {
-      const extents: Extent[] = [];
-      for await (const page of tracker.log(volume, { limit: this.opts.pageExtentsMax })) {
-        this.#token = page.token;
-        extents.push(...page.extents);
-      }
+      const { token, extents } = await this.#readLog();
+      this.#token = token;
       for (const e of extents) {
         const run = regionsOf(e.offset, e.length, regionBytes);
         this.#pending.set(run);
@@ -122,6 +127,40 @@ export class CycleRun {
     this.progress.regionsTotal = this.#pending.size;
     this.progress.bytesTotal = this.#frozenExtents.reduce((n, e) => n + e.length, 0);
     return this.#pending.size;
+  }
+
+  /** The tracker's log (token, marked extents), within `freezeMsMax`. */
+  async #readLog(): Promise<{ token: string; extents: Extent[] }> {
+    const { tracker, volume } = this.deps;
+    const read = async () => {
+      let token = "";
+      const extents: Extent[] = [];
+      for await (const page of tracker.log(volume, { limit: this.opts.pageExtentsMax })) {
+        token = page.token;
+        extents.push(...page.extents);
+      }
+      return { token, extents };
+    };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `Freeze of "${volume}" gave up: the tracker's log took longer than ` +
+                `${this.opts.freezeMsMax} ms; writes resumed, the next cycle tries again`,
+            ),
+          ),
+        this.opts.freezeMsMax,
+      );
+    });
+    const reading = read();
+    reading.catch(() => {}); // a read that lost the race may still fail: nobody awaits it then
+    try {
+      return await Promise.race([reading, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Step 2: opens (or continues) the stage at the backup; copies wait for it. */
