@@ -243,3 +243,27 @@ Deno.test("a freeze that cannot read the tracker's log in time gives up, and the
     await r.close();
   }
 });
+
+Deno.test("a trim over many owed regions during a cycle ships their frozen content a chunk at a time, each once", async () => {
+  const r = await rig();
+  try {
+    for (let i = 0; i < 8; i++) await r.v.device.write(i * region, fill(0x10 + i, region));
+    const frozen = await r.primaryBytes();
+    const held = r.staging.hold(); // the walker's copy of region 0
+    const cycle = r.cycles.start();
+    await held.reached;
+    const trim = r.v.device.trim(1 * region, 7 * region + 10);
+    const waitForTrim = trim.then(() => "trimmed");
+    held.release();
+    assert.equal(await waitForTrim, "trimmed");
+    const done = await cycle;
+    assert.equal(done.state, "done", done.error ?? "");
+    assert.equal(done.regionsCopiedBeforeWrite, 7);
+    const counts = new Map<number, number>();
+    for (const o of r.staging.shipped) counts.set(o, (counts.get(o) ?? 0) + 1);
+    assert.deepEqual([...counts.values()], Array(8).fill(1), "each region shipped once, alone");
+    assert.deepEqual(r.staging.secondary, frozen);
+  } finally {
+    await r.close();
+  }
+});

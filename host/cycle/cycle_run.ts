@@ -251,23 +251,41 @@ export class CycleRun {
   }
 
   /**
-   * Ships the regions of `run` still owed, in one batch (adjacent regions merged into one record);
-   * the caller holds a range lock covering them. Resolves with the regions shipped.
+   * Ships the regions of `run` still owed, a batch per `chunkBytes` (adjacent regions merged into
+   * one record), so a long write or trim never reads more than a chunk at once; the caller holds a
+   * range lock covering them. Resolves with the regions shipped (stops at the first failure).
    */
   async #ship(run: RegionRun): Promise<number> {
-    const { primary, writer, volume, regionBytes, sizeBytes, backup } = this.deps;
-    const owed: RegionRun[] = [];
-    for (let r = run.first; r < run.first + run.count; r++) {
-      if (!this.#pending.has(r)) continue;
-      const last = owed.at(-1);
-      if (last && last.first + last.count === r) last.count++;
-      else owed.push({ first: r, count: 1 });
+    const chunkRegions = Math.max(1, Math.floor(this.opts.chunkBytes / this.deps.regionBytes));
+    let shipped = 0;
+    let batch: RegionRun[] = [];
+    let batchRegions = 0;
+    for (let r = run.first; r <= run.first + run.count; r++) {
+      const owed = r < run.first + run.count && this.#pending.has(r);
+      if (owed) {
+        const last = batch.at(-1);
+        if (last && last.first + last.count === r) last.count++;
+        else batch.push({ first: r, count: 1 });
+        batchRegions++;
+      }
+      const end = r === run.first + run.count;
+      if (batchRegions > 0 && (batchRegions === chunkRegions || end)) {
+        if (!(await this.#shipBatch(batch))) return shipped;
+        shipped += batchRegions;
+        batch = [];
+        batchRegions = 0;
+      }
     }
-    if (owed.length === 0) return 0;
+    return shipped;
+  }
+
+  /** One batch of owed runs: read, send, and on acknowledgement no longer owed. */
+  async #shipBatch(runs: RegionRun[]): Promise<boolean> {
+    const { primary, writer, volume, regionBytes, sizeBytes, backup } = this.deps;
     try {
       const records: Uint8Array[] = [];
       let bytes = 0;
-      for (const o of owed) {
+      for (const o of runs) {
         const e = extentOfRegions(o, regionBytes, sizeBytes);
         const data = await primary.read(e.offset, e.length);
         records.push(encodeRecord({ kind: "write", volume, ...e, data }));
@@ -281,16 +299,16 @@ export class CycleRun {
         throw err;
       }
       let regions = 0;
-      for (const o of owed) {
+      for (const o of runs) {
         this.#pending.clear(o);
         regions += o.count;
       }
       this.progress.regionsDone += regions;
       this.progress.bytesDone += bytes;
-      return regions;
+      return true;
     } catch (err) {
       this.#fail(err);
-      return 0;
+      return false;
     }
   }
 
