@@ -196,6 +196,7 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
   const batcher = new BackupBatcher(opts.writer, cfg.name, opts.batcher);
   const now = () => opts.clock.now();
   const predictRegions = opts.predictRegions ?? predictRegionsDefault;
+  const mirror = cfg.mirror ?? "journal";
   // The marker's port (lease claim, generation checks); online verify marks through it too.
   const sender = checkedSender(tracker, trust);
   const marker = new TrackerMarker(
@@ -213,7 +214,6 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     opts.activityUnitBytes ?? activityUnitBytesDefault,
   );
   const regionsPerUnit = unitBytes / opts.regionBytes;
-  const mirror = cfg.mirror ?? "journal";
   // Cycle mode sends nothing to the backup ahead of the primary: no activity marks are needed.
   const activity = activityRegionsMax === 0 || mirror === "cycles"
     ? undefined
