@@ -137,3 +137,54 @@ Deno.test("cycle mode: points grow while writing, writes go on with the backup k
     await sys.stop();
   }
 });
+
+Deno.test("cycle mode: the host SIGKILLed mid-cycle leaves the secondary at its last point; after its restart reconstruct converges", async () => {
+  const sys = await startSystem({
+    sizeBytes,
+    // A long interval and a slow walker: the test drives the cycles, and one lasts seconds.
+    hostArgs: ["--mirror", "cycles", "--cycle-interval", "1h", "--resync-bytes-per-sec", "2MiB"],
+  });
+  try {
+    let host = new HostClient(sys.host.url);
+    await sys.waitMirroring();
+    const rand = seededRandom(seed + 1);
+    for (let i = 0; i < 20; i++) {
+      await host.write(
+        sys.volume,
+        Math.floor(rand() * (sizeBytes - 65536)),
+        randomBytes(rand, 65536),
+      );
+    }
+    assert.equal((await cycleNow(sys, host)).state, "done");
+    await sys.flushBackup();
+    const point = await sys.sha256Secondary();
+    assert.equal(point, await sys.sha256Primary());
+
+    for (let off = 0; off < sizeBytes; off += 1024 * 1024) {
+      await host.write(sys.volume, off, randomBytes(rand, 1024 * 1024));
+    }
+    await host.startCycle(sys.volume);
+    await until("the cycle to ship part of its set", async () => {
+      const p = await host.cycleProgress(sys.volume);
+      return p.cycle === "open" && p.regionsDone > 0 ? p : undefined;
+    });
+    await sys.host.kill();
+    await sys.flushBackup();
+    assert.equal(await sys.sha256Secondary(), point, "the secondary is still the last point");
+
+    await sys.restartHost();
+    host = new HostClient(sys.host.url);
+    await sys.waitMirroring();
+    const out = await sys.reconstruct();
+    assert.equal(out.code, 0, out.output);
+    await sys.flushBackup();
+    assert.equal(await sys.sha256Secondary(), await sys.sha256Primary());
+  } catch (err) {
+    console.error(
+      `seed ${seed}\n--- host output ---\n${sys.host.output()}\n--- backup output ---\n${sys.backup.output()}`,
+    );
+    throw err;
+  } finally {
+    await sys.stop();
+  }
+});
