@@ -5,72 +5,9 @@
  * marker's forget and re-mark, and that an abandoned cycle is continued.
  */
 import assert from "node:assert/strict";
-import { openVolumeStack } from "../host/agent/volume_stack.ts";
-import { systemClock } from "../src/clock.ts";
-import { createTrackerApp } from "../tracker/service.ts";
-import { TrackerClient } from "../tracker/client.ts";
-import { StagingBackup } from "./support/staging_backup.ts";
+import { cycleRig as rig, region } from "./support/cycle_rig.ts";
 import { gate } from "./support/gate.ts";
 import type { LogPage } from "../src/schemas.ts";
-
-const region = 64 * 1024;
-const sizeBytes = 16 * region;
-
-async function rig() {
-  const kv = await Deno.openKv(":memory:");
-  const service = createTrackerApp({ kv, clock: systemClock });
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-    service.app.fetch,
-  );
-  const tracker = new TrackerClient(`http://127.0.0.1:${server.addr.port}`);
-  await tracker.registerVolume("vol0", {
-    sizeBytes,
-    regionBytes: region,
-    ownerHost: "host0",
-    ownerUrl: "http://127.0.0.1:1",
-  });
-  const dir = await Deno.makeTempDir();
-  const backup = { isOnline: true, markOffline() {} };
-  const staging = new StagingBackup(sizeBytes);
-  const v = await openVolumeStack({
-    volume: { name: "vol0", path: `${dir}/vol0.img`, sizeBytes, mirror: "cycles" },
-    hostId: "host0",
-    regionBytes: region,
-    tracker,
-    backup,
-    writer: staging.writer,
-    submitter: {
-      submit: () => Promise.reject(new Error("cycle mode sent a write to the backup")),
-    },
-    clock: systemClock,
-    predictRegions: 0,
-    // One region a chunk, one chunk at a time: the walker's order is the regions' order.
-    resync: { chunkBytes: region, concurrency: 1 },
-    cycles: { freezeMsMax: 200 },
-  });
-  v.promoted = true;
-  const cycles = v.cycles!;
-  return {
-    tracker,
-    backup,
-    staging,
-    v,
-    cycles,
-    dirty: async () => (await tracker.getVolume("vol0")).dirtyRegions,
-    async primaryBytes() {
-      return await v.primary.read(0, sizeBytes);
-    },
-    async close() {
-      cycles.stop();
-      await v.primary.close();
-      await server.shutdown();
-      await service.close();
-      kv.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
 
 const fill = (byte: number, length = 100) => new Uint8Array(length).fill(byte);
 

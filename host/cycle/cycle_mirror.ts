@@ -28,8 +28,20 @@ export interface CycleMirrorDeps extends CycleRunDeps {
   refusal(): { status: 409 | 503; message: string } | null;
 }
 
+/** The timers the schedule uses; tests pass their own to step through it without sleeping. */
+export interface CycleTimers {
+  setTimeout(fn: () => void, delayMs: number): unknown;
+  clearTimeout(id: unknown): void;
+}
+
+const globalTimers: CycleTimers = {
+  setTimeout: (fn, delayMs) => setTimeout(fn, delayMs),
+  clearTimeout: (id) => clearTimeout(id as number),
+};
+
 export interface CycleMirrorOptions extends Partial<CycleRunOptions> {
   intervalMs?: number;
+  timers?: CycleTimers;
 }
 
 /** A refusal to run a cycle now, with the HTTP status the agent answers with. */
@@ -45,13 +57,15 @@ export class CycleMirror {
   #progress: CycleProgress;
   #current: CycleRun | undefined;
   #running: Promise<CycleProgress> | undefined;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: unknown;
+  readonly #timers: CycleTimers;
   #stopped = true;
   /** A fresh cycle was asked for while one ran: run another right after it. */
   #again = false;
 
   constructor(private readonly deps: CycleMirrorDeps, opts: CycleMirrorOptions = {}) {
     this.intervalMs = opts.intervalMs ?? cycleIntervalMsDefault;
+    this.#timers = opts.timers ?? globalTimers;
     this.#runOpts = {
       chunkBytes: opts.chunkBytes ?? 1024 * 1024,
       concurrency: opts.concurrency ?? 4,
@@ -146,16 +160,16 @@ export class CycleMirror {
   /** Stops the schedule (a running cycle ends on its own). */
   stop(): void {
     this.#stopped = true;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    if (this.#timer !== undefined) this.#timers.clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#progress.nextAt = null;
   }
 
   #schedule(at: number): void {
     if (this.#stopped) return;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    if (this.#timer !== undefined) this.#timers.clearTimeout(this.#timer);
     this.#progress.nextAt = at;
-    this.#timer = setTimeout(
+    this.#timer = this.#timers.setTimeout(
       () => void this.#tick(),
       Math.max(0, at - this.deps.clock.now()),
     );
