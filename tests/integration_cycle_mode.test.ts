@@ -61,7 +61,10 @@ async function points(sys: System): Promise<number> {
   return ((await res.json()) as { points: unknown[] }).points.length;
 }
 
-/** Runs one cycle now (waiting out a scheduled one that runs) and returns its final progress. */
+/**
+ * Runs one cycle now (waiting out a scheduled one that runs) and returns the final progress of
+ * it or of a later one.
+ */
 async function cycleNow(sys: System, host: HostClient): Promise<CycleProgress> {
   const started = await until("a cycle to start", async () => {
     try {
@@ -73,9 +76,11 @@ async function cycleNow(sys: System, host: HostClient): Promise<CycleProgress> {
       throw err;
     }
   });
+  // The schedule may start the next cycle meanwhile: any cycle from this one on that ended will do
+  // (a later one froze later still).
   return await until("the cycle to end", async () => {
     const p = await host.cycleProgress(sys.volume);
-    return p.cycleSeq === started.cycleSeq && p.state !== "running" ? p : undefined;
+    return p.cycleSeq >= started.cycleSeq && p.state !== "running" ? p : undefined;
   });
 }
 

@@ -10,12 +10,7 @@
  * the write's whole regions' lock); outside a cycle it returns at once.
  */
 import type { CycleProgress } from "../../src/host_schemas.ts";
-import {
-  CycleRun,
-  type CycleRunDeps,
-  type CycleRunOptions,
-  freezeMsMaxDefault,
-} from "./cycle_run.ts";
+import { CycleRun, type CycleRunDeps, type CycleRunOptions } from "./cycle_run.ts";
 
 /** Default `--cycle-interval`. */
 export const cycleIntervalMsDefault = 30_000;
@@ -71,7 +66,6 @@ export class CycleMirror {
       concurrency: opts.concurrency ?? 4,
       bytesPerSecMax: opts.bytesPerSecMax ?? 0,
       pageExtentsMax: opts.pageExtentsMax ?? 1024,
-      freezeMsMax: opts.freezeMsMax ?? freezeMsMaxDefault,
     };
     this.#progress = {
       volume: deps.volume,

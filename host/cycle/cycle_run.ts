@@ -2,10 +2,14 @@
  * One freeze-and-copy cycle of a cycle-mode volume (issue 10 item 2, seed 003), with
  * copy-before-write in place of the seed's auxiliary volume:
  *
- *   1. freeze: take the whole volume's range lock (every write in flight completes, later ones
- *      wait), read the tracker's log — its token and every marked region, the frozen set S — drop
- *      S from the marker's cache, release. The freeze time T is the point in time this cycle
- *      ships: every write acknowledged before T is on the primary and its region is in S.
+ *   1. freeze, in three steps so that writes are held only for an instant, however large the
+ *      marked set: (a) start recording the regions of every write (W), then take and release the
+ *      whole volume's range lock (a barrier: every write in flight before the recording began
+ *      completes, its mark committed); (b) read the tracker's log, without any lock — its token
+ *      and every marked region; (c) take the whole volume's lock again: the frozen set S is the
+ *      log's regions ∪ W; stop recording, drop S from the marker's cache, release. The freeze
+ *      time T (step c) is the point in time this cycle ships: a region that differs at T was
+ *      marked before the barrier (so it is in the log) or written since (so it is in W).
  *   2. send `cycle-begin` (the backup stages everything of the volume from here on).
  *   3. ship S: a walker copies S chunk by chunk, each under its range lock, skipping regions
  *      already shipped; a write to a region of S not yet shipped (the fork layer holds the
@@ -56,15 +60,7 @@ export interface CycleRunOptions {
   bytesPerSecMax: number;
   /** Extents per log page and per clear request. */
   pageExtentsMax: number;
-  /**
-   * Longest the freeze may hold the volume's writes while the tracker's log is read; past it the
-   * freeze gives up (writes resume, the cycle fails and the next tick tries again).
-   */
-  freezeMsMax: number;
 }
-
-/** Default `freezeMsMax`: a tracker slower than this holds writes for this long at most. */
-export const freezeMsMaxDefault = 2000;
 
 export class CycleRun {
   /** S minus what was shipped: what the walker and copy-before-write still owe. */
@@ -73,6 +69,8 @@ export class CycleRun {
   /** The freeze time T: the point in time this cycle ships (0 before the freeze). */
   frozenAt = 0;
   #frozenExtents: Extent[] = [];
+  /** W: regions written since the freeze began, until the lock of its last step (1a to 1c). */
+  #written: DirtyBitmap | undefined;
   #failure: unknown;
   /** Resolves true once the begin is durable, false if it failed: copies wait for it. */
   readonly #begun: Promise<boolean>;
@@ -103,20 +101,25 @@ export class CycleRun {
    * before this method's caller resumes.
    */
   async freeze(): Promise<number> {
-    const { locks, sizeBytes, tracker, volume, marker, regionBytes, clock } = this.deps;
-    const release = await locks.acquire(0, sizeBytes);
-    const frozenAt = this.frozenAt = clock.now();
+    const { locks, sizeBytes, marker, regionBytes, clock } = this.deps;
+    this.#written = new DirtyBitmap();
+    (await locks.acquire(0, sizeBytes))(); // 1a: the barrier
+    let log: { token: string; extents: Extent[] };
     try {
-      const { token, extents } = await this.#readLog();
-      this.#token = token;
-      for (const e of extents) {
-        const run = regionsOf(e.offset, e.length, regionBytes);
-        this.#pending.set(run);
-        marker.forget(run);
-      }
+      log = await this.#readLog(); // 1b
     } catch (err) {
+      this.#written = undefined;
       this.abandon(err);
       throw err;
+    }
+    const release = await locks.acquire(0, sizeBytes); // 1c
+    const frozenAt = this.frozenAt = clock.now();
+    try {
+      this.#token = log.token;
+      for (const e of log.extents) this.#pending.set(regionsOf(e.offset, e.length, regionBytes));
+      for (const run of this.#written.runs()) this.#pending.set(run);
+      this.#written = undefined;
+      for (const run of this.#pending.runs()) marker.forget(run);
     } finally {
       release();
       this.progress.freezeMs = clock.now() - frozenAt;
@@ -129,38 +132,16 @@ export class CycleRun {
     return this.#pending.size;
   }
 
-  /** The tracker's log (token, marked extents), within `freezeMsMax`. */
+  /** The tracker's log: its token and every marked extent. */
   async #readLog(): Promise<{ token: string; extents: Extent[] }> {
-    const { tracker, volume } = this.deps;
-    const read = async () => {
-      let token = "";
-      const extents: Extent[] = [];
-      for await (const page of tracker.log(volume, { limit: this.opts.pageExtentsMax })) {
-        token = page.token;
-        extents.push(...page.extents);
-      }
-      return { token, extents };
-    };
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new Error(
-              `Freeze of "${volume}" gave up: the tracker's log took longer than ` +
-                `${this.opts.freezeMsMax} ms; writes resumed, the next cycle tries again`,
-            ),
-          ),
-        this.opts.freezeMsMax,
-      );
-    });
-    const reading = read();
-    reading.catch(() => {}); // a read that lost the race may still fail: nobody awaits it then
-    try {
-      return await Promise.race([reading, late]);
-    } finally {
-      clearTimeout(timer);
+    let token = "";
+    const extents: Extent[] = [];
+    const pages = this.deps.tracker.log(this.deps.volume, { limit: this.opts.pageExtentsMax });
+    for await (const page of pages) {
+      token = page.token;
+      extents.push(...page.extents);
     }
+    return { token, extents };
   }
 
   /** Step 2: opens (or continues) the stage at the backup; copies wait for it. */
@@ -182,6 +163,7 @@ export class CycleRun {
    */
   async beforeWrite(offset: number, length: number): Promise<void> {
     const run = regionsOf(offset, length, this.deps.regionBytes);
+    this.#written?.set(run); // before any await: the freeze's last step must see it
     if (this.#failure !== undefined || !this.#owes(run)) return;
     if (!(await this.#begun)) return;
     const shipped = await this.#ship(run);

@@ -47,7 +47,7 @@ export async function cycleRig(
     clock,
     predictRegions: 0,
     resync: { chunkBytes: region, concurrency: 1 },
-    cycles: { freezeMsMax: 200, ...opts.cycles },
+    cycles: opts.cycles,
   });
   v.promoted = true;
   const cycles = v.cycles!;
