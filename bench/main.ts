@@ -14,6 +14,7 @@
  */
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { exitOnHelpOrVersion } from "../src/command_help.ts";
 import { parseFlags, runMain } from "../src/flags.ts";
 import { run } from "../harness/tools.ts";
 import { benchBackup } from "./backup_bench.ts";
@@ -41,7 +42,9 @@ const usage = `Usage: deno task bench [--only LIST] [--json PATH] [NBD flags]
   --workloads LIST 4k_randwrite_qd1,4k_randwrite_qd32,1m_write_qd8 (default all)
   --host-args=F    extra host agent flags for a what-if run (the = is needed), e.g.
                    --host-args="--activity-regions-max 16384"
-  --cpu-prof-dir D profile tracker, backup and host agent of every case (--cpu-prof) into D`;
+  --cpu-prof-dir D profile tracker, backup and host agent of every case (--cpu-prof) into D
+  --help           print this help and exit
+  --version        print the version and exit`;
 
 /** One bench: how to run it and how to show its result. */
 interface Bench {
@@ -75,16 +78,14 @@ async function loadavg(): Promise<number[]> {
 }
 
 async function main(): Promise<void> {
+  exitOnHelpOrVersion(Deno.args, () => usage);
   const flags = parseFlags(Deno.args, {
     only: { type: "string" },
     json: { type: "string" },
     help: { type: "boolean" },
+    version: { type: "boolean" },
     ...nbdFlagSpec,
   });
-  if (flags.help) {
-    console.log(usage);
-    return;
-  }
   const nbdOptions = nbdOptionsFromFlags(flags);
   const benches: Record<string, Bench> = {
     tracker: {

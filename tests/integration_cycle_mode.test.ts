@@ -42,7 +42,10 @@ function startWriter(sys: System, host: HostClient, rand: () => number) {
   };
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
+async function until<T>(
+  what: string,
+  probe: () => T | undefined | Promise<T | undefined>,
+): Promise<T> {
   const deadline = Date.now() + waitMsMax;
   while (Date.now() < deadline) {
     const value = await probe();
@@ -106,7 +109,7 @@ Deno.test("cycle mode: points grow while writing, writes go on with the backup k
     const writesBefore = writer.writes;
     await until(
       "writes while the backup is down",
-      async () => writer.writes >= writesBefore + 20 || undefined,
+      () => writer.writes >= writesBefore + 20 || undefined,
     );
     const committedBefore = (await host.cycleProgress(sys.volume)).cyclesCommitted;
     await sys.restartBackup();
@@ -126,7 +129,7 @@ Deno.test("cycle mode: points grow while writing, writes go on with the backup k
 
     // And a cycle asked for over the route after more writes.
     const more = startWriter(sys, host, rand);
-    await until("more writes", async () => more.writes >= 10 || undefined);
+    await until("more writes", () => more.writes >= 10 || undefined);
     await more.stop();
     const last = await cycleNow(sys, host);
     assert.equal(last.state, "done", last.error ?? "");

@@ -4,6 +4,7 @@
  * Resync that copies its marked regions to the backup (and the checksum resync that compares
  * every region with the backup's), its online verify, and its trust (generation sidecar, issue 9).
  */
+import { dirname } from "node:path";
 import type { BlockDevice } from "../../src/block_device.ts";
 import type { Clock } from "../../src/clock.ts";
 import type { FaultFile } from "../../src/fault_file.ts";
@@ -170,9 +171,14 @@ function checkedSender(tracker: Pick<HostTracker, "track">, trust: VolumeTrust) 
   };
 }
 
-/** Opens (creating when absent) the primary image and builds its layers. */
+/**
+ * Opens (creating when absent, with its missing parent directories) the primary image and builds
+ * its layers. `cfg.path` comes from a `--volume` spec already validated with every other flag, so
+ * a bad command line creates no directory.
+ */
 export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVolume> {
   const cfg = opts.volume;
+  await Deno.mkdir(dirname(cfg.path), { recursive: true });
   const primary = await FileVolume.open(cfg.path, cfg.sizeBytes, opts.faults);
   // The lock first: a second agent on this primary stops before it reads or writes the sidecar.
   const { lease, tracker } = await leaseOf(opts, primary);
