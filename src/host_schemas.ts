@@ -126,6 +126,8 @@ export const cycleProgress = resyncProgress.pick({
   etaSeconds: true,
   error: true,
   cycle: true,
+  startedAtIso: true,
+  finishedAtIso: true,
 }).extend({
   /** This cycle's number since the agent started (1 for the first; 0: none yet). */
   cycleSeq: z.number(),
@@ -150,6 +152,10 @@ export const cycleProgress = resyncProgress.pick({
   freezeMs: z.number(),
   /** Bytes shipped to the backup by every cycle since the agent started (walker and copy-before-write). */
   bytesShippedTotal: z.number(),
+  /** ISO 8601 twins of the times above (issue 11). */
+  lastCommittedAtIso: z.string().nullable().optional(),
+  pointInTimeIso: z.string().nullable().optional(),
+  nextAtIso: z.string().nullable().optional(),
 });
 export type CycleProgress = z.infer<typeof cycleProgress>;
 

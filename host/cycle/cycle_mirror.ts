@@ -10,6 +10,7 @@
  * the write's whole regions' lock); outside a cycle it returns at once.
  */
 import type { CycleProgress } from "../../src/host_schemas.ts";
+import { isoTime } from "../../src/iso_time.ts";
 import { CycleRun, type CycleRunDeps, type CycleRunOptions } from "./cycle_run.ts";
 
 /** Default `--cycle-interval`. */
@@ -103,7 +104,14 @@ export class CycleMirror {
       p.etaSeconds = p.bytesPerSec > 0 ? Math.ceil(left / p.bytesPerSec) : null;
       p.bytesShippedTotal += p.bytesDone; // the running cycle's share so far
     }
-    return p;
+    return {
+      ...p,
+      startedAtIso: isoTime(p.startedAt),
+      finishedAtIso: isoTime(p.finishedAt),
+      lastCommittedAtIso: isoTime(p.lastCommittedAt),
+      pointInTimeIso: isoTime(p.pointInTime),
+      nextAtIso: isoTime(p.nextAt),
+    };
   }
 
   get running(): boolean {
