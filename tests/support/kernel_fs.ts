@@ -92,7 +92,8 @@ export async function attachLoop(
 
 /**
  * Starts nbdfuse exposing `uri` as `dir/disk`; the undo unmounts it (lazily, and kills nbdfuse,
- * when the mount is busy or its server is gone) and waits for its exit.
+ * when the mount is busy) and waits for its exit. A test whose NBD server died kills `process`
+ * first; the undo then only removes the dead mount.
  */
 export async function nbdfuse(
   cleanup: CleanupStack,
@@ -102,6 +103,11 @@ export async function nbdfuse(
 ): Promise<{ disk: string; unmount: () => Promise<void>; process: ScriptProcess }> {
   const fuse = new ScriptProcess("nbdfuse", "nbdfuse", [`${dir}/disk`, uri]);
   const unmount = cleanup.defer(`nbdfuse on ${dir}`, async () => {
+    if (fuse.exited) {
+      // Killed by the test (its server gone): only the dead mount is left to undo.
+      await runChecked("fusermount3", ["-uz", dir]);
+      return;
+    }
     const { code, stdout, stderr } = await run("fusermount3", ["-u", dir]);
     if (code !== 0) {
       await run("fusermount3", ["-uz", dir]);
