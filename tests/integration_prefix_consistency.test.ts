@@ -259,7 +259,6 @@ async function cycleRound(
 ): Promise<{ n: number; inCycle: boolean }> {
   await sys.waitMirroring();
   const host = new HostClient(sys.host.url, { timeoutMs: 5000 });
-  await load.settle(host);
   const watch = watchCycle(sys.host.url);
   const writers = load.run(host, undefined);
   await new Promise((res) =>
@@ -277,6 +276,9 @@ async function cycleRound(
   const where = `cycle round ${r} (kill ${mode}), seed ${seed}`;
   const n = await recoverAndCheck(sys, load, floor, where);
   await sys.restartHost();
+  // Re-issued at once: the first cycle of the new agent is an interval away, so it cannot
+  // freeze the primary with the dead agent's last write in some of its blocks only.
+  await load.settle(new HostClient(sys.host.url, { timeoutMs: 5000 }));
   return { n, inCycle: during };
 }
 
