@@ -26,6 +26,7 @@ export const hostPaths = {
   data: (volume: string) => `/v1/volumes/${encodeURIComponent(volume)}/data`,
   resync: (volume: string) => `/v1/volumes/${encodeURIComponent(volume)}/resync`,
   verify: (volume: string) => `/v1/volumes/${encodeURIComponent(volume)}/verify`,
+  cycle: (volume: string) => `/v1/volumes/${encodeURIComponent(volume)}/cycle`,
 } as const;
 
 const byteOffset = z.string().regex(/^\d{1,16}$/, "Must be a whole number of bytes").transform(
@@ -173,6 +174,43 @@ function verifyApp(agent: HostAgent) {
     });
 }
 
+/** Largest cycle request body read (any non-empty one is refused). */
+const cycleBodyBytesMax = 4096;
+
+/**
+ * `POST|GET /v1/volumes/:name/cycle` (cycle mode, issue 10): run one cycle now (202 with its
+ * progress; 409 while one runs or for a journal-mode volume; no body, as for verify), read the
+ * latest cycle's progress and the schedule.
+ */
+function cycleApp(agent: HostAgent) {
+  return new Hono()
+    .post(
+      "/",
+      bodyLimit({
+        maxSize: cycleBodyBytesMax,
+        onError: () => {
+          throw tooLarge(`Cycle request body exceeds ${cycleBodyBytesMax} bytes`);
+        },
+      }),
+      validate("param", volumeParams),
+      async (c) => {
+        const v = volumeOf(agent, c.req.valid("param").name);
+        const body = await c.req.text();
+        if (body.trim() !== "") {
+          throw badRequest(
+            `Cycle request of volume "${v.name}" takes no body; got ` +
+              `${JSON.stringify(body.slice(0, 80))}`,
+          );
+        }
+        return c.json(agent.startCycle(v.name), 202);
+      },
+    )
+    .get("/", validate("param", volumeParams), (c) => {
+      const v = volumeOf(agent, c.req.valid("param").name);
+      return c.json(agent.cycleProgress(v.name));
+    });
+}
+
 export function createHostApp(agent: HostAgent, opts: HostAppOptions = {}) {
   const metrics = new Metrics();
   const app = new Hono();
@@ -233,7 +271,8 @@ export function createHostApp(agent: HostAgent, opts: HostAppOptions = {}) {
     .route("/v1/status", statusApp(agent))
     .route("/v1/volumes/:name/data", dataApp(agent))
     .route("/v1/volumes/:name/resync", resyncApp(agent))
-    .route("/v1/volumes/:name/verify", verifyApp(agent));
+    .route("/v1/volumes/:name/verify", verifyApp(agent))
+    .route("/v1/volumes/:name/cycle", cycleApp(agent));
 }
 
 export type HostApp = ReturnType<typeof createHostApp>;

@@ -3,6 +3,8 @@
  * from the app's path table; JSON answers are parsed with the wire schemas.
  */
 import {
+  type CycleProgress,
+  cycleProgress,
   type HostStatus,
   hostStatus,
   type ResyncProgress,
@@ -38,6 +40,20 @@ export class HostClient {
   async startVerify(volume: string): Promise<VerifyProgress> {
     return verifyProgress.parse(
       await callJson(this.baseUrl, hostPaths.verify(volume), { method: "POST" }, this.opts),
+    );
+  }
+
+  /** Runs one cycle of the cycle-mode `volume` now (409 while one runs, or in journal mode). */
+  async startCycle(volume: string): Promise<CycleProgress> {
+    return cycleProgress.parse(
+      await callJson(this.baseUrl, hostPaths.cycle(volume), { method: "POST" }, this.opts),
+    );
+  }
+
+  /** The latest cycle of the cycle-mode `volume` and its schedule. */
+  async cycleProgress(volume: string): Promise<CycleProgress> {
+    return cycleProgress.parse(
+      await callJson(this.baseUrl, hostPaths.cycle(volume), {}, this.opts),
     );
   }
 

@@ -3,7 +3,8 @@
  *   --port P (8703) --tracker URL --backup URL --volume NAME=PATH:SIZE (repeatable)
  * --nbd-port P (10809) --nbd-socket PATH, and more: --hostname, --host-id, --advertise-url, --region-bytes, --auto-resync, --takeover,
  * --ack, --backup-link, --link-ack-timeout-ms, --lease-ms, --probe-interval-ms-max, --no-fork
- * (benchmark baseline), --unstaged-resync, --token, --token-file.
+ * (benchmark baseline), --unstaged-resync, --token, --token-file, --mirror (repeatable),
+ * --cycle-interval.
  * Test only: env TRACKMIRROR_FAULT_FILE (src/fault_file.ts) injects primary write faults.
  */
 import { systemClock } from "../src/clock.ts";
@@ -27,6 +28,7 @@ import { leaseMsDefault } from "./agent/tracker_lease.ts";
 import { probeIntervalMsMaxDefault, probeIntervalMsMinDefault } from "./agent/component_status.ts";
 import { nbdPortDefault, serveNbd } from "./nbd/server.ts";
 import { parseVolumeSpec } from "./volume_spec.ts";
+import { parseCycleInterval, parseMirrorFlags } from "./mirror_spec.ts";
 
 const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [options]
   --port P             HTTP port (default 8703)
@@ -60,6 +62,12 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
                        (default ${leaseMsDefault}; 1000 .. 86400000)
   --probe-interval-ms-max N  longest wait between probes of an offline backup (default
                        ${probeIntervalMsMaxDefault}; the waits double from 250 ms up to it)
+  --mirror MODE        how volumes are mirrored: journal (every write through the backup's
+                       journal; default) or cycles (writes marked at the tracker, shipped every
+                       --cycle-interval as one freeze-and-copy cycle); NAME=MODE for one volume;
+                       repeatable
+  --cycle-interval D   cycle mode: time between cycle starts, e.g. 500ms, 30s, 2m (default 30s;
+                       100ms .. 24h)
   --no-fork            serve the primary directly, without mirroring (benchmark baseline only)
   --token T            shared token: bearer token for this agent and its peers, the backup link's
                        HELLO, and NBD export names VOLUME/TOKEN (prefer --token-file or
@@ -134,6 +142,8 @@ async function main(): Promise<void> {
     tracker: { type: "string" },
     backup: { type: "string" },
     volume: { type: "string", multiple: true },
+    mirror: { type: "string", multiple: true },
+    "cycle-interval": { type: "string" },
     "nbd-port": { type: "string" },
     "nbd-socket": { type: "string" },
     "host-id": { type: "string" },
@@ -167,10 +177,13 @@ async function main(): Promise<void> {
   const hostId = checkName("Host", flags["host-id"] ?? "host0");
   const regionBytes = flags["region-bytes"] ? parseSize(flags["region-bytes"]) : regionBytesDefault;
   checkRegionBytes(regionBytes);
-  const volumes = (flags.volume ?? []).map(parseVolumeSpec);
-  if (volumes.length === 0) {
+  const specs = (flags.volume ?? []).map(parseVolumeSpec);
+  if (specs.length === 0) {
     throw new RangeError(`At least one --volume NAME=PATH:SIZE is needed\n${usage}`);
   }
+  const modes = parseMirrorFlags(flags.mirror, specs.map((v) => v.name));
+  const volumes = specs.map((v) => ({ ...v, mirror: modes.get(v.name) }));
+  const cycleIntervalMs = parseCycleInterval(flags["cycle-interval"]);
   const token = resolveToken(flags);
   const leaseMs = parseLeaseMs(flags["lease-ms"]);
   const probeIntervalMsMax = parseProbeIntervalMsMax(flags["probe-interval-ms-max"]);
@@ -212,6 +225,7 @@ async function main(): Promise<void> {
       activityRegionsMaxDefault,
     ),
     activityUnitBytes: parseUnitBytes(flags["activity-unit-bytes"], regionBytes),
+    cycleIntervalMs,
     resync: {
       bytesPerSecMax: flags["resync-bytes-per-sec"] ? parseSize(flags["resync-bytes-per-sec"]) : 0,
       staged: !(flags["unstaged-resync"] ?? false),
@@ -231,7 +245,9 @@ async function main(): Promise<void> {
     `host ${hostId}: HTTP on http://${hostname}:${http.addr.port}, ` +
       `NBD on nbd://${hostname}:${nbd.port}/${nbdExport}` +
       (nbd.socketPath ? ` and nbd+unix:///${nbdExport}?socket=${nbd.socketPath}` : "") +
-      `, volumes ${volumes.map((v) => `${v.name} (${v.path})`).join(", ")}, ` +
+      `, volumes ${
+        volumes.map((v) => `${v.name} (${v.path}, ${v.mirror ?? "journal"})`).join(", ")
+      }, ` +
       `tracker ${trackerUrl}, backup ${backupUrl}`,
   );
 

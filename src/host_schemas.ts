@@ -97,6 +97,60 @@ export const verifyProgress = resyncProgress.pick({
 export type VerifyProgress = z.infer<typeof verifyProgress>;
 
 /**
+ * How a volume is mirrored (issue 10): `journal` (default) sends every write to the backup's
+ * journal before the primary; `cycles` sends none: writes are marked at the tracker, and every
+ * interval one freeze-and-copy cycle ships the marked regions as of its freeze (host/cycle/).
+ */
+export const mirrorMode = z.enum(["journal", "cycles"]);
+export type MirrorMode = z.infer<typeof mirrorMode>;
+
+/**
+ * Progress of a cycle-mode volume's latest cycle (`GET /v1/volumes/{name}/cycle`, and `cycle` in
+ * the status): the resync progress fields (the regions and bytes of the cycle's frozen set; `cycle`
+ * is the stage at the backup) and the schedule around it.
+ */
+export const cycleProgress = resyncProgress.pick({
+  volume: true,
+  state: true,
+  startedAt: true,
+  finishedAt: true,
+  regionsTotal: true,
+  regionsDone: true,
+  bytesTotal: true,
+  bytesDone: true,
+  regionsKept: true,
+  bytesPerSec: true,
+  etaSeconds: true,
+  error: true,
+  cycle: true,
+}).extend({
+  /** This cycle's number since the agent started (1 for the first; 0: none yet). */
+  cycleSeq: z.number(),
+  /** The configured interval between cycle starts (`--cycle-interval`). */
+  intervalMs: z.number(),
+  /** Cycles committed since the agent started. */
+  cyclesCommitted: z.number(),
+  /** When the last commit became durable at the backup; null before the first. */
+  lastCommittedAt: timestamp.nullable(),
+  /**
+   * The point in time the secondary holds as far as this agent knows: the freeze of the last
+   * committed cycle (or of a cycle that found nothing marked); null before the first.
+   */
+  pointInTime: timestamp.nullable(),
+  /** When the scheduler looks next (null once stopped). */
+  nextAt: timestamp.nullable(),
+  /** Why the last scheduled cycle did not start (backup offline, trust, ...); null when it did. */
+  waiting: z.string().nullable(),
+  /** Regions of this cycle shipped by a write before it overwrote them (copy-before-write). */
+  regionsCopiedBeforeWrite: z.number(),
+  /** How long this cycle's freeze held writes (the whole-volume lock while the log was read). */
+  freezeMs: z.number(),
+  /** Bytes shipped to the backup by every cycle since the agent started (walker and copy-before-write). */
+  bytesShippedTotal: z.number(),
+});
+export type CycleProgress = z.infer<typeof cycleProgress>;
+
+/**
  * `degraded`: the component answers but cannot take writes (the backup's journal is full, or a
  * journal write failed); like `offline`, writes go to the tracker and the component is probed.
  */
@@ -171,6 +225,10 @@ export const hostVolumeView = z.object({
   activity: activityView.nullable(),
   promoted: z.boolean(),
   resync: resyncProgress,
+  /** How the volume is mirrored (issue 10); absent from older agents: journal. */
+  mirror: mirrorMode.default("journal"),
+  /** Cycle mode: the latest cycle and the schedule; null in journal mode. */
+  cycle: cycleProgress.nullable().default(null),
   /** Defaults keep the schema reading agents from before issue 9. */
   trust: trustView.default("trusted"),
   /** What was found and what to run; null while trusted. */

@@ -7,6 +7,7 @@ import type { Clock } from "../../src/clock.ts";
 import type { FaultFile } from "../../src/fault_file.ts";
 import { ServiceError } from "../../src/errors.ts";
 import type {
+  CycleProgress,
   HostStatus,
   ResyncMode,
   ResyncProgress,
@@ -28,6 +29,7 @@ import {
 } from "./volume_stack.ts";
 import type { ChecksumResyncOptions } from "../resync/checksum_resync.ts";
 import { openCyclesOnReturn } from "./cycle_on_return.ts";
+import { type CycleMirror, CycleRefusedError } from "../cycle/cycle_mirror.ts";
 
 export type { HostBackup, HostTracker } from "./ports.ts";
 export type { HostVolume, HostVolumeConfig } from "./volume_stack.ts";
@@ -73,6 +75,8 @@ export interface HostAgentOptions {
   /** Test-only disk faults of the primaries (main.ts: TRACKMIRROR_FAULT_FILE). */
   faults?: FaultFile;
   checksumResync?: ChecksumResyncOptions;
+  /** Cycle-mode volumes (`mirror: "cycles"`): the interval between cycle starts (default 30 s). */
+  cycleIntervalMs?: number;
 }
 
 /** How a resync is asked for (`POST /v1/volumes/{name}/resync` body). */
@@ -138,6 +142,7 @@ export class HostAgent {
     await agent.#claimBackupLeaseEpochs();
     await agent.#lease.start();
     agent.backupStatus.start();
+    for (const v of agent.#volumes.values()) v.cycles?.startSchedule();
     return agent;
   }
 
@@ -159,6 +164,12 @@ export class HostAgent {
     if (mode === "plain") {
       const refusal = v.trust.plainResyncRefusal();
       if (refusal) throw new ServiceError(409, refusal);
+    }
+    if (mode === "checksum" && v.cycles?.running) {
+      throw new ServiceError(
+        409,
+        `Cannot start a checksum resync of volume "${name}": a cycle of it is running`,
+      );
     }
     const other = mode === "checksum" ? v.resync : v.checksumResync;
     if (other.running) {
@@ -182,6 +193,11 @@ export class HostAgent {
       );
     }
     v.resyncMode = mode;
+    if (mode === "plain" && v.cycles) {
+      // Cycle mode: a resync is the next cycle, run now (it ships every marked region at once).
+      if (!v.cycles.running) this.startCycle(name);
+      return v.cycles.progress;
+    }
     if (mode === "plain") {
       void v.resync.start();
       return v.resync.progress;
@@ -267,6 +283,12 @@ export class HostAgent {
           `resync of it is running; verify once it is done`,
       );
     }
+    if (v.cycles?.running) {
+      throw new ServiceError(
+        409,
+        `Cannot verify volume "${name}": a cycle of it is running; verify once it is done`,
+      );
+    }
     if (v.trust.trust === "split-brain") {
       throw new ServiceError(
         409,
@@ -276,6 +298,41 @@ export class HostAgent {
     this.#requireBackupOnline(name, "verify");
     void v.verify.start();
     return v.verify.progress;
+  }
+
+  /**
+   * Runs one cycle of the cycle-mode volume `name` now (or joins the running one): 404 for an
+   * unknown volume, 409 for a journal-mode volume, while it may not be mirrored (trust, fence,
+   * activity marks not yet promoted, a checksum resync running), 503 while the backup is offline.
+   */
+  startCycle(name: string): CycleProgress {
+    const cycles = this.#requireCycles(name);
+    if (cycles.running) {
+      throw new ServiceError(409, `A cycle of volume "${name}" is already running`);
+    }
+    try {
+      void cycles.start();
+    } catch (err) {
+      if (err instanceof CycleRefusedError) throw new ServiceError(err.status, err.message);
+      throw err;
+    }
+    return cycles.progress;
+  }
+
+  /** The latest cycle of the cycle-mode volume `name` (404 unknown, 409 journal mode). */
+  cycleProgress(name: string): CycleProgress {
+    return this.#requireCycles(name).progress;
+  }
+
+  #requireCycles(name: string): CycleMirror {
+    const v = this.#require(name);
+    if (!v.cycles) {
+      throw new ServiceError(
+        409,
+        `Volume "${name}" is mirrored in ${v.mirror} mode, not in cycles (--mirror ${name}=cycles)`,
+      );
+    }
+    return v.cycles;
   }
 
   verifyProgress(name: string): VerifyProgress {
@@ -303,6 +360,7 @@ export class HostAgent {
   }
 
   async close(): Promise<void> {
+    for (const v of this.#volumes.values()) v.cycles?.stop();
     await this.backupLink.close();
     this.#lease.stop();
     this.backupStatus.stop();
@@ -365,6 +423,7 @@ export class HostAgent {
 
   async #autoResync(): Promise<void> {
     for (const v of this.#volumes.values()) {
+      if (v.cycles) continue; // its next cycle is its resync
       const refusal = v.trust.plainResyncRefusal();
       if (refusal) {
         console.warn(`host: automatic resync of "${v.name}" not started: ${refusal}`);

@@ -67,6 +67,8 @@ export function statusView(s: StatusInputs): HostStatus {
         : null,
       promoted: v.promoted,
       resync: latestResync(v).progress,
+      mirror: v.mirror,
+      cycle: v.cycles?.progress ?? null,
       trust: v.trust.trust,
       trustReason: v.trust.trustReason,
       generations: {

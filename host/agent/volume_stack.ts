@@ -27,7 +27,8 @@ import {
   type SecondaryChecksums,
 } from "../resync/checksum_resync.ts";
 import { OnlineVerify } from "../resync/online_verify.ts";
-import type { ResyncMode, ResyncProgress } from "../../src/host_schemas.ts";
+import { CycleMirror } from "../cycle/cycle_mirror.ts";
+import type { MirrorMode, ResyncMode, ResyncProgress } from "../../src/host_schemas.ts";
 import { ServiceCallError } from "../../src/http_client.ts";
 import type { TrackRequest } from "../../src/schemas.ts";
 import type { HostTracker } from "./ports.ts";
@@ -37,6 +38,8 @@ export interface HostVolumeConfig {
   name: string;
   path: string;
   sizeBytes: number;
+  /** How the volume is mirrored (issue 10): journal (default) or cycles. */
+  mirror?: MirrorMode;
 }
 
 /** One primary volume and its write path. */
@@ -57,6 +60,10 @@ export interface HostVolume {
   checksumResync: ChecksumResync;
   /** Online verify: compares every region with the backup's, marks those that differ. */
   verify: OnlineVerify;
+  /** How the volume is mirrored: every write through the journal, or in cycles (issue 10). */
+  mirror: MirrorMode;
+  /** Cycle mode: the volume's freeze-and-copy cycles and their schedule; absent in journal mode. */
+  cycles: CycleMirror | undefined;
   /** Which of the two resyncs was started last (its progress is the volume's resync progress). */
   resyncMode: ResyncMode;
   /** True once the previous incarnation's activity marks were promoted to dirty marks. */
@@ -98,6 +105,8 @@ export interface VolumeStackOptions {
   secondary?: SecondaryChecksums;
   /** Checksum resync bounds; its rate bound defaults to `resync.bytesPerSecMax`. */
   checksumResync?: ChecksumResyncOptions;
+  /** Cycle mode: the interval between cycle starts (default 30 s). */
+  cycleIntervalMs?: number;
   /**
    * Registers the volumes again at once; called when the tracker answers a mark with 404 (it lost
    * the record), before the mark is retried once.
@@ -105,9 +114,13 @@ export interface VolumeStackOptions {
   reRegister?: () => Promise<void>;
 }
 
-/** The resync of `v` started last: the one whose progress the volume shows. */
+/**
+ * The resync of `v` started last: the one whose progress the volume shows. In cycle mode a plain
+ * resync is a cycle (`HostAgent.startResync`), so it shows the latest cycle.
+ */
 export function latestResync(v: HostVolume): { readonly progress: ResyncProgress } {
-  return v.resyncMode === "checksum" ? v.checksumResync : v.resync;
+  if (v.resyncMode === "checksum") return v.checksumResync;
+  return v.cycles ?? v.resync;
 }
 
 /**
@@ -206,13 +219,38 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     });
   trust.caches.push(marker);
   if (activity) trust.caches.push(activity);
+  const mirror = cfg.mirror ?? "journal";
+  // Late-bound: the cycle schedule asks the volume's state (promoted, resyncs) at every tick.
+  const self: { volume?: HostVolume } = {};
+  const cycles = mirror === "journal" ? undefined : new CycleMirror({
+    volume: cfg.name,
+    sizeBytes: cfg.sizeBytes,
+    regionBytes: opts.regionBytes,
+    primary,
+    locks,
+    backup,
+    writer: opts.writer,
+    tracker,
+    marker,
+    clock: opts.clock,
+    refusal: () => self.volume ? cycleRefusal(self.volume, opts.backup.isOnline) : null,
+  }, {
+    intervalMs: opts.cycleIntervalMs,
+    bytesPerSecMax: opts.resync?.bytesPerSecMax,
+    chunkBytes: opts.resync?.chunkBytes,
+    concurrency: opts.resync?.concurrency,
+    pageExtentsMax: opts.resync?.logPageExtentsMax,
+  });
   const fork = opts.forking === false ? undefined : new ForkDevice(primary, {
     volume: cfg.name,
     locks,
     backup,
     batcher: opts.submitter ?? batcher,
     marker,
-    activity,
+    // Cycle mode sends nothing to the backup ahead of the primary: no activity marks are needed.
+    activity: cycles ? undefined : activity,
+    cycles: cycles &&
+      { regionBytes: opts.regionBytes, beforeWrite: (o, l) => cycles.beforeWrite(o, l) },
     lease,
   });
   const resync = new Resync({
@@ -256,8 +294,10 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     tracker: sender,
     clock: opts.clock,
   }, { bytesPerSecMax: opts.resync?.bytesPerSecMax, ...opts.checksumResync });
-  return {
+  const volume: HostVolume = self.volume = {
     ...cfg,
+    mirror,
+    cycles,
     primary,
     device: fork ?? primary,
     fork,
@@ -273,6 +313,30 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     trust,
     lease,
   };
+  return volume;
+}
+
+/** Why `v` may not run a cycle now (status, message), or null when it may. */
+function cycleRefusal(
+  v: HostVolume,
+  backupOnline: boolean,
+): { status: 409 | 503; message: string } | null {
+  const cannot = `Cannot run a cycle of volume "${v.name}"`;
+  if (v.lease.fenced) return { status: 409, message: `${cannot}: ${v.lease.fenced.reason}` };
+  const refusal = v.trust.plainResyncRefusal();
+  if (refusal) return { status: 409, message: `${cannot}: ${refusal}` };
+  if (!backupOnline) return { status: 503, message: `${cannot}: the backup is not online` };
+  if (!v.promoted) {
+    return {
+      status: 409,
+      message: `${cannot} yet: the activity marks this host's previous run left are not yet ` +
+        `promoted to dirty marks`,
+    };
+  }
+  if (v.checksumResync.running) {
+    return { status: 409, message: `${cannot}: a checksum resync of it is running` };
+  }
+  return null;
 }
 
 /**

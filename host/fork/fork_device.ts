@@ -51,6 +51,12 @@ export interface ForkPaths {
     check(what: string): void;
     noteRefusal(err: unknown): boolean;
   };
+  /**
+   * Cycle mode (issue 10, host/cycle/): no write is sent to the backup. Each write locks its whole
+   * regions, lets the running cycle ship their frozen content first (copy-before-write), then is
+   * covered by a tracker mark like a write while the backup is away. Absent: journal mode.
+   */
+  cycles?: { regionBytes: number; beforeWrite(offset: number, length: number): Promise<void> };
   /** Activity marks while the backup is online (activity_record.ts); absent: none are kept. */
   activity?: {
     acquire(offset: number, length: number): Promise<void>;
@@ -119,7 +125,8 @@ export class ForkDevice extends PassThroughDevice {
   /** Steps 2-5 of the write path for one record. */
   async #forked(rec: MirrorRecord, applyPrimary: () => Promise<void>): Promise<ForkOutcome> {
     this.#checkLease(rec);
-    const release = await this.paths.locks.acquire(rec.offset, rec.length);
+    const span = this.#lockSpan(rec);
+    const release = await this.paths.locks.acquire(span.offset, span.length);
     const pin = { held: false, safe: false };
     try {
       this.#checkLease(rec); // the lock wait is an await: a refusal may have come meanwhile
@@ -167,7 +174,10 @@ export class ForkDevice extends PassThroughDevice {
   async #makeSafe(rec: MirrorRecord, pin: { held: boolean; safe: boolean }): Promise<ForkOutcome> {
     const { backup, batcher, marker, volume, activity } = this.paths;
     let backupError: unknown = "offline";
-    if (backup.isOnline) {
+    if (this.paths.cycles) {
+      await this.paths.cycles.beforeWrite(rec.offset, rec.length);
+      backupError = "not sent (cycle mode)";
+    } else if (backup.isOnline) {
       if (activity) {
         pin.held = true;
         try {
@@ -218,6 +228,21 @@ export class ForkDevice extends PassThroughDevice {
           `backup ${describe(backupError)}; tracker ${describe(trackerError)}`,
       );
     }
+  }
+
+  /**
+   * The range a write locks: its own bytes, or in cycle mode its whole regions (a cycle copies
+   * whole regions, so two writes to one region must not race its copy-before-write).
+   */
+  #lockSpan(rec: MirrorRecord): { offset: number; length: number } {
+    const regionBytes = this.paths.cycles?.regionBytes;
+    if (regionBytes === undefined) return rec;
+    const offset = Math.floor(rec.offset / regionBytes) * regionBytes;
+    const end = Math.min(
+      this.sizeBytes,
+      Math.ceil((rec.offset + rec.length) / regionBytes) * regionBytes,
+    );
+    return { offset, length: end - offset };
   }
 
   /** Throws 409 once the volume's lease is fenced. */
