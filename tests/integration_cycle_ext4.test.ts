@@ -26,6 +26,8 @@ const cycleIntervalMs = 500;
 const syncedFiles = 8;
 /** Delay per chunk on the link while the kill is awaited, so a cycle's copies take a while. */
 const linkDelayMs = 20;
+/** Latest kill, in ms after the cycle's first copy was seen. */
+const killDepthMs = 500;
 /** Bounds on the waits for the backup's points and for a cycle in progress. */
 const pointsWaitMs = 30_000;
 const cycleWaitMs = 20_000;
@@ -52,13 +54,16 @@ async function waitPoints(sys: System, count: number): Promise<void> {
   }
 }
 
-/** Waits until the host reports a cycle of the volume running (frozen, not yet committed). */
+/**
+ * Waits until the host reports a cycle of the volume shipping: frozen, its stage open at the
+ * backup, some of its copies sent, not yet committed.
+ */
 async function waitCycleRunning(sys: System): Promise<Record<string, unknown>> {
   const deadline = Date.now() + cycleWaitMs;
   for (;;) {
     const res = await fetch(`${sys.host.url}/v1/volumes/${sys.volume}/cycle`);
     const p = await res.json() as Record<string, unknown>;
-    if (res.ok && p.state === "running") return p;
+    if (res.ok && p.state === "running" && p.cycle === "open" && Number(p.bytesDone) > 0) return p;
     if (Date.now() > deadline) {
       throw new Error(`No cycle running within ${cycleWaitMs} ms: ${JSON.stringify(p)}`);
     }
@@ -133,6 +138,8 @@ Deno.test({
       sys.linkProxy!.delay(linkDelayMs);
       await new Promise((r) => setTimeout(r, Math.floor(rand() * 2 * cycleIntervalMs)));
       const cycle = await waitCycleRunning(sys);
+      // At a seeded depth into the copies (at 20 ms a chunk a cycle here takes several seconds).
+      await new Promise((r) => setTimeout(r, Math.floor(rand() * killDepthMs)));
       await sys.host.kill();
       // The mount's server is gone: nbdfuse goes (so I/O fails at once), then the workload, the
       // file system and the loop device.
@@ -140,7 +147,10 @@ Deno.test({
       await fuse.process.kill();
       const written = await load.done;
       sys.linkProxy!.delay(0);
-      console.log(`host killed in cycle ${JSON.stringify(cycle)}; ${written} files churned`);
+      console.log(
+        `host killed in cycle ${cycle.cycleSeq} (${cycle.regionsTotal} regions frozen, ` +
+          `${cycle.cyclesCommitted} committed before it); ${written} files churned`,
+      );
       await umountFs();
       await rw.detach();
       await fuse.unmount();
