@@ -13,8 +13,10 @@
  * the primary (SHA-256), so both modes' bytes bring the secondary to the same image.
  *
  *   deno run -A bench/hotspot_bench.ts [--seconds 60] [--size 256MiB] [--iops 2000]
- *                                      [--interval 10s] [--rounds 1]
- *   deno task bench --only hotspot    (TRACKMIRROR_HOTSPOT_SECONDS, _SIZE, _IOPS, _ROUNDS)
+ *                                      [--interval 10s] [--rounds 1] [--block 4KiB]
+ *                                      [--region SIZE (the host's --region-bytes)]
+ *   deno task bench --only hotspot    (TRACKMIRROR_HOTSPOT_SECONDS, _SIZE, _IOPS, _INTERVAL,
+ *                                      _ROUNDS, _BLOCK, _REGION)
  */
 import { startSystem, type System } from "../harness/system.ts";
 import { run } from "../harness/tools.ts";
@@ -30,6 +32,10 @@ export interface HotspotOptions {
   /** Cycle mode's `--cycle-interval`. */
   interval: string;
   rounds: number;
+  /** Bytes of each write. */
+  blockBytes: number;
+  /** The host's `--region-bytes` (the tracker's and the cycles' unit); undefined: its default. */
+  regionBytes?: number;
 }
 
 export const hotspotDefaults: HotspotOptions = {
@@ -38,9 +44,9 @@ export const hotspotDefaults: HotspotOptions = {
   iops: 2000,
   interval: "10s",
   rounds: 1,
+  blockBytes: 4096,
 };
 
-const writeBytes = 4096;
 const iodepth = 8;
 /** Bound on shipping the remainder and reaching SHA-256 equality after the workload. */
 const settleMs = 120_000;
@@ -70,7 +76,7 @@ async function fioHotspot(sys: System, o: HotspotOptions, outputPath: string): P
     "--ioengine=nbd",
     `--uri=${sys.nbdUri}`,
     "--rw=randwrite",
-    `--bs=${writeBytes}`,
+    `--bs=${o.blockBytes}`,
     `--iodepth=${iodepth}`,
     "--random_distribution=zoned:80/20:20/80",
     "--norandommap",
@@ -115,7 +121,10 @@ async function runMode(mode: Mode, o: HotspotOptions): Promise<ModeResult> {
     sizeBytes: o.sizeBytes,
     linkProxy: true,
     backupProxy: true,
-    hostArgs: mode === "cycles" ? ["--mirror", "cycles", "--cycle-interval", o.interval] : [],
+    hostArgs: [
+      ...(mode === "cycles" ? ["--mirror", "cycles", "--cycle-interval", o.interval] : []),
+      ...(o.regionBytes === undefined ? [] : ["--region-bytes", String(o.regionBytes)]),
+    ],
   });
   try {
     await sys.waitMirroring();
@@ -153,6 +162,8 @@ export async function benchHotspot(o: HotspotOptions = hotspotOptionsFromEnv()) 
     offered_iops: o.iops,
     cycle_interval: o.interval,
     rounds: o.rounds,
+    block_bytes: o.blockBytes,
+    region_bytes: o.regionBytes ?? 0,
     journal_written_bytes: m("journal", "written"),
     journal_shipped_bytes: m("journal", "shipped"),
     cycles_written_bytes: m("cycles", "written"),
@@ -167,9 +178,11 @@ export async function benchHotspot(o: HotspotOptions = hotspotOptionsFromEnv()) 
 
 export function formatHotspot(r: Awaited<ReturnType<typeof benchHotspot>>): string {
   return [
-    `hot spot: 4 KiB random writes, 80% to 20% of a ${formatBytes(r.volume_bytes)} volume, ` +
-    `${r.offered_iops} IOPS offered, qd ${iodepth}, ${r.seconds} s; bytes the host sent to the ` +
-    `backup (link and HTTP, counted by proxies), medians of ${r.rounds} round(s)`,
+    `hot spot: ${formatBytes(r.block_bytes)} random writes, 80% to 20% of a ` +
+    `${formatBytes(r.volume_bytes)} volume, ${r.offered_iops} IOPS offered, qd ${iodepth}, ` +
+    `${r.seconds} s, regions ${r.region_bytes ? formatBytes(r.region_bytes) : "default"}; bytes ` +
+    `the host sent to the backup (link and HTTP, counted by proxies), medians of ${r.rounds} ` +
+    "round(s)",
     table(["mode", "written", "shipped", "shipped/written", "cycles"], [
       [
         "journal",
@@ -191,13 +204,14 @@ export function formatHotspot(r: Awaited<ReturnType<typeof benchHotspot>>): stri
   ].join("\n");
 }
 
-type OptionTexts = Partial<Record<"seconds" | "size" | "iops" | "interval" | "rounds", string>>;
+const optionNames = ["seconds", "size", "iops", "interval", "rounds", "block", "region"] as const;
+type OptionTexts = Partial<Record<typeof optionNames[number], string>>;
 
 /** Options from the environment (for `deno task bench`, whose flags are the NBD bench's). */
 export function hotspotOptionsFromEnv(): HotspotOptions {
   const env = (k: string) => Deno.env.get(`TRACKMIRROR_HOTSPOT_${k.toUpperCase()}`);
   const texts: OptionTexts = {};
-  for (const k of ["seconds", "size", "iops", "interval", "rounds"] as const) texts[k] = env(k);
+  for (const k of optionNames) texts[k] = env(k);
   return hotspotOptions(texts, (k) => `TRACKMIRROR_HOTSPOT_${k.toUpperCase()}`);
 }
 
@@ -212,24 +226,27 @@ function hotspotOptions(v: OptionTexts, label: (k: string) => string): HotspotOp
     }
     return n;
   };
-  let sizeBytes = hotspotDefaults.sizeBytes;
-  if (v.size !== undefined) {
+  const size = (k: "size" | "block" | "region") => {
+    const text = v[k];
+    if (text === undefined) return undefined;
     try {
-      sizeBytes = parseSize(v.size);
+      return parseSize(text);
     } catch (err) {
-      throw new RangeError(`${label("size")}: ${(err as Error).message}`);
+      throw new RangeError(`${label(k)}: ${(err as Error).message}`);
     }
-  }
+  };
   const interval = v.interval ?? hotspotDefaults.interval;
   if (!/^\d+(ms|s|m)$/.test(interval)) {
     throw new RangeError(`${label("interval")} "${interval}" must be a duration like 500ms or 10s`);
   }
   return {
     seconds: positive("seconds"),
-    sizeBytes,
+    sizeBytes: size("size") ?? hotspotDefaults.sizeBytes,
     iops: positive("iops"),
     interval,
     rounds: positive("rounds"),
+    blockBytes: size("block") ?? hotspotDefaults.blockBytes,
+    regionBytes: size("region"),
   };
 }
 
@@ -241,6 +258,8 @@ if (import.meta.main) {
       iops: { type: "string" },
       interval: { type: "string" },
       rounds: { type: "string" },
+      block: { type: "string" },
+      region: { type: "string" },
     });
     const result = await benchHotspot(hotspotOptions(flags, (k) => `--${k}`));
     console.log(formatHotspot(result));

@@ -45,7 +45,8 @@ const usage = `Usage: deno task bench [--only LIST] [--json PATH] [NBD flags]
                    --host-args="--activity-regions-max 16384"
   --cpu-prof-dir D profile tracker, backup and host agent of every case (--cpu-prof) into D
   Hot-spot bench (journal vs cycle mode), from the environment:
-  TRACKMIRROR_HOTSPOT_SECONDS (60), _SIZE (256MiB), _IOPS (2000), _INTERVAL (10s), _ROUNDS (1)`;
+  TRACKMIRROR_HOTSPOT_SECONDS (60), _SIZE (256MiB), _IOPS (2000), _INTERVAL (10s), _ROUNDS (1),
+  _BLOCK (4KiB), _REGION (the host's --region-bytes default)`;
 
 /** One bench: how to run it and how to show its result. */
 interface Bench {
