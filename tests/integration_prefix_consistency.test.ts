@@ -37,7 +37,9 @@
  * only marked at the tracker; every interval a cycle freezes the volume, ships the marked regions
  * and commits them at the backup); the writers run without pause, and at a seeded random moment
  * within a few intervals the host, the backup or both are SIGKILLed — so kills land before,
- * during and after the freeze, the copies, the commit and the clear of the marks.
+ * during and after the freeze, the copies, the commit and the clear of the marks. There is no
+ * switch for a broken cycle; by hand (2026-11-24), a host whose cycles send no stage markers
+ * (copies straight into the secondary) failed round 1, one without copy-before-write round 8.
  *
  * TRACKMIRROR_SEED replays a run; TRACKMIRROR_ROUNDS (default 20) and TRACKMIRROR_CYCLE_ROUNDS
  * (default 20) set the rounds of each test.
