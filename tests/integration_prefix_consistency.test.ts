@@ -33,13 +33,15 @@
  * `--unstaged-resync` (copies straight into the secondary, as before issue 10), and the check
  * finds a mix within a few rounds.
  *
- * Cycle rounds: the host mirrors vol0 with `--mirror cycles --cycle-interval 300ms` (writes are
- * only marked at the tracker; every interval a cycle freezes the volume, ships the marked regions
- * and commits them at the backup); the writers run without pause, and at a seeded random moment
- * within a few intervals the host, the backup or both are SIGKILLed — so kills land before,
- * during and after the freeze, the copies, the commit and the clear of the marks. There is no
- * switch for a broken cycle; by hand (2026-11-24), a host whose cycles send no stage markers
- * (copies straight into the secondary) failed round 1, one without copy-before-write round 8.
+ * Cycle rounds: the host mirrors a 16 MiB vol0 with `--mirror cycles --cycle-interval 300ms`
+ * (writes are only marked at the tracker; every interval a cycle freezes the volume, ships the
+ * marked regions and commits them at the backup); the writers run without pause, and at a seeded
+ * random moment within six intervals (or, in two rounds of five, within 50 ms of a cycle's copies
+ * being seen under way) the host, the backup or both are SIGKILLed — so kills land before, during
+ * and after the freeze, the copies, the commit and the clear of the marks. There is no switch
+ * for a broken cycle; by hand (2026-11-24), a host without copy-before-write failed the prefix
+ * check in round 1 or 2, one whose cycles send no stage markers (copies straight into the
+ * secondary) in round 1.
  *
  * TRACKMIRROR_SEED replays a run; TRACKMIRROR_ROUNDS (default 20) and TRACKMIRROR_CYCLE_ROUNDS
  * (default 20) set the rounds of each test.
@@ -94,12 +96,13 @@ async function recoverAndCheck(
   load: Workload,
   floor: number,
   where: string,
+  volumeLayout = layout,
 ): Promise<number> {
   await sys.restartBackup();
   await sys.flushBackup();
   if (debug) console.log(sys.backup.output());
-  const image = await readImage(layout, sys.secondaryPath);
-  const n = checkPrefix(layout, image, load.writes, where);
+  const image = await readImage(volumeLayout, sys.secondaryPath);
+  const n = checkPrefix(volumeLayout, image, load.writes, where);
   assert.ok(n >= floor, `${where}: the secondary went back from write ${floor} to ${n}`);
   return n;
 }
@@ -216,7 +219,19 @@ Deno.test(`a resync killed at random moments leaves the secondary a prefix of th
 
 /** The cycle interval of the cycle rounds; kills land within `cycleKillIntervals` of them. */
 const cycleIntervalMs = 300;
-const cycleKillIntervals = 4;
+const cycleKillIntervals = 6;
+/**
+ * Two rounds in five (seeded) aim: they wait until a cycle's copies are under way, then kill
+ * within `aimKillMs`, so every run has kills in the copies whatever the cycles' length.
+ */
+const aimKillMs = 50;
+const aimWaitMs = 5000;
+/**
+ * The cycle rounds' volume: 16 chunks of the walker (1 MiB, 4 at once), so with the rate bound
+ * below a cycle's copies take a good part of the interval — writes land on frozen regions not yet
+ * shipped (copy-before-write), kills land inside cycles.
+ */
+const cycleLayout: PrefixLayout = { ...layout, volumeBytes: 16 * 1024 * 1024 };
 
 /**
  * Polls the host's `GET /v1/volumes/vol0/cycle` until stopped and keeps the last answer, so a
@@ -252,6 +267,16 @@ function inCycle(p: Record<string, unknown>): boolean {
   return p.state === "running";
 }
 
+/** Waits until `watch` saw a cycle's stage open at the backup (copies under way), or times out. */
+async function waitShipping(watch: ReturnType<typeof watchCycle>): Promise<void> {
+  const deadline = Date.now() + aimWaitMs;
+  while (Date.now() < deadline) {
+    const p = watch.last();
+    if (inCycle(p) && p.cycle === "open") return;
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
 async function cycleRound(
   sys: System,
   load: Workload,
@@ -263,9 +288,10 @@ async function cycleRound(
   const host = new HostClient(sys.host.url, { timeoutMs: 5000 });
   const watch = watchCycle(sys.host.url);
   const writers = load.run(host, undefined);
-  await new Promise((res) =>
-    setTimeout(res, Math.floor(rand() * cycleKillIntervals * cycleIntervalMs))
-  );
+  const aim = rand() < 0.4;
+  if (aim) await waitShipping(watch);
+  const killInMs = aim ? aimKillMs : cycleKillIntervals * cycleIntervalMs;
+  await new Promise((res) => setTimeout(res, Math.floor(rand() * killInMs)));
   const during = inCycle(watch.last());
   const mode = await kill(sys, rand);
   writers.stop();
@@ -276,7 +302,7 @@ async function cycleRound(
     console.log(sys.host.output().slice(-2000));
   }
   const where = `cycle round ${r} (kill ${mode}), seed ${seed}`;
-  const n = await recoverAndCheck(sys, load, floor, where);
+  const n = await recoverAndCheck(sys, load, floor, where, cycleLayout);
   await sys.restartHost();
   // Re-issued at once: the first cycle of the new agent is an interval away, so it cannot
   // freeze the primary with the dead agent's last write in some of its blocks only.
@@ -287,10 +313,17 @@ async function cycleRound(
 Deno.test(`cycle mode killed at random moments leaves the secondary a prefix of the writes (seed ${seed})`, async () => {
   const rand = seededRandom(seed + 1);
   const sys = await startSystem({
-    sizeBytes: layout.volumeBytes,
-    hostArgs: ["--mirror", "cycles", "--cycle-interval", `${cycleIntervalMs}ms`],
+    sizeBytes: cycleLayout.volumeBytes,
+    hostArgs: [
+      "--mirror",
+      "cycles",
+      "--cycle-interval",
+      `${cycleIntervalMs}ms`,
+      "--resync-bytes-per-sec",
+      "64MiB",
+    ],
   });
-  const load = new Workload(layout, rand);
+  const load = new Workload(cycleLayout, rand);
   let floor = 0;
   let inside = 0;
   let advanced = 0;
@@ -305,9 +338,10 @@ Deno.test(`cycle mode killed at random moments leaves the secondary a prefix of 
       `${cycleRounds} cycle rounds, ${inside} killed inside a cycle, ${advanced} with the ` +
         `secondary further than the round before; ${load.writes.length} writes, N = ${floor}`,
     );
-    // A secondary that never moves is a prefix (of nothing): the cycles must ship.
+    // A secondary that never moves is a prefix (of nothing): the cycles must ship. Rounds that
+    // aim at a cycle's copies often end before any commit; the others mostly see one.
     if (cycleRounds >= 5) {
-      assert.ok(advanced >= cycleRounds / 2, `the secondary advanced in ${advanced} rounds only`);
+      assert.ok(advanced >= cycleRounds / 5, `the secondary advanced in ${advanced} rounds only`);
       assert.ok(inside > 0, `no round was killed inside a cycle (seed ${seed})`);
     }
     // Each commit is a point in time the backup lists.
