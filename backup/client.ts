@@ -60,6 +60,11 @@ export class BackupClient {
     this.#base = baseUrl.replace(/\/+$/, "");
   }
 
+  /** The backup's URL, without a trailing slash. */
+  get baseUrl(): string {
+    return this.#base;
+  }
+
   /**
    * Registers (creates if absent) the secondary of `name`; 409 when it has another size, or
    * "fenced" when `leaseEpoch` is older than the backup's (another instance took the volume). With

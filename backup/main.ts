@@ -1,21 +1,21 @@
 /**
  * The backup service process: `deno task backup -- --port 8702 --data ./data/backup`.
  *
- * Flags: --port P (8702), --hostname H (127.0.0.1), --data DIR (./data/backup; secondaries at
- * DIR/volumes/NAME.img, journal at DIR/journal), --journal-bytes-max SIZE (1GiB),
- * --batch-bytes-max SIZE (64MiB), --token T or --token-file PATH (or env TRACKMIRROR_TOKEN; it
- * guards the HTTP routes and the link's HELLO), --link-port P (8704: the host link,
- * src/link_protocol.ts, on --hostname), --link-socket PATH (also on a unix socket).
+ * Its flags are the table `backupCommand` below, which `--help` prints with their defaults;
+ * `--link-port` and `--link-socket` are the host link (src/link_protocol.ts).
  * Test only: env TRACKMIRROR_FAULT_FILE (src/fault_file.ts) injects journal / secondary faults.
  * SIGTERM / SIGINT: stop accepting, finish the in-flight group, exit 0.
  */
 import { parseSize } from "../src/extent.ts";
 import { faultFileEnv, faultFileFromEnv } from "../src/fault_file.ts";
-import { parseFlags, parsePort, runMain } from "../src/flags.ts";
+import { checkPortFree, claimSocketPath, listenNaming, naming } from "../src/address_in_use.ts";
+import { parseCommand, sizeText, tokenFlagDocs } from "../src/command_help.ts";
+import { parsePort, runMain } from "../src/flags.ts";
 import { backupBatchBytesMaxDefault } from "../src/limits.ts";
 import { journalBytesMaxDefault, openBackup } from "./service.ts";
 import { linkPortDefault } from "../src/link_protocol.ts";
-import { resolveToken, tokenFlagOptions } from "../src/token.ts";
+import { resolveToken } from "../src/token.ts";
+import { version } from "../src/version.ts";
 
 /** Default TCP port of the backup service. */
 export const backupPortDefault = 8702;
@@ -31,17 +31,64 @@ function sizeFlag(name: string, text: string | undefined, fallback: number): num
   }
 }
 
+/** The backup's flags, parsed and documented from this one table. */
+const backupCommand = {
+  usage: "deno task backup [flags]",
+  about: "The backup service: journals the hosts' mirrored writes and applies them to the " +
+    "secondary images, over HTTP and the binary host link.",
+  flags: {
+    port: {
+      type: "string",
+      value: "P",
+      doc: "HTTP port, 0 to 65535; 0 picks a free one",
+      fallback: `${backupPortDefault}`,
+    },
+    hostname: {
+      type: "string",
+      value: "H",
+      doc: "address to bind (HTTP and the link's TCP port)",
+      fallback: "127.0.0.1",
+    },
+    data: {
+      type: "string",
+      value: "DIR",
+      doc: "secondary images at DIR/volumes/NAME.img, the journal at DIR/journal",
+      fallback: "./data/backup",
+    },
+    "journal-bytes-max": {
+      type: "string",
+      value: "SIZE",
+      doc: "bound of the journal, at least 1 byte, e.g. 512MiB; a full journal answers " +
+        "writes 507 (the host tracks them instead)",
+      fallback: sizeText(journalBytesMaxDefault),
+    },
+    "batch-bytes-max": {
+      type: "string",
+      value: "SIZE",
+      doc: "largest batch body accepted (larger ones get 413), at least 1 byte",
+      fallback: sizeText(backupBatchBytesMaxDefault),
+    },
+    ...tokenFlagDocs,
+    "link-port": {
+      type: "string",
+      value: "P",
+      doc: "TCP port of the host link on --hostname, 0 to 65535; 0 picks a free one",
+      fallback: `${linkPortDefault}`,
+    },
+    "link-socket": {
+      type: "string",
+      value: "PATH",
+      doc: "also serve the host link on this unix socket (a stale file there is replaced)",
+    },
+  },
+  notes: "Environment: TRACKMIRROR_TOKEN is the token when neither token flag is given; it " +
+    "guards the HTTP routes and the link's HELLO.\n" +
+    "Tests only: TRACKMIRROR_FAULT_FILE=PATH injects journal / secondary faults.\n" +
+    "SIGTERM / SIGINT: stop accepting, finish the in-flight group, exit 0.",
+} as const;
+
 async function main(): Promise<void> {
-  const flags = parseFlags(Deno.args, {
-    port: { type: "string" },
-    hostname: { type: "string" },
-    data: { type: "string" },
-    "journal-bytes-max": { type: "string" },
-    "batch-bytes-max": { type: "string" },
-    ...tokenFlagOptions,
-    "link-port": { type: "string" },
-    "link-socket": { type: "string" },
-  });
+  const flags = parseCommand(Deno.args, backupCommand);
   const port = parsePort(flags.port, backupPortDefault);
   const hostname = flags.hostname ?? "127.0.0.1";
   const dataDir = flags.data ?? "./data/backup";
@@ -58,6 +105,14 @@ async function main(): Promise<void> {
   const token = resolveToken(flags);
 
   const linkPort = parsePort(flags["link-port"], linkPortDefault);
+  // Both ports are checked before the journal is opened: a second backup on the same ports must
+  // fail before it touches (or replays) anything.
+  checkPortFree(hostname, port, "--port");
+  checkPortFree(hostname, linkPort, "--link-port");
+  // The link server replaces whatever file is at --link-socket: make sure no live backup owns it.
+  if (flags["link-socket"] !== undefined) {
+    await claimSocketPath(flags["link-socket"], "--link-socket");
+  }
   const faults = faultFileFromEnv();
   if (faults) console.warn(`backup: test-only disk faults from ${faultFileEnv}=${faults.path}`);
   const backup = await openBackup({
@@ -67,18 +122,26 @@ async function main(): Promise<void> {
     batchBytesMax,
     token,
     link: { hostname, port: linkPort, socketPath: flags["link-socket"] },
+  }).catch((err) => {
+    // The link server replaces a stale socket file before it listens, so an address in use
+    // here is the link's TCP port (taken since the check above).
+    throw naming(err, { address: `${hostname}:${linkPort}`, flag: "--link-port", value: linkPort });
   });
   console.log(`backup: link listening on ${backup.link!.addresses.join(" and ")}`);
-  const server = Deno.serve({
-    port,
-    hostname,
-    onListen: ({ hostname, port }) => {
-      console.log(
-        `backup: listening on http://${hostname}:${port} (data ${dataDir}, ` +
-          `journal-bytes-max ${journalBytesMax})`,
-      );
-    },
-  }, backup.app.fetch);
+  const server = listenNaming(
+    { address: `${hostname}:${port}`, flag: "--port", value: port },
+    () =>
+      Deno.serve({
+        port,
+        hostname,
+        onListen: ({ hostname, port }) => {
+          console.log(
+            `backup ${version}: listening on http://${hostname}:${port} (data ${dataDir}, ` +
+              `journal-bytes-max ${journalBytesMax})`,
+          );
+        },
+      }, backup.app.fetch),
+  );
 
   let stopping = false;
   const stop = async (signal: string) => {

@@ -200,6 +200,23 @@ export const backupOpenApi = {
           recordsAcknowledged: { type: "integer" },
           recordsApplied: { type: "integer" },
           volumes: { type: "array", items: { type: "string" } },
+          lag: {
+            type: "array",
+            description: "Per volume: journaled, not yet applied and synced to the secondary",
+            items: {
+              type: "object",
+              properties: {
+                volume: { type: "string" },
+                bytes: { type: "integer" },
+                records: { type: "integer" },
+                oldestAt: { type: ["integer", "null"] },
+                oldestAtIso: { type: ["string", "null"] },
+                seconds: { type: "number" },
+              },
+            },
+          },
+          startedAt: { type: "integer" },
+          startedAtIso: { type: "string" },
         },
       },
       Error: {

@@ -15,6 +15,7 @@
  */
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { exitOnHelpOrVersion } from "../src/command_help.ts";
 import { parseFlags, runMain } from "../src/flags.ts";
 import { run } from "../harness/tools.ts";
 import { benchBackup } from "./backup_bench.ts";
@@ -44,6 +45,8 @@ const usage = `Usage: deno task bench [--only LIST] [--json PATH] [NBD flags]
   --host-args=F    extra host agent flags for a what-if run (the = is needed), e.g.
                    --host-args="--activity-regions-max 16384"
   --cpu-prof-dir D profile tracker, backup and host agent of every case (--cpu-prof) into D
+  --help           print this help and exit
+  --version        print the version and exit
   Hot-spot bench (journal vs cycle mode), from the environment:
   TRACKMIRROR_HOTSPOT_SECONDS (60), _SIZE (256MiB), _IOPS (2000), _INTERVAL (10s), _ROUNDS (1),
   _BLOCK (4KiB), _REGION (the host's --region-bytes default)`;
@@ -80,16 +83,14 @@ async function loadavg(): Promise<number[]> {
 }
 
 async function main(): Promise<void> {
+  exitOnHelpOrVersion(Deno.args, () => usage);
   const flags = parseFlags(Deno.args, {
     only: { type: "string" },
     json: { type: "string" },
     help: { type: "boolean" },
+    version: { type: "boolean" },
     ...nbdFlagSpec,
   });
-  if (flags.help) {
-    console.log(usage);
-    return;
-  }
   const nbdOptions = nbdOptionsFromFlags(flags);
   const benches: Record<string, Bench> = {
     tracker: {

@@ -259,6 +259,26 @@ export function createHostApp(agent: HostAgent, opts: HostAppOptions = {}) {
     },
   );
   metrics.counter(
+    "trackmirror_host_cycles_committed_total",
+    "Cycles of cycle-mode volumes committed at the backup since the agent started",
+    ["volume"],
+    (set) => {
+      for (const v of agent.volumes) {
+        if (v.cycles) set({ volume: v.name }, v.cycles.progress.cyclesCommitted);
+      }
+    },
+  );
+  metrics.counter(
+    "trackmirror_host_cycle_shipped_bytes_total",
+    "Bytes cycles of cycle-mode volumes shipped to the backup (walker and copy-before-write)",
+    ["volume"],
+    (set) => {
+      for (const v of agent.volumes) {
+        if (v.cycles) set({ volume: v.name }, v.cycles.progress.bytesShippedTotal);
+      }
+    },
+  );
+  metrics.counter(
     "trackmirror_host_primary_errors_total",
     "Writes, zeroings and flushes the primary image refused (ENOSPC, EIO)",
     ["volume"],

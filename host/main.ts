@@ -3,11 +3,13 @@
  *   --port P (8703) --tracker URL --backup URL --volume NAME=PATH:SIZE (repeatable)
  * --nbd-port P (10809) --nbd-socket PATH, and more: --hostname, --host-id, --advertise-url, --region-bytes, --auto-resync, --takeover,
  * --ack, --backup-link, --link-ack-timeout-ms, --lease-ms, --probe-interval-ms-max, --no-fork
- * (benchmark baseline), --unstaged-resync, --token, --token-file, --mirror (repeatable),
- * --cycle-interval.
+ * (benchmark baseline), --unstaged-resync, --token, --token-file, --help, --version, --mirror
+ * (repeatable), --cycle-interval.
  * Test only: env TRACKMIRROR_FAULT_FILE (src/fault_file.ts) injects primary write faults.
  */
+import { checkPortFree, claimSocketPath, listenNaming } from "../src/address_in_use.ts";
 import { systemClock } from "../src/clock.ts";
+import { exitOnHelpOrVersion } from "../src/command_help.ts";
 import { faultFileEnv, faultFileFromEnv } from "../src/fault_file.ts";
 import type { AckMode } from "../src/link_protocol.ts";
 import { checkRegionBytes, isPowerOfTwo, parseSize, regionBytesDefault } from "../src/extent.ts";
@@ -35,7 +37,8 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
   --hostname H         address to bind (default 127.0.0.1)
   --tracker URL        tracker service (default http://127.0.0.1:8701)
   --backup URL         backup service (default http://127.0.0.1:8702)
-  --volume SPEC        NAME=PATH:SIZE; created sparse when absent (SIZE e.g. 4096, 64MiB, 1GiB)
+  --volume SPEC        NAME=PATH:SIZE; created sparse when absent, with its missing parent
+                       directories (SIZE e.g. 4096, 64MiB, 1GiB); repeatable
   --nbd-port P         NBD (TCP) port; export name = volume name, or VOLUME/TOKEN when a token is
                        set (default 10809; 0 picks one)
   --nbd-socket PATH    also serve NBD on this unix socket
@@ -73,6 +76,8 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
                        HELLO, and NBD export names VOLUME/TOKEN (prefer --token-file or
                        TRACKMIRROR_TOKEN: a flag shows in ps)
   --token-file PATH    read the token from the first line of PATH
+  --help               print this help and exit
+  --version            print the version and exit
 Environment (tests only): TRACKMIRROR_FAULT_FILE=PATH makes primary writes fail while PATH holds
   a line primary=enospc or primary=eio (see README, "Fault injection")`;
 
@@ -136,6 +141,7 @@ function parseProbeIntervalMsMax(text: string | undefined): number {
 }
 
 async function main(): Promise<void> {
+  exitOnHelpOrVersion(Deno.args, () => usage);
   const flags = parseFlags(Deno.args, {
     port: { type: "string" },
     hostname: { type: "string" },
@@ -164,11 +170,8 @@ async function main(): Promise<void> {
     "activity-unit-bytes": { type: "string" },
     ...tokenFlagOptions,
     help: { type: "boolean" },
+    version: { type: "boolean" },
   });
-  if (flags.help) {
-    console.log(usage);
-    return;
-  }
   const port = parsePort(flags.port, 8703);
   const nbdPort = parsePort(flags["nbd-port"], nbdPortDefault);
   const hostname = flags.hostname ?? "127.0.0.1";
@@ -192,7 +195,12 @@ async function main(): Promise<void> {
   // the advertised URL); requests are answered 503 until the agent is ready.
   let handler: (req: Request) => Response | Promise<Response> = () =>
     Response.json({ error: { status: 503, message: "Host agent is starting" } }, { status: 503 });
-  const http = Deno.serve({ hostname, port, onListen: () => {} }, (req) => handler(req));
+  const http = listenNaming(
+    { address: `${hostname}:${port}`, flag: "--port", value: port },
+    () => Deno.serve({ hostname, port, onListen: () => {} }, (req) => handler(req)),
+  );
+  // Before the agent takes any lease: a second agent on the same NBD port stops here.
+  checkPortFree(hostname, nbdPort, "--nbd-port");
   const advertiseUrl = parseUrl(
     "advertise-url",
     flags["advertise-url"],
@@ -231,12 +239,16 @@ async function main(): Promise<void> {
       staged: !(flags["unstaged-resync"] ?? false),
     },
   });
+  // The NBD port was checked before the agent opened; the socket is checked here (a file left by
+  // a killed agent is replaced, one a live agent answers on is refused, naming --nbd-socket).
+  if (flags["nbd-socket"] !== undefined) await claimSocketPath(flags["nbd-socket"], "--nbd-socket");
   const nbd = serveNbd({
     hostname,
     port: nbdPort,
     socketPath: flags["nbd-socket"],
     lookup: (name) => namePattern.test(name) ? agent.volume(name)?.device : undefined,
     listExports: () => agent.volumes.map((v) => v.name),
+    dirtySource: (name) => agent.dirtySource(name),
     token,
   });
   handler = createHostApp(agent, { token }).fetch;

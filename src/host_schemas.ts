@@ -51,6 +51,9 @@ export const resyncProgress = z.object({
    */
   cycle: z.enum(["opening", "open", "committing", "committed", "abandoned", "unstaged"])
     .optional(),
+  /** `startedAt` / `finishedAt` as ISO 8601, in the host's status document (issue 11). */
+  startedAtIso: z.string().nullable().optional(),
+  finishedAtIso: z.string().nullable().optional(),
 });
 export type ResyncProgress = z.infer<typeof resyncProgress>;
 
@@ -123,6 +126,8 @@ export const cycleProgress = resyncProgress.pick({
   etaSeconds: true,
   error: true,
   cycle: true,
+  startedAtIso: true,
+  finishedAtIso: true,
 }).extend({
   /** This cycle's number since the agent started (1 for the first; 0: none yet). */
   cycleSeq: z.number(),
@@ -147,6 +152,10 @@ export const cycleProgress = resyncProgress.pick({
   freezeMs: z.number(),
   /** Bytes shipped to the backup by every cycle since the agent started (walker and copy-before-write). */
   bytesShippedTotal: z.number(),
+  /** ISO 8601 twins of the times above (issue 11). */
+  lastCommittedAtIso: z.string().nullable().optional(),
+  pointInTimeIso: z.string().nullable().optional(),
+  nextAtIso: z.string().nullable().optional(),
 });
 export type CycleProgress = z.infer<typeof cycleProgress>;
 
@@ -165,6 +174,11 @@ export const componentStatusView = z.object({
   lastError: z.string().nullable(),
   lastErrorAt: timestamp.nullable(),
   probes: z.number(),
+  /** `since` and `lastErrorAt` as ISO 8601 (issue 11); absent from older agents. */
+  sinceIso: z.string().optional(),
+  lastErrorAtIso: z.string().nullable().optional(),
+  /** Where the agent reaches the component (its HTTP API); absent from older agents. */
+  url: z.string().optional(),
 });
 export type ComponentStatusView = z.infer<typeof componentStatusView>;
 
@@ -216,6 +230,7 @@ export const hostVolumeView = z.object({
     errors: z.number(),
     lastError: z.string().nullable(),
     lastErrorAt: timestamp.nullable(),
+    lastErrorAtIso: z.string().nullable().optional(),
   }),
   /** RECORDS frames sent on the backup link (the link carries every volume of the host). */
   backupBatches: z.number(),
@@ -225,10 +240,10 @@ export const hostVolumeView = z.object({
   activity: activityView.nullable(),
   promoted: z.boolean(),
   resync: resyncProgress,
-  /** How the volume is mirrored (issue 10); absent from older agents: journal. */
-  mirror: mirrorMode.default("journal"),
-  /** Cycle mode: the latest cycle and the schedule; null in journal mode. */
-  cycle: cycleProgress.nullable().default(null),
+  /** How the volume is mirrored (issue 10); absent (older agents, documents built elsewhere): journal. */
+  mirror: mirrorMode.optional(),
+  /** Cycle mode: the latest cycle and the schedule; null (or absent) in journal mode. */
+  cycle: cycleProgress.nullable().optional(),
   /** Defaults keep the schema reading agents from before issue 9. */
   trust: trustView.default("trusted"),
   /** What was found and what to run; null while trusted. */
@@ -259,10 +274,31 @@ export const hostStatus = z.object({
   unhardened: z.object({ uncoveredRegions: z.number(), regionsCovered: z.number() }),
   components: z.object({
     backup: componentStatusView,
-    tracker: z.object({ lastError: z.string().nullable() }),
+    /**
+     * The tracker as the agent's calls found it (host/agent/tracker_health.ts): `lastError` is the
+     * last call that got no answer (kept after recovery, like the backup's); the rest is issue 11
+     * and absent from older agents.
+     */
+    tracker: z.object({
+      lastError: z.string().nullable(),
+      name: z.literal("tracker").optional(),
+      state: componentState.optional(),
+      since: timestamp.optional(),
+      sinceIso: z.string().optional(),
+      lastErrorAt: timestamp.nullable().optional(),
+      lastErrorAtIso: z.string().nullable().optional(),
+      /** Calls that got no answer since the agent started. */
+      failures: z.number().optional(),
+      url: z.string().optional(),
+    }),
   }),
   volumes: z.array(hostVolumeView),
   /** This agent process's lease identity (random per process). */
   instance: z.string(),
+  /** When this agent started and its clock when it answered (epoch ms and ISO 8601; issue 11). */
+  startedAt: timestamp.optional(),
+  startedAtIso: z.string().optional(),
+  now: timestamp.optional(),
+  nowIso: z.string().optional(),
 });
 export type HostStatus = z.infer<typeof hostStatus>;

@@ -52,7 +52,7 @@ export async function call(
   } catch (err) {
     const why = err instanceof DOMException && err.name === "TimeoutError"
       ? `no answer within ${timeoutMs} ms`
-      : (err as Error).message;
+      : fetchFailure(err);
     throw new ServiceCallError(0, `${init.method ?? "GET"} ${baseUrl}${path} failed: ${why}`);
   }
   if (res.ok) return res;
@@ -66,6 +66,21 @@ export async function call(
     // Not our JSON error shape (a proxy, say); the status says enough.
   }
   throw new ServiceCallError(res.status, message, issues);
+}
+
+/**
+ * Why a fetch got no answer, in the words of its cause when there is one: Deno's "fetch failed"
+ * alone does not say whether the peer refused, reset or was not found (issue 11: an operator
+ * reads this as a component's last error).
+ */
+function fetchFailure(err: unknown): string {
+  const message = (err as Error).message;
+  const cause = (err as { cause?: unknown }).cause;
+  if (!(cause instanceof Error)) return message;
+  // "error sending request for url (…): client error (Connect): tcp connect error: Connection
+  // refused (os error 111)": the last part is the one that says what happened.
+  const last = cause.message.split(": ").at(-1) ?? cause.message;
+  return `${message}: ${last}`;
 }
 
 /** `call` that parses a JSON answer. */

@@ -127,6 +127,8 @@ export const volumeInfo = z.object({
   ownerHost: z.string(),
   ownerUrl: z.string(),
   leaseExpiresAt: z.number(),
+  /** `leaseExpiresAt` as ISO 8601 (issue 11); absent from older trackers. */
+  leaseExpiresAtIso: z.string().optional(),
   /** The owning agent instance (absent for records of older tools). */
   ownerInstance: z.string().optional(),
   /** Raised by one per change of owning instance; the host sends it with marks and to the backup. */
@@ -134,6 +136,8 @@ export const volumeInfo = z.object({
   dirtyRegions: z.number(),
   dirtyBytes: z.number(),
   oldestMarkAt: z.number().nullable(),
+  /** `oldestMarkAt` as ISO 8601 (issue 11); absent from older trackers. */
+  oldestMarkAtIso: z.string().nullable().optional(),
   /** Activity regions of every host together (kept apart from dirty regions). */
   activityRegions: z.number(),
   /** Activity regions by host; hosts without any are absent. */
@@ -150,6 +154,20 @@ export const volumeInfo = z.object({
   markSeq: z.number().optional(),
 });
 export type VolumeInfo = z.infer<typeof volumeInfo>;
+
+/** The tracker's `GET /v1/status` (issue 11): since when it runs, how much it holds dirty. */
+export const trackerStatus = z.object({
+  service: z.literal("tracker"),
+  startedAt: z.number(),
+  startedAtIso: z.string(),
+  /** The tracker's clock when it answered (ages of marks are measured against it). */
+  now: z.number(),
+  nowIso: z.string(),
+  volumes: z.number(),
+  dirtyVolumes: z.number(),
+  dirtyBytes: z.number(),
+});
+export type TrackerStatus = z.infer<typeof trackerStatus>;
 
 /** `GET /v1/volumes/{name}/log` query. */
 export const logQuery = z.object({
@@ -295,6 +313,22 @@ export const backupStatus = z.object({
   /** Cycles committed, and cycles that outgrew their stage, since the backup started. */
   cyclesCommitted: z.number().optional(),
   cyclesSpilled: z.number().optional(),
+  /**
+   * Issue 11: per registered volume, what is journaled and not yet applied and synced to its
+   * secondary (bytes, records, the oldest one's admission time and age in seconds). Absent from
+   * older backups.
+   */
+  lag: z.array(z.object({
+    volume: z.string(),
+    bytes: z.number(),
+    records: z.number(),
+    oldestAt: z.number().nullable(),
+    oldestAtIso: z.string().nullable(),
+    seconds: z.number(),
+  })).optional(),
+  /** When this backup process started (epoch ms, and ISO 8601). Absent from older backups. */
+  startedAt: z.number().optional(),
+  startedAtIso: z.string().optional(),
 });
 export type BackupStatus = z.infer<typeof backupStatus>;
 

@@ -1,11 +1,13 @@
 /**
  * What every trackmirror HTTP service has in common: the one JSON error shape, a JSON 404,
- * bearer-token guarding when a token is set, `GET /healthz` and `GET /metrics`.
+ * bearer-token guarding when a token is set, `GET /healthz` (with the version and pid) and
+ * `GET /metrics`.
  */
 import type { Hono } from "hono";
 import { errorBody, isPeerGone, ServiceError } from "./errors.ts";
 import type { Metrics } from "./metrics.ts";
 import { tokenMatches } from "./token.ts";
+import { version } from "./version.ts";
 
 export interface ServiceOptions {
   /** When set, every route but /healthz needs `Authorization: Bearer <token>`. */
@@ -40,7 +42,9 @@ export function applyServiceBasics(app: Hono, name: string, opts: ServiceOptions
       404,
     )
   );
-  app.get("/healthz", (c) => c.json({ ok: true, service: name }));
+  // `pid` lets a launcher (start.ts) tell its own child's answer from another instance's on the
+  // same port; `version` which build answers there.
+  app.get("/healthz", (c) => c.json({ ok: true, service: name, version, pid: Deno.pid }));
   if (opts.token) {
     const token = opts.token;
     app.use("*", async (c, next) => {

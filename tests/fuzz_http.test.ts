@@ -99,6 +99,8 @@ Deno.test("fuzz: backup routes answer bad input with a 4xx error and change noth
     ]);
     const snapshot = async () => {
       const status = await (await app.request("/v1/status")).json();
+      // A lag's age moves with the clock, not with requests.
+      for (const lag of status.lag ?? []) delete lag.seconds;
       const volumes = await (await app.request("/v1/volumes")).json();
       return { status, volumes };
     };

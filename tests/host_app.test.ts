@@ -133,7 +133,16 @@ Deno.test("the status document has the wire schema's shape", async () => {
       "components",
       "volumes",
       "instance",
+      "startedAt",
+      "startedAtIso",
+      "now",
+      "nowIso",
     ]);
+    assert.equal(after.startedAtIso, new Date(after.startedAt!).toISOString());
+    assert.equal(
+      after.components.backup.sinceIso,
+      new Date(after.components.backup.since).toISOString(),
+    );
     assert.deepEqual(after.volumes.map((v) => [v.name, v.sizeBytes, v.registered]), [
       ["vol0", sizeBytes, true],
     ]);

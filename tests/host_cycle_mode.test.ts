@@ -5,69 +5,9 @@
  * marker's forget and re-mark, and that an abandoned cycle is continued.
  */
 import assert from "node:assert/strict";
-import { openVolumeStack } from "../host/agent/volume_stack.ts";
-import { systemClock } from "../src/clock.ts";
-import { createTrackerApp } from "../tracker/service.ts";
-import { TrackerClient } from "../tracker/client.ts";
-import { StagingBackup } from "./support/staging_backup.ts";
-
-const region = 64 * 1024;
-const sizeBytes = 16 * region;
-
-async function rig() {
-  const kv = await Deno.openKv(":memory:");
-  const service = createTrackerApp({ kv, clock: systemClock });
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-    service.app.fetch,
-  );
-  const tracker = new TrackerClient(`http://127.0.0.1:${server.addr.port}`);
-  await tracker.registerVolume("vol0", {
-    sizeBytes,
-    regionBytes: region,
-    ownerHost: "host0",
-    ownerUrl: "http://127.0.0.1:1",
-  });
-  const dir = await Deno.makeTempDir();
-  const backup = { isOnline: true, markOffline() {} };
-  const staging = new StagingBackup(sizeBytes);
-  const v = await openVolumeStack({
-    volume: { name: "vol0", path: `${dir}/vol0.img`, sizeBytes, mirror: "cycles" },
-    hostId: "host0",
-    regionBytes: region,
-    tracker,
-    backup,
-    writer: staging.writer,
-    submitter: {
-      submit: () => Promise.reject(new Error("cycle mode sent a write to the backup")),
-    },
-    clock: systemClock,
-    predictRegions: 0,
-    // One region a chunk, one chunk at a time: the walker's order is the regions' order.
-    resync: { chunkBytes: region, concurrency: 1 },
-  });
-  v.promoted = true;
-  const cycles = v.cycles!;
-  return {
-    tracker,
-    backup,
-    staging,
-    v,
-    cycles,
-    dirty: async () => (await tracker.getVolume("vol0")).dirtyRegions,
-    async primaryBytes() {
-      return await v.primary.read(0, sizeBytes);
-    },
-    async close() {
-      cycles.stop();
-      await v.primary.close();
-      await server.shutdown();
-      await service.close();
-      kv.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
+import { cycleRig as rig, region } from "./support/cycle_rig.ts";
+import { gate } from "./support/gate.ts";
+import type { LogPage } from "../src/schemas.ts";
 
 const fill = (byte: number, length = 100) => new Uint8Array(length).fill(byte);
 
@@ -204,6 +144,60 @@ Deno.test("a cycle is refused while the backup is offline or the volume is not p
     r.backup.isOnline = true;
     r.v.promoted = false;
     assert.throws(() => r.cycles.start(), /not yet promoted/);
+  } finally {
+    await r.close();
+  }
+});
+
+Deno.test("the tracker's log is read without holding writes, and a write during the read is shipped in the cycle", async () => {
+  const r = await rig();
+  const held = gate();
+  const reading = gate();
+  const log = r.tracker.log.bind(r.tracker);
+  try {
+    await r.v.device.write(2 * region, fill(2));
+    // The log as the tracker served it before the write below: region 7 is not in it.
+    r.tracker.log = async function* (name: string): AsyncGenerator<LogPage> {
+      const pages: LogPage[] = [];
+      for await (const page of log(name)) pages.push(page);
+      reading.open();
+      await held.opened;
+      yield* pages;
+    };
+    const cycle = r.cycles.start();
+    await reading.opened;
+    await r.v.device.write(7 * region, fill(7)); // completes: the read holds no lock
+    held.open();
+    const done = await cycle;
+    assert.equal(done.state, "done", done.error ?? "");
+    assert.equal(done.regionsTotal, 2, "the written region joined the frozen set");
+    assert.deepEqual(r.staging.secondary, await r.primaryBytes());
+  } finally {
+    held.open();
+    r.tracker.log = log;
+    await r.close();
+  }
+});
+
+Deno.test("a trim over many owed regions during a cycle ships their frozen content a chunk at a time, each once", async () => {
+  const r = await rig();
+  try {
+    for (let i = 0; i < 8; i++) await r.v.device.write(i * region, fill(0x10 + i, region));
+    const frozen = await r.primaryBytes();
+    const held = r.staging.hold(); // the walker's copy of region 0
+    const cycle = r.cycles.start();
+    await held.reached;
+    const trim = r.v.device.trim(1 * region, 7 * region + 10);
+    const waitForTrim = trim.then(() => "trimmed");
+    held.release();
+    assert.equal(await waitForTrim, "trimmed");
+    const done = await cycle;
+    assert.equal(done.state, "done", done.error ?? "");
+    assert.equal(done.regionsCopiedBeforeWrite, 7);
+    const counts = new Map<number, number>();
+    for (const o of r.staging.shipped) counts.set(o, (counts.get(o) ?? 0) + 1);
+    assert.deepEqual([...counts.values()], Array(8).fill(1), "each region shipped once, alone");
+    assert.deepEqual(r.staging.secondary, frozen);
   } finally {
     await r.close();
   }

@@ -11,6 +11,7 @@ import { dv, infoRequest, RawNbdClient, text } from "./support/nbd_raw_client.ts
 
 // Values from the spec, spelled out here rather than imported from the code under test.
 const OPT = { EXPORT_NAME: 1, ABORT: 2, LIST: 3, STARTTLS: 5, INFO: 6, GO: 7, STRUCTURED: 8 };
+const LIST_META_CONTEXT = 9;
 const SET_META_CONTEXT = 10;
 const REP = {
   ACK: 1,
@@ -111,7 +112,18 @@ Deno.test("unsupported and malformed options are answered and haggling goes on",
   await c.start();
   const cases: [string, number, Uint8Array, number][] = [
     ["STARTTLS (no TLS)", OPT.STARTTLS, new Uint8Array(0), REP.ERR_UNSUP],
-    ["SET_META_CONTEXT", SET_META_CONTEXT, new Uint8Array(12), REP.ERR_UNSUP],
+    [
+      "SET_META_CONTEXT before structured replies",
+      SET_META_CONTEXT,
+      new Uint8Array(8),
+      REP.ERR_INVALID,
+    ],
+    [
+      "LIST_META_CONTEXT with data left over",
+      LIST_META_CONTEXT,
+      new Uint8Array(12),
+      REP.ERR_INVALID,
+    ],
     ["unknown option 4711 with data", 4711, new Uint8Array(100), REP.ERR_UNSUP],
     [
       "GO with a name longer than its data",

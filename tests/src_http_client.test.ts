@@ -35,6 +35,7 @@ Deno.test("a refused connection is an offline call error with status 0", async (
   assert.equal(err.offline, true);
   assert.equal(err.name, "ServiceCallError");
   assert.match(err.message, new RegExp(`^GET ${url}/v1/status failed: `));
+  assert.match(err.message, /Connection refused/, "the cause says what happened");
 });
 
 Deno.test("a peer that does not answer in time is offline", async () => {

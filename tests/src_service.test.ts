@@ -6,6 +6,7 @@ import { Metrics } from "../src/metrics.ts";
 import { applyServiceBasics } from "../src/service.ts";
 import { validate } from "../src/validate.ts";
 import { family, parseExposition } from "./support/prometheus.ts";
+import { version } from "../src/version.ts";
 
 /** A small service with the shared basics and routes that fail in each way a real one can. */
 function testApp(opts: { token?: string; metrics?: Metrics } = {}) {
@@ -124,7 +125,7 @@ Deno.test("a token guards every route but /healthz", async (t) => {
   await t.step("/healthz needs no token", async () => {
     const res = await app.request("/healthz");
     assert.equal(res.status, 200);
-    assert.deepEqual(await res.json(), { ok: true, service: "test" });
+    assert.deepEqual(await res.json(), { ok: true, service: "test", version, pid: Deno.pid });
   });
   for (const path of ["/missing", "/metrics", "/nowhere"]) {
     const wrong: Record<string, string>[] = [

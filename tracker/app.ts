@@ -11,6 +11,7 @@ import { tooLarge } from "../src/errors.ts";
 import { applyServiceBasics } from "../src/service.ts";
 import { activityRoutes } from "./routes/activity_routes.ts";
 import type { RouteDeps } from "./routes/route_deps.ts";
+import { statusRoutes } from "./routes/status_routes.ts";
 import { trackRoutes } from "./routes/track_routes.ts";
 import { volumeRoutes } from "./routes/volume_routes.ts";
 
@@ -33,7 +34,8 @@ export function buildTrackerApp(deps: RouteDeps, token?: string) {
   return app
     .route("/", trackRoutes(deps))
     .route("/", volumeRoutes(deps))
-    .route("/", activityRoutes(deps));
+    .route("/", activityRoutes(deps))
+    .route("/", statusRoutes(deps));
 }
 
 /** The tracker's Hono app, typed by its routes (for `hc`). */

@@ -13,6 +13,7 @@ import type {
   ClearRequest,
   ClearResponse,
   LogPage,
+  TrackerStatus,
   TrackRequest,
   TrackResponse,
   VolumeInfo,
@@ -47,6 +48,7 @@ export const trackerPaths = {
   retire: (name: string) => `/v1/volumes/${encodeURIComponent(name)}/activity/retire`,
   promote: (name: string) => `/v1/volumes/${encodeURIComponent(name)}/activity/promote`,
   healthz: "/healthz",
+  status: "/v1/status",
 } as const;
 
 /** `?key=value&...` of the defined entries of `query`, or "" when none. */
@@ -161,6 +163,11 @@ export class TrackerClient {
     return callJson(this.baseUrl, trackerPaths.volumeActivity(name) + queryString(query), {
       method: "GET",
     }, this.opts);
+  }
+
+  /** The tracker's own summary (`GET /v1/status`): since when it runs, what it holds dirty. */
+  status(): Promise<TrackerStatus> {
+    return callJson(this.baseUrl, trackerPaths.status, { method: "GET" }, this.opts);
   }
 
   /** True when the tracker answers its health check; false when it does not answer or fails. */

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { popcount, regionsPerSegment, testBit } from "../src/dirty_bitmap.ts";
 import { badRequest } from "../src/errors.ts";
 import { checkRange, type Extent, regionCount, type RegionRun, regionsOf } from "../src/extent.ts";
+import { isoTime } from "../src/iso_time.ts";
 import type { VolumeInfo } from "../src/schemas.ts";
 import { type ActivitySummary, activityTotals } from "./activity_state.ts";
 import { dirtyPrefix, markedPrefix, type VolumeRecord } from "./kv_layout.ts";
@@ -121,11 +122,13 @@ export function volumeInfo(
     ownerHost: record.ownerHost,
     ownerUrl: record.ownerUrl,
     leaseExpiresAt: record.leaseExpiresAt,
+    leaseExpiresAtIso: isoTime(record.leaseExpiresAt),
     ...(record.ownerInstance === undefined ? {} : { ownerInstance: record.ownerInstance }),
     leaseEpoch: record.leaseEpoch ?? 0,
     dirtyRegions,
     dirtyBytes: dirtyRegions * record.regionBytes - tailCut,
     oldestMarkAt: Number.isFinite(oldest) ? oldest : null,
+    oldestMarkAtIso: isoTime(Number.isFinite(oldest) ? oldest : null),
     ...activityTotals(activity),
     generation: record.generation,
     markSeq: v.seq,

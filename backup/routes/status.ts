@@ -1,6 +1,10 @@
-/** `GET /v1/status` and `POST /v1/flush`: the journal's and applier's progress, and waiting on it. */
+/**
+ * `GET /v1/status` and `POST /v1/flush`: the journal's and applier's progress, and waiting on it.
+ * The status carries each volume's lag (backup/volume_lag.ts) and ISO 8601 times (issue 11).
+ */
 import { Hono } from "hono";
 import { ServiceError } from "../../src/errors.ts";
+import { isoTime } from "../../src/iso_time.ts";
 import type { BackupStatus } from "../../src/schemas.ts";
 import type { Applier } from "../applier.ts";
 import type { CycleStages } from "../cycle_stage.ts";
@@ -8,11 +12,14 @@ import type { FlushResponse } from "../backup_schemas.ts";
 import type { Journal } from "../journal.ts";
 import { backupRoutes } from "../paths.ts";
 import type { SecondaryStore } from "../secondary_store.ts";
+import { volumeLagOf } from "../volume_lag.ts";
 
 export function statusApp(
   deps: { journal: Journal; applier: Applier; store: SecondaryStore; stages?: CycleStages },
 ) {
   const { journal, applier, store } = deps;
+  const lag = volumeLagOf(journal);
+  const startedAt = Date.now();
   return new Hono()
     .get(backupRoutes.status, (c) => {
       const reason = journal.degradedReason();
@@ -25,9 +32,12 @@ export function statusApp(
         recordsAcknowledged: journal.recordsAcknowledged,
         recordsApplied: applier.recordsApplied,
         volumes: store.list().map((v) => v.name),
+        lag: store.list().map((v) => lag.view(v.name)),
         openCycles: deps.stages?.openCycles() ?? [],
         cyclesCommitted: deps.stages?.commits ?? 0,
         cyclesSpilled: deps.stages?.spills ?? 0,
+        startedAt,
+        startedAtIso: isoTime(startedAt),
       });
     })
     .post(backupRoutes.flush, async (c) => {

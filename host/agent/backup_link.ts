@@ -153,6 +153,17 @@ export class BackupLink {
     return n;
   }
 
+  /**
+   * Regions of `volume` a backup crash may lose, not yet marked at the tracker (`received` mode:
+   * the live link's unhardened union and a failed link's regions still to be marked), ascending.
+   * Empty in `durable` mode.
+   */
+  unhardenedRegions(volume: string): number[] {
+    const all = new Set(this.#uncovered.get(volume));
+    for (const r of this.#link?.unhardened(volume)?.unionRegions() ?? []) all.add(r);
+    return [...all].sort((a, b) => a - b);
+  }
+
   /** RECORDS frames and records sent on the current link (for status and the bench). */
   get framesSent(): number {
     return this.#link?.framesSent ?? 0;

@@ -21,6 +21,7 @@ import type { ComponentStatus, ProbeOptions } from "./component_status.ts";
 import type { HostBackup, HostTracker } from "./ports.ts";
 import { statusView } from "./status_view.ts";
 import { TrackerLease } from "./tracker_lease.ts";
+import { TrackerHealth, watchTracker } from "./tracker_health.ts";
 import {
   type HostVolume,
   type HostVolumeConfig,
@@ -30,6 +31,8 @@ import {
 import type { ChecksumResyncOptions } from "../resync/checksum_resync.ts";
 import { openCyclesOnReturn } from "./cycle_on_return.ts";
 import { type CycleMirror, CycleRefusedError } from "../cycle/cycle_mirror.ts";
+import type { DirtyExtentSource } from "../nbd/block_status.ts";
+import { volumeDirtyExtents } from "./dirty_extents.ts";
 
 export type { HostBackup, HostTracker } from "./ports.ts";
 export type { HostVolume, HostVolumeConfig } from "./volume_stack.ts";
@@ -93,8 +96,15 @@ export class HostAgent {
   readonly #lease: TrackerLease;
   /** This process's lease identity (`opts.instance` or a random UUID). */
   readonly instance: string;
+  readonly opts: HostAgentOptions;
+  /** The tracker as every call of this agent found it (status: `components.tracker`). */
+  readonly trackerHealth: TrackerHealth;
+  readonly #startedAt: number;
 
-  private constructor(readonly opts: HostAgentOptions) {
+  private constructor(given: HostAgentOptions) {
+    this.trackerHealth = new TrackerHealth(given.clock);
+    const opts = this.opts = { ...given, tracker: watchTracker(given.tracker, this.trackerHealth) };
+    this.#startedAt = given.clock.now();
     this.instance = opts.instance ?? crypto.randomUUID();
     this.backupLink = new BackupLink(opts.backup, {
       hostId: opts.hostId,
@@ -155,6 +165,27 @@ export class HostAgent {
   }
 
   /**
+   * The dirty record of `name` for the NBD server's `trackmirror:dirty` context; undefined for an
+   * unknown volume and without forking (nothing is tracked: no record could be trusted).
+   */
+  dirtySource(name: string): DirtyExtentSource | undefined {
+    const v = this.#volumes.get(name);
+    if (!v || this.opts.forking === false) return undefined;
+    return volumeDirtyExtents({
+      volume: name,
+      sizeBytes: v.sizeBytes,
+      regionBytes: this.opts.regionBytes,
+      tracker: this.opts.tracker,
+      lockedRanges: () => v.locks.ranges(),
+      unhardenedRegions: () => this.backupLink.unhardenedRegions(name),
+      refusal: () =>
+        v.trust.plainResyncRefusal() ??
+          (v.promoted ? null : "the activity marks of this host's previous run are not yet " +
+            "promoted to dirty marks; retry once its status shows the volume promoted"),
+    });
+  }
+
+  /**
    * Starts a resync of `name` (`checksum`: compare every region, ship those that differ); 503
    * while the backup is offline, 404 for an unknown volume, 409 while the other mode runs and for
    * a plain resync of a volume that is not trusted (issue 9: it names the command to run).
@@ -195,7 +226,12 @@ export class HostAgent {
     v.resyncMode = mode;
     if (mode === "plain" && v.cycles) {
       // Cycle mode: a resync is the next cycle, run now (it ships every marked region at once).
-      if (!v.cycles.running) this.startCycle(name);
+      try {
+        void v.cycles.start({ fresh: true });
+      } catch (err) {
+        if (err instanceof CycleRefusedError) throw new ServiceError(err.status, err.message);
+        throw err;
+      }
       return v.cycles.progress;
     }
     if (mode === "plain") {
@@ -354,6 +390,11 @@ export class HostAgent {
       },
       linkFrames: this.backupLink.framesSent,
       trackerError: this.#lease.trackerError,
+      tracker: this.trackerHealth.view(),
+      trackerUrl: this.opts.tracker.baseUrl,
+      backupUrl: this.opts.backup.baseUrl,
+      startedAt: this.#startedAt,
+      now: this.opts.clock.now(),
       volumes: this.volumes,
       isRegistered: (name) => this.#lease.isRegistered(name),
     });

@@ -12,6 +12,8 @@ import type { ChecksumRequest } from "../../src/region_checksums.ts";
 
 /** What the agent needs of the tracker (tracker/client.ts provides it). */
 export interface HostTracker extends ActivityTracker {
+  /** Where the tracker is reached (shown in the status); optional so fakes may omit it. */
+  readonly baseUrl?: string;
   registerVolume(name: string, reg: VolumeRegistration): Promise<VolumeInfo>;
   track(req: TrackRequest): Promise<unknown>;
   promoteActivity(name: string, host: string): Promise<{ regionsPromoted: number }>;
@@ -31,6 +33,8 @@ export interface SecondaryRegistered {
 
 /** What the agent needs of the backup (backup/client.ts provides it). */
 export interface HostBackup {
+  /** Where the backup's HTTP API is reached (shown in the status); optional for fakes. */
+  readonly baseUrl?: string;
   /**
    * With `generation`: the registering primary's generation (issue 9), adopted on request; with
    * `leaseEpoch`: the tracker's lease epoch this agent holds (a fenced one is refused, 409).

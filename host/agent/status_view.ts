@@ -1,5 +1,15 @@
-/** Builds the host agent's `/v1/status` document from its volumes, backup link and lease. */
-import type { ComponentStatusView, HostMode, HostStatus } from "../../src/host_schemas.ts";
+/**
+ * Builds the host agent's `/v1/status` document from its volumes, backup link and lease. Every
+ * epoch-ms time has an ISO 8601 twin (`...Iso`, issue 11) beside it; the ms fields stay.
+ */
+import type {
+  ComponentStatusView,
+  HostMode,
+  HostStatus,
+  ResyncProgress,
+} from "../../src/host_schemas.ts";
+import { isoTime } from "../../src/iso_time.ts";
+import type { TrackerHealth } from "./tracker_health.ts";
 import { type HostVolume, latestResync } from "./volume_stack.ts";
 
 export interface StatusInputs {
@@ -14,12 +24,25 @@ export interface StatusInputs {
   unhardened: { uncoveredRegions: number; regionsCovered: number };
   /** RECORDS frames sent on the backup link so far. */
   linkFrames: number;
+  /** The lease's last tracker error (a refusal counts); shown when no call went unanswered. */
   trackerError: string | null;
+  /** The tracker as every call found it (issue 11). */
+  tracker?: ReturnType<TrackerHealth["view"]>;
+  trackerUrl?: string;
+  backupUrl?: string;
+  /** When the agent started, and now (epoch ms). */
+  startedAt?: number;
+  now?: number;
   volumes: readonly HostVolume[];
   isRegistered(name: string): boolean;
 }
 
 export function statusView(s: StatusInputs): HostStatus {
+  const doc = statusDocument(s);
+  return { ...doc, volumes: doc.volumes.map((v) => ({ ...v, resync: withIsoTimes(v.resync) })) };
+}
+
+function statusDocument(s: StatusInputs): HostStatus {
   const mode: HostMode = !s.forking
     ? "pass-through"
     : s.backup.state === "online"
@@ -32,8 +55,13 @@ export function statusView(s: StatusInputs): HostStatus {
     ack: s.ack,
     unhardened: s.unhardened,
     components: {
-      backup: s.backup,
-      tracker: { lastError: s.trackerError },
+      backup: {
+        ...s.backup,
+        sinceIso: isoTime(s.backup.since),
+        lastErrorAtIso: isoTime(s.backup.lastErrorAt),
+        ...(s.backupUrl === undefined ? {} : { url: s.backupUrl }),
+      },
+      tracker: trackerRow(s),
     },
     volumes: s.volumes.map((v) => ({
       name: v.name,
@@ -49,6 +77,7 @@ export function statusView(s: StatusInputs): HostStatus {
         errors: v.primary.errors,
         lastError: v.primary.lastError,
         lastErrorAt: v.primary.lastErrorAt,
+        lastErrorAtIso: isoTime(v.primary.lastErrorAt),
       },
       backupBatches: s.linkFrames + v.batcher.batchesSent,
       trackerCommands: v.marker.commandsSent,
@@ -79,5 +108,30 @@ export function statusView(s: StatusInputs): HostStatus {
       },
     })),
     instance: s.instance,
+    ...(s.startedAt === undefined
+      ? {}
+      : { startedAt: s.startedAt, startedAtIso: isoTime(s.startedAt) }),
+    ...(s.now === undefined ? {} : { now: s.now, nowIso: isoTime(s.now) }),
   };
+}
+
+/** The tracker's row: health from every call when known, else the lease's last error alone. */
+function trackerRow(s: StatusInputs): HostStatus["components"]["tracker"] {
+  if (!s.tracker) return { lastError: s.trackerError };
+  const t = s.tracker;
+  return {
+    name: "tracker",
+    state: t.state,
+    since: t.since,
+    sinceIso: isoTime(t.since),
+    lastError: t.lastError ?? s.trackerError,
+    lastErrorAt: t.lastErrorAt,
+    lastErrorAtIso: isoTime(t.lastErrorAt),
+    failures: t.failures,
+    ...(s.trackerUrl === undefined ? {} : { url: s.trackerUrl }),
+  };
+}
+
+function withIsoTimes(p: ResyncProgress): ResyncProgress {
+  return { ...p, startedAtIso: isoTime(p.startedAt), finishedAtIso: isoTime(p.finishedAt) };
 }

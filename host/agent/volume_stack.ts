@@ -4,6 +4,7 @@
  * Resync that copies its marked regions to the backup (and the checksum resync that compares
  * every region with the backup's), its online verify, and its trust (generation sidecar, issue 9).
  */
+import { dirname } from "node:path";
 import type { BlockDevice } from "../../src/block_device.ts";
 import type { Clock } from "../../src/clock.ts";
 import type { FaultFile } from "../../src/fault_file.ts";
@@ -27,7 +28,7 @@ import {
   type SecondaryChecksums,
 } from "../resync/checksum_resync.ts";
 import { OnlineVerify } from "../resync/online_verify.ts";
-import { CycleMirror } from "../cycle/cycle_mirror.ts";
+import { CycleMirror, type CycleMirrorOptions } from "../cycle/cycle_mirror.ts";
 import type { MirrorMode, ResyncMode, ResyncProgress } from "../../src/host_schemas.ts";
 import { ServiceCallError } from "../../src/http_client.ts";
 import type { TrackRequest } from "../../src/schemas.ts";
@@ -107,6 +108,8 @@ export interface VolumeStackOptions {
   checksumResync?: ChecksumResyncOptions;
   /** Cycle mode: the interval between cycle starts (default 30 s). */
   cycleIntervalMs?: number;
+  /** Cycle mode: further bounds (tests); the walker's default to the resync's. */
+  cycles?: CycleMirrorOptions;
   /**
    * Registers the volumes again at once; called when the tracker answers a mark with 404 (it lost
    * the record), before the mark is retried once.
@@ -168,9 +171,14 @@ function checkedSender(tracker: Pick<HostTracker, "track">, trust: VolumeTrust) 
   };
 }
 
-/** Opens (creating when absent) the primary image and builds its layers. */
+/**
+ * Opens (creating when absent, with its missing parent directories) the primary image and builds
+ * its layers. `cfg.path` comes from a `--volume` spec already validated with every other flag, so
+ * a bad command line creates no directory.
+ */
 export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVolume> {
   const cfg = opts.volume;
+  await Deno.mkdir(dirname(cfg.path), { recursive: true });
   const primary = await FileVolume.open(cfg.path, cfg.sizeBytes, opts.faults);
   // The lock first: a second agent on this primary stops before it reads or writes the sidecar.
   const { lease, tracker } = await leaseOf(opts, primary);
@@ -194,6 +202,7 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
   const batcher = new BackupBatcher(opts.writer, cfg.name, opts.batcher);
   const now = () => opts.clock.now();
   const predictRegions = opts.predictRegions ?? predictRegionsDefault;
+  const mirror = cfg.mirror ?? "journal";
   // The marker's port (lease claim, generation checks); online verify marks through it too.
   const sender = checkedSender(tracker, trust);
   const marker = new TrackerMarker(
@@ -211,7 +220,8 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     opts.activityUnitBytes ?? activityUnitBytesDefault,
   );
   const regionsPerUnit = unitBytes / opts.regionBytes;
-  const activity = activityRegionsMax === 0
+  // Cycle mode sends nothing to the backup ahead of the primary: no activity marks are needed.
+  const activity = activityRegionsMax === 0 || mirror === "cycles"
     ? undefined
     : new ActivityRecord(tracker, opts.hostId, cfg.name, unitBytes, cfg.sizeBytes, now, {
       unitsMax: Math.max(1, Math.floor(activityRegionsMax / regionsPerUnit)),
@@ -219,7 +229,6 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     });
   trust.caches.push(marker);
   if (activity) trust.caches.push(activity);
-  const mirror = cfg.mirror ?? "journal";
   // Late-bound: the cycle schedule asks the volume's state (promoted, resyncs) at every tick.
   const self: { volume?: HostVolume } = {};
   const cycles = mirror === "journal" ? undefined : new CycleMirror({
@@ -240,6 +249,7 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     chunkBytes: opts.resync?.chunkBytes,
     concurrency: opts.resync?.concurrency,
     pageExtentsMax: opts.resync?.logPageExtentsMax,
+    ...opts.cycles,
   });
   const fork = opts.forking === false ? undefined : new ForkDevice(primary, {
     volume: cfg.name,
@@ -247,8 +257,7 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     backup,
     batcher: opts.submitter ?? batcher,
     marker,
-    // Cycle mode sends nothing to the backup ahead of the primary: no activity marks are needed.
-    activity: cycles ? undefined : activity,
+    activity,
     cycles: cycles &&
       { regionBytes: opts.regionBytes, beforeWrite: (o, l) => cycles.beforeWrite(o, l) },
     lease,

@@ -10,6 +10,7 @@
  * the write's whole regions' lock); outside a cycle it returns at once.
  */
 import type { CycleProgress } from "../../src/host_schemas.ts";
+import { isoTime } from "../../src/iso_time.ts";
 import { CycleRun, type CycleRunDeps, type CycleRunOptions } from "./cycle_run.ts";
 
 /** Default `--cycle-interval`. */
@@ -23,8 +24,20 @@ export interface CycleMirrorDeps extends CycleRunDeps {
   refusal(): { status: 409 | 503; message: string } | null;
 }
 
+/** The timers the schedule uses; tests pass their own to step through it without sleeping. */
+export interface CycleTimers {
+  setTimeout(fn: () => void, delayMs: number): unknown;
+  clearTimeout(id: unknown): void;
+}
+
+const globalTimers: CycleTimers = {
+  setTimeout: (fn, delayMs) => setTimeout(fn, delayMs),
+  clearTimeout: (id) => clearTimeout(id as number),
+};
+
 export interface CycleMirrorOptions extends Partial<CycleRunOptions> {
   intervalMs?: number;
+  timers?: CycleTimers;
 }
 
 /** A refusal to run a cycle now, with the HTTP status the agent answers with. */
@@ -40,11 +53,15 @@ export class CycleMirror {
   #progress: CycleProgress;
   #current: CycleRun | undefined;
   #running: Promise<CycleProgress> | undefined;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: unknown;
+  readonly #timers: CycleTimers;
   #stopped = true;
+  /** A fresh cycle was asked for while one ran: run another right after it. */
+  #again = false;
 
   constructor(private readonly deps: CycleMirrorDeps, opts: CycleMirrorOptions = {}) {
     this.intervalMs = opts.intervalMs ?? cycleIntervalMsDefault;
+    this.#timers = opts.timers ?? globalTimers;
     this.#runOpts = {
       chunkBytes: opts.chunkBytes ?? 1024 * 1024,
       concurrency: opts.concurrency ?? 4,
@@ -85,8 +102,16 @@ export class CycleMirror {
       p.bytesPerSec = Math.round(p.bytesDone / seconds);
       const left = Math.max(0, p.bytesTotal - p.bytesDone);
       p.etaSeconds = p.bytesPerSec > 0 ? Math.ceil(left / p.bytesPerSec) : null;
+      p.bytesShippedTotal += p.bytesDone; // the running cycle's share so far
     }
-    return p;
+    return {
+      ...p,
+      startedAtIso: isoTime(p.startedAt),
+      finishedAtIso: isoTime(p.finishedAt),
+      lastCommittedAtIso: isoTime(p.lastCommittedAt),
+      pointInTimeIso: isoTime(p.pointInTime),
+      nextAtIso: isoTime(p.nextAt),
+    };
   }
 
   get running(): boolean {
@@ -99,18 +124,33 @@ export class CycleMirror {
   }
 
   /**
-   * Runs one cycle now, or joins the one running; throws `CycleRefusedError` when the volume may
-   * not be mirrored now. Resolves with the cycle's final progress.
+   * Runs one cycle now, or joins the one running; with `fresh`, a running cycle is followed at
+   * once by another (a resync asked for now must ship what was written before it asked, and the
+   * running cycle's freeze may be older). Throws `CycleRefusedError` when the volume may not be
+   * mirrored now. Resolves with the last cycle's final progress.
    */
-  start(): Promise<CycleProgress> {
-    if (this.#running) return this.#running;
+  start(opts: { fresh?: boolean } = {}): Promise<CycleProgress> {
+    if (this.#running) {
+      if (opts.fresh) this.#again = true;
+      return this.#running;
+    }
     const refusal = this.deps.refusal();
     if (refusal) throw new CycleRefusedError(refusal.status, refusal.message);
-    this.#running = this.#run().finally(() => {
+    this.#running = this.#loop().finally(() => {
       this.#current = undefined;
       this.#running = undefined;
     });
     return this.#running;
+  }
+
+  async #loop(): Promise<CycleProgress> {
+    let last = await this.#run();
+    while (this.#again && !this.deps.refusal()) {
+      this.#again = false;
+      last = await this.#run();
+    }
+    this.#again = false;
+    return last;
   }
 
   /** Starts the schedule: the first cycle one interval from now. */
@@ -122,16 +162,16 @@ export class CycleMirror {
   /** Stops the schedule (a running cycle ends on its own). */
   stop(): void {
     this.#stopped = true;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    if (this.#timer !== undefined) this.#timers.clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#progress.nextAt = null;
   }
 
   #schedule(at: number): void {
     if (this.#stopped) return;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    if (this.#timer !== undefined) this.#timers.clearTimeout(this.#timer);
     this.#progress.nextAt = at;
-    this.#timer = setTimeout(
+    this.#timer = this.#timers.setTimeout(
       () => void this.#tick(),
       Math.max(0, at - this.deps.clock.now()),
     );

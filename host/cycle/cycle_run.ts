@@ -2,10 +2,14 @@
  * One freeze-and-copy cycle of a cycle-mode volume (issue 10 item 2, seed 003), with
  * copy-before-write in place of the seed's auxiliary volume:
  *
- *   1. freeze: take the whole volume's range lock (every write in flight completes, later ones
- *      wait), read the tracker's log — its token and every marked region, the frozen set S — drop
- *      S from the marker's cache, release. The freeze time T is the point in time this cycle
- *      ships: every write acknowledged before T is on the primary and its region is in S.
+ *   1. freeze, in three steps so that writes are held only for an instant, however large the
+ *      marked set: (a) start recording the regions of every write (W), then take and release the
+ *      whole volume's range lock (a barrier: every write in flight before the recording began
+ *      completes, its mark committed); (b) read the tracker's log, without any lock — its token
+ *      and every marked region; (c) take the whole volume's lock again: the frozen set S is the
+ *      log's regions ∪ W; stop recording, drop S from the marker's cache, release. The freeze
+ *      time T (step c) is the point in time this cycle ships: a region that differs at T was
+ *      marked before the barrier (so it is in the log) or written since (so it is in W).
  *   2. send `cycle-begin` (the backup stages everything of the volume from here on).
  *   3. ship S: a walker copies S chunk by chunk, each under its range lock, skipping regions
  *      already shipped; a write to a region of S not yet shipped (the fork layer holds the
@@ -65,6 +69,8 @@ export class CycleRun {
   /** The freeze time T: the point in time this cycle ships (0 before the freeze). */
   frozenAt = 0;
   #frozenExtents: Extent[] = [];
+  /** W: regions written since the freeze began, until the lock of its last step (1a to 1c). */
+  #written: DirtyBitmap | undefined;
   #failure: unknown;
   /** Resolves true once the begin is durable, false if it failed: copies wait for it. */
   readonly #begun: Promise<boolean>;
@@ -95,23 +101,25 @@ export class CycleRun {
    * before this method's caller resumes.
    */
   async freeze(): Promise<number> {
-    const { locks, sizeBytes, tracker, volume, marker, regionBytes, clock } = this.deps;
-    const release = await locks.acquire(0, sizeBytes);
-    const frozenAt = this.frozenAt = clock.now();
+    const { locks, sizeBytes, marker, regionBytes, clock } = this.deps;
+    this.#written = new DirtyBitmap();
+    (await locks.acquire(0, sizeBytes))(); // 1a: the barrier
+    let log: { token: string; extents: Extent[] };
     try {
-      const extents: Extent[] = [];
-      for await (const page of tracker.log(volume, { limit: this.opts.pageExtentsMax })) {
-        this.#token = page.token;
-        extents.push(...page.extents);
-      }
-      for (const e of extents) {
-        const run = regionsOf(e.offset, e.length, regionBytes);
-        this.#pending.set(run);
-        marker.forget(run);
-      }
+      log = await this.#readLog(); // 1b
     } catch (err) {
+      this.#written = undefined;
       this.abandon(err);
       throw err;
+    }
+    const release = await locks.acquire(0, sizeBytes); // 1c
+    const frozenAt = this.frozenAt = clock.now();
+    try {
+      this.#token = log.token;
+      for (const e of log.extents) this.#pending.set(regionsOf(e.offset, e.length, regionBytes));
+      for (const run of this.#written.runs()) this.#pending.set(run);
+      this.#written = undefined;
+      for (const run of this.#pending.runs()) marker.forget(run);
     } finally {
       release();
       this.progress.freezeMs = clock.now() - frozenAt;
@@ -122,6 +130,18 @@ export class CycleRun {
     this.progress.regionsTotal = this.#pending.size;
     this.progress.bytesTotal = this.#frozenExtents.reduce((n, e) => n + e.length, 0);
     return this.#pending.size;
+  }
+
+  /** The tracker's log: its token and every marked extent. */
+  async #readLog(): Promise<{ token: string; extents: Extent[] }> {
+    let token = "";
+    const extents: Extent[] = [];
+    const pages = this.deps.tracker.log(this.deps.volume, { limit: this.opts.pageExtentsMax });
+    for await (const page of pages) {
+      token = page.token;
+      extents.push(...page.extents);
+    }
+    return { token, extents };
   }
 
   /** Step 2: opens (or continues) the stage at the backup; copies wait for it. */
@@ -143,6 +163,7 @@ export class CycleRun {
    */
   async beforeWrite(offset: number, length: number): Promise<void> {
     const run = regionsOf(offset, length, this.deps.regionBytes);
+    this.#written?.set(run); // before any await: the freeze's last step must see it
     if (this.#failure !== undefined || !this.#owes(run)) return;
     if (!(await this.#begun)) return;
     const shipped = await this.#ship(run);
@@ -212,23 +233,41 @@ export class CycleRun {
   }
 
   /**
-   * Ships the regions of `run` still owed, in one batch (adjacent regions merged into one record);
-   * the caller holds a range lock covering them. Resolves with the regions shipped.
+   * Ships the regions of `run` still owed, a batch per `chunkBytes` (adjacent regions merged into
+   * one record), so a long write or trim never reads more than a chunk at once; the caller holds a
+   * range lock covering them. Resolves with the regions shipped (stops at the first failure).
    */
   async #ship(run: RegionRun): Promise<number> {
-    const { primary, writer, volume, regionBytes, sizeBytes, backup } = this.deps;
-    const owed: RegionRun[] = [];
-    for (let r = run.first; r < run.first + run.count; r++) {
-      if (!this.#pending.has(r)) continue;
-      const last = owed.at(-1);
-      if (last && last.first + last.count === r) last.count++;
-      else owed.push({ first: r, count: 1 });
+    const chunkRegions = Math.max(1, Math.floor(this.opts.chunkBytes / this.deps.regionBytes));
+    let shipped = 0;
+    let batch: RegionRun[] = [];
+    let batchRegions = 0;
+    for (let r = run.first; r <= run.first + run.count; r++) {
+      const owed = r < run.first + run.count && this.#pending.has(r);
+      if (owed) {
+        const last = batch.at(-1);
+        if (last && last.first + last.count === r) last.count++;
+        else batch.push({ first: r, count: 1 });
+        batchRegions++;
+      }
+      const end = r === run.first + run.count;
+      if (batchRegions > 0 && (batchRegions === chunkRegions || end)) {
+        if (!(await this.#shipBatch(batch))) return shipped;
+        shipped += batchRegions;
+        batch = [];
+        batchRegions = 0;
+      }
     }
-    if (owed.length === 0) return 0;
+    return shipped;
+  }
+
+  /** One batch of owed runs: read, send, and on acknowledgement no longer owed. */
+  async #shipBatch(runs: RegionRun[]): Promise<boolean> {
+    const { primary, writer, volume, regionBytes, sizeBytes, backup } = this.deps;
     try {
       const records: Uint8Array[] = [];
       let bytes = 0;
-      for (const o of owed) {
+      for (const o of runs) {
         const e = extentOfRegions(o, regionBytes, sizeBytes);
         const data = await primary.read(e.offset, e.length);
         records.push(encodeRecord({ kind: "write", volume, ...e, data }));
@@ -242,16 +281,16 @@ export class CycleRun {
         throw err;
       }
       let regions = 0;
-      for (const o of owed) {
+      for (const o of runs) {
         this.#pending.clear(o);
         regions += o.count;
       }
       this.progress.regionsDone += regions;
       this.progress.bytesDone += bytes;
-      return regions;
+      return true;
     } catch (err) {
       this.#fail(err);
-      return 0;
+      return false;
     }
   }
 

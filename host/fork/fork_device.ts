@@ -17,6 +17,10 @@
  * ENOSPC / EIO). If the tracker cannot take that mark either, the activity record keeps the
  * regions tainted until a dirty mark covers them (activity_record.ts).
  *
+ * In cycle mode (issue 10, host/cycle/) step 3 is replaced: nothing goes to the backup; the
+ * write locks its whole regions, lets the running cycle ship their frozen content first
+ * (copy-before-write), and step 4 marks them at the tracker.
+ *
  * This keeps the one invariant: for every byte range, either the backup holds what the primary
  * holds, or the tracker holds a mark covering it.
  */

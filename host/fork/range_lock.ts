@@ -22,6 +22,14 @@ export class RangeLock {
     return this.#entries.size;
   }
 
+  /**
+   * Every range held or awaited now, in arrival order: writes in flight, resync copies. A waiter
+   * has not changed anything yet, so this is a superset of what is being changed.
+   */
+  ranges(): { offset: number; length: number }[] {
+    return [...this.#entries].map((e) => ({ offset: e.start, length: e.end - e.start }));
+  }
+
   /** Waits until `offset`+`length` is free of earlier overlapping ranges; returns the release. */
   async acquire(offset: number, length: number): Promise<() => void> {
     const start = offset;

@@ -6,10 +6,17 @@
  * With a token (export_auth.ts) an export is named VOLUME/TOKEN; a name without the right token
  * gets NBD_REP_ERR_POLICY whether or not the volume exists, NBD_OPT_LIST gets NBD_REP_ERR_POLICY
  * (it would name the volumes to anyone), and after `authFailuresMax` refusals the connection is
- * closed, so one connection cannot try tokens until the handshake timeout.
+ * closed, so one connection cannot try tokens until the handshake timeout. The export name of
+ * NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT is checked the same way, and counts
+ * toward the same bound.
+ *
+ * Metadata contexts (meta_context.ts) are selected by NBD_OPT_SET_META_CONTEXT, which needs
+ * structured replies first; a selection holds only for the export it named, so one made for
+ * another export than NBD_OPT_GO's is dropped (NBD_CMD_BLOCK_STATUS then answers EINVAL).
  */
 import type { BlockDevice } from "../../src/block_device.ts";
-import { authorizeExport } from "./export_auth.ts";
+import { authorizeExport, type ExportAccess } from "./export_auth.ts";
+import { listContexts, type MetaContext, selectContexts } from "./meta_context.ts";
 import {
   clientFlagsBytes,
   describeParseError,
@@ -17,6 +24,7 @@ import {
   encodeGreeting,
   encodeInfoBlockSize,
   encodeInfoExport,
+  encodeMetaContext,
   encodeOptionError,
   encodeOptionReply,
   encodeServerEntry,
@@ -29,6 +37,7 @@ import {
   optionName,
   parseClientFlags,
   parseInfoRequest,
+  parseMetaContextRequest,
   parseOptionHeader,
   parseString,
 } from "./protocol.ts";
@@ -55,6 +64,8 @@ export interface HandshakeContext {
   /** The device of a volume name (the token, when there is one, is already checked and cut off). */
   lookup(exportName: string): BlockDevice | undefined;
   listExports(): string[];
+  /** The metadata contexts a volume offers (meta_context.ts); default: none. */
+  offeredContexts?(volume: string): MetaContext[];
   /** When set, export names must carry it (export_auth.ts). */
   token?: string;
   requestBytesMax: number;
@@ -63,7 +74,14 @@ export interface HandshakeContext {
 
 export type HandshakeResult =
   /** `exportName` is the volume: the token part of an authenticated name is never kept. */
-  | { kind: "transmission"; exportName: string; device: BlockDevice; structured: boolean }
+  | {
+    kind: "transmission";
+    exportName: string;
+    device: BlockDevice;
+    structured: boolean;
+    /** The metadata contexts selected for this export (empty: NBD_CMD_BLOCK_STATUS is refused). */
+    contexts: MetaContext[];
+  }
   /** The client aborted, hung up, or broke the protocol; the connection is to be closed. */
   | { kind: "closed" };
 
@@ -84,6 +102,17 @@ export async function negotiate(
   const noZeroes = (clientFlags.value & NbdClientFlag.NO_ZEROES) !== 0;
   let structured = false;
   let authFailures = 0;
+  /** The last NBD_OPT_SET_META_CONTEXT's export and selection. */
+  let selected: { volume: string; contexts: MetaContext[] } | undefined;
+  const contextsFor = (volume: string) => selected?.volume === volume ? selected.contexts : [];
+  /** Counts a refused export name; true once the bound is reached (close the connection). */
+  const refused = async (option: number, access: Extract<ExportAccess, { ok: false }>) => {
+    authFailures++;
+    const opt = optionName(option);
+    ctx.log(`Refused ${opt} (${authFailures} of ${authFailuresMax}): ${access.reason}`);
+    await write(encodeOptionError(option, NbdRep.ERR_POLICY, access.reason));
+    return authFailures >= authFailuresMax;
+  };
 
   for (;;) {
     if (!(await reader.fill(optionHeaderBytes))) return closed;
@@ -126,7 +155,13 @@ export async function negotiate(
           return closed;
         }
         await write(encodeExportNameReply(device.sizeBytes, flagsFor(structured), noZeroes));
-        return { kind: "transmission", exportName: access.volume, device, structured };
+        return {
+          kind: "transmission",
+          exportName: access.volume,
+          device,
+          structured,
+          contexts: contextsFor(access.volume),
+        };
       }
       case NbdOpt.ABORT:
         await write(encodeOptionReply(option, NbdRep.ACK)).catch(() => {});
@@ -160,10 +195,7 @@ export async function negotiate(
         }
         const access = authorizeExport(req.value.name, ctx.token);
         if (!access.ok) {
-          authFailures++;
-          ctx.log(`Refused ${opt} (${authFailures} of ${authFailuresMax}): ${access.reason}`);
-          await write(encodeOptionError(option, NbdRep.ERR_POLICY, access.reason));
-          if (authFailures >= authFailuresMax) return closed;
+          if (await refused(option, access)) return closed;
           break;
         }
         const device = ctx.lookup(access.volume);
@@ -189,8 +221,62 @@ export async function negotiate(
           encodeOptionReply(option, NbdRep.ACK),
         ]));
         if (option === NbdOpt.GO) {
-          return { kind: "transmission", exportName: access.volume, device, structured };
+          return {
+            kind: "transmission",
+            exportName: access.volume,
+            device,
+            structured,
+            contexts: contextsFor(access.volume),
+          };
         }
+        break;
+      }
+      case NbdOpt.LIST_META_CONTEXT:
+      case NbdOpt.SET_META_CONTEXT: {
+        const setting = option === NbdOpt.SET_META_CONTEXT;
+        // A SET replaces the selection even when it fails.
+        if (setting) selected = undefined;
+        if (setting && !structured) {
+          await write(encodeOptionError(
+            option,
+            NbdRep.ERR_INVALID,
+            `${opt} needs NBD_OPT_STRUCTURED_REPLY first (block status replies are structured)`,
+          ));
+          break;
+        }
+        const req = parseMetaContextRequest(data);
+        if (!req.ok) {
+          const why = describeParseError(req.error);
+          await write(encodeOptionError(option, NbdRep.ERR_INVALID, `${opt}: ${why}`));
+          break;
+        }
+        const access = authorizeExport(req.value.name, ctx.token);
+        if (!access.ok) {
+          if (await refused(option, access)) return closed;
+          break;
+        }
+        if (!ctx.lookup(access.volume)) {
+          await write(encodeOptionError(
+            option,
+            NbdRep.ERR_UNKNOWN,
+            `Export "${access.volume}" does not exist`,
+          ));
+          break;
+        }
+        const offered = ctx.offeredContexts?.(access.volume) ?? [];
+        const chosen = setting
+          ? selectContexts(offered, req.value.queries)
+          : listContexts(offered, req.value.queries);
+        if (setting) selected = { volume: access.volume, contexts: chosen };
+        // In a list the context id is reserved and sent as zero.
+        const replies = chosen.map((c) =>
+          encodeOptionReply(
+            option,
+            NbdRep.META_CONTEXT,
+            encodeMetaContext(setting ? c.id : 0, c.name),
+          )
+        );
+        await write(concat([...replies, encodeOptionReply(option, NbdRep.ACK)]));
         break;
       }
       case NbdOpt.STRUCTURED_REPLY:

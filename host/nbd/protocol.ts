@@ -302,6 +302,56 @@ export function parseInfoRequest(data: Uint8Array): Parsed<InfoRequest> {
   return ok({ name: name.value, infoTypes });
 }
 
+/** NBD_REP_META_CONTEXT data: the context id, then its name. */
+export function encodeMetaContext(contextId: number, name: string): Uint8Array {
+  const bytes = utf8.encode(name);
+  const out = new Uint8Array(4 + bytes.length);
+  view(out).setUint32(0, contextId);
+  out.set(bytes, 4);
+  return out;
+}
+
+/** The data of NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT: export and queries. */
+export interface MetaContextRequest {
+  name: string;
+  queries: string[];
+}
+
+export function parseMetaContextRequest(data: Uint8Array): Parsed<MetaContextRequest> {
+  if (data.length < 8) return invalid(`Option data of ${data.length} bytes is shorter than 8`);
+  const v = view(data);
+  const nameBytes = v.getUint32(0);
+  if (nameBytes > data.length - 8) {
+    return invalid(`Export name length ${nameBytes} exceeds option data length ${data.length} - 8`);
+  }
+  const name = parseString(data.subarray(4, 4 + nameBytes));
+  if (!name.ok) return name;
+  const count = v.getUint32(4 + nameBytes);
+  let at = 8 + nameBytes;
+  const queries: string[] = [];
+  for (let i = 0; i < count; i++) {
+    if (data.length - at < 4) {
+      return invalid(`Option data of ${data.length} bytes ends before query ${i + 1} of ${count}`);
+    }
+    const queryBytes = v.getUint32(at);
+    if (queryBytes > data.length - at - 4) {
+      return invalid(
+        `Query ${i + 1} length ${queryBytes} exceeds the ${data.length - at - 4} bytes left`,
+      );
+    }
+    const query = parseString(data.subarray(at + 4, at + 4 + queryBytes));
+    if (!query.ok) return query;
+    queries.push(query.value);
+    at += 4 + queryBytes;
+  }
+  if (at !== data.length) {
+    return invalid(
+      `Option data is ${data.length} bytes but the name and ${count} queries need ${at}`,
+    );
+  }
+  return ok({ name: name.value, queries });
+}
+
 /** A protocol string: valid UTF-8, no NUL, at most 4096 bytes. */
 export function parseString(bytes: Uint8Array): Parsed<string> {
   if (bytes.length > stringBytesMax) {
@@ -411,6 +461,35 @@ export function encodeStructuredError(cookie: bigint, error: number, message: st
   v.setUint16(structuredHeaderBytes + 4, text.length);
   out.set(text, structuredHeaderBytes + 6);
   return out;
+}
+
+/**
+ * One NBD_REPLY_TYPE_BLOCK_STATUS chunk (not final: the request's NONE chunk ends the reply):
+ * the context id, then (length, status flags) per descriptor.
+ */
+export function encodeBlockStatusChunk(
+  cookie: bigint,
+  contextId: number,
+  descriptors: readonly BlockStatusDescriptor[],
+  done = false,
+): Uint8Array {
+  const payloadBytes = 4 + 8 * descriptors.length;
+  const out = new Uint8Array(structuredHeaderBytes + payloadBytes);
+  const v = view(out);
+  const flags = done ? NbdReplyFlag.DONE : 0;
+  writeStructuredHeader(v, 0, flags, NbdReplyType.BLOCK_STATUS, cookie, payloadBytes);
+  v.setUint32(structuredHeaderBytes, contextId);
+  descriptors.forEach((d, i) => {
+    v.setUint32(structuredHeaderBytes + 4 + 8 * i, d.length);
+    v.setUint32(structuredHeaderBytes + 8 + 8 * i, d.flags);
+  });
+  return out;
+}
+
+/** One block status descriptor: `length` bytes (nonzero, under 2^32) sharing status `flags`. */
+export interface BlockStatusDescriptor {
+  length: number;
+  flags: number;
 }
 
 /** UTF-8 of `s`, cut to at most `maxBytes` on a character boundary. */

@@ -24,6 +24,8 @@ export interface RequestLimits {
   structured: boolean;
   /** The server is shutting down: refuse new work with ESHUTDOWN. */
   shuttingDown: boolean;
+  /** Metadata contexts were selected for this export (NBD_CMD_BLOCK_STATUS may be served). */
+  blockStatus?: boolean;
 }
 
 export type RequestVerdict =
@@ -42,6 +44,7 @@ const flagsAllowed: ReadonlyMap<number, number> = new Map([
   [NbdCmd.FLUSH, NbdCmdFlag.FUA],
   [NbdCmd.TRIM, NbdCmdFlag.FUA],
   [NbdCmd.WRITE_ZEROES, NbdCmdFlag.FUA | NbdCmdFlag.NO_HOLE],
+  [NbdCmd.BLOCK_STATUS, NbdCmdFlag.FUA | NbdCmdFlag.REQ_ONE],
 ]);
 
 /** Bytes of data that follow the header on the wire. */
@@ -56,6 +59,12 @@ export function checkRequest(h: RequestHeader, limits: RequestLimits): RequestVe
   if (limits.shuttingDown) {
     return refuse(NbdError.ESHUTDOWN, `${where}: server is shutting down`);
   }
+  if (h.type === NbdCmd.BLOCK_STATUS && !limits.blockStatus) {
+    return refuse(
+      NbdError.EINVAL,
+      `${where}: no metadata context was selected (NBD_OPT_SET_META_CONTEXT)`,
+    );
+  }
   const flagsOk = allowed | (h.type === NbdCmd.READ && limits.structured ? NbdCmdFlag.DF : 0);
   if ((h.flags & ~flagsOk) !== 0) {
     return refuse(NbdError.EINVAL, `${where}: flags 0x${h.flags.toString(16)} not valid here`);
@@ -68,7 +77,8 @@ export function checkRequest(h: RequestHeader, limits: RequestLimits): RequestVe
   }
   if (h.length === 0) return refuse(NbdError.EINVAL, `${where}: length must be > 0`);
   // TRIM and WRITE_ZEROES carry no payload; the server splits them into device calls of at
-  // most requestBytesMax, so only READ and WRITE are bounded here.
+  // most requestBytesMax, and BLOCK_STATUS answers a prefix of a long range (block_status.ts),
+  // so only READ and WRITE are bounded here.
   if ((h.type === NbdCmd.READ || h.type === NbdCmd.WRITE) && h.length > limits.requestBytesMax) {
     return refuse(
       NbdError.EINVAL,

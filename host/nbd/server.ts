@@ -13,7 +13,9 @@
  */
 import type { BlockDevice } from "../../src/block_device.ts";
 import { nbdRequestBytesMaxDefault } from "../../src/limits.ts";
+import type { DirtyExtentSource } from "./block_status.ts";
 import { blockBytesPreferred, negotiate } from "./handshake.ts";
+import { baseAllocation, type MetaContext, trackmirrorDirty } from "./meta_context.ts";
 import { SocketReader } from "./reader.ts";
 import { isSocketGone, Transmission } from "./transmission.ts";
 import { ReplyWriter } from "./writer.ts";
@@ -47,6 +49,11 @@ export interface NbdServerOptions {
   lookup(exportName: string): BlockDevice | undefined;
   /** Export names for NBD_OPT_LIST. */
   listExports(): string[];
+  /**
+   * The dirty record of a volume, served as the `trackmirror:dirty` metadata context; absent, or
+   * undefined for a volume: that context is not offered for it (`base:allocation` always is).
+   */
+  dirtySource?(exportName: string): DirtyExtentSource | undefined;
   /**
    * When set, a client names an export VOLUME/TOKEN (export_auth.ts) and `lookup` is asked for
    * VOLUME only once TOKEN matched; NBD_OPT_LIST is refused.
@@ -261,6 +268,7 @@ class Connection {
       result = await negotiate(reader, (b) => writeAll(this.#conn, b), {
         lookup: options.lookup,
         listExports: options.listExports,
+        offeredContexts: (volume) => offeredContexts(options, volume),
         token: options.token,
         requestBytesMax: s.requestBytesMax,
         log: s.log,
@@ -287,6 +295,8 @@ class Connection {
       exportName: result.exportName,
       device: result.device,
       structured: result.structured,
+      contexts: result.contexts,
+      dirty: options.dirtySource?.(result.exportName),
       requestBytesMax: s.requestBytesMax,
       inflightMax: s.inflightMax,
       inflightBytesMax: s.inflightBytesMax,
@@ -294,6 +304,11 @@ class Connection {
     });
     await this.#transmission.run();
   }
+}
+
+/** `base:allocation` for every export; `trackmirror:dirty` where the export has a dirty record. */
+function offeredContexts(options: NbdServerOptions, volume: string): MetaContext[] {
+  return options.dirtySource?.(volume) ? [baseAllocation, trackmirrorDirty] : [baseAllocation];
 }
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {

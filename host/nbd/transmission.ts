@@ -5,6 +5,12 @@
  * a refused request never reaches the device. A WRITE reaches the device only once its whole
  * payload has arrived, so a client that hangs up mid-payload has written nothing.
  */
+import {
+  allocationScanBytesMax,
+  blockStatusReply,
+  type DirtyExtentSource,
+} from "./block_status.ts";
+import type { MetaContext } from "./meta_context.ts";
 import { PayloadPool } from "./payload_pool.ts";
 import type { BlockDevice } from "../../src/block_device.ts";
 import { diskErrorCode } from "../../src/fault_file.ts";
@@ -29,6 +35,10 @@ export interface TransmissionOptions {
   exportName: string;
   device: BlockDevice;
   structured: boolean;
+  /** Metadata contexts selected in the handshake; none: NBD_CMD_BLOCK_STATUS is refused. */
+  contexts?: MetaContext[];
+  /** The export's dirty record, for the `trackmirror:dirty` context. */
+  dirty?: DirtyExtentSource;
   /** Largest READ / WRITE, and the largest piece a TRIM or WRITE_ZEROES is split into. */
   requestBytesMax: number;
   /** Requests in flight (read, not yet answered) before the server stops reading the socket. */
@@ -71,6 +81,7 @@ export class Transmission {
       requestBytesMax: opts.requestBytesMax,
       structured: opts.structured,
       shuttingDown: false,
+      blockStatus: (opts.contexts?.length ?? 0) > 0,
     };
   }
 
@@ -150,7 +161,11 @@ export class Transmission {
               return "eof";
             }
           }
-          const cost = h.type === NbdCmd.READ || h.type === NbdCmd.WRITE ? h.length : 0;
+          const cost = h.type === NbdCmd.READ || h.type === NbdCmd.WRITE
+            ? h.length
+            : h.type === NbdCmd.BLOCK_STATUS
+            ? Math.min(h.length, allocationScanBytesMax)
+            : 0;
           const reply = this.#execute(h, payload);
           if (pooled) void reply.then(() => this.#payloads.give(payload!));
           this.#track(reply, cost);
@@ -206,6 +221,18 @@ export class Transmission {
         case NbdCmd.FLUSH:
           await device.flush();
           break;
+        case NbdCmd.BLOCK_STATUS:
+          return await blockStatusReply(
+            {
+              cookie: h.cookie,
+              offset: h.offset,
+              length: h.length,
+              one: (h.flags & NbdCmdFlag.REQ_ONE) !== 0,
+            },
+            this.#opts.contexts ?? [],
+            device,
+            this.#opts.dirty,
+          );
         case NbdCmd.TRIM:
         case NbdCmd.WRITE_ZEROES: {
           const step = this.#opts.requestBytesMax;

@@ -18,15 +18,16 @@
  * are shipped. The summary gives regions compared, shipped and skipped, and bytes shipped.
  */
 import { formatBytes } from "../../src/extent.ts";
-import { parseCount, parseFlags, parseUrl, runMain } from "../../src/flags.ts";
+import { parseCommand, tokenFlagDocs } from "../../src/command_help.ts";
+import { parseCount, parseUrl, runMain } from "../../src/flags.ts";
 import { checkName, type VolumeInfo } from "../../src/schemas.ts";
-import { resolveToken, tokenFlagOptions } from "../../src/token.ts";
+import { resolveToken } from "../../src/token.ts";
 import { TrackerClient } from "../../tracker/client.ts";
 import { BackupClient } from "../../backup/client.ts";
 import { HostClient } from "../client.ts";
 import { resyncOrphan } from "./orphan_resync.ts";
 import { followHostJob } from "./host_job.ts";
-import { progressLine, progressShower } from "./progress_display.ts";
+import { averageRate, jobSeconds, progressLine, progressShower } from "./progress_display.ts";
 import type { ResyncMode, ResyncProgress, ResyncRequestBody } from "../../src/host_schemas.ts";
 
 /**
@@ -99,8 +100,18 @@ function resyncLine(p: ResyncProgress, tty: boolean): string {
   return progressLine(p, tty, shipped);
 }
 
+/**
+ * Time and rate of the summary: the jobs' own time (from the start and end times their hosts
+ * reported) and the rate over it, then the command's wall time, which also counts polling.
+ */
+function timeText(results: VolumeResult[], bytes: number, wallSeconds: number, what: string) {
+  const seconds = jobSeconds(results.map((r) => r.progress));
+  return `in ${seconds.toFixed(2)} s (${averageRate(bytes, seconds)} ${what}), ` +
+    `${wallSeconds.toFixed(2)} s in all`;
+}
+
 /** The last line of `--checksum`: what was compared, shipped and skipped. */
-function checksumSummary(results: VolumeResult[], failed: number, seconds: number): string {
+function checksumSummary(results: VolumeResult[], failed: number, wallSeconds: number): string {
   const sum = (f: (p: ResyncProgress) => number | undefined) =>
     results.reduce((n, r) => n + (r.progress ? f(r.progress) ?? 0 : 0), 0);
   const compared = sum((p) => p.regionsCompared);
@@ -109,24 +120,79 @@ function checksumSummary(results: VolumeResult[], failed: number, seconds: numbe
   return `reconstruct: ${results.length - failed}/${results.length} volume(s) resynced by ` +
     `checksum, ${compared} regions compared, ${sum((p) => p.regionsShipped)} shipped, ` +
     `${sum((p) => p.regionsSkipped)} skipped, ${shipped} bytes shipped ` +
-    `(${formatBytes(shipped)}), ${seconds.toFixed(2)} s, ` +
-    `${(bytesCompared / 1e6 / Math.max(seconds, 0.001)).toFixed(1)} MB/s compared`;
+    `(${formatBytes(shipped)}) ${timeText(results, bytesCompared, wallSeconds, "compared")}`;
 }
 
+/** Default of --poll-ms: how often the owner's progress is read. */
+const pollMsDefault = 500;
+
+/** reconstruct's flags, parsed and documented from this one table. */
+const reconstructCommand = {
+  usage: "deno task reconstruct [flags]\n" +
+    "       deno task reconstruct --host ID --backup URL --volume-path NAME=PATH ... [flags]",
+  about: "Asks the owner of each dirty volume (per the tracker) to resync it to the backup, " +
+    "shows the progress and ends with a summary; exit 1 when a volume could not be resynced. " +
+    "With --host, takes over the volumes of a host agent that will not come back and resyncs " +
+    "them from their primary images reachable here.",
+  flags: {
+    tracker: {
+      type: "string",
+      value: "URL",
+      doc: "the tracker, which knows every volume and its owner",
+      fallback: "http://127.0.0.1:8701",
+    },
+    volume: { type: "string", value: "NAME", doc: "only this volume (default: every dirty one)" },
+    ...tokenFlagDocs,
+    "poll-ms": {
+      type: "string",
+      value: "N",
+      doc: "milliseconds between reads of a job's progress, a whole number",
+      fallback: `${pollMsDefault}`,
+    },
+    checksum: {
+      type: "boolean",
+      doc: "compare every region by SHA-256 with the backup's and ship only those that differ " +
+        "(the repair of a volume whose trust is checksum-resync-needed)",
+    },
+    "discard-secondary": {
+      type: "boolean",
+      doc: "with --checksum --volume NAME: resolve a split brain by keeping the owner's primary",
+    },
+    host: {
+      type: "string",
+      value: "ID",
+      doc: "a dead host agent whose volumes are taken over and resynced from here",
+    },
+    backup: {
+      type: "string",
+      value: "URL",
+      doc: "the backup (with --host)",
+      fallback: "http://127.0.0.1:8702",
+    },
+    "volume-path": {
+      type: "string",
+      multiple: true,
+      value: "NAME=PATH",
+      doc: "with --host: where the dead host's primary image of NAME is reachable here",
+    },
+    as: {
+      type: "string",
+      value: "ID",
+      doc: "with --host: the host id the takeover registers as",
+      fallback: "reconstruct",
+    },
+    force: {
+      type: "boolean",
+      doc: "with --host: take over even while the dead host's lease still runs",
+    },
+  },
+  notes: "Output: progress (a redrawn line on a terminal, plain lines otherwise), then a " +
+    "summary: bytes copied, the copy's own time and rate (MiB/s, from the start and end times " +
+    "the hosts report), and the command's time in all.",
+} as const;
+
 async function main(): Promise<void> {
-  const flags = parseFlags(Deno.args, {
-    tracker: { type: "string" },
-    volume: { type: "string" },
-    ...tokenFlagOptions,
-    "poll-ms": { type: "string" },
-    host: { type: "string" },
-    backup: { type: "string" },
-    "volume-path": { type: "string", multiple: true },
-    as: { type: "string" },
-    force: { type: "boolean" },
-    checksum: { type: "boolean" },
-    "discard-secondary": { type: "boolean" },
-  });
+  const flags = parseCommand(Deno.args, reconstructCommand);
   const checksum = flags.checksum ?? false;
   const discardSecondary = flags["discard-secondary"] ?? false;
   if (discardSecondary && (!checksum || flags.volume === undefined)) {
@@ -144,7 +210,7 @@ async function main(): Promise<void> {
   const mode: ResyncMode = checksum ? "checksum" : "plain";
   const trackerUrl = parseUrl("tracker", flags.tracker, "http://127.0.0.1:8701");
   const token = resolveToken(flags);
-  const pollMs = parseCount("poll-ms", flags["poll-ms"], 500);
+  const pollMs = parseCount("poll-ms", flags["poll-ms"], pollMsDefault);
   const tracker = new TrackerClient(trackerUrl, { token });
 
   let volumes: VolumeInfo[];
@@ -248,10 +314,8 @@ async function main(): Promise<void> {
   } else {
     console.log(
       `reconstruct: ${results.length - failed.length}/${results.length} volume(s) resynced, ` +
-        `${regions} regions, ${bytes} bytes copied (${formatBytes(bytes)}), ${
-          seconds.toFixed(2)
-        } s, ` +
-        `${(bytes / 1e6 / Math.max(seconds, 0.001)).toFixed(1)} MB/s`,
+        `${regions} regions, ${bytes} bytes copied (${formatBytes(bytes)}) ` +
+        timeText(results, bytes, seconds, "copied"),
     );
   }
   if (failed.length > 0) {

@@ -19,14 +19,15 @@
  * brain).
  */
 import { formatBytes } from "../../src/extent.ts";
-import { parseCount, parseFlags, parseUrl, runMain } from "../../src/flags.ts";
+import { parseCommand, tokenFlagDocs } from "../../src/command_help.ts";
+import { parseCount, parseUrl, runMain } from "../../src/flags.ts";
 import type { VerifyProgress } from "../../src/host_schemas.ts";
 import { checkName, type VolumeInfo } from "../../src/schemas.ts";
-import { resolveToken, tokenFlagOptions } from "../../src/token.ts";
+import { resolveToken } from "../../src/token.ts";
 import { TrackerClient } from "../../tracker/client.ts";
 import { HostClient } from "../client.ts";
 import { followHostJob, type JobResult } from "./host_job.ts";
-import { progressLine, progressShower } from "./progress_display.ts";
+import { averageRate, jobSeconds, progressLine, progressShower } from "./progress_display.ts";
 
 /** Exit code when differences were found. */
 export const verifyExitDiffering = 1;
@@ -55,18 +56,48 @@ function differenceLines(p: VerifyProgress, listedMax: number): string[] {
   return lines;
 }
 
+/** Default of --poll-ms: how often the owner's progress is read. */
+const pollMsDefault = 500;
+
+/** verify's flags, parsed and documented from this one table. */
+const verifyCommand = {
+  usage: "deno task verify [flags]",
+  about: "Online verify: asks the owner of every volume (or one) to compare each region of the " +
+    "primary with the secondary by SHA-256 while writes continue; differing regions are marked " +
+    "dirty at the tracker for the next deno task reconstruct. Nothing is shipped.",
+  flags: {
+    tracker: {
+      type: "string",
+      value: "URL",
+      doc: "the tracker, which knows every volume and its owner",
+      fallback: "http://127.0.0.1:8701",
+    },
+    volume: { type: "string", value: "NAME", doc: "only this volume (default: every volume)" },
+    ...tokenFlagDocs,
+    "poll-ms": {
+      type: "string",
+      value: "N",
+      doc: "milliseconds between reads of a job's progress, a whole number",
+      fallback: `${pollMsDefault}`,
+    },
+    "extents-max": {
+      type: "string",
+      value: "N",
+      doc: 'differing extents listed per volume, a whole number (then "…and K more")',
+      fallback: `${extentsListedDefault}`,
+    },
+  },
+  notes: `Exit codes: 0 every volume verified equal; ${verifyExitDiffering} differences found ` +
+    `(listed, and marked at the tracker); 2 bad flags; ${verifyExitIncomplete} no difference ` +
+    "found but the tracker could not be read or some volume could not be verified.",
+} as const;
+
 /** Runs the verify; returns the exit code (flag errors throw RangeError: exit 2). */
 async function main(): Promise<number> {
-  const flags = parseFlags(Deno.args, {
-    tracker: { type: "string" },
-    volume: { type: "string" },
-    ...tokenFlagOptions,
-    "poll-ms": { type: "string" },
-    "extents-max": { type: "string" },
-  });
+  const flags = parseCommand(Deno.args, verifyCommand);
   const trackerUrl = parseUrl("tracker", flags.tracker, "http://127.0.0.1:8701");
   const token = resolveToken(flags);
-  const pollMs = parseCount("poll-ms", flags["poll-ms"], 500);
+  const pollMs = parseCount("poll-ms", flags["poll-ms"], pollMsDefault);
   const listedMax = parseCount("extents-max", flags["extents-max"], extentsListedDefault);
   const tracker = new TrackerClient(trackerUrl, { token });
 
@@ -108,12 +139,14 @@ async function main(): Promise<number> {
   for (const p of differing) for (const line of differenceLines(p, listedMax)) console.log(line);
   const sum = (f: (p: VerifyProgress) => number) => verified.reduce((n, p) => n + f(p), 0);
   const bytesCompared = sum((p) => p.bytesDone);
+  // The rate is over the verifies' own time, as their hosts report it, not the polling loop's.
+  const verifySeconds = jobSeconds(verified);
   console.log(
     `verify: ${verified.length}/${results.length} volume(s) verified, ` +
       `${sum((p) => p.regionsCompared)} regions compared, ` +
       `${sum((p) => p.regionsDiffering)} differing, ${sum((p) => p.extentsTotal)} extent(s), ` +
-      `${sum((p) => p.bytesDiffering)} bytes differing, ${seconds.toFixed(2)} s, ` +
-      `${(bytesCompared / 1e6 / Math.max(seconds, 0.001)).toFixed(1)} MB/s compared`,
+      `${sum((p) => p.bytesDiffering)} bytes differing, in ${verifySeconds.toFixed(2)} s ` +
+      `(${averageRate(bytesCompared, verifySeconds)} compared), ${seconds.toFixed(2)} s in all`,
   );
   if (differing.length > 0) return verifyExitDiffering;
   return verified.length < results.length ? verifyExitIncomplete : 0;

@@ -116,6 +116,14 @@ export function modelServe(
           break;
         }
       }
+    } else if (option === 9 || option === 10) { // LIST_META_CONTEXT, SET_META_CONTEXT
+      // SET needs structured replies first; the model's export offers no context, so a valid
+      // request for it is answered by ACK alone.
+      const name = metaContextName(data);
+      if (option === 10 && !structured) reply(option, REP.ERR_INVALID);
+      else if (name === undefined) reply(option, REP.ERR_INVALID);
+      else if (name !== exp.name) reply(option, REP.ERR_UNKNOWN);
+      else reply(option, REP.ACK);
     } else if (option === 8) { // STRUCTURED_REPLY
       if (length !== 0) reply(option, REP.ERR_INVALID);
       else {
@@ -170,6 +178,27 @@ export function modelServe(
     out.replies.push({ cookie, error });
   }
   return out;
+}
+
+/**
+ * The export name of NBD_OPT_LIST_META_CONTEXT / NBD_OPT_SET_META_CONTEXT data (name, query count,
+ * queries, nothing left over), or undefined when the data is malformed.
+ */
+function metaContextName(data: Uint8Array): string | undefined {
+  const v = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  if (data.length < 8) return undefined;
+  const nameBytes = v.getUint32(0);
+  if (nameBytes > data.length - 8) return undefined;
+  const name = protocolString(data.subarray(4, 4 + nameBytes));
+  let at = 8 + nameBytes;
+  for (let i = v.getUint32(4 + nameBytes); i > 0; i--) {
+    if (data.length - at < 4) return undefined;
+    const queryBytes = v.getUint32(at);
+    if (queryBytes > data.length - at - 4) return undefined;
+    if (protocolString(data.subarray(at + 4, at + 4 + queryBytes)) === undefined) return undefined;
+    at += 4 + queryBytes;
+  }
+  return at === data.length ? name : undefined;
 }
 
 /** The export name of NBD_OPT_INFO / NBD_OPT_GO data, or undefined when the data is malformed. */

@@ -66,7 +66,32 @@ const infoData = fc.tuple(
     return b;
   });
 
+/** NBD_OPT_LIST / SET_META_CONTEXT data: a name, then queries (known, wildcard, unknown, bad). */
+const metaContextData = fc.tuple(
+  names,
+  fc.array(
+    fc.oneof(
+      fc.constantFrom("base:allocation", "base:", "trackmirror:dirty", "x-other:thing", "nocolon")
+        .map((q) => utf8.encode(q)),
+      names,
+    ),
+    { maxLength: 3 },
+  ),
+  fc.nat(3),
+).map(([name, queries, lie]) =>
+  concat([
+    be32(name.length + (lie === 1 ? 1 : 0)),
+    name,
+    be32(queries.length + (lie === 2 ? 1 : 0)),
+    ...queries.flatMap((q) => [be32(q.length), q]),
+  ])
+);
+
 const option = fc.oneof(
+  {
+    weight: 2,
+    arbitrary: fc.tuple(fc.constantFrom(9, 10), metaContextData).map(([o, d]) => optionFrame(o, d)),
+  },
   {
     weight: 4,
     arbitrary: fc.tuple(fc.constantFrom(6, 7), infoData).map(([o, d]) => optionFrame(o, d)),

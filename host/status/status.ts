@@ -1,0 +1,138 @@
+/**
+ * `deno task status`: the whole system in one answer (issue 11; DRBD's `drbdadm status` /
+ * `drbdsetup status --json` and `rbd mirror image status` are the anchors). Found from the
+ * tracker as reconstruct finds it: its volumes name their owners' host agents, and each agent's
+ * status names the backup it forks to.
+ *
+ *   deno task status [--tracker URL] [--json] [--watch [SECONDS]] [--events]
+ *                    [--token T | --token-file PATH]
+ *
+ * Output: a table (host/status/status_table.ts) or, with --json, the document of
+ * host/status/status_document.ts on one line. --watch refreshes every SECONDS (2): the screen is
+ * cleared on a terminal, blocks follow each other (a blank line apart) otherwise; it runs until
+ * interrupted and then exits with the last block's code.
+ *
+ * Exit codes (stable): 0 healthy; 1 degraded (serving, but something is dirty, lagging,
+ * resyncing, untrusted or degraded); 2 bad flags; 3 down (the tracker, a host agent or a backup
+ * does not answer, a component is offline, a volume is not served).
+ */
+import { parseFlags, parseUrl, runMain } from "../../src/flags.ts";
+import { resolveToken, tokenFlagOptions } from "../../src/token.ts";
+import { assembleStatus } from "./status_assemble.ts";
+import { statusExit, type SystemStatus } from "./status_document.ts";
+import { gatherAnswers } from "./status_gather.ts";
+import { renderStatusTable } from "./status_table.ts";
+
+const usage = `Usage: deno task status [options]
+The whole system in one answer, found from the tracker: per volume its owner and mode, in sync or
+why not, dirty bytes and the oldest mark's age, backup lag, resync progress; component health.
+  --tracker URL        tracker service (default http://127.0.0.1:8701)
+  --json               the status document on one line (README: "Is my mirror in sync?")
+  --watch [SECONDS]    refresh every SECONDS (default 2) until Ctrl-C
+  --events             not yet (issue 11 item 2): exits 2
+  --token T, --token-file PATH   the shared token (or TRACKMIRROR_TOKEN)
+  --help               this text
+Exit codes: 0 healthy, 1 degraded, 2 bad flags, 3 down.`;
+
+/** Refresh interval of --watch without a value. */
+export const watchSecondsDefault = 2;
+/** Bounds of --watch SECONDS. */
+const watchSecondsMin = 0.1;
+const watchSecondsMax = 3600;
+const encoder = new TextEncoder();
+
+/**
+ * Takes `--watch [SECONDS]` (or `--watch=SECONDS`) out of `args`: parseArgs has no flag with an
+ * optional value. Returns the interval (undefined without --watch) and the other arguments.
+ */
+export function takeWatchFlag(args: readonly string[]): { watchSeconds?: number; rest: string[] } {
+  const rest: string[] = [];
+  let watchSeconds: number | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg !== "--watch" && !arg.startsWith("--watch=")) {
+      rest.push(arg);
+      continue;
+    }
+    let text: string | undefined;
+    if (arg.startsWith("--watch=")) text = arg.slice("--watch=".length);
+    else if (i + 1 < args.length && !args[i + 1].startsWith("--")) text = args[++i];
+    watchSeconds = text === undefined ? watchSecondsDefault : Number(text);
+    if (
+      text !== undefined &&
+      (!/^\d+(\.\d+)?$/.test(text) || watchSeconds < watchSecondsMin ||
+        watchSeconds > watchSecondsMax)
+    ) {
+      throw new RangeError(
+        `--watch "${text}" must be a number of seconds from ${watchSecondsMin} to ${watchSecondsMax}`,
+      );
+    }
+  }
+  return { watchSeconds, rest };
+}
+
+/** One block of output: the table, or the JSON document on one line. */
+export function renderStatus(doc: SystemStatus, json: boolean): string {
+  return json ? JSON.stringify(doc) : renderStatusTable(doc).join("\n");
+}
+
+async function main(): Promise<number> {
+  const { watchSeconds, rest } = takeWatchFlag(Deno.args);
+  const flags = parseFlags(rest, {
+    tracker: { type: "string" },
+    json: { type: "boolean" },
+    events: { type: "boolean" },
+    help: { type: "boolean" },
+    ...tokenFlagOptions,
+  });
+  if (flags.help) {
+    console.log(usage);
+    return statusExit.healthy;
+  }
+  const trackerUrl = parseUrl("tracker", flags.tracker, "http://127.0.0.1:8701");
+  const token = resolveToken(flags);
+  if (flags.events) {
+    console.error("status --events: not yet: events arrive with issue 11 item 2");
+    return statusExit.badFlags;
+  }
+  const json = flags.json ?? false;
+  const snapshot = async () => assembleStatus(await gatherAnswers({ trackerUrl, token }));
+  if (watchSeconds === undefined) {
+    const doc = await snapshot();
+    console.log(renderStatus(doc, json));
+    return doc.exitCode;
+  }
+  const tty = Deno.stdout.isTerminal();
+  let code: number = statusExit.healthy;
+  let stop: () => void = () => {};
+  const stopped = new Promise<void>((resolve) => stop = resolve);
+  const onSignal = () => stop();
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  try {
+    for (let first = true;; first = false) {
+      const doc = await snapshot();
+      code = doc.exitCode;
+      const block = renderStatus(doc, json);
+      if (tty) Deno.stdout.writeSync(encoder.encode(`\x1b[H\x1b[2J${block}\n`));
+      else console.log(first || json ? block : `\n${block}`);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const next = new Promise<"next">((r) =>
+        timer = setTimeout(() => r("next"), watchSeconds * 1000)
+      );
+      const why = await Promise.race([next, stopped.then(() => "stop" as const)]);
+      clearTimeout(timer);
+      if (why === "stop") return code;
+    }
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+  }
+}
+
+if (import.meta.main) {
+  await runMain(async () => {
+    const code = await main();
+    if (code !== 0) Deno.exit(code);
+  });
+}

@@ -1,0 +1,69 @@
+/**
+ * Asks the services what `deno task status` shows, the way reconstruct finds them: the tracker's
+ * volumes name their owners' host agents; each agent's status names the backup it forks to. Calls
+ * to different services run concurrently, each bounded by `statusCallTimeoutMs`, so one stopped
+ * process costs the command one timeout, not one per volume.
+ */
+import type { HostStatus } from "../../src/host_schemas.ts";
+import type { BackupStatus, TrackerStatus } from "../../src/schemas.ts";
+import { BackupClient } from "../../backup/client.ts";
+import { TrackerClient } from "../../tracker/client.ts";
+import { HostClient } from "../client.ts";
+import type { Answers, Unanswered } from "./status_assemble.ts";
+
+/** Longest the command waits for any one service's answer. */
+export const statusCallTimeoutMs = 3000;
+
+export interface GatherOptions {
+  trackerUrl: string;
+  token?: string;
+  timeoutMs?: number;
+}
+
+async function answerOf<T>(call: () => Promise<T>): Promise<T | Unanswered> {
+  try {
+    return await call();
+  } catch (err) {
+    return { error: (err as Error).message };
+  }
+}
+
+/** Everything the services answer now (or why they did not). */
+export async function gatherAnswers(opts: GatherOptions): Promise<Answers> {
+  const client = { token: opts.token, timeoutMs: opts.timeoutMs ?? statusCallTimeoutMs };
+  const at = Date.now();
+  const tracker = new TrackerClient(opts.trackerUrl, client);
+  const [volumes, trackerStatus] = await Promise.all([
+    answerOf(() => tracker.listVolumes()),
+    // Older trackers have no /v1/status: its absence is no reason to call the tracker down.
+    answerOf<TrackerStatus | null>(() => tracker.status()),
+  ]);
+  const hosts = new Map<string, HostStatus | Unanswered>();
+  const backups = new Map<string, BackupStatus | Unanswered>();
+  if ("error" in volumes) {
+    return { at, trackerUrl: opts.trackerUrl, tracker: volumes, hosts, backups };
+  }
+  const ownerUrls = [...new Set(volumes.map((v) => v.ownerUrl))];
+  const hostAnswers = await Promise.all(
+    ownerUrls.map((url) => answerOf(() => new HostClient(url, client).status())),
+  );
+  ownerUrls.forEach((url, i) => hosts.set(url, hostAnswers[i]));
+  const backupUrls = [
+    ...new Set(
+      hostAnswers.flatMap((h) =>
+        "error" in h || !h.components.backup.url ? [] : [h.components.backup.url]
+      ),
+    ),
+  ];
+  const backupAnswers = await Promise.all(
+    backupUrls.map((url) => answerOf(() => new BackupClient(url, client).status())),
+  );
+  backupUrls.forEach((url, i) => backups.set(url, backupAnswers[i]));
+  return {
+    at,
+    trackerUrl: opts.trackerUrl,
+    tracker: { volumes, status: "error" in trackerStatus! ? null : trackerStatus },
+    hosts,
+    backups,
+  };
+}
