@@ -15,8 +15,9 @@
  *   deno run -A bench/hotspot_bench.ts [--seconds 60] [--size 256MiB] [--iops 2000]
  *                                      [--interval 10s] [--rounds 1] [--block 4KiB]
  *                                      [--region SIZE (the host's --region-bytes)]
+ *                                      [--predict N (the host's --predict-regions)]
  *   deno task bench --only hotspot    (TRACKMIRROR_HOTSPOT_SECONDS, _SIZE, _IOPS, _INTERVAL,
- *                                      _ROUNDS, _BLOCK, _REGION)
+ *                                      _ROUNDS, _BLOCK, _REGION, _PREDICT)
  */
 import { startSystem, type System } from "../harness/system.ts";
 import { run } from "../harness/tools.ts";
@@ -36,6 +37,11 @@ export interface HotspotOptions {
   blockBytes: number;
   /** The host's `--region-bytes` (the tracker's and the cycles' unit); undefined: its default. */
   regionBytes?: number;
+  /**
+   * The host's `--predict-regions`; undefined: its default. A cycle ships every marked region,
+   * those marked ahead too, so this changes what cycle mode ships.
+   */
+  predictRegions?: number;
 }
 
 export const hotspotDefaults: HotspotOptions = {
@@ -124,6 +130,7 @@ async function runMode(mode: Mode, o: HotspotOptions): Promise<ModeResult> {
     hostArgs: [
       ...(mode === "cycles" ? ["--mirror", "cycles", "--cycle-interval", o.interval] : []),
       ...(o.regionBytes === undefined ? [] : ["--region-bytes", String(o.regionBytes)]),
+      ...(o.predictRegions === undefined ? [] : ["--predict-regions", String(o.predictRegions)]),
     ],
   });
   try {
@@ -164,6 +171,7 @@ export async function benchHotspot(o: HotspotOptions = hotspotOptionsFromEnv()) 
     rounds: o.rounds,
     block_bytes: o.blockBytes,
     region_bytes: o.regionBytes ?? 0,
+    predict_regions: o.predictRegions ?? -1,
     journal_written_bytes: m("journal", "written"),
     journal_shipped_bytes: m("journal", "shipped"),
     cycles_written_bytes: m("cycles", "written"),
@@ -180,7 +188,8 @@ export function formatHotspot(r: Awaited<ReturnType<typeof benchHotspot>>): stri
   return [
     `hot spot: ${formatBytes(r.block_bytes)} random writes, 80% to 20% of a ` +
     `${formatBytes(r.volume_bytes)} volume, ${r.offered_iops} IOPS offered, qd ${iodepth}, ` +
-    `${r.seconds} s, regions ${r.region_bytes ? formatBytes(r.region_bytes) : "default"}; bytes ` +
+    `${r.seconds} s, regions ${r.region_bytes ? formatBytes(r.region_bytes) : "default"}, ` +
+    `predict-regions ${r.predict_regions < 0 ? "default" : r.predict_regions}; bytes ` +
     `the host sent to the backup (link and HTTP, counted by proxies), medians of ${r.rounds} ` +
     "round(s)",
     table(["mode", "written", "shipped", "shipped/written", "cycles"], [
@@ -204,7 +213,16 @@ export function formatHotspot(r: Awaited<ReturnType<typeof benchHotspot>>): stri
   ].join("\n");
 }
 
-const optionNames = ["seconds", "size", "iops", "interval", "rounds", "block", "region"] as const;
+const optionNames = [
+  "seconds",
+  "size",
+  "iops",
+  "interval",
+  "rounds",
+  "block",
+  "region",
+  "predict",
+] as const;
 type OptionTexts = Partial<Record<typeof optionNames[number], string>>;
 
 /** Options from the environment (for `deno task bench`, whose flags are the NBD bench's). */
@@ -217,6 +235,11 @@ export function hotspotOptionsFromEnv(): HotspotOptions {
 
 /** Parses the options' texts; an error names the bad value and where it came from (`label`). */
 function hotspotOptions(v: OptionTexts, label: (k: string) => string): HotspotOptions {
+  const count = (k: "predict") => {
+    const text = v[k]!;
+    if (!/^\d+$/.test(text)) throw new RangeError(`${label(k)} "${text}" must be a whole number`);
+    return Number(text);
+  };
   const positive = (k: "seconds" | "iops" | "rounds") => {
     const text = v[k];
     if (text === undefined) return hotspotDefaults[k];
@@ -247,6 +270,7 @@ function hotspotOptions(v: OptionTexts, label: (k: string) => string): HotspotOp
     rounds: positive("rounds"),
     blockBytes: size("block") ?? hotspotDefaults.blockBytes,
     regionBytes: size("region"),
+    predictRegions: v.predict === undefined ? undefined : count("predict"),
   };
 }
 
@@ -260,6 +284,7 @@ if (import.meta.main) {
       rounds: { type: "string" },
       block: { type: "string" },
       region: { type: "string" },
+      predict: { type: "string" },
     });
     const result = await benchHotspot(hotspotOptions(flags, (k) => `--${k}`));
     console.log(formatHotspot(result));

@@ -49,7 +49,7 @@ const usage = `Usage: deno task bench [--only LIST] [--json PATH] [NBD flags]
   --version        print the version and exit
   Hot-spot bench (journal vs cycle mode), from the environment:
   TRACKMIRROR_HOTSPOT_SECONDS (60), _SIZE (256MiB), _IOPS (2000), _INTERVAL (10s), _ROUNDS (1),
-  _BLOCK (4KiB), _REGION (the host's --region-bytes default)`;
+  _BLOCK (4KiB), _REGION and _PREDICT (the host's --region-bytes and --predict-regions)`;
 
 /** One bench: how to run it and how to show its result. */
 interface Bench {
