@@ -1,7 +1,8 @@
 /**
  * `deno task bench`: runs every bench in one run — tracker, backup, host HTTP, NBD (fio against
  * nbdkit and the host agent), prediction, checksum resync against a full copy, the cost of a
- * consistent (staged) resync — prints a table per bench, and writes every result as JSON to
+ * consistent (staged) resync, bytes shipped in journal vs cycle mode under a hot spot — prints a
+ * table per bench, and writes every result as JSON to
  * bench/results/latest.json (and to `--json PATH` when given). A bench that fails is reported and
  * the others still run; the exit code is then 1.
  *
@@ -27,10 +28,11 @@ import { benchPrediction } from "./prediction_bench.ts";
 import { formatPrediction } from "./prediction_table.ts";
 import { benchChecksum, formatChecksum } from "./checksum_bench.ts";
 import { benchStaging, formatStaging } from "./staging_bench.ts";
+import { benchHotspot, formatHotspot } from "./hotspot_bench.ts";
 
 const usage = `Usage: deno task bench [--only LIST] [--json PATH] [NBD flags]
   --only LIST      benches to run, comma-separated: tracker, backup, host_http, nbd,
-                   prediction, checksum, staging (default all)
+                   prediction, checksum, staging, hotspot (default all)
   --json PATH      also write the results here (they always go to bench/results/latest.json)
   NBD bench:
   --rounds N       runs of every case; the order of targets is reversed every other round;
@@ -44,7 +46,10 @@ const usage = `Usage: deno task bench [--only LIST] [--json PATH] [NBD flags]
                    --host-args="--activity-regions-max 16384"
   --cpu-prof-dir D profile tracker, backup and host agent of every case (--cpu-prof) into D
   --help           print this help and exit
-  --version        print the version and exit`;
+  --version        print the version and exit
+  Hot-spot bench (journal vs cycle mode), from the environment:
+  TRACKMIRROR_HOTSPOT_SECONDS (60), _SIZE (256MiB), _IOPS (2000), _INTERVAL (10s), _ROUNDS (1),
+  _BLOCK (4KiB), _REGION and _PREDICT (the host's --region-bytes and --predict-regions)`;
 
 /** One bench: how to run it and how to show its result. */
 interface Bench {
@@ -115,6 +120,10 @@ async function main(): Promise<void> {
     staging: {
       run: () => benchStaging(),
       format: (r) => formatStaging(r as Record<string, number>),
+    },
+    hotspot: {
+      run: () => benchHotspot(),
+      format: (r) => formatHotspot(r as Awaited<ReturnType<typeof benchHotspot>>),
     },
   };
   const names = flags.only === undefined
