@@ -179,6 +179,26 @@ Deno.test("an older copy of the tracker's KV is noticed by its lower mark sequen
   }
 });
 
+Deno.test("a mark sequence learnt from tracking answers reaches the sidecar at the next renewal", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/vol0.img`;
+  try {
+    const trust = await VolumeTrust.open("vol0", path, () => 0);
+    const generation = crypto.randomUUID();
+    const answer = (markSeq: number) => ({ generation, markSeq, dirtyRegions: markSeq });
+    await trust.checkTracker(answer(0), trust.snapshot(), true); // registration: adopted
+    await trust.checkTracker(answer(3), trust.snapshot(), false); // tracking answers: memory only
+    const read = async () =>
+      JSON.parse(await Deno.readTextFile(`${path}${primaryGenerationSuffix}`)).markSeq;
+    assert.equal(await read(), 0);
+    await trust.checkTracker(answer(3), trust.snapshot(), true); // a renewal, nothing new in it
+    // Without this a restarted agent would take a restored older copy (sequence < 3) for current.
+    assert.equal(await read(), 3);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a tracking answer behind what was seen makes the volume need a checksum resync at once", async () => {
   const tracker = new FakeTracker();
   tracker.generation = crypto.randomUUID();

@@ -55,6 +55,13 @@ export class VolumeTrust {
   #sidecar: PrimarySidecar;
   /** Highest mark sequence seen since start (≥ the sidecar's). */
   #markSeqSeen: number;
+  /**
+   * The mark sequence in the sidecar file. The in-memory sidecar follows tracking answers at
+   * once, the file only at the next persisting check (a lease renewal): compared with this, not
+   * with the in-memory copy, or a sequence learnt from a tracking answer would never reach the
+   * file, and a restarted agent could not tell an older copy of the tracker's record.
+   */
+  #persistedMarkSeq: number;
   #writes: Promise<void> = Promise.resolve();
   /** Losses and split brains noticed since start: a checksum resync begun before one proves nothing. */
   #losses = 0;
@@ -71,6 +78,7 @@ export class VolumeTrust {
   ) {
     this.#sidecar = sidecar;
     this.#markSeqSeen = sidecar.markSeq;
+    this.#persistedMarkSeq = sidecar.markSeq;
   }
 
   /** Reads (or makes) the sidecar beside `primaryPath`; see generation_sidecar.ts. */
@@ -286,7 +294,7 @@ export class VolumeTrust {
     }
     const changed = lost || before.trackerGeneration !== recorded.trackerGeneration ||
       before.secondaryGeneration !== recorded.secondaryGeneration;
-    if (changed || (persist && before.markSeq !== this.#markSeqSeen)) {
+    if (changed || (persist && this.#persistedMarkSeq !== this.#markSeqSeen)) {
       // A failed write is logged (#persist) and not thrown: the decision already holds in memory,
       // and after a restart the unchanged sidecar leads to the same decision again.
       await this.#persist().catch(() => {});
@@ -313,7 +321,11 @@ export class VolumeTrust {
 
   /** Writes the sidecar; writes are serialized so an older state never lands after a newer. */
   #persist(): Promise<void> {
-    const next = this.#writes.then(() => writeSidecar(this.path, { ...this.#sidecar }));
+    const sidecar = { ...this.#sidecar };
+    const next = this.#writes.then(async () => {
+      await writeSidecar(this.path, sidecar);
+      this.#persistedMarkSeq = sidecar.markSeq;
+    });
     this.#writes = next.catch((err) => {
       console.warn(
         `host: volume "${this.volume}": could not write generation sidecar "${this.path}": ` +
