@@ -39,8 +39,15 @@ Deno.test({
     }).spawn();
     const reader = child.stdout.getReader();
     try {
-      await reader.read();
-      assert.equal(await processRunning(child.pid, needle), true);
+      const first = await reader.read();
+      assert.equal(first.done, false, "the child ended before it said it runs");
+      // Bounded poll: on a loaded machine /proc may show the command line a moment late.
+      let running = false;
+      for (let i = 0; i < 100 && !running; i++) {
+        running = await processRunning(child.pid, needle);
+        if (!running) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(running, true, await Deno.readTextFile(`/proc/${child.pid}/cmdline`));
       assert.equal(await processRunning(child.pid, "backup/main.ts"), false, "a reused pid");
     } finally {
       child.kill("SIGKILL");
