@@ -239,6 +239,11 @@ export const hostVolumeView = z.object({
   cachedMarkedRegions: z.number(),
   activity: activityView.nullable(),
   promoted: z.boolean(),
+  /**
+   * A cycle opened at the backup's return is still open (issue 10): the secondary is held at its
+   * last point until a resync commits, even for a clean volume. Absent in older documents.
+   */
+  stageOpen: z.boolean().optional(),
   resync: resyncProgress,
   /** How the volume is mirrored (issue 10); absent (older agents, documents built elsewhere): journal. */
   mirror: mirrorMode.optional(),

@@ -117,9 +117,13 @@ export class HostAgent {
       linkAddress: opts.linkAddress,
       linkFactory: opts.linkFactory,
       token: opts.linkToken,
-      beforeOnline: opts.resync?.staged === false
-        ? undefined
-        : async (names, send) => void await openCyclesOnReturn(opts.tracker, names, send),
+      beforeOnline: opts.resync?.staged === false ? undefined : async (names, send) => {
+        const opened = await openCyclesOnReturn(opts.tracker, names, send);
+        for (const name of opened) {
+          const v = this.#volumes.get(name);
+          if (v && !v.cycles) v.stageOpen = true; // a cycle-mode volume's next cycle commits it
+        }
+      },
       generations: {
         primaryGeneration: (name) => this.#volumes.get(name)?.trust.primaryGeneration,
         checkSecondary: async (name, answer) => {
@@ -235,12 +239,13 @@ export class HostAgent {
       return v.cycles.progress;
     }
     if (mode === "plain") {
-      void v.resync.start();
+      void v.resync.start().then((done) => this.#committed(v, done));
       return v.resync.progress;
     }
     if (v.checksumResync.running) return v.checksumResync.progress;
     const lossCountAtStart = v.trust.lossCount;
     void v.checksumResync.start().then(async (done) => {
+      this.#committed(v, done);
       if (done.state !== "done") return;
       // Every region now equals the backup's (or is marked again): the volume is in sync, unless
       // a loss was noticed meanwhile (markTrusted then keeps it untrusted).
@@ -462,6 +467,11 @@ export class HostAgent {
     } catch { /* the tracker may be away; the refusal's own words stay */ }
   }
 
+  /** A resync whose cycle committed has brought the stage opened at the backup's return in. */
+  #committed(v: HostVolume, done: ResyncProgress): void {
+    if (done.cycle === "committed") v.stageOpen = false;
+  }
+
   async #autoResync(): Promise<void> {
     for (const v of this.#volumes.values()) {
       if (v.cycles) continue; // its next cycle is its resync
@@ -472,9 +482,10 @@ export class HostAgent {
       }
       try {
         const info = await this.opts.tracker.getVolume(v.name);
-        if (info.dirtyRegions > 0 && this.backupStatus.isOnline && !v.checksumResync.running) {
+        const needed = info.dirtyRegions > 0 || v.stageOpen;
+        if (needed && this.backupStatus.isOnline && !v.checksumResync.running) {
           v.resyncMode = "plain";
-          void v.resync.start();
+          void v.resync.start().then((done) => this.#committed(v, done));
         }
       } catch (err) {
         console.warn(

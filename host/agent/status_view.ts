@@ -95,6 +95,7 @@ function statusDocument(s: StatusInputs): HostStatus {
         }
         : null,
       promoted: v.promoted,
+      stageOpen: v.stageOpen,
       resync: latestResync(v).progress,
       mirror: v.mirror,
       cycle: v.cycles?.progress ?? null,

@@ -69,6 +69,12 @@ export interface HostVolume {
   resyncMode: ResyncMode;
   /** True once the previous incarnation's activity marks were promoted to dirty marks. */
   promoted: boolean;
+  /**
+   * True while a cycle this agent opened at the backup's return (cycle_on_return.ts) has not been
+   * committed by a resync: the backup stages the volume's writes meanwhile, so even a clean
+   * volume needs one resync (reconstruct and --auto-resync run it) to bring its secondary on.
+   */
+  stageOpen: boolean;
   /** Generations and trust (issue 9): whether its mirror may be trusted, mirrored, resynced. */
   trust: VolumeTrust;
   /** This instance's lease on the volume, and whether it was fenced. */
@@ -322,6 +328,7 @@ export async function openVolumeStack(opts: VolumeStackOptions): Promise<HostVol
     verify,
     resyncMode: "plain",
     promoted: false,
+    stageOpen: false,
     trust,
     lease,
   };

@@ -35,7 +35,9 @@ import type { ResyncMode, ResyncProgress, ResyncRequestBody } from "../../src/ho
  * those whose owner says they are not trusted (issue 9: a lost tracker record shows 0 dirty; the
  * owner refuses a plain resync, naming the command), and those whose owner has not yet promoted
  * its previous run's activity marks (the tracker's record is incomplete until it has; the owner
- * refuses, saying so). An owner that does not answer is skipped (its clean volumes stay as before).
+ * refuses, saying so), and those with a cycle still open at the backup since its return (issue
+ * 10: the tracker could not say whether they were dirty, so their writes are staged until a
+ * resync commits). An owner that does not answer is skipped (its clean volumes stay as before).
  */
 async function untrustedVolumes(
   clean: VolumeInfo[],
@@ -48,7 +50,8 @@ async function untrustedVolumes(
     try {
       const status = await new HostClient(url, { token }).status();
       const untrusted = new Set(
-        status.volumes.filter((v) => v.trust !== "trusted" || !v.promoted).map((v) => v.name),
+        status.volumes.filter((v) => v.trust !== "trusted" || !v.promoted || v.stageOpen)
+          .map((v) => v.name),
       );
       found.push(...vols.filter((v) => untrusted.has(v.name)));
     } catch {
@@ -258,7 +261,7 @@ async function main(): Promise<void> {
       `(${formatBytes(dirty.reduce((n, v) => n + v.dirtyBytes, 0))} marked)` +
       (checksum ? ", checksum resync of each" : "") +
       (untrusted.length > 0
-        ? `, ${untrusted.length} clean but not trusted or not yet promoted by its owner`
+        ? `, ${untrusted.length} clean but not trusted, not yet promoted, or with a cycle open at the backup (their owner says)`
         : ""),
   );
   dirty.push(...untrusted);
