@@ -43,12 +43,19 @@ export async function removePidFile(data: string, name: string, pid: number): Pr
 /**
  * Whether process `pid` is alive and its command line mentions `needle` (a script name): a pid
  * file left by a killed process may name a pid the system has since given to something else.
- * Reads /proc (Linux); elsewhere a pid file is taken as stale.
+ * Asks `ps` (procps): Deno refuses to read another process's /proc/PID/cmdline without
+ * --allow-all, which `deno task start` does not grant (a read there always failed, so an earlier
+ * start was never found). Without `ps`, or when it cannot run, a pid file is taken as stale.
  */
 export async function processRunning(pid: number, needle: string): Promise<boolean> {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   try {
-    const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`);
-    return cmdline.includes(needle);
+    const out = await new Deno.Command("ps", {
+      args: ["-o", "args=", "-p", String(pid)],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return out.success && new TextDecoder().decode(out.stdout).includes(needle);
   } catch {
     return false;
   }
