@@ -234,6 +234,8 @@ async function main(): Promise<void> {
         "--allow-read",
         "--allow-write",
         "--allow-env",
+        // The host agent names its primary "HOSTNAME:/real/path" (its lease identity).
+        "--allow-sys=hostname",
         `${root}${service.script}`,
         ...args,
       ],

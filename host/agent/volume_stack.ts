@@ -384,7 +384,9 @@ async function leaseOf(
 
 /**
  * What this agent serves, as the tracker compares it: "HOSTNAME:/real/path". The host name needs
- * --allow-sys=hostname; without it, the kernel's name from /proc, else "localhost".
+ * --allow-sys=hostname (`deno task host` and `start` grant it); without it, the kernel's name
+ * from /proc/sys/kernel/hostname (Deno refuses that read too without --allow-all), else
+ * "localhost".
  */
 async function primaryId(path: string): Promise<string> {
   let hostname = "localhost";
