@@ -5,6 +5,7 @@
  * image the test computed itself, of the primary and of the secondary, e2fsck of the secondary and
  * the files read back from it. A test is skipped, with a warning, only when its tools are missing.
  */
+import { kernelFsUnavailable } from "./support/kernel_fs.ts";
 import assert from "node:assert/strict";
 import { TrackerClient } from "../tracker/client.ts";
 import { HostClient } from "../host/client.ts";
@@ -305,44 +306,8 @@ Deno.test({
 
 /** Why the file-system test cannot run here, or undefined when it can. */
 async function fileSystemUnavailable(): Promise<string | undefined> {
-  const need: [string, string[]][] = [
-    ["nbdfuse", ["--version"]],
-    ["fusermount3", ["-V"]],
-    ["mkfs.ext4", ["-V"]],
-    ["e2fsck", ["-V"]],
-    ["losetup", ["--version"]],
-    ["mount", ["--version"]],
-    ["umount", ["--version"]],
-    ["sync", ["--version"]],
-  ];
-  for (const [tool, args] of need) if (!await installed(tool, args)) return `${tool} is missing`;
-  // Deno.stat of /dev needs --allow-all; `test` does not.
-  for (const dev of ["/dev/fuse", "/dev/loop-control"]) {
-    if (!await installed("test", ["-c", dev])) return `${dev} is missing`;
-  }
-  if ((await run("id", ["-u"])).stdout.trim() !== "0") return "losetup and mount need root";
-  // Loop devices and ext4 mounts may still be refused (a container without CAP_SYS_ADMIN).
-  const dir = await Deno.makeTempDir({ prefix: "nbd-integration-probe-" });
-  let loop = "";
-  let mounted = false;
-  try {
-    await Deno.writeFile(`${dir}/fs.img`, new Uint8Array(4 * MiB));
-    await runChecked("mkfs.ext4", ["-q", "-F", `${dir}/fs.img`]);
-    await Deno.mkdir(`${dir}/mnt`);
-    loop = (await runChecked("losetup", ["-f", "--show", `${dir}/fs.img`])).trim();
-    await runChecked("mount", ["-o", "ro", loop, `${dir}/mnt`]);
-    mounted = true;
-    return undefined;
-  } catch (err) {
-    return `a loop device with ext4 cannot be mounted here: ${(err as Error).message}`;
-  } finally {
-    if (mounted) mounted = (await run("umount", [`${dir}/mnt`])).code !== 0;
-    if (loop) await run("losetup", ["-d", loop]);
-    // Never recursive into a file system still mounted.
-    await Deno.remove(dir, { recursive: !mounted }).catch((err) =>
-      console.warn(`nbd_integration: probe left ${dir}: ${err.message}`)
-    );
-  }
+  if (!await installed("sync", ["--version"])) return "sync is missing";
+  return await kernelFsUnavailable();
 }
 
 const noFileSystem = await fileSystemUnavailable();
