@@ -137,22 +137,27 @@ function resyncApp(agent: HostAgent) {
     });
 }
 
-/**
- * `POST|GET /v1/volumes/:name/verify`: start an online verify (no body: a body is refused, so
- * that options sent to an agent that does not know them are never silently ignored; 202 with
- * its progress), read its progress and findings.
- */
-/** Largest verify request body read (any non-empty one is refused). */
-const verifyBodyBytesMax = 4096;
+/** Largest body read by a job route that takes none (verify, cycle): any non-empty one is refused. */
+const jobBodyBytesMax = 4096;
 
-function verifyApp(agent: HostAgent) {
+/**
+ * `POST|GET /v1/volumes/:name/{verify,cycle}`: a job of the volume that takes no body (a body is
+ * refused, so options sent to an agent that does not know them are never silently ignored).
+ * POST starts it (202 with its progress), GET reads its progress. `what` names it in errors.
+ */
+function jobApp(
+  agent: HostAgent,
+  what: "Verify" | "Cycle",
+  start: (name: string) => unknown,
+  progress: (name: string) => unknown,
+) {
   return new Hono()
     .post(
       "/",
       bodyLimit({
-        maxSize: verifyBodyBytesMax,
+        maxSize: jobBodyBytesMax,
         onError: () => {
-          throw tooLarge(`Verify request body exceeds ${verifyBodyBytesMax} bytes`);
+          throw tooLarge(`${what} request body exceeds ${jobBodyBytesMax} bytes`);
         },
       }),
       validate("param", volumeParams),
@@ -161,54 +166,30 @@ function verifyApp(agent: HostAgent) {
         const body = await c.req.text();
         if (body.trim() !== "") {
           throw badRequest(
-            `Verify request of volume "${v.name}" takes no body; got ` +
+            `${what} request of volume "${v.name}" takes no body; got ` +
               `${JSON.stringify(body.slice(0, 80))}`,
           );
         }
-        return c.json(agent.startVerify(v.name), 202);
+        return c.json(start(v.name), 202);
       },
     )
     .get("/", validate("param", volumeParams), (c) => {
       const v = volumeOf(agent, c.req.valid("param").name);
-      return c.json(agent.verifyProgress(v.name));
+      return c.json(progress(v.name));
     });
 }
 
-/** Largest cycle request body read (any non-empty one is refused). */
-const cycleBodyBytesMax = 4096;
+/** Online verify: start one, read its progress and findings. */
+function verifyApp(agent: HostAgent) {
+  return jobApp(agent, "Verify", (n) => agent.startVerify(n), (n) => agent.verifyProgress(n));
+}
 
 /**
- * `POST|GET /v1/volumes/:name/cycle` (cycle mode, issue 10): run one cycle now (202 with its
- * progress; 409 while one runs or for a journal-mode volume; no body, as for verify), read the
- * latest cycle's progress and the schedule.
+ * Cycle mode (issue 10): run one cycle now (409 while one runs or for a journal-mode volume),
+ * read the latest cycle's progress and the schedule.
  */
 function cycleApp(agent: HostAgent) {
-  return new Hono()
-    .post(
-      "/",
-      bodyLimit({
-        maxSize: cycleBodyBytesMax,
-        onError: () => {
-          throw tooLarge(`Cycle request body exceeds ${cycleBodyBytesMax} bytes`);
-        },
-      }),
-      validate("param", volumeParams),
-      async (c) => {
-        const v = volumeOf(agent, c.req.valid("param").name);
-        const body = await c.req.text();
-        if (body.trim() !== "") {
-          throw badRequest(
-            `Cycle request of volume "${v.name}" takes no body; got ` +
-              `${JSON.stringify(body.slice(0, 80))}`,
-          );
-        }
-        return c.json(agent.startCycle(v.name), 202);
-      },
-    )
-    .get("/", validate("param", volumeParams), (c) => {
-      const v = volumeOf(agent, c.req.valid("param").name);
-      return c.json(agent.cycleProgress(v.name));
-    });
+  return jobApp(agent, "Cycle", (n) => agent.startCycle(n), (n) => agent.cycleProgress(n));
 }
 
 export function createHostApp(agent: HostAgent, opts: HostAppOptions = {}) {
