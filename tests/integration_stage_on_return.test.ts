@@ -24,8 +24,13 @@ Deno.test("a cycle opened at the backup's return while the tracker was away is c
     await host.write(sys.volume, 0, new Uint8Array(4096).fill(1));
     await sys.tracker.kill();
     sys.linkProxy!.cut(); // the link drops; the host finds the backup again with no tracker
+    // Bounded wait for the return (the host notices the cut, probes, opens the new link).
+    const deadline = Date.now() + 15_000;
+    while (!(await volumeStatus(sys.host.url)).stageOpen && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal((await volumeStatus(sys.host.url)).stageOpen, true, sys.host.output());
     await sys.waitMirroring();
-    assert.equal((await volumeStatus(sys.host.url)).stageOpen, true);
     await sys.restartTracker();
     await host.write(sys.volume, 2 * mib, new Uint8Array(4096).fill(2)); // mirrored: staged
     const info = await (await fetch(`${sys.tracker.url}/v1/volumes/${sys.volume}`)).json();
