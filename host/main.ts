@@ -1,6 +1,6 @@
 /**
  * `deno task host`: the host agent. Flags (a contract):
- *   --port P (8703) --tracker URL --backup URL --volume NAME=PATH:SIZE (repeatable)
+ *   --port P (8703) --tracker URL[,URL...] --backup URL --volume NAME=PATH:SIZE (repeatable)
  * --nbd-port P (10809) --nbd-socket PATH, and more: --hostname, --host-id, --advertise-url, --region-bytes, --auto-resync, --takeover,
  * --ack, --backup-link, --link-ack-timeout-ms, --lease-ms, --probe-interval-ms-max, --no-fork
  * (benchmark baseline), --unstaged-resync, --token, --token-file, --help, --version, --mirror
@@ -13,11 +13,19 @@ import { exitOnHelpOrVersion } from "../src/command_help.ts";
 import { faultFileEnv, faultFileFromEnv } from "../src/fault_file.ts";
 import type { AckMode } from "../src/link_protocol.ts";
 import { checkRegionBytes, isPowerOfTwo, parseSize, regionBytesDefault } from "../src/extent.ts";
-import { parseCount, parseFlags, parsePort, parseUrl, runMain } from "../src/flags.ts";
+import { failoverTargetsMax } from "../src/failover.ts";
+import {
+  parseCount,
+  parseFlags,
+  parsePort,
+  parseUrl,
+  parseUrlList,
+  runMain,
+} from "../src/flags.ts";
 import { checkName, namePattern } from "../src/schemas.ts";
 import { resolveToken, tokenFlagOptions } from "../src/token.ts";
 import { BackupClient } from "../backup/client.ts";
-import { TrackerClient } from "../tracker/client.ts";
+import { TrackerClient, trackerProbeIntervalMsDefault } from "../tracker/client.ts";
 import { createHostApp } from "./app.ts";
 import { HostAgent } from "./agent/host_agent.ts";
 import {
@@ -35,7 +43,9 @@ import { parseCycleInterval, parseMirrorFlags } from "./mirror_spec.ts";
 const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [options]
   --port P             HTTP port (default 8703)
   --hostname H         address to bind (default 127.0.0.1)
-  --tracker URL        tracker service (default http://127.0.0.1:8701)
+  --tracker URL[,URL...]  tracker service (default http://127.0.0.1:8701); several trackers over
+                       one store (etcd; not one Deno KV file): calls go to the first that answers,
+                       and move to the next on no answer, a timeout or a 5xx
   --backup URL         backup service (default http://127.0.0.1:8702)
   --volume SPEC        NAME=PATH:SIZE; created sparse when absent, with its missing parent
                        directories (SIZE e.g. 4096, 64MiB, 1GiB); repeatable
@@ -175,7 +185,12 @@ async function main(): Promise<void> {
   const port = parsePort(flags.port, 8703);
   const nbdPort = parsePort(flags["nbd-port"], nbdPortDefault);
   const hostname = flags.hostname ?? "127.0.0.1";
-  const trackerUrl = parseUrl("tracker", flags.tracker, "http://127.0.0.1:8701");
+  const trackerUrls = parseUrlList(
+    "tracker",
+    flags.tracker,
+    "http://127.0.0.1:8701",
+    failoverTargetsMax,
+  );
   const backupUrl = parseUrl("backup", flags.backup, "http://127.0.0.1:8702");
   const hostId = checkName("Host", flags["host-id"] ?? "host0");
   const regionBytes = flags["region-bytes"] ? parseSize(flags["region-bytes"]) : regionBytesDefault;
@@ -208,13 +223,22 @@ async function main(): Promise<void> {
   );
   const faults = faultFileFromEnv();
   if (faults) console.warn(`host: test-only disk faults from ${faultFileEnv}=${faults.path}`);
+  const tracker = new TrackerClient(trackerUrls, { token });
+  // The standbys are called only when the current tracker fails: probe them so the status says
+  // whether a failover would find one.
+  const trackerProbe = trackerUrls.length > 1
+    ? setInterval(
+      () => tracker.probeAll().catch((err) => console.warn(`host: tracker probe: ${err}`)),
+      trackerProbeIntervalMsDefault,
+    )
+    : undefined;
   const agent = await HostAgent.open({
     faults,
     hostId,
     advertiseUrl,
     volumes,
     regionBytes,
-    tracker: new TrackerClient(trackerUrl, { token }),
+    tracker,
     backup: new BackupClient(backupUrl, { token, timeoutMs: 5000 }),
     clock: systemClock,
     forking: !flags["no-fork"],
@@ -260,10 +284,11 @@ async function main(): Promise<void> {
       `, volumes ${
         volumes.map((v) => `${v.name} (${v.path}, ${v.mirror ?? "journal"})`).join(", ")
       }, ` +
-      `tracker ${trackerUrl}, backup ${backupUrl}`,
+      `tracker ${trackerUrls.join(",")}, backup ${backupUrl}`,
   );
 
   const stop = async () => {
+    clearInterval(trackerProbe);
     await nbd.close();
     await http.shutdown();
     await agent.close();

@@ -397,6 +397,7 @@ export class HostAgent {
       trackerError: this.#lease.trackerError,
       tracker: this.trackerHealth.view(),
       trackerUrl: this.opts.tracker.baseUrl,
+      trackers: this.opts.tracker.trackers?.(),
       backupUrl: this.opts.backup.baseUrl,
       startedAt: this.#startedAt,
       now: this.opts.clock.now(),
