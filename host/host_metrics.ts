@@ -4,7 +4,7 @@
  * on the write path for them. The latency histograms and the unacknowledged writes come from the
  * timed ports (port_timing.ts) main.ts wraps the tracker and the link in.
  */
-import { componentState, hostMode, type HostMode, trustView } from "../src/host_schemas.ts";
+import { componentState, type HostMode, hostMode, trustView } from "../src/host_schemas.ts";
 import type { Metrics } from "../src/metrics.ts";
 import type { HostAgent } from "./agent/host_agent.ts";
 import { latestResync } from "./agent/volume_stack.ts";
@@ -56,7 +56,7 @@ function registerComponents(metrics: Metrics, agent: HostAgent): void {
   );
   metrics.gauge(
     "trackmirror_host_backup_up",
-    "1 when the backup is online, 0 otherwise (as component_up{component=\"backup\"})",
+    '1 when the backup is online, 0 otherwise (as component_up{component="backup"})',
     [],
     (set) => set({}, agent.backupStatus.isOnline ? 1 : 0),
   );
@@ -106,7 +106,9 @@ function registerVolumes(metrics: Metrics, agent: HostAgent, unacked?: UnackedWr
     (set) => {
       const current = modeOf(agent);
       for (const v of agent.volumes) {
-        for (const mode of hostMode.options) set({ volume: v.name, mode }, mode === current ? 1 : 0);
+        for (const mode of hostMode.options) {
+          set({ volume: v.name, mode }, mode === current ? 1 : 0);
+        }
       }
     },
   );
