@@ -18,10 +18,14 @@ export function registerTrackerVolumeMetrics(
   store: VolumeLister,
   clock: Clock,
 ): void {
-  // One read of the volumes serves every family of one scrape (they are collected in turn).
+  // prom-client collects every family of a scrape at once: one read of the volumes serves them
+  // all. A failed read (the store closing) leaves the families empty, not the scrape failed.
   let scrape: Promise<VolumeInfo[]> | undefined;
   const volumes = () => {
-    scrape ??= store.list().finally(() => queueMicrotask(() => scrape = undefined));
+    scrape ??= store.list().catch((err) => {
+      console.warn(`tracker: volume metrics not read: ${(err as Error).message}`);
+      return [];
+    }).finally(() => queueMicrotask(() => scrape = undefined));
     return scrape;
   };
   const perVolume = (name: string, help: string, value: (v: VolumeInfo) => number | null) =>
