@@ -37,7 +37,7 @@
  */
 import assert from "node:assert/strict";
 import { unavailable } from "../src/errors.ts";
-import type { Metrics } from "../src/metrics.ts";
+import type { Histogram, Metrics } from "../src/metrics.ts";
 import type { ReplayResult } from "./journal_replay.ts";
 import type { FaultFile } from "../src/fault_file.ts";
 import { segmentPath, syncDir } from "./segment_files.ts";
@@ -53,6 +53,8 @@ export const journalFullFraction = 7 / 8;
 export const journalSelfTestMs = 100;
 /** Zeros the self-test rewrites over the preallocated tail of the active segment. */
 const selfTestBytes = 4096;
+/** Records per group commit: 1 (a lone write) up to thousands (a resync's coalesced frames). */
+const syncRecordsBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
 
 /** Zeros written at once while preallocating a segment. */
 const preallocChunkBytes = 1024 * 1024;
@@ -158,7 +160,20 @@ export class Journal {
     this.journalSegmentBytes = opts.journalSegmentBytes ?? journalSegmentBytesDefault;
     this.#ledger = new SegmentLedger(opts.dir, opts.metrics);
     this.#ledger.begin(activeId);
+    this.#syncSeconds = opts.metrics?.histogram(
+      "trackmirror_backup_journal_sync_seconds",
+      "Time of one group commit's fdatasync of the journal (every batch of the group waits on it)",
+    );
+    this.#syncRecords = opts.metrics?.histogram(
+      "trackmirror_backup_journal_sync_records",
+      "Records made durable by one group commit's fdatasync",
+      [],
+      syncRecordsBuckets,
+    );
   }
+
+  readonly #syncSeconds?: Histogram;
+  readonly #syncRecords?: Histogram;
 
   /**
    * Opens the journal for appending after `replayJournal` applied every record in it and the
@@ -414,7 +429,9 @@ export class Journal {
       return;
     }
     try {
+      const end = this.#syncSeconds?.startTimer();
       await (this.opts.syncData?.(this.activeFile) ?? this.activeFile.syncData());
+      end?.();
       this.opts.metrics?.count(
         "trackmirror_backup_journal_fsyncs_total",
         "fsync calls by the journal",
@@ -433,6 +450,7 @@ export class Journal {
       return;
     }
     this.#writeFailure = undefined;
+    this.#syncRecords?.observe(group.reduce((n, q) => n + q.records, 0));
     let offset = startBytes;
     for (const q of group) {
       this.#ledger.written(this.activeId, q.body.length);

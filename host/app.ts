@@ -8,13 +8,14 @@ import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
 import { checkRange } from "../src/extent.ts";
 import { badRequest, notFound, tooLarge } from "../src/errors.ts";
-import { componentState } from "../src/host_schemas.ts";
 import { Metrics } from "../src/metrics.ts";
 import { volumeParams } from "../src/schemas.ts";
 import { applyServiceBasics } from "../src/service.ts";
 import { describeIssues, validate } from "../src/validate.ts";
-import { resyncRequest, type ResyncRequestBody, trustView } from "../src/host_schemas.ts";
+import { resyncRequest, type ResyncRequestBody } from "../src/host_schemas.ts";
 import type { HostAgent, HostVolume } from "./agent/host_agent.ts";
+import { registerHostMetrics } from "./host_metrics.ts";
+import type { UnackedWrites } from "./port_timing.ts";
 
 /** Largest write or read one HTTP request carries. */
 export { httpIoBytesMax } from "../src/limits.ts";
@@ -38,6 +39,10 @@ const readQuery = z.object({ offset: byteOffset, length: byteOffset });
 
 export interface HostAppOptions {
   token?: string;
+  /** Where `/metrics` reads from (main.ts shares it with the timed ports); default a new one. */
+  metrics?: Metrics;
+  /** The timed link's unacknowledged writes (port_timing.ts), for the host's view of lag. */
+  unacked?: UnackedWrites;
 }
 
 /** The volume `name` served by `agent`; 404 naming it and the host otherwise. */
@@ -193,80 +198,10 @@ function cycleApp(agent: HostAgent) {
 }
 
 export function createHostApp(agent: HostAgent, opts: HostAppOptions = {}) {
-  const metrics = new Metrics();
+  const metrics = opts.metrics ?? new Metrics();
   const app = new Hono();
   applyServiceBasics(app, "host", { token: opts.token, metrics });
-  metrics.counter(
-    "trackmirror_host_writes_total",
-    "Forked writes by outcome: backup (acknowledged by the backup), tracker (covered by a " +
-      "tracker mark), failed (neither acknowledged; primary untouched)",
-    ["volume", "outcome"],
-    (set) => {
-      for (const v of agent.volumes) {
-        const n = v.fork?.counters;
-        set({ volume: v.name, outcome: "backup" }, n?.viaBackup ?? 0);
-        set({ volume: v.name, outcome: "tracker" }, n?.viaTracker ?? 0);
-        set({ volume: v.name, outcome: "failed" }, n?.failed ?? 0);
-      }
-    },
-  );
-  metrics.gauge(
-    "trackmirror_host_volume_trust",
-    "1 for the volume's trust state, 0 for the others (issue 9): trusted, checksum-resync-needed " +
-      "(the tracker's record was lost or is older, or the secondary was replaced), split-brain",
-    ["volume", "trust"],
-    (set) => {
-      for (const v of agent.volumes) {
-        for (const trust of trustView.options) {
-          set({ volume: v.name, trust }, v.trust.trust === trust ? 1 : 0);
-        }
-      }
-    },
-  );
-  metrics.gauge(
-    "trackmirror_host_backup_up",
-    "1 when the backup is online, 0 otherwise",
-    [],
-    (set) => set({}, agent.backupStatus.isOnline ? 1 : 0),
-  );
-  metrics.gauge(
-    "trackmirror_host_backup_state",
-    "1 for the backup's current state in this host's status table, 0 for the others " +
-      "(degraded: it answers but cannot take writes)",
-    ["state"],
-    (set) => {
-      const current = agent.backupStatus.state;
-      for (const state of componentState.options) set({ state }, state === current ? 1 : 0);
-    },
-  );
-  metrics.counter(
-    "trackmirror_host_cycles_committed_total",
-    "Cycles of cycle-mode volumes committed at the backup since the agent started",
-    ["volume"],
-    (set) => {
-      for (const v of agent.volumes) {
-        if (v.cycles) set({ volume: v.name }, v.cycles.progress.cyclesCommitted);
-      }
-    },
-  );
-  metrics.counter(
-    "trackmirror_host_cycle_shipped_bytes_total",
-    "Bytes cycles of cycle-mode volumes shipped to the backup (walker and copy-before-write)",
-    ["volume"],
-    (set) => {
-      for (const v of agent.volumes) {
-        if (v.cycles) set({ volume: v.name }, v.cycles.progress.bytesShippedTotal);
-      }
-    },
-  );
-  metrics.counter(
-    "trackmirror_host_primary_errors_total",
-    "Writes, zeroings and flushes the primary image refused (ENOSPC, EIO)",
-    ["volume"],
-    (set) => {
-      for (const v of agent.volumes) set({ volume: v.name }, v.primary.errors);
-    },
-  );
+  registerHostMetrics(metrics, agent, opts.unacked);
 
   return app
     .route("/v1/status", statusApp(agent))

@@ -27,6 +27,8 @@ import { resolveToken, tokenFlagOptions } from "../src/token.ts";
 import { BackupClient } from "../backup/client.ts";
 import { TrackerClient, trackerProbeIntervalMsDefault } from "../tracker/client.ts";
 import { createHostApp } from "./app.ts";
+import { Metrics } from "../src/metrics.ts";
+import { hostLatency, timedLinkFactory, timeTrackerMarks, UnackedWrites } from "./port_timing.ts";
 import { HostAgent } from "./agent/host_agent.ts";
 import {
   activityRegionsMaxDefault,
@@ -232,18 +234,23 @@ async function main(): Promise<void> {
       trackerProbeIntervalMsDefault,
     )
     : undefined;
+  // The tracker and link clients are timed for /metrics (port_timing.ts).
+  const metrics = new Metrics();
+  const latency = hostLatency(metrics);
+  const unacked = new UnackedWrites();
   const agent = await HostAgent.open({
     faults,
     hostId,
     advertiseUrl,
     volumes,
     regionBytes,
-    tracker,
+    tracker: timeTrackerMarks(tracker, latency),
     backup: new BackupClient(backupUrl, { token, timeoutMs: 5000 }),
     clock: systemClock,
     forking: !flags["no-fork"],
     ack: parseAck(flags.ack),
     linkAddress: parseLinkAddress(flags["backup-link"]),
+    linkFactory: timedLinkFactory(latency, unacked),
     linkAckTimeoutMs: parseLinkAckTimeoutMs(flags["link-ack-timeout-ms"]),
     linkToken: token,
     autoResync: flags["auto-resync"] ?? false,
@@ -275,7 +282,7 @@ async function main(): Promise<void> {
     dirtySource: (name) => agent.dirtySource(name),
     token,
   });
-  handler = createHostApp(agent, { token }).fetch;
+  handler = createHostApp(agent, { token, metrics, unacked }).fetch;
   const nbdExport = token === undefined ? "<volume>" : "<volume>/<token>";
   console.log(
     `host ${hostId}: HTTP on http://${hostname}:${http.addr.port}, ` +

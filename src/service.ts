@@ -57,6 +57,12 @@ export function applyServiceBasics(app: Hono, name: string, opts: ServiceOptions
   }
   if (opts.metrics) {
     const metrics = opts.metrics;
+    metrics.gauge(
+      `trackmirror_${name}_build_info`,
+      `Always 1 while the ${name} answers: its version and the Deno runtime it runs on`,
+      ["version", "deno"],
+      (set) => set({ version, deno: Deno.version.deno }, 1),
+    );
     app.get(
       "/metrics",
       async (c) => c.text(await metrics.render(), 200, { "content-type": metrics.contentType }),

@@ -5,6 +5,7 @@
 import type { Clock } from "../src/clock.ts";
 import { Metrics } from "../src/metrics.ts";
 import { buildTrackerApp, type TrackerApp } from "./app.ts";
+import { registerTrackerVolumeMetrics } from "./tracker_metrics.ts";
 import { TrackerState } from "./tracker_state.ts";
 
 /** What the tracker is built from. */
@@ -38,6 +39,7 @@ export function createTrackerApp(opts: TrackerAppOptions): TrackerService {
     segmentCacheMax: opts.segmentCacheMax,
     queueOpsMax: opts.queueOpsMax,
   });
+  registerTrackerVolumeMetrics(metrics, store, opts.clock);
   const app = buildTrackerApp({ store, metrics, clock: opts.clock }, opts.token);
   return { app, store, metrics, close: () => store.close() };
 }

@@ -140,9 +140,19 @@ export class TrackerState {
         );
       },
     };
-    this.#committer = new GroupCommitter<TrackOp>((ops) => {
+    const commitSeconds = this.#metrics?.histogram(
+      "trackmirror_tracker_commit_seconds",
+      "Time to commit one batch of tracking commands to Deno KV (every atomic of it); a " +
+        "tracking command is answered after its batch's commit",
+    );
+    this.#committer = new GroupCommitter<TrackOp>(async (ops) => {
       this.#countBatch(ops.length);
-      return commitBatch(ctx, ops);
+      const end = commitSeconds?.startTimer();
+      try {
+        return await commitBatch(ctx, ops);
+      } finally {
+        end?.();
+      }
     }, { queueOpsMax: opts.queueOpsMax ?? queueOpsMaxDefault, batchWeightMax: batchPiecesMax });
     this.#ready = this.#load();
     this.#metrics?.gauge(
