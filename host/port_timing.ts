@@ -45,9 +45,11 @@ export function hostLatency(metrics: Metrics): HostLatency {
 export function timeTrackerMarks<T extends HostTracker>(tracker: T, latency: HostLatency): T {
   const timed = { track: "dirty", activity: "activity" } as const;
   return new Proxy(tracker, {
-    get(target, prop, receiver) {
-      const value = Reflect.get(target, prop, receiver);
-      if (typeof value !== "function" || !Object.hasOwn(timed, prop)) return value;
+    // Getters and methods run on the client itself, not the proxy: its # fields refuse a proxy.
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      if (!Object.hasOwn(timed, prop)) return value.bind(target);
       const kind = timed[prop as keyof typeof timed];
       return async (...args: unknown[]) => {
         const end = latency.trackerMark.startTimer({ kind });
