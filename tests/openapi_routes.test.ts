@@ -11,7 +11,7 @@ import { z } from "zod";
 import { openBackup } from "../backup/service.ts";
 import { HostAgent } from "../host/agent/host_agent.ts";
 import { createHostApp } from "../host/app.ts";
-import { apiRoute, newApiApp } from "../src/api_route.ts";
+import { apiRoute, eventStreamResponse, htmlResponse, newApiApp } from "../src/api_route.ts";
 import { applyServiceBasics } from "../src/service.ts";
 import { ManualClock } from "../src/clock.ts";
 import { FakeBackup, FakeTracker } from "./support/fake_ports.ts";
@@ -286,4 +286,30 @@ Deno.test("apiRoute validates with the documented schemas and keeps the 400 shap
       assert.ok(Array.isArray(error.issues));
     });
   }
+});
+
+Deno.test("event-stream and HTML routes declared with the helpers make a valid document", async () => {
+  const app = newApiApp();
+  applyServiceBasics(app, "test");
+  const event = z.object({ type: z.enum(["mode", "resync"]), at: z.number(), volume: z.string() });
+  apiRoute(app, {
+    method: "get",
+    path: "/v1/events",
+    summary: "State changes as server-sent events",
+    responses: { 200: eventStreamResponse("The stream", event) },
+  }, (c) => c.body("data: {}\n\n", 200, { "content-type": "text/event-stream" }));
+  apiRoute(app, {
+    method: "get",
+    path: "/",
+    summary: "The dashboard",
+    responses: { 200: htmlResponse("The page") },
+  }, (c) => c.html("<!doctype html><title>t</title>"));
+  const doc = await documentOf(app);
+  const validator = new Validator();
+  const result = await validator.validate(structuredClone(doc));
+  assert.ok(result.valid, JSON.stringify(result.errors, null, 1)?.slice(0, 2000));
+  const media = operation(doc, "get", "/v1/events").responses["200"].content["text/event-stream"];
+  assert.deepEqual(media["x-event-schema"].required.sort(), ["at", "type", "volume"]);
+  assert.ok(operation(doc, "get", "/").responses["200"].content["text/html"]);
+  assert.deepEqual([...registeredRoutes(app)].filter((r) => !documentedRoutes(doc).has(r)), []);
 });
