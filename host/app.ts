@@ -3,15 +3,32 @@
  * start resync. One sub-app per resource, joined with `app.route`. Ranges are validated here, once,
  * before any layer of the write path sees them.
  */
-import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
+import {
+  apiRoute,
+  binaryBody,
+  binaryResponse,
+  errorResponses,
+  jsonResponse,
+  newApiApp,
+  noContent,
+  optionalJsonBody,
+} from "../src/api_route.ts";
 import { checkRange } from "../src/extent.ts";
 import { badRequest, notFound, tooLarge } from "../src/errors.ts";
+import {
+  type CycleProgress,
+  cycleProgress,
+  hostStatus,
+  resyncProgress,
+  type VerifyProgress,
+  verifyProgress,
+} from "../src/host_schemas.ts";
 import { Metrics } from "../src/metrics.ts";
 import { volumeParams } from "../src/schemas.ts";
 import { applyServiceBasics } from "../src/service.ts";
-import { describeIssues, validate } from "../src/validate.ts";
+import { describeIssues } from "../src/validate.ts";
 import { resyncRequest, type ResyncRequestBody } from "../src/host_schemas.ts";
 import type { HostAgent, HostVolume } from "./agent/host_agent.ts";
 import { registerHostMetrics } from "./host_metrics.ts";
@@ -29,6 +46,9 @@ export const hostPaths = {
   verify: (volume: string) => `/v1/volumes/${encodeURIComponent(volume)}/verify`,
   cycle: (volume: string) => `/v1/volumes/${encodeURIComponent(volume)}/cycle`,
 } as const;
+
+/** Where a volume's sub-apps are mounted (OpenAPI syntax; the app mounts its Hono form). */
+const volumeBase = "/v1/volumes/{name}";
 
 const byteOffset = z.string().regex(/^\d{1,16}$/, "Must be a whole number of bytes").transform(
   Number,
@@ -63,43 +83,84 @@ function checkedRange(v: HostVolume, offset: number, length: number): void {
 
 /** `GET /v1/status`. */
 function statusApp(agent: HostAgent) {
-  return new Hono().get("/", (c) => c.json(agent.status()));
+  const app = newApiApp();
+  apiRoute(app, {
+    method: "get",
+    path: hostPaths.status,
+    summary: "The agent's mode, component status table and every volume's state",
+    tags: ["status"],
+    responses: { 200: jsonResponse(hostStatus, "The host's status document") },
+  }, (c) => c.json(agent.status(), 200));
+  return app;
 }
+
+const volumeErrors = { 400: "A bad volume name", 404: "The volume is not served by this host" };
 
 /** `PUT|GET /v1/volumes/:name/data`: application writes and reads. */
 function dataApp(agent: HostAgent) {
-  return new Hono()
-    .put(
-      "/",
-      bodyLimit({
-        maxSize: httpIoBytesMax,
-        onError: () => {
-          throw tooLarge(`Write body exceeds ${httpIoBytesMax} bytes`);
-        },
-      }),
-      validate("query", writeQuery),
-      validate("param", volumeParams),
-      async (c) => {
-        const v = volumeOf(agent, c.req.valid("param").name);
-        const { offset } = c.req.valid("query");
-        const data = new Uint8Array(await c.req.arrayBuffer());
-        checkedRange(v, offset, data.length);
-        await v.device.write(offset, data);
-        return c.body(null, 204);
+  const app = newApiApp();
+  apiRoute(app, {
+    method: "put",
+    path: `${volumeBase}/data`,
+    summary: "Write bytes at an offset (forked: backup, else a tracker mark, then the primary)",
+    tags: ["data"],
+    middleware: bodyLimit({
+      maxSize: httpIoBytesMax,
+      onError: () => {
+        throw tooLarge(`Write body exceeds ${httpIoBytesMax} bytes`);
       },
-    )
-    .get("/", validate("query", readQuery), validate("param", volumeParams), async (c) => {
-      const v = volumeOf(agent, c.req.valid("param").name);
-      const { offset, length } = c.req.valid("query");
-      if (length > httpIoBytesMax) {
-        throw tooLarge(`Read length ${length} exceeds ${httpIoBytesMax} bytes`);
-      }
-      checkedRange(v, offset, length);
-      const data = await v.device.read(offset, length);
-      return c.body(data as Uint8Array<ArrayBuffer>, 200, {
-        "content-type": "application/octet-stream",
-      });
+    }),
+    request: {
+      params: volumeParams,
+      query: writeQuery,
+      body: binaryBody(`The bytes to write, at most ${httpIoBytesMax}`),
+    },
+    responses: {
+      204: noContent("Written: the backup or the tracker acknowledged, then the primary"),
+      ...errorResponses({
+        400: "A bad offset, or a range outside the volume",
+        404: volumeErrors[404],
+        413: "Body over the bound",
+        500: "The primary refused the write (EIO)",
+        503: "Neither the backup nor the tracker acknowledged: nothing was written",
+        507: "The primary is full (ENOSPC)",
+      }),
+    },
+  }, async (c) => {
+    const v = volumeOf(agent, c.req.valid("param").name);
+    const { offset } = c.req.valid("query");
+    const data = new Uint8Array(await c.req.arrayBuffer());
+    checkedRange(v, offset, data.length);
+    await v.device.write(offset, data);
+    return c.body(null, 204);
+  });
+  apiRoute(app, {
+    method: "get",
+    path: `${volumeBase}/data`,
+    summary: "Read bytes of the primary",
+    tags: ["data"],
+    request: { params: volumeParams, query: readQuery },
+    responses: {
+      200: binaryResponse("The bytes"),
+      ...errorResponses({
+        400: "A bad offset or length, or a range outside the volume",
+        404: volumeErrors[404],
+        413: "Length over the bound",
+      }),
+    },
+  }, async (c) => {
+    const v = volumeOf(agent, c.req.valid("param").name);
+    const { offset, length } = c.req.valid("query");
+    if (length > httpIoBytesMax) {
+      throw tooLarge(`Read length ${length} exceeds ${httpIoBytesMax} bytes`);
+    }
+    checkedRange(v, offset, length);
+    const data = await v.device.read(offset, length);
+    return c.body(data as Uint8Array<ArrayBuffer>, 200, {
+      "content-type": "application/octet-stream",
     });
+  });
+  return app;
 }
 
 /** Largest resync request body (it is a few flags). */
@@ -130,20 +191,51 @@ async function resyncBody(req: Request): Promise<ResyncRequestBody> {
 
 /** `POST|GET /v1/volumes/:name/resync`: start a resync, read its progress. */
 function resyncApp(agent: HostAgent) {
-  return new Hono()
-    .post("/", validate("param", volumeParams), async (c) => {
-      const v = volumeOf(agent, c.req.valid("param").name);
-      const body = await resyncBody(c.req.raw);
-      return c.json(await agent.requestResync(v.name, body), 202);
-    })
-    .get("/", validate("param", volumeParams), (c) => {
-      const v = volumeOf(agent, c.req.valid("param").name);
-      return c.json(agent.resyncProgress(v.name));
-    });
+  const app = newApiApp();
+  apiRoute(app, {
+    method: "post",
+    path: `${volumeBase}/resync`,
+    summary: "Start a resync of the volume (plain: the tracker's marks; or checksum)",
+    tags: ["resync"],
+    request: {
+      params: volumeParams,
+      body: optionalJsonBody(resyncRequest, "Optional; no body is a plain resync"),
+    },
+    responses: {
+      202: jsonResponse(resyncProgress, "Started (or already running): its progress"),
+      ...errorResponses({
+        ...volumeErrors,
+        409: "The volume cannot be resynced now (split brain, fenced, cycle mode, ...)",
+        413: "Body over the bound",
+      }),
+    },
+  }, async (c) => {
+    const v = volumeOf(agent, c.req.valid("param").name);
+    const body = await resyncBody(c.req.raw);
+    return c.json(await agent.requestResync(v.name, body), 202);
+  });
+  apiRoute(app, {
+    method: "get",
+    path: `${volumeBase}/resync`,
+    summary: "Progress of the volume's latest resync",
+    tags: ["resync"],
+    request: { params: volumeParams },
+    responses: {
+      200: jsonResponse(resyncProgress, "Its progress"),
+      ...errorResponses(volumeErrors),
+    },
+  }, (c) => {
+    const v = volumeOf(agent, c.req.valid("param").name);
+    return c.json(agent.resyncProgress(v.name), 200);
+  });
+  return app;
 }
 
 /** Largest body read by a job route that takes none (verify, cycle): any non-empty one is refused. */
 const jobBodyBytesMax = 4096;
+
+/** What a job route answers: a verify's or a cycle's progress. */
+type JobProgress = VerifyProgress | CycleProgress;
 
 /**
  * `POST|GET /v1/volumes/:name/{verify,cycle}`: a job of the volume that takes no body (a body is
@@ -152,41 +244,82 @@ const jobBodyBytesMax = 4096;
  */
 function jobApp(
   agent: HostAgent,
-  what: "Verify" | "Cycle",
-  start: (name: string) => unknown,
-  progress: (name: string) => unknown,
+  job: {
+    what: "Verify" | "Cycle";
+    path: string;
+    /** What starting it does, and when it is refused with 409. */
+    summary: string;
+    progress: z.ZodType<JobProgress>;
+  },
+  start: (name: string) => JobProgress,
+  progress: (name: string) => JobProgress,
 ) {
-  return new Hono()
-    .post(
-      "/",
-      bodyLimit({
-        maxSize: jobBodyBytesMax,
-        onError: () => {
-          throw tooLarge(`${what} request body exceeds ${jobBodyBytesMax} bytes`);
-        },
-      }),
-      validate("param", volumeParams),
-      async (c) => {
-        const v = volumeOf(agent, c.req.valid("param").name);
-        const body = await c.req.text();
-        if (body.trim() !== "") {
-          throw badRequest(
-            `${what} request of volume "${v.name}" takes no body; got ` +
-              `${JSON.stringify(body.slice(0, 80))}`,
-          );
-        }
-        return c.json(start(v.name), 202);
+  const { what } = job;
+  const tags = [what.toLowerCase()];
+  const app = newApiApp();
+  apiRoute(app, {
+    method: "post",
+    path: job.path,
+    summary: job.summary,
+    tags,
+    middleware: bodyLimit({
+      maxSize: jobBodyBytesMax,
+      onError: () => {
+        throw tooLarge(`${what} request body exceeds ${jobBodyBytesMax} bytes`);
       },
-    )
-    .get("/", validate("param", volumeParams), (c) => {
-      const v = volumeOf(agent, c.req.valid("param").name);
-      return c.json(progress(v.name));
-    });
+    }),
+    request: { params: volumeParams },
+    responses: {
+      202: jsonResponse(job.progress, "Started: its progress"),
+      ...errorResponses({
+        400: "A bad volume name, or a body (it takes none)",
+        404: volumeErrors[404],
+        409: `The volume cannot run a ${what.toLowerCase()} now`,
+        413: "Body over the bound",
+      }),
+    },
+  }, async (c) => {
+    const v = volumeOf(agent, c.req.valid("param").name);
+    const body = await c.req.text();
+    if (body.trim() !== "") {
+      throw badRequest(
+        `${what} request of volume "${v.name}" takes no body; got ` +
+          `${JSON.stringify(body.slice(0, 80))}`,
+      );
+    }
+    return c.json(start(v.name), 202);
+  });
+  apiRoute(app, {
+    method: "get",
+    path: job.path,
+    summary: `Progress of the volume's latest ${what.toLowerCase()}`,
+    tags,
+    request: { params: volumeParams },
+    responses: {
+      200: jsonResponse(job.progress, "Its progress"),
+      ...errorResponses(volumeErrors),
+    },
+  }, (c) => {
+    const v = volumeOf(agent, c.req.valid("param").name);
+    return c.json(progress(v.name), 200);
+  });
+  return app;
 }
 
 /** Online verify: start one, read its progress and findings. */
 function verifyApp(agent: HostAgent) {
-  return jobApp(agent, "Verify", (n) => agent.startVerify(n), (n) => agent.verifyProgress(n));
+  return jobApp(
+    agent,
+    {
+      what: "Verify",
+      path: `${volumeBase}/verify`,
+      summary: "Start an online verify: compare every region's SHA-256 with the backup's and " +
+        "mark differences at the tracker (409 while one runs)",
+      progress: verifyProgress,
+    },
+    (n) => agent.startVerify(n),
+    (n) => agent.verifyProgress(n),
+  );
 }
 
 /**
@@ -194,21 +327,37 @@ function verifyApp(agent: HostAgent) {
  * read the latest cycle's progress and the schedule.
  */
 function cycleApp(agent: HostAgent) {
-  return jobApp(agent, "Cycle", (n) => agent.startCycle(n), (n) => agent.cycleProgress(n));
+  return jobApp(
+    agent,
+    {
+      what: "Cycle",
+      path: `${volumeBase}/cycle`,
+      summary: "Run one freeze-and-copy cycle of a cycle-mode volume now (409 while one runs, " +
+        "or for a journal-mode volume)",
+      progress: cycleProgress,
+    },
+    (n) => agent.startCycle(n),
+    (n) => agent.cycleProgress(n),
+  );
 }
 
 export function createHostApp(agent: HostAgent, opts: HostAppOptions = {}) {
   const metrics = opts.metrics ?? new Metrics();
-  const app = new Hono();
-  applyServiceBasics(app, "host", { token: opts.token, metrics });
+  const app = newApiApp();
+  applyServiceBasics(app, "host", {
+    token: opts.token,
+    metrics,
+    description: "The host agent: owns primary volumes, forks every write (backup first, else a " +
+      "tracker mark, then the primary), serves them over NBD and HTTP, runs resync.",
+  });
   registerHostMetrics(metrics, agent, opts.unacked);
 
   return app
-    .route("/v1/status", statusApp(agent))
-    .route("/v1/volumes/:name/data", dataApp(agent))
-    .route("/v1/volumes/:name/resync", resyncApp(agent))
-    .route("/v1/volumes/:name/verify", verifyApp(agent))
-    .route("/v1/volumes/:name/cycle", cycleApp(agent));
+    .route("/", statusApp(agent))
+    .route("/", dataApp(agent))
+    .route("/", resyncApp(agent))
+    .route("/", verifyApp(agent))
+    .route("/", cycleApp(agent));
 }
 
 export type HostApp = ReturnType<typeof createHostApp>;

@@ -1,9 +1,12 @@
 /**
  * What every trackmirror HTTP service has in common: the one JSON error shape, a JSON 404,
- * bearer-token guarding when a token is set, `GET /healthz` (with the version and pid) and
- * `GET /metrics`.
+ * bearer-token guarding when a token is set, `GET /healthz` (with the version and pid),
+ * `GET /metrics`, and the API reference (`GET /openapi.json`, `GET /docs`: src/api_docs.ts).
  */
-import type { Hono } from "hono";
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import { z } from "zod";
+import { serveApiDocs } from "./api_docs.ts";
+import { apiRoute, jsonResponse, textResponse } from "./api_route.ts";
 import { errorBody, isPeerGone, ServiceError } from "./errors.ts";
 import type { Metrics } from "./metrics.ts";
 import { tokenMatches } from "./token.ts";
@@ -13,10 +16,25 @@ export interface ServiceOptions {
   /** When set, every route but /healthz needs `Authorization: Bearer <token>`. */
   token?: string;
   metrics?: Metrics;
+  /** One paragraph on what the service is, for its OpenAPI document. */
+  description?: string;
 }
 
+/** `GET /healthz`. */
+export const healthzResponse = z.object({
+  ok: z.literal(true),
+  service: z.string(),
+  version: z.string(),
+  /** Lets a launcher (start.ts) tell its own child's answer from another instance's. */
+  pid: z.number().int(),
+});
+
 /** Installs the shared behaviour on `app`; call before the service's own routes. */
-export function applyServiceBasics(app: Hono, name: string, opts: ServiceOptions = {}): void {
+export function applyServiceBasics(
+  app: OpenAPIHono,
+  name: string,
+  opts: ServiceOptions = {},
+): void {
   app.onError((err, c) => {
     if (isPeerGone(err)) {
       // The client hung up before its request was read whole (e.g. it timed out while this
@@ -44,7 +62,14 @@ export function applyServiceBasics(app: Hono, name: string, opts: ServiceOptions
   );
   // `pid` lets a launcher (start.ts) tell its own child's answer from another instance's on the
   // same port; `version` which build answers there.
-  app.get("/healthz", (c) => c.json({ ok: true, service: name, version, pid: Deno.pid }));
+  apiRoute(app, {
+    method: "get",
+    path: "/healthz",
+    summary: "Liveness, version and pid (needs no token)",
+    tags: ["service"],
+    security: [],
+    responses: { 200: jsonResponse(healthzResponse, "The service answers") },
+  }, (c) => c.json({ ok: true as const, service: name, version, pid: Deno.pid }, 200));
   if (opts.token) {
     const token = opts.token;
     app.use("*", async (c, next) => {
@@ -55,6 +80,11 @@ export function applyServiceBasics(app: Hono, name: string, opts: ServiceOptions
       await next();
     });
   }
+  serveApiDocs(app, {
+    service: name,
+    description: opts.description ?? `The trackmirror ${name} service.`,
+    bearer: Boolean(opts.token),
+  });
   if (opts.metrics) {
     const metrics = opts.metrics;
     metrics.gauge(
@@ -63,9 +93,12 @@ export function applyServiceBasics(app: Hono, name: string, opts: ServiceOptions
       ["version", "deno"],
       (set) => set({ version, deno: Deno.version.deno }, 1),
     );
-    app.get(
-      "/metrics",
-      async (c) => c.text(await metrics.render(), 200, { "content-type": metrics.contentType }),
-    );
+    apiRoute(app, {
+      method: "get",
+      path: "/metrics",
+      summary: "Prometheus metrics (text exposition format)",
+      tags: ["service"],
+      responses: { 200: textResponse("The metrics", "text/plain; version=0.0.4") },
+    }, async (c) => c.body(await metrics.render(), 200, { "content-type": metrics.contentType }));
   }
 }

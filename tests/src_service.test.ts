@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Hono } from "hono";
+import { newApiApp } from "../src/api_route.ts";
 import { z } from "zod";
 import { badRequest, notFound, unavailable } from "../src/errors.ts";
 import { Metrics } from "../src/metrics.ts";
@@ -10,7 +10,7 @@ import { version } from "../src/version.ts";
 
 /** A small service with the shared basics and routes that fail in each way a real one can. */
 function testApp(opts: { token?: string; metrics?: Metrics } = {}) {
-  const app = new Hono();
+  const app = newApiApp();
   applyServiceBasics(app, "test", opts);
   app.get("/missing", () => {
     throw notFound(`Volume "db9" not found`);

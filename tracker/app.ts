@@ -5,8 +5,8 @@
  * validated at the edge; everything that changes state goes through the state façade's group
  * committer and is answered after its commit. Assembly (state, metrics, close) is in service.ts.
  */
-import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { newApiApp } from "../src/api_route.ts";
 import { tooLarge } from "../src/errors.ts";
 import { applyServiceBasics } from "../src/service.ts";
 import { activityRoutes } from "./routes/activity_routes.ts";
@@ -20,8 +20,13 @@ export const requestBodyBytesMax = 1024 * 1024;
 
 /** The tracker's routes over `deps`; `token`, when set, guards every route but /healthz. */
 export function buildTrackerApp(deps: RouteDeps, token?: string) {
-  const app = new Hono();
-  applyServiceBasics(app, "tracker", { token, metrics: deps.metrics });
+  const app = newApiApp();
+  applyServiceBasics(app, "tracker", {
+    token,
+    metrics: deps.metrics,
+    description: "Tracks which regions of each volume are dirty (not yet at the backup): hosts " +
+      "mark them, reconstruct reads the log and clears what it copied.",
+  });
   app.use(
     "/v1/*",
     bodyLimit({

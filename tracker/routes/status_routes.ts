@@ -3,17 +3,24 @@
  * since when it runs and how many volumes it holds dirty, with ISO 8601 times beside epoch ms.
  * Per-volume detail stays at `GET /v1/volumes`.
  */
-import { Hono } from "hono";
+import { apiRoute, jsonResponse, newApiApp } from "../../src/api_route.ts";
 import { isoTime } from "../../src/iso_time.ts";
-import type { TrackerStatus } from "../../src/schemas.ts";
+import { type TrackerStatus, trackerStatus } from "../../src/schemas.ts";
 import type { RouteDeps } from "./route_deps.ts";
 
 export function statusRoutes({ store, clock }: RouteDeps) {
   const startedAt = clock.now();
-  return new Hono().get("/v1/status", async (c) => {
+  const app = newApiApp();
+  apiRoute(app, {
+    method: "get",
+    path: "/v1/status",
+    summary: "Since when the tracker runs and how much it holds dirty",
+    tags: ["status"],
+    responses: { 200: jsonResponse(trackerStatus, "The tracker's status") },
+  }, async (c) => {
     const volumes = await store.list();
     const now = clock.now();
-    return c.json<TrackerStatus>({
+    return c.json<TrackerStatus, 200>({
       service: "tracker",
       startedAt,
       startedAtIso: isoTime(startedAt),
@@ -22,6 +29,7 @@ export function statusRoutes({ store, clock }: RouteDeps) {
       volumes: volumes.length,
       dirtyVolumes: volumes.filter((v) => v.dirtyRegions > 0).length,
       dirtyBytes: volumes.reduce((n, v) => n + v.dirtyBytes, 0),
-    });
+    }, 200);
   });
+  return app;
 }
