@@ -43,6 +43,7 @@ import type { FaultFile } from "../src/fault_file.ts";
 import { segmentPath, syncDir } from "./segment_files.ts";
 import { join } from "node:path";
 import { SegmentLedger } from "./segment_ledger.ts";
+import { logLine } from "../src/events.ts";
 
 /** Default size at which the active segment is closed and a new one begun. */
 export const journalSegmentBytesDefault = 64 * 1024 * 1024;
@@ -321,7 +322,7 @@ export class Journal {
         await this.activeFile.truncate(this.activeBytes);
         await this.activeFile.syncData();
       } catch (err) {
-        console.error(`Journal: trimming segment ${this.activeId}: ${(err as Error).message}`);
+        logLine("backup", "error", `Journal: trimming segment ${this.activeId}: ${(err as Error).message}`);
       }
     }
     this.activeFile.close();
@@ -353,7 +354,7 @@ export class Journal {
             `Segment ${this.activeId + 1} could not be created: ${(err as Error).message}`,
           );
           this.#writeFailure = cause;
-          console.error(`Journal: ${cause.message}`);
+          logLine("backup", "error", `Journal: ${cause.message}`);
           this.#reject(this.#queue.splice(0), cause);
           break;
         }
@@ -407,7 +408,7 @@ export class Journal {
       if (touched) {
         await this.#undoGroup(startBytes, err as Error);
       } else {
-        console.error(`Journal segment ${this.activeId}: group refused: ${(err as Error).message}`);
+        logLine("backup", "error", `Journal segment ${this.activeId}: group refused: ${(err as Error).message}`);
       }
       this.#writeFailure = err as Error;
       this.#reject(group, err as Error);
@@ -428,7 +429,7 @@ export class Journal {
         `fdatasync of segment ${this.activeId} failed (${(err as Error).message}); ` +
           `refusing appends until restarted (replay decides what survived)`,
       );
-      console.error(`Journal: ${this.#failure.message}`);
+      logLine("backup", "error", `Journal: ${this.#failure.message}`);
       this.#reject(group, err as Error);
       return;
     }
@@ -487,7 +488,7 @@ export class Journal {
    * refuses all further appends.
    */
   async #undoGroup(startBytes: number, cause: Error): Promise<void> {
-    console.error(`Journal segment ${this.activeId}: group append failed: ${cause.message}`);
+    logLine("backup", "error", `Journal segment ${this.activeId}: group append failed: ${cause.message}`);
     try {
       await this.activeFile.truncate(startBytes);
       await this.activeFile.seek(startBytes, Deno.SeekMode.Start);
@@ -505,7 +506,7 @@ export class Journal {
   #prepareSpare(): void {
     this.#spare ??= createZeroed(join(this.opts.dir, spareName), this.journalSegmentBytes).catch(
       (err) => {
-        console.error(`Journal: preparing the next segment: ${(err as Error).message}`);
+        logLine("backup", "error", `Journal: preparing the next segment: ${(err as Error).message}`);
         return Deno.remove(join(this.opts.dir, spareName)).then(() => undefined, () => undefined);
       },
     );

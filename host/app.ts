@@ -15,6 +15,7 @@ import { applyServiceBasics } from "../src/service.ts";
 import { describeIssues, validate } from "../src/validate.ts";
 import { resyncRequest, type ResyncRequestBody, trustView } from "../src/host_schemas.ts";
 import type { HostAgent, HostVolume } from "./agent/host_agent.ts";
+import { hostEventRoutes } from "./event_routes.ts";
 
 /** Largest write or read one HTTP request carries. */
 export { httpIoBytesMax } from "../src/limits.ts";
@@ -27,6 +28,7 @@ export const hostPaths = {
   resync: (volume: string) => `/v1/volumes/${encodeURIComponent(volume)}/resync`,
   verify: (volume: string) => `/v1/volumes/${encodeURIComponent(volume)}/verify`,
   cycle: (volume: string) => `/v1/volumes/${encodeURIComponent(volume)}/cycle`,
+  events: "/v1/events",
 } as const;
 
 const byteOffset = z.string().regex(/^\d{1,16}$/, "Must be a whole number of bytes").transform(
@@ -273,7 +275,8 @@ export function createHostApp(agent: HostAgent, opts: HostAppOptions = {}) {
     .route("/v1/volumes/:name/data", dataApp(agent))
     .route("/v1/volumes/:name/resync", resyncApp(agent))
     .route("/v1/volumes/:name/verify", verifyApp(agent))
-    .route("/v1/volumes/:name/cycle", cycleApp(agent));
+    .route("/v1/volumes/:name/cycle", cycleApp(agent))
+    .route("/", hostEventRoutes());
 }
 
 export type HostApp = ReturnType<typeof createHostApp>;

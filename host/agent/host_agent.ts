@@ -33,6 +33,7 @@ import { openCyclesOnReturn } from "./cycle_on_return.ts";
 import { type CycleMirror, CycleRefusedError } from "../cycle/cycle_mirror.ts";
 import type { DirtyExtentSource } from "../nbd/block_status.ts";
 import { volumeDirtyExtents } from "./dirty_extents.ts";
+import { logLine } from "../../src/events.ts";
 
 export type { HostBackup, HostTracker } from "./ports.ts";
 export type { HostVolume, HostVolumeConfig } from "./volume_stack.ts";
@@ -252,7 +253,7 @@ export class HostAgent {
       try {
         await v.trust.markTrusted(lossCountAtStart);
       } catch (err) {
-        console.warn(`host: volume "${name}" stays untrusted: ${(err as Error).message}`);
+        logLine("host", "warn", `host: volume "${name}" stays untrusted: ${(err as Error).message}`);
       }
     });
     return v.checksumResync.progress;
@@ -452,7 +453,7 @@ export class HostAgent {
         this.#volumes.get(b.name)?.lease.saw(b.leaseEpoch);
       }
     } catch (err) {
-      console.warn(`host: backup volumes not read at start: ${(err as Error).message}`);
+      logLine("host", "warn", `host: backup volumes not read at start: ${(err as Error).message}`);
     }
   }
 
@@ -477,7 +478,7 @@ export class HostAgent {
       if (v.cycles) continue; // its next cycle is its resync
       const refusal = v.trust.plainResyncRefusal();
       if (refusal) {
-        console.warn(`host: automatic resync of "${v.name}" not started: ${refusal}`);
+        logLine("host", "warn", `host: automatic resync of "${v.name}" not started: ${refusal}`);
         continue;
       }
       try {
@@ -488,7 +489,7 @@ export class HostAgent {
           void v.resync.start().then((done) => this.#committed(v, done));
         }
       } catch (err) {
-        console.warn(
+        logLine("host", "warn", 
           `host: automatic resync of "${v.name}" not started: ${(err as Error).message}`,
         );
       }

@@ -10,6 +10,7 @@
  */
 import type { HostVolume } from "./volume_stack.ts";
 import type { HostTracker } from "./ports.ts";
+import { logLine } from "../../src/events.ts";
 
 /** Lease a host holds on its volumes unless told otherwise. */
 export const leaseMsDefault = 30_000;
@@ -110,7 +111,7 @@ export class TrackerLease {
           v.lease.fence(`The tracker refused the lease renewal: ${(err as Error).message}`);
         }
         if (startup) {
-          console.warn(`host: tracker unreachable, will retry: ${(err as Error).message}`);
+          logLine("host", "warn", `host: tracker unreachable, will retry: ${(err as Error).message}`);
         }
       }
     }
@@ -125,7 +126,7 @@ export class TrackerLease {
     v.promoted = true;
     if (v.activity) v.activity.retireEnabled = true;
     if (regionsPromoted > 0) {
-      console.log(
+      logLine("host", "info", 
         `host: volume "${v.name}": ${regionsPromoted} regions of activity from an earlier run ` +
           `are now dirty and will be resynced`,
       );

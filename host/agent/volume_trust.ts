@@ -22,6 +22,7 @@ import {
 } from "./generation_check.ts";
 import { openSidecar, type PrimarySidecar, writeSidecar } from "../fork/generation_sidecar.ts";
 import type { SecondaryRegistered } from "./ports.ts";
+import { logLine } from "../../src/events.ts";
 
 /** What the tracker's answers carry (fields absent from trackers without generations). */
 export interface TrackerGenerationAnswer {
@@ -186,7 +187,7 @@ export class VolumeTrust {
       trustReason: reason,
       trustSince: this.now(),
     };
-    console.warn(`host: volume "${this.volume}": ${reason}`);
+    logLine("host", "warn", `host: volume "${this.volume}": ${reason}`);
     await this.#persist();
   }
 
@@ -212,7 +213,7 @@ export class VolumeTrust {
       );
     }
     if (lossCountAtStart !== undefined && lossCountAtStart !== this.#losses) {
-      console.warn(
+      logLine("host", "warn", 
         `host: volume "${this.volume}" stays ${this.#sidecar.trust}: a loss was noticed while ` +
           `the checksum resync ran; run it again (${checksumCommand(this.volume)})`,
       );
@@ -225,7 +226,7 @@ export class VolumeTrust {
       trustReason: null,
       trustSince: this.now(),
     };
-    console.log(`host: volume "${this.volume}" is trusted again (checksum resync done)`);
+    logLine("host", "info", `host: volume "${this.volume}" is trusted again (checksum resync done)`);
     await this.#persist();
     return true;
   }
@@ -316,7 +317,7 @@ export class VolumeTrust {
         discardSecondaryCommand(this.volume)
       : `CHECKSUM RESYNC NEEDED: the marked-region cache was dropped, every later write is ` +
         `marked or journaled; plain reconstruct is refused; run ${checksumCommand(this.volume)}`;
-    console.warn(`host: volume "${this.volume}": ${found}. ${what}`);
+    logLine("host", "warn", `host: volume "${this.volume}": ${found}. ${what}`);
   }
 
   /** Writes the sidecar; writes are serialized so an older state never lands after a newer. */
@@ -327,7 +328,7 @@ export class VolumeTrust {
       this.#persistedMarkSeq = sidecar.markSeq;
     });
     this.#writes = next.catch((err) => {
-      console.warn(
+      logLine("host", "warn", 
         `host: volume "${this.volume}": could not write generation sidecar "${this.path}": ` +
           (err as Error).message,
       );

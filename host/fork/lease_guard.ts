@@ -18,6 +18,7 @@ import type {
   ClearRequest,
   TrackRequest,
 } from "../../src/schemas.ts";
+import { logLine } from "../../src/events.ts";
 
 /** Why and since when a volume is fenced. */
 export interface FencedState {
@@ -79,7 +80,7 @@ export class LeaseGuard {
   fence(reason: string): void {
     if (this.#fenced) return;
     this.#fenced = { at: this.now(), reason };
-    console.error(
+    logLine("host", "error", 
       `host: volume "${this.volume}" is FENCED, every later write to it fails: ${reason}`,
     );
     for (const listener of this.#listeners) listener(this.#fenced);

@@ -1,0 +1,11 @@
+/**
+ * `GET /v1/events`: the host agent's events (its view of backup and tracker, each volume's mode,
+ * leases, trust, resync / cycle / verify progress, and its log lines) as server-sent events; the
+ * stream itself is src/event_stream.ts.
+ */
+import { Hono } from "hono";
+import { eventStreamApp, type EventStreamOptions } from "../src/event_stream.ts";
+
+export function hostEventRoutes(opts: EventStreamOptions = {}) {
+  return new Hono().route("/v1/events", eventStreamApp(opts));
+}
