@@ -231,7 +231,12 @@ async function main(): Promise<void> {
         kind: "child.exit",
         message: `start: ${child.label} (pid ${child.process.pid}) ${exitText(status)}; ` +
           `${others}. To start it again: deno task ${child.name} ${child.args.join(" ")}`,
-        data: { child: child.name, pid: child.process.pid, code: status.code, signal: status.signal },
+        data: {
+          child: child.name,
+          pid: child.process.pid,
+          code: status.code,
+          signal: status.signal,
+        },
       });
     }
     if (running && alive.length === 0) allExited();

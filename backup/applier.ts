@@ -196,7 +196,11 @@ export class Applier {
         break;
       } catch (err) {
         this.#failure = err as Error;
-        logLine("backup", "error", `Applier: ${(err as Error).message}; retrying in ${applyRetryMs} ms`);
+        logLine(
+          "backup",
+          "error",
+          `Applier: ${(err as Error).message}; retrying in ${applyRetryMs} ms`,
+        );
         if (this.#stopping) return;
         await new Promise((r) => setTimeout(r, applyRetryMs));
       }
@@ -231,7 +235,11 @@ export class Applier {
         break;
       } catch (err) {
         this.#failure = err as Error;
-        logLine("backup", "error", `Applier: ${(err as Error).message}; retrying in ${applyRetryMs} ms`);
+        logLine(
+          "backup",
+          "error",
+          `Applier: ${(err as Error).message}; retrying in ${applyRetryMs} ms`,
+        );
         if (this.#stopping && attempt > 0) return;
         await new Promise((r) => setTimeout(r, applyRetryMs));
       }

@@ -145,7 +145,9 @@ export class LinkServer {
           served.push(this.serve(conn));
         }
       } catch (err) {
-        if (!this.#closed) logLine("backup", "error", `Link: accept failed: ${(err as Error).message}`);
+        if (!this.#closed) {
+          logLine("backup", "error", `Link: accept failed: ${(err as Error).message}`);
+        }
       }
       await Promise.allSettled(served);
     })());
@@ -225,7 +227,11 @@ class LinkSession {
     const presented = typeof hello?.token === "string" ? hello.token : undefined;
     if (tokenMatches(presented, expected)) return;
     const why = presented === undefined ? "carries no token" : "carries a wrong token";
-    logLine("backup", "warn", `Link: refused HELLO of host ${JSON.stringify(hello?.hostId)}: it ${why}`);
+    logLine(
+      "backup",
+      "warn",
+      `Link: refused HELLO of host ${JSON.stringify(hello?.hostId)}: it ${why}`,
+    );
     throw unauthorized(`HELLO ${why}: the backup needs its --token`);
   }
 

@@ -118,7 +118,9 @@ async function main(): Promise<void> {
     await claimSocketPath(flags["link-socket"], "--link-socket");
   }
   const faults = faultFileFromEnv();
-  if (faults) logLine("backup", "warn", `backup: test-only disk faults from ${faultFileEnv}=${faults.path}`);
+  if (faults) {
+    logLine("backup", "warn", `backup: test-only disk faults from ${faultFileEnv}=${faults.path}`);
+  }
   const backup = await openBackup({
     faults,
     dataDir,

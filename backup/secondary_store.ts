@@ -58,7 +58,11 @@ export class SecondaryStore {
       try {
         checkName("Volume", name);
       } catch {
-        logLine("backup", "warn", `Secondary store: skipping "${entry.name}": not a valid volume name`);
+        logLine(
+          "backup",
+          "warn",
+          `Secondary store: skipping "${entry.name}": not a valid volume name`,
+        );
         continue;
       }
       const path = join(dir, entry.name);
@@ -69,7 +73,9 @@ export class SecondaryStore {
         if (!gen) {
           gen = newSecondaryGeneration();
           await writeSecondaryGeneration(dir, name, gen);
-          logLine("backup", "warn", 
+          logLine(
+            "backup",
+            "warn",
             `Secondary store: volume "${name}" had no generation sidecar; made ${gen.generation}`,
           );
         }
@@ -109,7 +115,9 @@ export class SecondaryStore {
     if (next !== vol.gen) {
       await writeSecondaryGeneration(this.dir, name, next);
       if (vol.gen.writerGeneration !== null) {
-        logLine("backup", "warn", 
+        logLine(
+          "backup",
+          "warn",
           `Secondary store: volume "${name}" now written by primary generation ` +
             `${primaryGeneration}, not ${vol.gen.writerGeneration} (adopted: its differences ` +
             `are discarded by the checksum resync that follows)`,

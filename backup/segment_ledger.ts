@@ -56,7 +56,11 @@ export class SegmentLedger {
           await Deno.remove(segmentPath(this.dir, id));
         } catch (err) {
           if (!(err instanceof Deno.errors.NotFound)) {
-            logLine("backup", "error", `Journal segment ${id} could not be removed: ${(err as Error).message}`);
+            logLine(
+              "backup",
+              "error",
+              `Journal segment ${id} could not be removed: ${(err as Error).message}`,
+            );
             break;
           }
         }

@@ -213,7 +213,9 @@ async function main(): Promise<void> {
     `http://${hostname}:${http.addr.port}`,
   );
   const faults = faultFileFromEnv();
-  if (faults) logLine("host", "warn", `host: test-only disk faults from ${faultFileEnv}=${faults.path}`);
+  if (faults) {
+    logLine("host", "warn", `host: test-only disk faults from ${faultFileEnv}=${faults.path}`);
+  }
   const agent = await HostAgent.open({
     faults,
     hostId,

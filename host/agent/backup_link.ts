@@ -244,7 +244,9 @@ export class BackupLink {
       }
       this.regionsCovered += regions.size;
       this.#uncovered.delete(volume);
-      logLine("host", "warn", 
+      logLine(
+        "host",
+        "warn",
         `host: backup link lost with ${regions.size} regions of volume "${volume}" received but ` +
           `not hardened; they are marked dirty and will be resynced`,
       );

@@ -25,7 +25,9 @@ export async function openCyclesOnReturn(
     try {
       dirty = (await tracker.getVolume(name)).dirtyRegions > 0;
     } catch (err) {
-      logLine("host", "warn", 
+      logLine(
+        "host",
+        "warn",
         `host: volume "${name}": the tracker did not say whether it is dirty ` +
           `(${(err as Error).message}); its secondary is held at its last point in time`,
       );

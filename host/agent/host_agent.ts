@@ -21,6 +21,7 @@ import type { ComponentStatus, ProbeOptions } from "./component_status.ts";
 import type { HostBackup, HostTracker } from "./ports.ts";
 import { statusView } from "./status_view.ts";
 import { TrackerLease } from "./tracker_lease.ts";
+import { AgentEvents } from "./agent_events.ts";
 import { TrackerHealth, watchTracker } from "./tracker_health.ts";
 import {
   type HostVolume,
@@ -101,6 +102,7 @@ export class HostAgent {
   /** The tracker as every call of this agent found it (status: `components.tracker`). */
   readonly trackerHealth: TrackerHealth;
   readonly #startedAt: number;
+  readonly #events: AgentEvents;
 
   private constructor(given: HostAgentOptions) {
     this.trackerHealth = new TrackerHealth(given.clock);
@@ -133,6 +135,13 @@ export class HostAgent {
       },
     });
     this.#lease = new TrackerLease({ ...opts, instance: this.instance }, this.#volumes);
+    this.#events = new AgentEvents({
+      backup: this.backupLink.status,
+      backupUrl: opts.backup.baseUrl,
+      forking: opts.forking !== false,
+      volumes: () => this.volumes,
+      now: () => opts.clock.now(),
+    });
     if (opts.autoResync) {
       this.backupStatus.onChange((state) => {
         if (state === "online") void this.#autoResync();
@@ -157,6 +166,7 @@ export class HostAgent {
     await agent.#claimBackupLeaseEpochs();
     await agent.#lease.start();
     agent.backupStatus.start();
+    agent.#events.start();
     for (const v of agent.#volumes.values()) v.cycles?.startSchedule();
     return agent;
   }
@@ -253,7 +263,11 @@ export class HostAgent {
       try {
         await v.trust.markTrusted(lossCountAtStart);
       } catch (err) {
-        logLine("host", "warn", `host: volume "${name}" stays untrusted: ${(err as Error).message}`);
+        logLine(
+          "host",
+          "warn",
+          `host: volume "${name}" stays untrusted: ${(err as Error).message}`,
+        );
       }
     });
     return v.checksumResync.progress;
@@ -407,6 +421,7 @@ export class HostAgent {
   }
 
   async close(): Promise<void> {
+    this.#events.stop();
     for (const v of this.#volumes.values()) v.cycles?.stop();
     await this.backupLink.close();
     this.#lease.stop();
@@ -489,7 +504,9 @@ export class HostAgent {
           void v.resync.start().then((done) => this.#committed(v, done));
         }
       } catch (err) {
-        logLine("host", "warn", 
+        logLine(
+          "host",
+          "warn",
           `host: automatic resync of "${v.name}" not started: ${(err as Error).message}`,
         );
       }

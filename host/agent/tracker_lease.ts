@@ -10,7 +10,7 @@
  */
 import type { HostVolume } from "./volume_stack.ts";
 import type { HostTracker } from "./ports.ts";
-import { logLine } from "../../src/events.ts";
+import { emit, logLine } from "../../src/events.ts";
 
 /** Lease a host holds on its volumes unless told otherwise. */
 export const leaseMsDefault = 30_000;
@@ -95,6 +95,16 @@ export class TrackerLease {
         // Issue 9: a lost or older tracker record is noticed here, before anything relies on it.
         await v.trust.checkTracker(info, seen, true);
         v.lease.granted(info.leaseEpoch);
+        if (!this.#registered.has(v.name)) {
+          emit({
+            service: "host",
+            kind: "lease.taken",
+            volume: v.name,
+            message:
+              `host: volume "${v.name}": lease taken at the tracker (epoch ${info.leaseEpoch})`,
+            data: { leaseEpoch: info.leaseEpoch, takeover: startup && (opts.takeover ?? false) },
+          });
+        }
         this.#registered.add(v.name);
         if (!v.promoted) await this.#promote(v);
         this.#trackerError = null;
@@ -111,7 +121,11 @@ export class TrackerLease {
           v.lease.fence(`The tracker refused the lease renewal: ${(err as Error).message}`);
         }
         if (startup) {
-          logLine("host", "warn", `host: tracker unreachable, will retry: ${(err as Error).message}`);
+          logLine(
+            "host",
+            "warn",
+            `host: tracker unreachable, will retry: ${(err as Error).message}`,
+          );
         }
       }
     }
@@ -126,7 +140,9 @@ export class TrackerLease {
     v.promoted = true;
     if (v.activity) v.activity.retireEnabled = true;
     if (regionsPromoted > 0) {
-      logLine("host", "info", 
+      logLine(
+        "host",
+        "info",
         `host: volume "${v.name}": ${regionsPromoted} regions of activity from an earlier run ` +
           `are now dirty and will be resynced`,
       );

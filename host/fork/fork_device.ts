@@ -163,7 +163,9 @@ export class ForkDevice extends PassThroughDevice {
       await this.paths.marker.ensureMarked(rec.offset, rec.length);
       return true;
     } catch (err) {
-      logLine("host", "error", 
+      logLine(
+        "host",
+        "error",
         `host: volume "${this.paths.volume}" ${rec.offset}+${rec.length}: the backup holds a ` +
           `write the primary refused, and the tracker did not take its mark: ` +
           `${(err as Error).message}; the regions stay tainted until a mark covers them`,
