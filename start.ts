@@ -229,7 +229,7 @@ async function main(): Promise<void> {
         service: "start",
         level: "error",
         kind: "child.exit",
-        message: `start: ${child.label} (pid ${child.process.pid}) ${exitText(status)}; ` +
+        message: `${child.label} (pid ${child.process.pid}) ${exitText(status)}; ` +
           `${others}. To start it again: deno task ${child.name} ${child.args.join(" ")}`,
         data: {
           child: child.name,
@@ -290,7 +290,7 @@ async function main(): Promise<void> {
   try {
     for (const { name } of services) await waitHealthy(await spawn(name), urlOf[name], children);
   } catch (err) {
-    logLine("start", "error", `start: ${(err as Error).message}`);
+    logLine("start", "error", `${(err as Error).message}`);
     await stopAll(1);
   }
 
@@ -322,7 +322,7 @@ Reconstruct after a backup outage:  deno task reconstruct --tracker ${tracker}
   for (const c of children) if (c.status) void onExit(c, c.status);
   await done;
   if (!stopping) {
-    logLine("start", "error", "start: every service has stopped");
+    logLine("start", "error", "every service has stopped");
     await removePidFile(data, "start", Deno.pid);
     Deno.exit(1);
   }

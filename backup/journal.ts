@@ -226,7 +226,7 @@ export class Journal {
           level: "error",
           kind: "journal.full",
           message:
-            `backup: journal full: ${this.#pendingBytes} bytes pending of journalBytesMax ${this.journalBytesMax}; writes are refused (503) until the applier catches up`,
+            `journal full: ${this.#pendingBytes} bytes pending of journalBytesMax ${this.journalBytesMax}; writes are refused (503) until the applier catches up`,
           data: { pendingBytes: this.#pendingBytes, journalBytesMax: this.journalBytesMax },
         });
       }
@@ -317,7 +317,7 @@ export class Journal {
       emit({
         service: "backup",
         kind: "journal.room",
-        message: `backup: journal has room again (${this.#pendingBytes} bytes pending)`,
+        message: `journal has room again (${this.#pendingBytes} bytes pending)`,
         data: { pendingBytes: this.#pendingBytes },
       });
     }

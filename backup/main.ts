@@ -119,7 +119,7 @@ async function main(): Promise<void> {
   }
   const faults = faultFileFromEnv();
   if (faults) {
-    logLine("backup", "warn", `backup: test-only disk faults from ${faultFileEnv}=${faults.path}`);
+    logLine("backup", "warn", `test-only disk faults from ${faultFileEnv}=${faults.path}`);
   }
   const backup = await openBackup({
     faults,
@@ -133,7 +133,7 @@ async function main(): Promise<void> {
     // here is the link's TCP port (taken since the check above).
     throw naming(err, { address: `${hostname}:${linkPort}`, flag: "--link-port", value: linkPort });
   });
-  logLine("backup", "info", `backup: link listening on ${backup.link!.addresses.join(" and ")}`);
+  logLine("backup", "info", `link listening on ${backup.link!.addresses.join(" and ")}`);
   const server = listenNaming(
     { address: `${hostname}:${port}`, flag: "--port", value: port },
     () =>
@@ -144,7 +144,7 @@ async function main(): Promise<void> {
           logLine(
             "backup",
             "info",
-            `backup ${version}: listening on http://${hostname}:${port} (data ${dataDir}, ` +
+            `listening on http://${hostname}:${port} (version ${version}, data ${dataDir}, ` +
               `journal-bytes-max ${journalBytesMax})`,
           );
         },
@@ -155,11 +155,11 @@ async function main(): Promise<void> {
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logLine("backup", "info", `backup: ${signal}: finishing in-flight batches`);
+    logLine("backup", "info", `${signal}: finishing in-flight batches`);
     processEvents.endFollowers();
     await server.shutdown();
     await backup.close();
-    logLine("backup", "info", "backup: stopped");
+    logLine("backup", "info", "stopped");
     Deno.exit(0);
   };
   Deno.addSignalListener("SIGTERM", () => void stop("SIGTERM"));

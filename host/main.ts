@@ -214,7 +214,7 @@ async function main(): Promise<void> {
   );
   const faults = faultFileFromEnv();
   if (faults) {
-    logLine("host", "warn", `host: test-only disk faults from ${faultFileEnv}=${faults.path}`);
+    logLine("host", "warn", `test-only disk faults from ${faultFileEnv}=${faults.path}`);
   }
   const agent = await HostAgent.open({
     faults,
@@ -264,7 +264,7 @@ async function main(): Promise<void> {
   logLine(
     "host",
     "info",
-    `host ${hostId}: HTTP on http://${hostname}:${http.addr.port}, ` +
+    `${hostId}: HTTP on http://${hostname}:${http.addr.port}, ` +
       `NBD on nbd://${hostname}:${nbd.port}/${nbdExport}` +
       (nbd.socketPath ? ` and nbd+unix:///${nbdExport}?socket=${nbd.socketPath}` : "") +
       `, volumes ${

@@ -68,7 +68,12 @@ Deno.test("events carry seq, time and its ISO twin, and parse with the exported 
 
 Deno.test("an event's data larger than the bound is replaced by a note", () => {
   const { log } = quietLog();
-  const e = log.emit({ service: "host", kind: "log", message: "big", data: { s: "x".repeat(9000) } });
+  const e = log.emit({
+    service: "host",
+    kind: "log",
+    message: "big",
+    data: { s: "x".repeat(9000) },
+  });
   assert.equal(e.data?.cut, true);
 });
 

@@ -78,7 +78,7 @@ async function main(): Promise<void> {
           logLine(
             "tracker",
             "info",
-            `tracker ${version} listening on http://${addr.hostname}:${addr.port} (kv ${kvPath}${
+            `listening on http://${addr.hostname}:${addr.port} (version ${version}, kv ${kvPath}${
               token ? ", bearer token required" : ""
             })`,
           );

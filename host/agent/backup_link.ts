@@ -247,7 +247,7 @@ export class BackupLink {
       logLine(
         "host",
         "warn",
-        `host: backup link lost with ${regions.size} regions of volume "${volume}" received but ` +
+        `backup link lost with ${regions.size} regions of volume "${volume}" received but ` +
           `not hardened; they are marked dirty and will be resynced`,
       );
     }

@@ -28,7 +28,7 @@ export async function openCyclesOnReturn(
       logLine(
         "host",
         "warn",
-        `host: volume "${name}": the tracker did not say whether it is dirty ` +
+        `volume "${name}": the tracker did not say whether it is dirty ` +
           `(${(err as Error).message}); its secondary is held at its last point in time`,
       );
     }

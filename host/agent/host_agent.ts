@@ -266,7 +266,7 @@ export class HostAgent {
         logLine(
           "host",
           "warn",
-          `host: volume "${name}" stays untrusted: ${(err as Error).message}`,
+          `volume "${name}" stays untrusted: ${(err as Error).message}`,
         );
       }
     });
@@ -468,7 +468,7 @@ export class HostAgent {
         this.#volumes.get(b.name)?.lease.saw(b.leaseEpoch);
       }
     } catch (err) {
-      logLine("host", "warn", `host: backup volumes not read at start: ${(err as Error).message}`);
+      logLine("host", "warn", `backup volumes not read at start: ${(err as Error).message}`);
     }
   }
 
@@ -493,7 +493,7 @@ export class HostAgent {
       if (v.cycles) continue; // its next cycle is its resync
       const refusal = v.trust.plainResyncRefusal();
       if (refusal) {
-        logLine("host", "warn", `host: automatic resync of "${v.name}" not started: ${refusal}`);
+        logLine("host", "warn", `automatic resync of "${v.name}" not started: ${refusal}`);
         continue;
       }
       try {
@@ -507,7 +507,7 @@ export class HostAgent {
         logLine(
           "host",
           "warn",
-          `host: automatic resync of "${v.name}" not started: ${(err as Error).message}`,
+          `automatic resync of "${v.name}" not started: ${(err as Error).message}`,
         );
       }
     }

@@ -100,8 +100,7 @@ export class TrackerLease {
             service: "host",
             kind: "lease.taken",
             volume: v.name,
-            message:
-              `host: volume "${v.name}": lease taken at the tracker (epoch ${info.leaseEpoch})`,
+            message: `volume "${v.name}": lease taken at the tracker (epoch ${info.leaseEpoch})`,
             data: { leaseEpoch: info.leaseEpoch, takeover: startup && (opts.takeover ?? false) },
           });
         }
@@ -124,7 +123,7 @@ export class TrackerLease {
           logLine(
             "host",
             "warn",
-            `host: tracker unreachable, will retry: ${(err as Error).message}`,
+            `tracker unreachable, will retry: ${(err as Error).message}`,
           );
         }
       }
@@ -143,7 +142,7 @@ export class TrackerLease {
       logLine(
         "host",
         "info",
-        `host: volume "${v.name}": ${regionsPromoted} regions of activity from an earlier run ` +
+        `volume "${v.name}": ${regionsPromoted} regions of activity from an earlier run ` +
           `are now dirty and will be resynced`,
       );
     }

@@ -192,7 +192,7 @@ export class VolumeTrust {
       level: "warn",
       kind: "trust.change",
       volume: this.volume,
-      message: `host: volume "${this.volume}": ${reason}`,
+      message: `volume "${this.volume}": ${reason}`,
       data: { trust: "checksum-resync-needed" },
     });
     await this.#persist();
@@ -223,7 +223,7 @@ export class VolumeTrust {
       logLine(
         "host",
         "warn",
-        `host: volume "${this.volume}" stays ${this.#sidecar.trust}: a loss was noticed while ` +
+        `volume "${this.volume}" stays ${this.#sidecar.trust}: a loss was noticed while ` +
           `the checksum resync ran; run it again (${checksumCommand(this.volume)})`,
       );
       return false;
@@ -239,7 +239,7 @@ export class VolumeTrust {
       service: "host",
       kind: "trust.change",
       volume: this.volume,
-      message: `host: volume "${this.volume}" is trusted again (checksum resync done)`,
+      message: `volume "${this.volume}" is trusted again (checksum resync done)`,
       data: { trust: "trusted" },
     });
     await this.#persist();
@@ -337,7 +337,7 @@ export class VolumeTrust {
       level: "error",
       kind: "generation.mismatch",
       volume: this.volume,
-      message: `host: volume "${this.volume}": ${found}. ${what}`,
+      message: `volume "${this.volume}": ${found}. ${what}`,
       data: { trust: this.#sidecar.trust },
     });
   }
@@ -353,7 +353,7 @@ export class VolumeTrust {
       logLine(
         "host",
         "warn",
-        `host: volume "${this.volume}": could not write generation sidecar "${this.path}": ` +
+        `volume "${this.volume}": could not write generation sidecar "${this.path}": ` +
           (err as Error).message,
       );
     });

@@ -166,7 +166,7 @@ export class ForkDevice extends PassThroughDevice {
       logLine(
         "host",
         "error",
-        `host: volume "${this.paths.volume}" ${rec.offset}+${rec.length}: the backup holds a ` +
+        `volume "${this.paths.volume}" ${rec.offset}+${rec.length}: the backup holds a ` +
           `write the primary refused, and the tracker did not take its mark: ` +
           `${(err as Error).message}; the regions stay tainted until a mark covers them`,
       );

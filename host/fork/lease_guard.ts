@@ -85,7 +85,7 @@ export class LeaseGuard {
       level: "error",
       kind: "lease.lost",
       volume: this.volume,
-      message: `host: volume "${this.volume}" is FENCED, every later write to it fails: ${reason}`,
+      message: `volume "${this.volume}" is FENCED, every later write to it fails: ${reason}`,
       data: { reason },
     });
     for (const listener of this.#listeners) listener(this.#fenced);
