@@ -210,7 +210,7 @@ Deno.test("events: a backup outage and its repair, on the SSE streams, in status
     // The tracker was left at the default, text: time, level, service, message.
     assert.match(
       sys.tracker.output(),
-      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO  tracker listening on http:\/\/127\.0\.0\.1:\d+ \(version /m,
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO {2}tracker listening on http:\/\/127\.0\.0\.1:\d+ \(version /m,
     );
   } finally {
     aborter.abort();
