@@ -66,7 +66,7 @@ export class AgentEvents {
 
   /** Starts looking at the jobs (once the agent is open). */
   start(): void {
-    this.#timer ??= setInterval(() => this.#lookAtJobs(), jobPollMs);
+    this.#timer ??= setInterval(() => this.lookAtJobs(), jobPollMs);
   }
 
   stop(): void {
@@ -111,7 +111,8 @@ export class AgentEvents {
     }
   }
 
-  #lookAtJobs(): void {
+  /** Looks at every volume's jobs once (the timer's tick; tests call it directly). */
+  lookAtJobs(): void {
     for (const v of this.deps.volumes()) {
       this.#lookAt(v.name, "resync", v.resync.progress);
       this.#lookAt(v.name, "checksum-resync", v.checksumResync.progress);
