@@ -62,8 +62,15 @@ async function write(sys: System, offset: number): Promise<void> {
   assert.equal(res.status, 204, `write at ${offset} answered ${res.status}`);
 }
 
-/** Runs `status --events --json` until `done` accepts what it printed, then SIGTERMs it. */
-async function statusEvents(sys: System, done: (events: TrackmirrorEvent[]) => boolean) {
+/**
+ * Runs `status --events --json` until `done` accepts what it printed, then SIGTERMs it; `during`
+ * runs once the first event is printed (the follower is connected).
+ */
+async function statusEvents(
+  sys: System,
+  done: (events: (TrackmirrorEvent & { source: string })[]) => boolean,
+  during?: () => Promise<void>,
+) {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -77,9 +84,14 @@ async function statusEvents(sys: System, done: (events: TrackmirrorEvent[]) => b
     ],
     cwd: new URL("../", import.meta.url).pathname,
     stdout: "piped",
-    stderr: "null",
+    stderr: "piped",
     env: { NO_COLOR: "1" },
   }).spawn();
+  let notes = "";
+  const notesRead = (async () => {
+    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) notes += chunk;
+  })();
+  let acting: Promise<void> | undefined;
   const printed: (TrackmirrorEvent & { source: string })[] = [];
   const timer = setTimeout(() => child.kill("SIGKILL"), eventWaitMsMax);
   let text = "";
@@ -89,6 +101,7 @@ async function statusEvents(sys: System, done: (events: TrackmirrorEvent[]) => b
       const lines = text.split("\n");
       text = lines.pop()!;
       for (const line of lines) printed.push(JSON.parse(line));
+      if (during && printed.length > 0) acting ??= during();
       if (done(printed)) {
         child.kill("SIGTERM");
         break;
@@ -98,7 +111,10 @@ async function statusEvents(sys: System, done: (events: TrackmirrorEvent[]) => b
   } finally {
     clearTimeout(timer);
   }
-  return { code: (await child.status).code, printed };
+  await acting;
+  const code = (await child.status).code;
+  await notesRead;
+  return { code, printed, notes };
 }
 
 Deno.test("events: a backup outage and its repair, on the SSE streams, in status --events and in JSON log lines", async () => {
@@ -215,6 +231,29 @@ Deno.test("events: a backup outage and its repair, on the SSE streams, in status
   } finally {
     aborter.abort();
     await Promise.all(following);
+    await sys.stop();
+  }
+});
+
+Deno.test("status --events reconnects to a host agent that was SIGKILLed and restarted, and reads it from the start", async () => {
+  const sys = await startSystem({ sizeBytes: 4 * 1024 * 1024 });
+  try {
+    await sys.waitMirroring();
+    const hostLeases = (printed: (TrackmirrorEvent & { source: string })[]) =>
+      printed.filter((e) => e.source === sys.host.url && e.kind === "lease.taken");
+    const out = await statusEvents(
+      sys,
+      (printed) => hostLeases(printed).length >= 2,
+      () => sys.restartHost(),
+    );
+    assert.equal(out.code, 0, out.notes);
+    const [first, second] = hostLeases(out.printed);
+    // The new process numbers from 1 again; it was read from the start of its ring.
+    assert.equal(second.seq, first.seq, "the restarted agent's lease.taken, from its own seq 1..");
+    assert.ok(second.at > first.at);
+    assert.match(out.notes, new RegExp(`${sys.host.url}: .*reconnecting in \\d+ ms`));
+    assert.match(out.notes, /restarted \(pid \d+ -> \d+\)/);
+  } finally {
     await sys.stop();
   }
 });

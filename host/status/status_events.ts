@@ -10,8 +10,8 @@
  * Each stream starts with what the service still keeps (`?since=0`: its ring), then follows;
  * when a service drops, the follower says so on stderr and reconnects with backoff
  * (`reconnectMsMin` doubling to `reconnectMsMax`), resuming after the last event it printed
- * (`Last-Event-ID`; a service that restarted meanwhile replays its whole ring). Runs until the
- * signal aborts.
+ * (`Last-Event-ID`), or from the start of its ring when `/healthz` names another pid (it
+ * restarted: its sequence numbers began again). Runs until the signal aborts.
  */
 import { eventSchema, type TrackmirrorEvent } from "../../src/events.ts";
 import { TrackerClient } from "../../tracker/client.ts";
@@ -22,6 +22,8 @@ export const ownerLookupMs = 5000;
 export const reconnectMsMin = 250;
 /** Longest wait between reconnects, in ms. */
 export const reconnectMsMax = 5000;
+/** Longest the follower waits for a service's `/healthz` before it counts it dropped. */
+const healthzTimeoutMs = 3000;
 /** Longest an SSE line may be (an event is at most 4 KiB of JSON; this leaves room). */
 const sseLineCharsMax = 64 * 1024;
 
@@ -67,11 +69,20 @@ async function followStream(
   opts: FollowOptions & { out: (l: string) => void; note: (l: string) => void },
 ): Promise<void> {
   let lastId: string | undefined;
+  let lastPid: number | undefined;
   let waitMs = reconnectMsMin;
   let connectedOnce = false;
   while (!opts.signal.aborted) {
     let why: string;
     try {
+      // Sequence numbers are per process: a service that restarted since the last event printed
+      // (another pid at /healthz) is read from the start of its ring, not after that seq.
+      const pid = await healthzPid(url, opts.signal);
+      if (lastPid !== undefined && pid !== lastPid && lastId !== undefined) {
+        opts.note(`status --events: ${url}: restarted (pid ${lastPid} -> ${pid})`);
+        lastId = undefined;
+      }
+      lastPid = pid;
       const headers: Record<string, string> = { accept: "text/event-stream" };
       if (opts.token) headers.authorization = `Bearer ${opts.token}`;
       if (lastId !== undefined) headers["last-event-id"] = lastId;
@@ -102,6 +113,19 @@ async function followStream(
     await sleep(waitMs, opts.signal);
     waitMs = Math.min(reconnectMsMax, waitMs * 2);
   }
+}
+
+/** The pid `/healthz` names (every service answers it without a token). */
+async function healthzPid(url: string, signal: AbortSignal): Promise<number | undefined> {
+  const res = await fetch(`${url}/healthz`, {
+    signal: AbortSignal.any([signal, AbortSignal.timeout(healthzTimeoutMs)]),
+  });
+  if (!res.ok) {
+    await res.body?.cancel();
+    throw new Error(`/healthz answered HTTP ${res.status}`);
+  }
+  const pid = (await res.json() as { pid?: unknown }).pid;
+  return typeof pid === "number" ? pid : undefined;
 }
 
 function safeJson(text: string): unknown {
