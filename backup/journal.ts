@@ -43,6 +43,7 @@ import type { FaultFile } from "../src/fault_file.ts";
 import { segmentPath, syncDir } from "./segment_files.ts";
 import { join } from "node:path";
 import { SegmentLedger } from "./segment_ledger.ts";
+import { emit, logLine } from "../src/events.ts";
 
 /** Default size at which the active segment is closed and a new one begun. */
 export const journalSegmentBytesDefault = 64 * 1024 * 1024;
@@ -234,6 +235,16 @@ export class Journal {
     if (this.#closed) throw unavailable("The backup is shutting down");
     if (this.#failure) throw unavailable(`The journal failed: ${this.#failure.message}`);
     if (this.#pendingBytes > 0 && this.#pendingBytes + bytes > this.journalBytesMax) {
+      if (this.#refusedAtPending === undefined) {
+        emit({
+          service: "backup",
+          level: "error",
+          kind: "journal.full",
+          message:
+            `journal full: ${this.#pendingBytes} bytes pending of journalBytesMax ${this.journalBytesMax}; writes are refused (503) until the applier catches up`,
+          data: { pendingBytes: this.#pendingBytes, journalBytesMax: this.journalBytesMax },
+        });
+      }
       this.#refusedAtPending = this.#pendingBytes;
       throw unavailable(
         `Journal full: ${this.#pendingBytes} bytes pending + ${bytes} exceeds journalBytesMax ` +
@@ -316,7 +327,15 @@ export class Journal {
       this.#pendingBytes -= entry.body.length;
       this.#recordsReleased += entry.records;
     }
-    if (entries.length > 0) this.#refusedAtPending = undefined;
+    if (entries.length > 0 && this.#refusedAtPending !== undefined) {
+      this.#refusedAtPending = undefined;
+      emit({
+        service: "backup",
+        kind: "journal.room",
+        message: `journal has room again (${this.#pendingBytes} bytes pending)`,
+        data: { pendingBytes: this.#pendingBytes },
+      });
+    }
     assert.ok(this.#pendingBytes >= 0, `Pending bytes ${this.#pendingBytes} went negative`);
     return this.#ledger.reclaim();
   }
@@ -336,7 +355,11 @@ export class Journal {
         await this.activeFile.truncate(this.activeBytes);
         await this.activeFile.syncData();
       } catch (err) {
-        console.error(`Journal: trimming segment ${this.activeId}: ${(err as Error).message}`);
+        logLine(
+          "backup",
+          "error",
+          `Journal: trimming segment ${this.activeId}: ${(err as Error).message}`,
+        );
       }
     }
     this.activeFile.close();
@@ -368,7 +391,7 @@ export class Journal {
             `Segment ${this.activeId + 1} could not be created: ${(err as Error).message}`,
           );
           this.#writeFailure = cause;
-          console.error(`Journal: ${cause.message}`);
+          logLine("backup", "error", `Journal: ${cause.message}`);
           this.#reject(this.#queue.splice(0), cause);
           break;
         }
@@ -422,7 +445,11 @@ export class Journal {
       if (touched) {
         await this.#undoGroup(startBytes, err as Error);
       } else {
-        console.error(`Journal segment ${this.activeId}: group refused: ${(err as Error).message}`);
+        logLine(
+          "backup",
+          "error",
+          `Journal segment ${this.activeId}: group refused: ${(err as Error).message}`,
+        );
       }
       this.#writeFailure = err as Error;
       this.#reject(group, err as Error);
@@ -445,7 +472,7 @@ export class Journal {
         `fdatasync of segment ${this.activeId} failed (${(err as Error).message}); ` +
           `refusing appends until restarted (replay decides what survived)`,
       );
-      console.error(`Journal: ${this.#failure.message}`);
+      logLine("backup", "error", `Journal: ${this.#failure.message}`);
       this.#reject(group, err as Error);
       return;
     }
@@ -505,7 +532,11 @@ export class Journal {
    * refuses all further appends.
    */
   async #undoGroup(startBytes: number, cause: Error): Promise<void> {
-    console.error(`Journal segment ${this.activeId}: group append failed: ${cause.message}`);
+    logLine(
+      "backup",
+      "error",
+      `Journal segment ${this.activeId}: group append failed: ${cause.message}`,
+    );
     try {
       await this.activeFile.truncate(startBytes);
       await this.activeFile.seek(startBytes, Deno.SeekMode.Start);
@@ -523,7 +554,11 @@ export class Journal {
   #prepareSpare(): void {
     this.#spare ??= createZeroed(join(this.opts.dir, spareName), this.journalSegmentBytes).catch(
       (err) => {
-        console.error(`Journal: preparing the next segment: ${(err as Error).message}`);
+        logLine(
+          "backup",
+          "error",
+          `Journal: preparing the next segment: ${(err as Error).message}`,
+        );
         return Deno.remove(join(this.opts.dir, spareName)).then(() => undefined, () => undefined);
       },
     );

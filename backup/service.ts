@@ -18,6 +18,7 @@ import { volumeLagOf, type VolumeLagView } from "./volume_lag.ts";
 import { EpochFence } from "./epoch_fence.ts";
 import type { Clock } from "../src/clock.ts";
 import { type LinkListenOptions, LinkServer } from "./link_server.ts";
+import { logLine } from "../src/events.ts";
 
 /** Default bound on pending journal bytes before appends get 503. */
 export const journalBytesMaxDefault = 1024 * 1024 * 1024;
@@ -35,7 +36,7 @@ export interface BackupOptions {
   applierPaused?: boolean;
   /** Bearer token guarding every route but /healthz; the link's HELLO must carry it too. */
   token?: string;
-  /** Where replay reports a torn tail; console.warn by default. */
+  /** Where replay reports a torn tail; a warn log line by default. */
   log?: (message: string) => void;
   /** Where the host link listens (backup/link_server.ts); absent: no link, HTTP batches only. */
   link?: LinkListenOptions;
@@ -102,7 +103,7 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
       replayed,
     );
     if (replayed.records > 0) {
-      (opts.log ?? console.warn)(
+      (opts.log ?? ((m: string) => logLine("backup", "warn", m)))(
         `Backup: replayed ${replayed.records} records from ${replayed.replayedIds.length} journal segments`,
       );
     }

@@ -33,6 +33,7 @@ import { resyncRequest, type ResyncRequestBody } from "../src/host_schemas.ts";
 import type { HostAgent, HostVolume } from "./agent/host_agent.ts";
 import { registerHostMetrics } from "./host_metrics.ts";
 import type { UnackedWrites } from "./port_timing.ts";
+import { hostEventRoutes } from "./event_routes.ts";
 
 /** Largest write or read one HTTP request carries. */
 export { httpIoBytesMax } from "../src/limits.ts";
@@ -45,6 +46,7 @@ export const hostPaths = {
   resync: (volume: string) => `/v1/volumes/${encodeURIComponent(volume)}/resync`,
   verify: (volume: string) => `/v1/volumes/${encodeURIComponent(volume)}/verify`,
   cycle: (volume: string) => `/v1/volumes/${encodeURIComponent(volume)}/cycle`,
+  events: "/v1/events",
 } as const;
 
 /** Where a volume's sub-apps are mounted (OpenAPI syntax; the app mounts its Hono form). */
@@ -357,7 +359,8 @@ export function createHostApp(agent: HostAgent, opts: HostAppOptions = {}) {
     .route("/", dataApp(agent))
     .route("/", resyncApp(agent))
     .route("/", verifyApp(agent))
-    .route("/", cycleApp(agent));
+    .route("/", cycleApp(agent))
+    .route("/", hostEventRoutes());
 }
 
 export type HostApp = ReturnType<typeof createHostApp>;

@@ -10,6 +10,8 @@
 import { checkPortFree, claimSocketPath, listenNaming } from "../src/address_in_use.ts";
 import { systemClock } from "../src/clock.ts";
 import { exitOnHelpOrVersion } from "../src/command_help.ts";
+import { logLine, processEvents } from "../src/events.ts";
+import { parseLogFormat, setLogFormat } from "../src/log_line.ts";
 import { faultFileEnv, faultFileFromEnv } from "../src/fault_file.ts";
 import type { AckMode } from "../src/link_protocol.ts";
 import { checkRegionBytes, isPowerOfTwo, parseSize, regionBytesDefault } from "../src/extent.ts";
@@ -84,6 +86,8 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
   --cycle-interval D   cycle mode: time between cycle starts, e.g. 500ms, 30s, 2m (default 30s;
                        100ms .. 24h)
   --no-fork            serve the primary directly, without mirroring (benchmark baseline only)
+  --log-format F       log lines as text (time, level, service, message) or json (JSON lines, one
+                       event each; default text)
   --token T            shared token: bearer token for this agent and its peers, the backup link's
                        HELLO, and NBD export names VOLUME/TOKEN (prefer --token-file or
                        TRACKMIRROR_TOKEN: a flag shows in ps)
@@ -180,6 +184,7 @@ async function main(): Promise<void> {
     "predict-regions": { type: "string" },
     "activity-regions-max": { type: "string" },
     "activity-unit-bytes": { type: "string" },
+    "log-format": { type: "string" },
     ...tokenFlagOptions,
     help: { type: "boolean" },
     version: { type: "boolean" },
@@ -205,6 +210,7 @@ async function main(): Promise<void> {
   const volumes = specs.map((v) => ({ ...v, mirror: modes.get(v.name) }));
   const cycleIntervalMs = parseCycleInterval(flags["cycle-interval"]);
   const token = resolveToken(flags);
+  setLogFormat(parseLogFormat(flags["log-format"]));
   const leaseMs = parseLeaseMs(flags["lease-ms"]);
   const probeIntervalMsMax = parseProbeIntervalMsMax(flags["probe-interval-ms-max"]);
 
@@ -224,13 +230,15 @@ async function main(): Promise<void> {
     `http://${hostname}:${http.addr.port}`,
   );
   const faults = faultFileFromEnv();
-  if (faults) console.warn(`host: test-only disk faults from ${faultFileEnv}=${faults.path}`);
+  if (faults) {
+    logLine("host", "warn", `test-only disk faults from ${faultFileEnv}=${faults.path}`);
+  }
   const tracker = new TrackerClient(trackerUrls, { token });
   // The standbys are called only when the current tracker fails: probe them so the status says
   // whether a failover would find one.
   const trackerProbe = trackerUrls.length > 1
     ? setInterval(
-      () => tracker.probeAll().catch((err) => console.warn(`host: tracker probe: ${err}`)),
+      () => tracker.probeAll().catch((err) => logLine("host", "warn", `tracker probe: ${err}`)),
       trackerProbeIntervalMsDefault,
     )
     : undefined;
@@ -284,8 +292,10 @@ async function main(): Promise<void> {
   });
   handler = createHostApp(agent, { token, metrics, unacked }).fetch;
   const nbdExport = token === undefined ? "<volume>" : "<volume>/<token>";
-  console.log(
-    `host ${hostId}: HTTP on http://${hostname}:${http.addr.port}, ` +
+  logLine(
+    "host",
+    "info",
+    `${hostId}: HTTP on http://${hostname}:${http.addr.port}, ` +
       `NBD on nbd://${hostname}:${nbd.port}/${nbdExport}` +
       (nbd.socketPath ? ` and nbd+unix:///${nbdExport}?socket=${nbd.socketPath}` : "") +
       `, volumes ${
@@ -296,6 +306,7 @@ async function main(): Promise<void> {
 
   const stop = async () => {
     clearInterval(trackerProbe);
+    processEvents.endFollowers();
     await nbd.close();
     await http.shutdown();
     await agent.close();

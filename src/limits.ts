@@ -96,3 +96,20 @@ assert(recordBytesMax <= hostBatchQueueBytesMax);
 assert(hostBatchBytesMax <= hostBatchQueueBytesMax);
 // A checksum span of default-sized (64 KiB) regions is bounded by the region count, not the span.
 assert(checksumRegionsMax * 64 * 1024 <= checksumSpanBytesMax);
+
+/*
+ * Events (src/events.ts): each process keeps its most recent events in a ring, so a follower of
+ * `GET /v1/events` that reconnects (Last-Event-ID) misses nothing younger than the ring. An event
+ * is a few hundred bytes of JSON (`eventBytesMax` bounds what one may carry), so the ring costs
+ * at most `eventRingMax × eventBytesMax` = 1024 × 4 KiB = 4 MiB, about 300 KiB in practice.
+ */
+/** Most events a process keeps for replay (the oldest is dropped first). */
+export const eventRingMax = 1024;
+/** Largest JSON text of one event; a larger `data` is replaced by a note saying it was cut. */
+export const eventBytesMax = 4096;
+/** Longest an SSE follower of `/v1/events` waits without a byte: a heartbeat comment is sent. */
+export const eventHeartbeatMs = 15_000;
+/** Most events queued for one slow SSE follower before it is dropped (it reconnects and replays). */
+export const eventFollowerQueueMax = 4096;
+
+assert(eventRingMax <= eventFollowerQueueMax);

@@ -11,6 +11,7 @@ import { errorBody, isPeerGone, ServiceError } from "./errors.ts";
 import type { Metrics } from "./metrics.ts";
 import { tokenMatches } from "./token.ts";
 import { version } from "./version.ts";
+import { type EventService, eventServices, logLine } from "./events.ts";
 
 export interface ServiceOptions {
   /** When set, every route but /healthz needs `Authorization: Bearer <token>`. */
@@ -29,6 +30,15 @@ export const healthzResponse = z.object({
   pid: z.number().int(),
 });
 
+/** The event service a service name logs as (every service's name is one; others count as host). */
+function service(name: string): EventService {
+  return (eventServices as readonly string[]).includes(name) ? name as EventService : "host";
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 /** Installs the shared behaviour on `app`; call before the service's own routes. */
 export function applyServiceBasics(
   app: OpenAPIHono,
@@ -42,15 +52,17 @@ export function applyServiceBasics(
       const message = `The client closed the connection before the request was read: ${
         (err as Error).message
       }`;
-      console.warn(`${name}: ${c.req.method} ${c.req.path}: ${message}`);
+      logLine(service(name), "warn", `${name}: ${c.req.method} ${c.req.path}: ${message}`);
       return c.json({ error: { status: 400, message } }, 400);
     }
     const body = errorBody(err);
     // An unexpected failure is logged with its stack; one we raised on purpose (a disk error
     // named in a ServiceError) needs only its message.
     if (body.error.status === 500 || body.error.status === 507) {
-      const what = err instanceof ServiceError ? err.message : err;
-      console.error(`${name}: ${c.req.method} ${c.req.path}:`, what);
+      const what = err instanceof ServiceError || !(err instanceof Error)
+        ? errorText(err)
+        : err.stack ?? err.message;
+      logLine(service(name), "error", `${name}: ${c.req.method} ${c.req.path}: ${what}`);
     }
     return c.json(body, body.error.status as 400);
   });

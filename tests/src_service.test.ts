@@ -85,7 +85,8 @@ Deno.test("a service hides an unexpected error's stack from the client and logs 
   });
   assert.ok(!body.includes("src_service.test.ts"), body);
   assert.equal(logged.length, 1);
-  assert.match(logged[0], /^test: GET \/bug: TypeError: x is undefined/);
+  // One log line (src/log_line.ts): time, level, service, then the request and the stack.
+  assert.match(logged[0], /^\S+Z ERROR host test: GET \/bug: TypeError: x is undefined/);
 });
 
 Deno.test("validation failures name the field and value; malformed JSON is a 400", async (t) => {

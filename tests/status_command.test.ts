@@ -398,12 +398,12 @@ Deno.test("--help prints the usage and exit codes and asks nothing", async () =>
   assert.match(out.stdout, /Exit codes: 0 healthy, 1 degraded, 2 bad flags, 3 down/);
 });
 
-Deno.test("bad flags exit 2 naming the flag and value; --events is not built yet and says so", async () => {
+Deno.test("bad flags exit 2 naming the flag and value", async () => {
   const cases: [string[], RegExp][] = [
     [["--tracker", "ftp://x"], /--tracker "ftp:\/\/x" must be an http/],
     [["--watch", "soon"], /--watch "soon" must be a number of seconds/],
     [["--bogus"], /bogus/],
-    [["--events"], /not yet: events arrive with issue 11 item 2/],
+    [["--events", "--watch"], /--events and --watch cannot be combined/],
   ];
   for (const [args, message] of cases) {
     const out = await runScript("host/status/status.ts", args);

@@ -10,6 +10,7 @@ import { newApiApp } from "../src/api_route.ts";
 import { tooLarge } from "../src/errors.ts";
 import { applyServiceBasics } from "../src/service.ts";
 import { activityRoutes } from "./routes/activity_routes.ts";
+import { eventRoutes } from "./routes/event_routes.ts";
 import type { RouteDeps } from "./routes/route_deps.ts";
 import { statusRoutes } from "./routes/status_routes.ts";
 import { trackRoutes } from "./routes/track_routes.ts";
@@ -40,7 +41,8 @@ export function buildTrackerApp(deps: RouteDeps, token?: string) {
     .route("/", trackRoutes(deps))
     .route("/", volumeRoutes(deps))
     .route("/", activityRoutes(deps))
-    .route("/", statusRoutes(deps));
+    .route("/", statusRoutes(deps))
+    .route("/", eventRoutes());
 }
 
 /** The tracker's Hono app, typed by its routes (for `hc`). */

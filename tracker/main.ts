@@ -17,6 +17,8 @@ import { parseCommand, tokenFlagDocs } from "../src/command_help.ts";
 import { parsePort, runMain } from "../src/flags.ts";
 import { resolveToken } from "../src/token.ts";
 import { version } from "../src/version.ts";
+import { logLine, processEvents } from "../src/events.ts";
+import { logFormatFlagDoc, parseLogFormat, setLogFormat } from "../src/log_line.ts";
 import { createTrackerApp } from "./service.ts";
 
 /** Default port of the tracker. */
@@ -44,6 +46,7 @@ const trackerCommand = {
         "Connect server (access token from DENO_KV_ACCESS_TOKEN)",
       fallback: trackerKvDefault,
     },
+    ...logFormatFlagDoc,
     ...tokenFlagDocs,
   },
   notes: "Environment: TRACKMIRROR_TOKEN is the token when neither token flag is given.\n" +
@@ -57,6 +60,7 @@ async function main(): Promise<void> {
   const kvPath = flags.kv ?? trackerKvDefault;
   if (kvPath === "") throw new RangeError(`--kv "" must be a file path or an http(s) URL`);
   const token = resolveToken(flags);
+  setLogFormat(parseLogFormat(flags["log-format"]));
 
   checkPortFree(hostname, port, "--port");
   const remote = /^https?:\/\//i.test(kvPath);
@@ -71,8 +75,10 @@ async function main(): Promise<void> {
         port,
         hostname,
         onListen: (addr) => {
-          console.log(
-            `tracker ${version} listening on http://${addr.hostname}:${addr.port} (kv ${kvPath}${
+          logLine(
+            "tracker",
+            "info",
+            `listening on http://${addr.hostname}:${addr.port} (version ${version}, kv ${kvPath}${
               token ? ", bearer token required" : ""
             })`,
           );
@@ -84,6 +90,7 @@ async function main(): Promise<void> {
   const stop = async () => {
     if (stopping) return;
     stopping = true;
+    processEvents.endFollowers();
     await server.shutdown();
     await tracker.close();
     kv.close();

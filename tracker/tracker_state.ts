@@ -56,6 +56,8 @@ import { seqsPrefix, volumeKey, type VolumeRecord, volumesPrefix } from "./kv_la
 import { decideRegistration, type Registration } from "./registration.ts";
 import { checkLeaseClaim, type LeaseClaim } from "./lease_fence.ts";
 import { readLogPage } from "./log_reader.ts";
+import { dirtinessEvent, registrationEvent } from "./tracker_events.ts";
+import { emit, type EventInput } from "../src/events.ts";
 import { SegmentCache, segmentCacheMaxDefault } from "./segment_cache.ts";
 import {
   loadSummary,
@@ -115,6 +117,8 @@ export class TrackerState {
   readonly #cache: SegmentCache;
   readonly #activityCache = new SegmentCache<Uint8Array>(activityCacheMaxDefault);
   readonly #volumes = new Map<string, VolumeState>();
+  /** Whether each volume was last told dirty (true) or clean (false), for its events. */
+  readonly #dirtyTold = new Map<string, boolean>();
   readonly #committer: GroupCommitter<TrackOp>;
   readonly #ready: Promise<void>;
   readonly #newGeneration: () => string;
@@ -183,6 +187,7 @@ export class TrackerState {
   /** Registers a volume or renews its owner's lease; 409 on a conflicting registration. */
   async register(name: string, reg: Registration): Promise<VolumeInfo> {
     await this.#ready;
+    let event: EventInput | undefined;
     const v = await this.#committer.exclusive(async () => {
       const existing = this.#volumes.get(name);
       const record = decideRegistration(
@@ -192,6 +197,7 @@ export class TrackerState {
         this.#clock.now(),
         this.#newGeneration,
       );
+      event = registrationEvent(existing?.record, record, reg.takeover ?? false);
       if (!existing && this.#volumes.size >= volumesMax) {
         throw conflict(
           `Cannot register volume "${name}": ${volumesMax} volumes already registered`,
@@ -208,6 +214,7 @@ export class TrackerState {
       this.#volumes.set(name, fresh);
       return fresh;
     });
+    if (event) emit(event);
     return await this.#info(v);
   }
 
@@ -235,6 +242,9 @@ export class TrackerState {
     const runs = runsOfExtents(v, extents);
     const op: MarkOp = { kind: "mark", volume: name, runs, time, regionsNew: 0 };
     await this.#committer.submit(op, segmentsSpanned(runs));
+    if (op.regionsNew > 0 && this.#dirtyTold.get(name) !== true) {
+      await this.#tellDirtiness(v, op.regionsNew);
+    }
     const regionsMarked = runs.reduce((n, r) => n + r.count, 0);
     return {
       volume: name,
@@ -271,6 +281,7 @@ export class TrackerState {
       regionsKept: 0,
     };
     await this.#committer.submit(op, runs ? segmentsSpanned(runs) : 1);
+    if (op.regionsCleared > 0) await this.#tellDirtiness(v, 0);
     return { regionsCleared: op.regionsCleared, regionsKept: op.regionsKept };
   }
 
@@ -355,6 +366,27 @@ export class TrackerState {
   async close(): Promise<void> {
     await this.#ready.catch(() => {});
     await this.#committer.close();
+  }
+
+  /**
+   * Emits `volume.dirty` / `volume.clean` when `v` changed between the two since last told.
+   * Before anything was told (a fresh process), a mark is the first after clean only when the
+   * volume holds no more regions than it marked new.
+   */
+  async #tellDirtiness(v: VolumeState, regionsNew: number): Promise<void> {
+    const name = v.record.name;
+    let info: VolumeInfo;
+    try {
+      info = await this.#info(v);
+    } catch {
+      return; // closing: nothing more to tell
+    }
+    const dirty = info.dirtyRegions > 0;
+    const before = this.#dirtyTold.get(name);
+    this.#dirtyTold.set(name, dirty);
+    if (before === dirty) return;
+    if (before === undefined && (!dirty || info.dirtyRegions > regionsNew)) return;
+    emit(dirtinessEvent(name, dirty, info));
   }
 
   async #load(): Promise<void> {

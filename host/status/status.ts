@@ -4,7 +4,8 @@
  * tracker as reconstruct finds it: its volumes name their owners' host agents, and each agent's
  * status names the backup it forks to.
  *
- *   deno task status [--tracker URL[,URL...]] [--json] [--watch [SECONDS]] [--events]
+ *   deno task status [--tracker URL[,URL...]] [--json] [--watch [SECONDS]] [--events] (follow
+ *     events: host/status/status_events.ts)
  *                    [--token T | --token-file PATH]
  *
  * Output: a table (host/status/status_table.ts) or, with --json, the document of
@@ -22,6 +23,7 @@ import { resolveToken, tokenFlagOptions } from "../../src/token.ts";
 import { assembleStatus } from "./status_assemble.ts";
 import { statusExit, type SystemStatus } from "./status_document.ts";
 import { gatherAnswers } from "./status_gather.ts";
+import { followEvents } from "./status_events.ts";
 import { renderStatusTable } from "./status_table.ts";
 
 const usage = `Usage: deno task status [options]
@@ -31,7 +33,9 @@ why not, dirty bytes and the oldest mark's age, backup lag, resync progress; com
                        store: the first that answers, each one's health shown
   --json               the status document on one line (README: "Is my mirror in sync?")
   --watch [SECONDS]    refresh every SECONDS (default 2) until Ctrl-C
-  --events             not yet (issue 11 item 2): exits 2
+  --events             follow the events of the tracker and every owner host agent, one line
+                       each (time, service, kind, volume, message; --json: JSON lines) until
+                       Ctrl-C; reconnects when a service drops
   --token T, --token-file PATH   the shared token (or TRACKMIRROR_TOKEN)
   --help               this text
 Exit codes: 0 healthy, 1 degraded, 2 bad flags, 3 down.`;
@@ -99,8 +103,18 @@ async function main(): Promise<number> {
   );
   const token = resolveToken(flags);
   if (flags.events) {
-    console.error("status --events: not yet: events arrive with issue 11 item 2");
-    return statusExit.badFlags;
+    if (watchSeconds !== undefined) throw new RangeError("--events and --watch cannot be combined");
+    const aborter = new AbortController();
+    const onSignal = () => aborter.abort();
+    Deno.addSignalListener("SIGINT", onSignal);
+    Deno.addSignalListener("SIGTERM", onSignal);
+    await followEvents({
+      trackerUrls: trackerUrl,
+      token,
+      json: flags.json ?? false,
+      signal: aborter.signal,
+    });
+    return statusExit.healthy;
   }
   const json = flags.json ?? false;
   const snapshot = async () => assembleStatus(await gatherAnswers({ trackerUrl, token }));
