@@ -23,10 +23,17 @@
  *
  * Writes (marks, clears, activity, registrations) are serialized through one group committer
  * (commit/group_commit.ts, commit/batch_commit.ts): concurrent operations are merged per segment and committed
- * together, and each request is answered only after its commit. This process must be the only
- * writer of its KV; it caches committed segments and the mark sequence in memory.
+ * together, and each request is answered only after its commit. On Deno KV this process must be
+ * the only writer; it caches committed segments and the mark sequence in memory.
+ *
+ * On a shared store (etcd, several trackers; store/tracker_store.ts) memory is only a scratch pad:
+ * a request re-reads its volume's record, a batch re-reads each volume's mark sequence and every
+ * segment it changes and commits with versionstamp checks (commit/batch_commit.ts), retried up
+ * to `commitConflictRetriesMax` times when another tracker got there first; summaries are
+ * rebuilt per question; registrations are checked-and-set. Leases, epochs and generation ids are
+ * in the volume record in the store, so every tracker answers the same.
  */
-import { badRequest, conflict, notFound } from "../src/errors.ts";
+import { badRequest, conflict, notFound, unavailable } from "../src/errors.ts";
 import type { Clock } from "../src/clock.ts";
 import type { Extent } from "../src/extent.ts";
 import type { Metrics } from "../src/metrics.ts";
@@ -52,7 +59,11 @@ import type {
   TrackOp,
 } from "./commit/batch_ops.ts";
 import { GroupCommitter } from "./commit/group_commit.ts";
-import { seqsPrefix, volumeKey, type VolumeRecord, volumesPrefix } from "./kv_layout.ts";
+import { denoKvAtomicLimits } from "./commit/atomic_writer.ts";
+import { resetOutcomes } from "./commit/batch_ops.ts";
+import { seqKey, seqsPrefix, volumeKey, type VolumeRecord, volumesPrefix } from "./kv_layout.ts";
+import { type ReadSet, StoreConflict } from "./store/read_set.ts";
+import type { StoreTraits, TrackerStore } from "./store/tracker_store.ts";
 import { decideRegistration, type Registration } from "./registration.ts";
 import { checkLeaseClaim, type LeaseClaim } from "./lease_fence.ts";
 import { readLogPage } from "./log_reader.ts";
@@ -75,6 +86,17 @@ export const queueOpsMaxDefault = 16_384;
 export const batchPiecesMax = 65_536;
 /** Activity bitmaps cached (128 B each). */
 export const activityCacheMaxDefault = 4096;
+/** Attempts of one batch (or registration) on a shared store before it fails with 503. */
+export const commitConflictRetriesMax = 16;
+/** Mark sequences read per snapshot when a batch refreshes them (Deno KV's getMany bound). */
+const seqReadsMax = 10;
+
+/** The embedded default: Deno KV, written by this process only. */
+export const denoKvTraits: StoreTraits = {
+  kind: "Deno KV",
+  shared: false,
+  atomic: denoKvAtomicLimits,
+};
 
 /** A log page request, validated. */
 export interface LogQuery {
@@ -92,6 +114,8 @@ export interface TrackerStateOptions {
   queueOpsMax?: number;
   /** Makes a new record's generation id (default: a random UUID). */
   newGeneration?: () => string;
+  /** What the store is (default: Deno KV, this process its only writer). */
+  traits?: StoreTraits;
 }
 
 /** Counters of the committer, for metrics and tests. */
@@ -104,29 +128,50 @@ export interface CommitStats {
   lastBatchOps: number;
   /** `kv.atomic()` commits that succeeded. */
   atomics: number;
+  /** Batch attempts that lost a race with another tracker (shared store) and were retried. */
+  conflicts: number;
 }
 
 /** Tracking state of all volumes; see the file comment. */
 export class TrackerState {
-  readonly stats: CommitStats = { batches: 0, batchOps: 0, lastBatchOps: 0, atomics: 0 };
-  readonly #kv: Deno.Kv;
+  readonly stats: CommitStats = {
+    batches: 0,
+    batchOps: 0,
+    lastBatchOps: 0,
+    atomics: 0,
+    conflicts: 0,
+  };
+  readonly #kv: TrackerStore;
+  readonly #shared: boolean;
   readonly #clock: Clock;
   readonly #metrics?: Metrics;
   readonly #cache: SegmentCache;
-  readonly #activityCache = new SegmentCache<Uint8Array>(activityCacheMaxDefault);
+  readonly #activityCache: SegmentCache<Uint8Array>;
   readonly #volumes = new Map<string, VolumeState>();
   readonly #committer: GroupCommitter<TrackOp>;
   readonly #ready: Promise<void>;
   readonly #newGeneration: () => string;
 
-  constructor(kv: Deno.Kv, opts: TrackerStateOptions) {
+  constructor(kv: TrackerStore, opts: TrackerStateOptions) {
+    const traits = opts.traits ?? denoKvTraits;
     this.#kv = kv;
+    this.#shared = traits.shared;
     this.#clock = opts.clock;
     this.#metrics = opts.metrics;
     this.#newGeneration = opts.newGeneration ?? (() => crypto.randomUUID());
-    this.#cache = new SegmentCache(opts.segmentCacheMax ?? segmentCacheMaxDefault);
+    // Another tracker may change any segment of a shared store: nothing is cached there.
+    this.#cache = new SegmentCache(
+      traits.shared ? 0 : opts.segmentCacheMax ?? segmentCacheMaxDefault,
+    );
+    this.#activityCache = new SegmentCache<Uint8Array>(
+      traits.shared ? 0 : activityCacheMaxDefault,
+    );
     const ctx = {
       kv,
+      atomicLimits: traits.atomic,
+      refresh: traits.shared
+        ? (names: readonly string[], reads: ReadSet) => this.#refresh(names, reads)
+        : undefined,
       cache: this.#cache,
       activityCache: this.#activityCache,
       volume: (name: string) => this.#volumes.get(name)!,
@@ -140,9 +185,26 @@ export class TrackerState {
         );
       },
     };
-    this.#committer = new GroupCommitter<TrackOp>((ops) => {
+    this.#committer = new GroupCommitter<TrackOp>(async (ops) => {
       this.#countBatch(ops.length);
-      return commitBatch(ctx, ops);
+      for (let attempt = 1;; attempt++) {
+        try {
+          return await commitBatch(ctx, ops);
+        } catch (err) {
+          if (!(err instanceof StoreConflict)) throw err;
+          if (attempt >= commitConflictRetriesMax) {
+            throw unavailable(
+              `${err.message}; gave up after ${attempt} attempts (commitConflictRetriesMax)`,
+            );
+          }
+          this.stats.conflicts++;
+          this.#metrics?.count(
+            "trackmirror_tracker_commit_conflicts_total",
+            "Commit batch attempts retried because another tracker changed what they read",
+          );
+          resetOutcomes(ops);
+        }
+      }
     }, { queueOpsMax: opts.queueOpsMax ?? queueOpsMaxDefault, batchWeightMax: batchPiecesMax });
     this.#ready = this.#load();
     this.#metrics?.gauge(
@@ -174,6 +236,7 @@ export class TrackerState {
   async register(name: string, reg: Registration): Promise<VolumeInfo> {
     await this.#ready;
     const v = await this.#committer.exclusive(async () => {
+      if (this.#shared) return await this.#registerShared(name, reg);
       const existing = this.#volumes.get(name);
       const record = decideRegistration(
         existing?.record,
@@ -201,6 +264,70 @@ export class TrackerState {
     return await this.#info(v);
   }
 
+  /**
+   * Registration on a shared store: decided on the record as it is in the store now, written
+   * only if nobody changed it meanwhile (another tracker may register the same volume at once).
+   */
+  async #registerShared(name: string, reg: Registration): Promise<VolumeState> {
+    for (let attempt = 1;; attempt++) {
+      const stored = await this.#kv.get<VolumeRecord>(volumeKey(name));
+      const record = decideRegistration(
+        stored.value ?? undefined,
+        name,
+        reg,
+        this.#clock.now(),
+        this.#newGeneration,
+      );
+      if (!stored.value && this.#volumes.size >= volumesMax) {
+        throw conflict(
+          `Cannot register volume "${name}": ${volumesMax} volumes already registered`,
+        );
+      }
+      const result = await this.#kv.atomic()
+        .check({ key: volumeKey(name), versionstamp: stored.versionstamp })
+        .set(volumeKey(name), record)
+        .commit();
+      if (result.ok) return this.#remember(record);
+      if (attempt >= commitConflictRetriesMax) {
+        throw unavailable(
+          `Volume "${name}" registration raced other trackers ${attempt} times; try again`,
+        );
+      }
+      this.stats.conflicts++;
+    }
+  }
+
+  /** Keeps `record` (read from or written to the store) in memory; the volume's state object. */
+  #remember(record: VolumeRecord): VolumeState {
+    const known = this.#volumes.get(record.name);
+    if (known) {
+      known.record = record;
+      return known;
+    }
+    const fresh = volumeState(record, 0);
+    this.#volumes.set(record.name, fresh);
+    return fresh;
+  }
+
+  /**
+   * A batch on a shared store: re-reads the mark sequence of each volume (in snapshots, recorded
+   * in `reads` so the commit checks them) and drops the summaries, which are rebuilt from the
+   * store when the batch needs them.
+   */
+  async #refresh(names: readonly string[], reads: ReadSet): Promise<void> {
+    for (let i = 0; i < names.length; i += seqReadsMax) {
+      const group = names.slice(i, i + seqReadsMax);
+      const entries = await this.#kv.getMany<number[]>(group.map(seqKey));
+      entries.forEach((e, j) => {
+        reads.record(e.key, e.versionstamp);
+        const v = this.#volumes.get(group[j])!;
+        v.seq = e.value ?? 0;
+        v.summary = null;
+        v.activity = null;
+      });
+    }
+  }
+
   /** One volume; 404 when unknown. */
   async info(name: string): Promise<VolumeInfo> {
     return await this.#info(await this.#volume(name));
@@ -209,6 +336,12 @@ export class TrackerState {
   /** Every registered volume, by name. */
   async list(): Promise<VolumeInfo[]> {
     await this.#ready;
+    if (this.#shared) {
+      // Volumes another tracker registered (or this one, before a restart) are in the store only.
+      for await (const e of this.#kv.list<VolumeRecord>({ prefix: volumesPrefix })) {
+        this.#remember(e.value);
+      }
+    }
     const names = [...this.#volumes.keys()].sort();
     return await Promise.all(names.map((n) => this.info(n)));
   }
@@ -324,6 +457,9 @@ export class TrackerState {
   /** One page of the volume's tracking log (log_reader.ts). */
   async logPage(name: string, query: LogQuery): Promise<LogPage> {
     const v = await this.#volume(name);
+    if (this.#shared) {
+      v.seq = Math.max(v.seq, (await this.#kv.get<number>(seqKey(name))).value ?? 0);
+    }
     let token = v.seq;
     let fromRegion = 0;
     if (query.cursor !== undefined) {
@@ -365,6 +501,11 @@ export class TrackerState {
 
   async #volume(name: string): Promise<VolumeState> {
     await this.#ready;
+    if (this.#shared) {
+      // The record (lease, epoch, generation) may have been changed by another tracker.
+      const stored = await this.#kv.get<VolumeRecord>(volumeKey(name));
+      if (stored.value) return this.#remember(stored.value);
+    }
     const v = this.#volumes.get(name);
     if (!v) throw notFound(`Volume "${name}" is not registered`);
     return v;
@@ -372,10 +513,16 @@ export class TrackerState {
 
   /** The volume as the API shows it; its summaries are loaded by the committer when missing. */
   async #info(v: VolumeState): Promise<VolumeInfo> {
-    if (v.summary && v.activity) return volumeInfo(v, v.summary, v.activity);
-    return await this.#committer.exclusive(async () =>
-      volumeInfo(v, await this.#summary(v), await this.#activity(v))
-    );
+    if (!this.#shared && v.summary && v.activity) return volumeInfo(v, v.summary, v.activity);
+    return await this.#committer.exclusive(async () => {
+      if (this.#shared) {
+        const seq = await this.#kv.get<number>(seqKey(v.record.name));
+        v.seq = seq.value ?? 0;
+        v.summary = await loadSummary(this.#kv, v);
+        v.activity = await loadActivity(this.#kv, v.record.name);
+      }
+      return volumeInfo(v, await this.#summary(v), await this.#activity(v));
+    });
   }
 
   /** The volume's summary; loads it from KV first if needed (inside the committer only). */

@@ -18,11 +18,20 @@
  * its dirty bit. A crash after some chunks leaves the promoted segments dirty and the rest still
  * active; promoting again finishes the job (and re-marking a dirty region only moves its last mark).
  * The sequence is written before any segment, so promoted marks are newer than every token issued.
+ *
+ * On a shared store (several trackers over one etcd cluster) nothing in memory is trusted: the
+ * batch first re-reads each touched volume's mark sequence (ctx.refresh), reads every segment it
+ * changes from the store (caches are off), and every atomic checks that what it writes is still at
+ * the versionstamp read, and that the sequence it wrote is still current (pinned). Otherwise
+ * another tracker's sequence could slip between our sequence and our segments, and a log token
+ * read in between would clear marks it never saw. A failed check throws StoreConflict; atomics
+ * that landed before it are each complete and correct, and the caller retries the whole batch.
  */
 import { popcount, regionsPerSegment, segmentPieces } from "../../src/dirty_bitmap.ts";
 import { badRequest, conflict } from "../../src/errors.ts";
 import type { RegionRun } from "../../src/extent.ts";
 import { activityHostsMax, activityScope, updateActivity } from "../activity_state.ts";
+import { ReadSet } from "../store/read_set.ts";
 import { AtomicWriter, type Mutation } from "./atomic_writer.ts";
 import { applyPieces, type Piece, type TrackOp } from "./batch_ops.ts";
 import type { BatchContext } from "./batch_context.ts";
@@ -42,16 +51,21 @@ type PieceIndex = Map<string, Map<number, Piece[]>>;
 
 /** Commits `ops` as one batch; settles nothing itself (the committer does). */
 export async function commitBatch(ctx: BatchContext, ops: readonly TrackOp[]): Promise<void> {
+  const reads = ctx.refresh ? new ReadSet() : undefined;
+  if (ctx.refresh) await ctx.refresh([...new Set(ops.map((op) => op.volume))], reads!);
   await rejectInvalid(ctx, ops);
   const { index, promoting } = await indexPieces(ctx, ops);
   const seqs = batchSeqs(ctx, ops, promoting);
-  const writer = new AtomicWriter(ctx.kv, ctx.onAtomic);
+  const writer = new AtomicWriter(ctx.kv, ctx.onAtomic, ctx.atomicLimits, reads);
   const seqCommitted = new Set<string>();
   const touched: Array<[VolumeState, number]> = [];
   const touchedActivity: Array<[VolumeState, string, number]> = [];
   try {
     for (const [name, seq] of seqs) {
-      await writer.add([{ key: seqKey(name), value: seq }], () => seqCommitted.add(name));
+      await writer.add([{ key: seqKey(name), value: seq }], () => {
+        seqCommitted.add(name);
+        reads?.pin(seqKey(name));
+      });
     }
     for (const name of [...index.keys()].sort()) {
       const v = ctx.volume(name);
@@ -59,7 +73,7 @@ export async function commitBatch(ctx: BatchContext, ops: readonly TrackOp[]): P
       const order = [...segments.keys()].sort((a, b) => a - b);
       for (let i = 0; i < order.length; i += commitWindowSegments) {
         const window = order.slice(i, i + commitWindowSegments);
-        const works = await loadWindow(ctx, v, window, segments);
+        const works = await loadWindow(ctx, v, window, segments, reads);
         for (const segment of window) {
           const work = works.get(segment)!;
           if (work.dirty) touched.push([v, segment]);
