@@ -206,7 +206,8 @@ export class TrackerState {
         }
       }
     }, { queueOpsMax: opts.queueOpsMax ?? queueOpsMaxDefault, batchWeightMax: batchPiecesMax });
-    this.#ready = this.#load();
+    // A shared store is read per request; there is nothing to load (and no old records to fix).
+    this.#ready = traits.shared ? Promise.resolve() : this.#load();
     this.#metrics?.gauge(
       "trackmirror_tracker_queue_commands",
       "Tracking commands waiting for a commit",
