@@ -125,6 +125,8 @@ interface FleetStep {
   achievedPerS: number;
   errors: number;
   p99Ms: number;
+  /** The first error of the step, if any (what stopped the climb). */
+  firstError?: string;
 }
 
 /** One open-loop step of the fleet at `rate` commands/s. */
@@ -132,6 +134,7 @@ async function fleetStep(urls: string[], rate: number, seed: number): Promise<Fl
   const next = seededRandom(seed);
   const latencies: number[] = [];
   let errors = 0;
+  let firstError: string | undefined;
   let inFlight = 0;
   let refused = 0;
   const pending: Promise<void>[] = [];
@@ -153,7 +156,10 @@ async function fleetStep(urls: string[], rate: number, seed: number): Promise<Fl
       pending.push(
         mark(urls[host % urls.length], volume, `h${host}`, region).then(
           () => void latencies.push(performance.now() - t),
-          () => void errors++,
+          (err) => {
+            errors++;
+            firstError ??= String((err as Error).message).slice(0, 200);
+          },
         ).finally(() => inFlight--),
       );
     }
@@ -167,6 +173,11 @@ async function fleetStep(urls: string[], rate: number, seed: number): Promise<Fl
     achievedPerS: Math.round(latencies.length / seconds),
     errors: errors + refused,
     p99Ms: Number(quantile(latencies, 0.99).toFixed(1)),
+    ...(firstError
+      ? { firstError }
+      : refused
+      ? { firstError: `${refused} not sent (in flight)` }
+      : {}),
   };
 }
 
@@ -258,6 +269,9 @@ export function formatTrackerEtcd(r: Record<string, unknown>): string {
     `${fleetStepMs} ms a step; sustained (no error, ≥ 95 % of the rate, p99 ≤ ` +
     `${fleetLatencyMsMax} ms): ${r.fleet_sustained_cmds_per_s} commands/s`,
     table(["rate/s", "achieved/s", "errors", "p99 ms"], steps),
+    ...(r.fleet_steps as FleetStep[]).filter((s) => s.firstError).map((s) =>
+      `at ${s.rate}/s: ${s.firstError}`
+    ),
   ].join("\n");
 }
 

@@ -316,8 +316,11 @@ export class TrackerState {
    * store when the batch needs them.
    */
   async #refresh(names: readonly string[], reads: ReadSet): Promise<void> {
+    const groups: string[][] = [];
     for (let i = 0; i < names.length; i += seqReadsMax) {
-      const group = names.slice(i, i + seqReadsMax);
+      groups.push(names.slice(i, i + seqReadsMax));
+    }
+    await Promise.all(groups.map(async (group) => {
       const entries = await this.#kv.getMany<number[]>(group.map(seqKey));
       entries.forEach((e, j) => {
         reads.record(e.key, e.versionstamp);
@@ -326,7 +329,7 @@ export class TrackerState {
         v.summary = null;
         v.activity = null;
       });
-    }
+    }));
   }
 
   /** One volume; 404 when unknown. */

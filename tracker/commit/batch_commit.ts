@@ -45,6 +45,14 @@ export type { ClearOp, MarkOp, TrackOp } from "./batch_ops.ts";
 
 /** Segments decoded and applied at a time within one batch (≤ 256 × 24 KiB of working state). */
 export const commitWindowSegments = 256;
+/**
+ * Shared store: most segments of a batch read ahead, in parallel, before the first write
+ * (≤ 1024 × 24.7 KiB when all are fully dirty); one volume after another would cost a store
+ * round trip per volume, as nothing is cached there.
+ */
+export const prefetchSegmentsMax = 1024;
+/** Shared store: windows read at once while prefetching. */
+export const prefetchWindowsConcurrent = 16;
 
 /** Pieces of a batch: volume → segment → pieces in queue order. */
 type PieceIndex = Map<string, Map<number, Piece[]>>;
@@ -57,6 +65,7 @@ export async function commitBatch(ctx: BatchContext, ops: readonly TrackOp[]): P
   const { index, promoting } = await indexPieces(ctx, ops);
   const seqs = batchSeqs(ctx, ops, promoting);
   const writer = new AtomicWriter(ctx.kv, ctx.onAtomic, ctx.atomicLimits, reads);
+  const prefetched = reads ? await prefetch(ctx, index, reads) : new Map<string, SegmentWorks>();
   const seqCommitted = new Set<string>();
   const touched: Array<[VolumeState, number]> = [];
   const touchedActivity: Array<[VolumeState, string, number]> = [];
@@ -73,7 +82,8 @@ export async function commitBatch(ctx: BatchContext, ops: readonly TrackOp[]): P
       const order = [...segments.keys()].sort((a, b) => a - b);
       for (let i = 0; i < order.length; i += commitWindowSegments) {
         const window = order.slice(i, i + commitWindowSegments);
-        const works = await loadWindow(ctx, v, window, segments, reads);
+        const works = prefetched.get(`${name}/${i}`) ??
+          await loadWindow(ctx, v, window, segments, reads);
         for (const segment of window) {
           const work = works.get(segment)!;
           if (work.dirty) touched.push([v, segment]);
@@ -120,6 +130,38 @@ export async function commitBatch(ctx: BatchContext, ops: readonly TrackOp[]): P
   } finally {
     for (const name of seqCommitted) ctx.volume(name).seq = seqs.get(name)!;
   }
+}
+
+type SegmentWorks = Awaited<ReturnType<typeof loadWindow>>;
+
+/**
+ * Shared store: reads the first windows of the batch's volumes, up to `prefetchSegmentsMax`
+ * segments, `prefetchWindowsConcurrent` at a time; keyed "volume/first index of the window".
+ */
+async function prefetch(
+  ctx: BatchContext,
+  index: PieceIndex,
+  reads: ReadSet,
+): Promise<Map<string, SegmentWorks>> {
+  const jobs: Array<() => Promise<void>> = [];
+  const out = new Map<string, SegmentWorks>();
+  let budget = prefetchSegmentsMax;
+  for (const name of [...index.keys()].sort()) {
+    const segments = index.get(name)!;
+    const order = [...segments.keys()].sort((a, b) => a - b);
+    for (let i = 0; i < order.length && budget > 0; i += commitWindowSegments) {
+      const window = order.slice(i, i + commitWindowSegments);
+      budget -= window.length;
+      jobs.push(async () => {
+        out.set(`${name}/${i}`, await loadWindow(ctx, ctx.volume(name), window, segments, reads));
+      });
+    }
+  }
+  const workers = Array.from({ length: prefetchWindowsConcurrent }, async () => {
+    for (let job = jobs.shift(); job; job = jobs.shift()) await job();
+  });
+  await Promise.all(workers);
+  return out;
 }
 
 /**

@@ -55,6 +55,7 @@ async function loadActivity(
   wanted: ReadonlyArray<readonly [string, number]>,
   reads?: ReadSet,
 ): Promise<Uint8Array[]> {
+  if (wanted.length === 0) return [];
   const name = v.record.name;
   const summary = await ctx.activity(v);
   const out: Uint8Array[] = [];
