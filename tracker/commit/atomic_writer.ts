@@ -6,8 +6,9 @@
  *
  * On a shared store (several trackers, tracker/store/tracker_store.ts) the writer is given a
  * ReadSet: every key an atomic writes is checked against the versionstamp it had when the batch
- * read it (absent when it was never read, i.e. assumed clean), plus the pinned checks (the mark
- * sequence this batch wrote). A failed check throws StoreConflict; nothing of that atomic landed.
+ * read it (absent when it was never read, i.e. assumed clean), and a group may name more keys to
+ * check with it (its volume's mark sequence: still the one this batch read, or wrote). A failed
+ * check throws StoreConflict; nothing of that atomic landed.
  *
  * Deno KV's limits (ext/kv): key ≤ 2 KiB, value ≤ 64 KiB, ≤ 1000 mutations, ≤ 800 KiB of keys and
  * values together and ≤ 80 KiB of keys per atomic. Key and value sizes are estimated from their
@@ -77,16 +78,15 @@ export function valueBytes(value: Uint8Array | number | undefined): number {
 /** Accumulates mutation groups and commits them in chunks that fit one atomic each. */
 export class AtomicWriter {
   #mutations: Mutation[] = [];
+  /** Keys checked (not written) by the pending atomic, by keyText. */
+  #pins = new Map<string, Deno.KvKey>();
   #afterCommit: Array<() => void> = [];
   #bytes = 0;
   #keyBytes = 0;
   /** Atomics committed by this writer. */
   atomics = 0;
 
-  /**
-   * `reads`, on a shared store only: the versionstamps the batch read, checked by every atomic
-   * (see the file comment); its pinned checks count against the check budget of each atomic.
-   */
+  /** `reads`, on a shared store only: the versionstamps the batch read (see the file comment). */
   constructor(
     private readonly kv: TrackerStore,
     private readonly onAtomic?: () => void,
@@ -96,13 +96,18 @@ export class AtomicWriter {
 
   /**
    * Adds a group that must be committed in one atomic; commits what is pending first when the
-   * group would not fit. `afterCommit` runs right after the group's atomic succeeded.
+   * group would not fit. `afterCommit` runs right after the group's atomic succeeded. `pins`
+   * (shared store): keys the group's atomic also checks, at the versionstamp recorded when it is
+   * sent.
    */
-  async add(group: readonly Mutation[], afterCommit?: () => void): Promise<void> {
+  async add(
+    group: readonly Mutation[],
+    afterCommit?: () => void,
+    pins: readonly Deno.KvKey[] = [],
+  ): Promise<void> {
     const lim = this.limits;
-    const pinned = this.reads?.pinned.length ?? 0;
-    // Each written key is checked on a shared store: checks are one per mutation, plus the pins.
-    const checksOf = (n: number) => this.reads ? n + pinned : 0;
+    // Each written key is checked on a shared store: one check per mutation, plus the pins.
+    const checksOf = (n: number, p: number) => this.reads ? n + p : 0;
     let bytes = 0;
     let keys = 0;
     for (const m of group) {
@@ -118,19 +123,21 @@ export class AtomicWriter {
       bytes += (this.reads ? 2 * k : k) + v;
     }
     if (
-      group.length > lim.mutationsMax || checksOf(group.length) > lim.checksMax ||
+      group.length > lim.mutationsMax || checksOf(group.length, pins.length) > lim.checksMax ||
       bytes > lim.bytesBudget || keys > lim.keyBytesBudget
     ) {
       throw new RangeError(`A group of ${group.length} mutations (${bytes} B) exceeds one atomic`);
     }
     const n = this.#mutations.length + group.length;
+    const newPins = this.reads ? pins.filter((k) => !this.#pins.has(keyText(k))).length : 0;
     if (
-      n > lim.mutationsMax || checksOf(n) > lim.checksMax ||
+      n > lim.mutationsMax || checksOf(n, this.#pins.size + newPins) > lim.checksMax ||
       this.#bytes + bytes > lim.bytesBudget || this.#keyBytes + keys > lim.keyBytesBudget
     ) {
       await this.flush();
     }
     this.#mutations.push(...group);
+    if (this.reads) { for (const k of pins) this.#pins.set(keyText(k), k); }
     this.#bytes += bytes;
     this.#keyBytes += keys;
     if (afterCommit) this.#afterCommit.push(afterCommit);
@@ -142,11 +149,9 @@ export class AtomicWriter {
     const op = this.kv.atomic();
     const reads = this.reads;
     if (reads) {
-      const checks = this.#mutations.map((m) => ({
-        key: m.key,
-        versionstamp: reads.version(m.key),
-      }));
-      op.check(...checks, ...reads.pinned);
+      const keys = new Map(this.#mutations.map((m) => [keyText(m.key), m.key]));
+      for (const [text, key] of this.#pins) keys.set(text, key);
+      op.check(...[...keys.values()].map((key) => ({ key, versionstamp: reads.version(key) })));
     }
     for (const m of this.#mutations) {
       if (m.value === undefined) op.delete(m.key);
@@ -155,6 +160,7 @@ export class AtomicWriter {
     const written = this.#mutations;
     const after = this.#afterCommit;
     this.#mutations = [];
+    this.#pins = new Map();
     this.#afterCommit = [];
     this.#bytes = 0;
     this.#keyBytes = 0;

@@ -22,7 +22,7 @@
  * On a shared store (several trackers over one etcd cluster) nothing in memory is trusted: the
  * batch first re-reads each touched volume's mark sequence (ctx.refresh), reads every segment it
  * changes from the store (caches are off), and every atomic checks that what it writes is still at
- * the versionstamp read, and that the sequence it wrote is still current (pinned). Otherwise
+ * the versionstamp read, and that its volume's sequence is still the one it wrote. Otherwise
  * another tracker's sequence could slip between our sequence and our segments, and a log token
  * read in between would clear marks it never saw. A failed check throws StoreConflict; atomics
  * that landed before it are each complete and correct, and the caller retries the whole batch.
@@ -71,10 +71,7 @@ export async function commitBatch(ctx: BatchContext, ops: readonly TrackOp[]): P
   const touchedActivity: Array<[VolumeState, string, number]> = [];
   try {
     for (const [name, seq] of seqs) {
-      await writer.add([{ key: seqKey(name), value: seq }], () => {
-        seqCommitted.add(name);
-        reads?.pin(seqKey(name));
-      });
+      await writer.add([{ key: seqKey(name), value: seq }], () => seqCommitted.add(name));
     }
     for (const name of [...index.keys()].sort()) {
       const v = ctx.volume(name);
@@ -111,7 +108,9 @@ export async function commitBatch(ctx: BatchContext, ops: readonly TrackOp[]): P
             });
           }
           // One group, so one atomic: a promote's dirty marks land with its activity clears.
-          if (group.length) await writer.add(group, () => after.forEach((fn) => fn()));
+          // Shared store: the sequence this batch wrote into the marks must still be current.
+          const pins = seqs.has(name) ? [seqKey(name)] : [];
+          if (group.length) await writer.add(group, () => after.forEach((fn) => fn()), pins);
         }
       }
     }

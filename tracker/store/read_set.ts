@@ -15,11 +15,9 @@ export function keyText(key: Deno.KvKey): string {
   return JSON.stringify(key);
 }
 
-/** Versionstamps read by one batch, and the checks every one of its atomics carries. */
+/** Versionstamps read (or written) by one batch: what its atomics check. */
 export class ReadSet {
   readonly #versions = new Map<string, string | null>();
-  /** Checks added to every atomic (e.g. the mark sequence this batch wrote is still current). */
-  readonly pinned: Deno.AtomicCheck[] = [];
 
   /** Records that `key` was read (or written by this batch) at `versionstamp` (null: absent). */
   record(key: Deno.KvKey, versionstamp: string | null): void {
@@ -29,13 +27,5 @@ export class ReadSet {
   /** The versionstamp `key` had when read; null when absent or never read. */
   version(key: Deno.KvKey): string | null {
     return this.#versions.get(keyText(key)) ?? null;
-  }
-
-  /** Pins `key` at the versionstamp recorded for it: every later atomic checks it. */
-  pin(key: Deno.KvKey): void {
-    const text = keyText(key);
-    const at = this.pinned.findIndex((c) => keyText(c.key) === text);
-    if (at >= 0) this.pinned.splice(at, 1);
-    this.pinned.push({ key, versionstamp: this.version(key) });
   }
 }
