@@ -19,7 +19,6 @@ import {
   etcdRequestBytesMax,
   etcdTxnOpsMax,
 } from "../../src/limits.ts";
-import { kvKeyBytesMax } from "../commit/atomic_writer.ts";
 import {
   decodeKey,
   decodeValue,
@@ -34,6 +33,11 @@ import type { StoreAtomic, StoreTraits, TrackerStore } from "./tracker_store.ts"
 
 /** Keys one page of a listing reads. */
 export const etcdListPageMax = 256;
+/**
+ * Largest key the tracker writes to etcd (etcd itself bounds keys only by the request size); the
+ * same 2 KiB as Deno KV, so a key valid on one backend is valid on the other.
+ */
+export const etcdKeyBytesMax = 2 * 1024;
 /** Namespace of the tracker's keys when the `--kv` URL names none. */
 export const etcdNamespaceDefault = "trackmirror/";
 
@@ -47,7 +51,7 @@ export const etcdTraits: StoreTraits = {
     bytesBudget: etcdRequestBytesMax - etcdRequestBytesMargin,
     keyBytesBudget: etcdRequestBytesMax - etcdRequestBytesMargin,
     valueBytesMax: etcdRequestBytesMax - etcdRequestBytesMargin,
-    keyBytesMax: kvKeyBytesMax,
+    keyBytesMax: etcdKeyBytesMax,
   },
 };
 
