@@ -13,6 +13,7 @@ import { createTrackerApp, type TrackerService } from "../tracker/service.ts";
 import { decodeKey, encodeKey } from "../tracker/store/etcd_codec.ts";
 import { EtcdClient } from "../tracker/store/etcd_client.ts";
 import { etcdListPageMax, EtcdStore, etcdTraits } from "../tracker/store/etcd_store.ts";
+import type { StoreAtomic, TrackerStore } from "../tracker/store/tracker_store.ts";
 
 const ignore = !haveEtcd();
 if (ignore) console.warn("etcd is not installed (apt-get install etcd-server): etcd tests ignored");
@@ -249,5 +250,69 @@ Deno.test({
       assert.ok(a.store.stats.conflicts + b.store.stats.conflicts > 0, "the trackers did race");
       await a.close();
       await b.close();
+    }),
+});
+
+Deno.test({
+  name:
+    "on etcd a batch cut between txns leaves the sequence unmoved; the old token keeps its marks",
+  ignore,
+  fn: () =>
+    withEtcd(async (c) => {
+      const R = 65536;
+      const inner = storeOn(c, "cut/");
+      let commits = 0;
+      let cutAt = Infinity; // the commit (1-based) that fails as if the tracker died there
+      const kv: TrackerStore = {
+        get: (k) => inner.get(k),
+        getMany: (keys) => inner.getMany(keys),
+        list: (sel, opts) => inner.list(sel, opts),
+        set: (k, v) => inner.set(k, v),
+        atomic() {
+          const op = inner.atomic();
+          const wrapped: StoreAtomic = {
+            check: (...cs) => (op.check(...cs), wrapped),
+            set: (k, v) => (op.set(k, v), wrapped),
+            delete: (k) => (op.delete(k), wrapped),
+            commit: () => ++commits === cutAt ? Promise.reject(new Error("cut")) : op.commit(),
+          };
+          return wrapped;
+        },
+      };
+      const t = createTrackerApp({ kv, traits: etcdTraits, clock: new ManualClock() });
+      assert.equal(
+        (await call(t, "PUT", "/v1/volumes/v1", {
+          sizeBytes: 256 * 1024 * R,
+          regionBytes: R,
+          ownerHost: "h1",
+          ownerUrl: "http://127.0.0.1:9",
+        })).status,
+        200,
+      );
+      const first = await call(t, "POST", "/v1/track", {
+        volume: "v1",
+        host: "h1",
+        extents: [{ offset: 0, length: 1 }],
+      });
+      assert.equal(first.json.markSeq, 1);
+      const token = (await call(t, "GET", "/v1/volumes/v1/log")).json.token;
+      // One mark over 100 segments: 200 keys, so at least two txns; the second one fails.
+      cutAt = commits + 2;
+      const extents = Array.from({ length: 100 }, (_, i) => ({
+        offset: (i + 1) * 1024 * R,
+        length: 1,
+      }));
+      const cut = await call(t, "POST", "/v1/track", { volume: "v1", host: "h1", extents });
+      assert.equal(cut.status, 500);
+      const landed = [];
+      for await (const e of inner.list({ prefix: ["dirty", "v1"] })) landed.push(e.key[2]);
+      assert.ok(landed.length > 1 && landed.length < 101, `a first txn landed: ${landed.length}`);
+      assert.equal((await inner.get(["seq", "v1"])).value, 1, "the sequence did not move");
+      assert.equal((await call(t, "GET", "/v1/volumes/v1/log")).json.token, token);
+      // Those marks carry sequence 2 > token: a clear with the token removes only the first mark.
+      const cleared = await call(t, "POST", "/v1/volumes/v1/clear", { token });
+      assert.equal(cleared.json.regionsCleared, 1);
+      assert.equal(cleared.json.regionsKept, landed.length - 1);
+      await t.close();
     }),
 });

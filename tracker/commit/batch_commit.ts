@@ -22,10 +22,15 @@
  * On a shared store (several trackers over one etcd cluster) nothing in memory is trusted: the
  * batch first re-reads each touched volume's mark sequence (ctx.refresh), reads every segment it
  * changes from the store (caches are off), and every atomic checks that what it writes is still at
- * the versionstamp read, and that its volume's sequence is still the one it wrote. Otherwise
- * another tracker's sequence could slip between our sequence and our segments, and a log token
- * read in between would clear marks it never saw. A failed check throws StoreConflict; atomics
- * that landed before it are each complete and correct, and the caller retries the whole batch.
+ * the versionstamp read, and that its volume's sequence is still the one it read. There the new
+ * sequence is written last (with or after the last segment): a log token is read from the store,
+ * so token T must mean that every mark with sequence ≤ T is already visible — else a reader could
+ * miss a mark that a clear with its token then removes. The sequence checks make that hold
+ * across trackers: no chunk lands once another batch moved the sequence. Marks on disk may carry
+ * a sequence above the stored one (a batch that died, or lost a race, after some chunks): a clear
+ * with any token already issued keeps them, which errs on the safe side. A failed check throws
+ * StoreConflict; atomics that landed before it are each complete, and the caller retries the
+ * whole batch from a fresh read.
  */
 import { popcount, regionsPerSegment, segmentPieces } from "../../src/dirty_bitmap.ts";
 import { badRequest, conflict } from "../../src/errors.ts";
@@ -70,9 +75,14 @@ export async function commitBatch(ctx: BatchContext, ops: readonly TrackOp[]): P
   const touched: Array<[VolumeState, number]> = [];
   const touchedActivity: Array<[VolumeState, string, number]> = [];
   try {
-    for (const [name, seq] of seqs) {
-      await writer.add([{ key: seqKey(name), value: seq }], () => seqCommitted.add(name));
-    }
+    const writeSeqs = async () => {
+      for (const [name, seq] of seqs) {
+        await writer.add([{ key: seqKey(name), value: seq }], () => seqCommitted.add(name));
+      }
+    };
+    // Deno KV: the sequence first (memory hands out tokens only after the whole batch). Shared
+    // store: the sequence last, as tokens are read from the store (see the file comment).
+    if (!reads) await writeSeqs();
     for (const name of [...index.keys()].sort()) {
       const v = ctx.volume(name);
       const segments = index.get(name)!;
@@ -108,12 +118,13 @@ export async function commitBatch(ctx: BatchContext, ops: readonly TrackOp[]): P
             });
           }
           // One group, so one atomic: a promote's dirty marks land with its activity clears.
-          // Shared store: the sequence this batch wrote into the marks must still be current.
+          // Shared store: the volume's sequence must still be the one read (ours is written last).
           const pins = seqs.has(name) ? [seqKey(name)] : [];
           if (group.length) await writer.add(group, () => after.forEach((fn) => fn()), pins);
         }
       }
     }
+    if (reads) await writeSeqs();
     await writer.flush();
   } catch (err) {
     // An atomic that threw may or may not have landed: forget what we cached of its segments.
