@@ -21,6 +21,14 @@
  *   in memory: activityCacheMaxDefault bitmaps (≤ 128 B each, 512 KiB) and, per volume with activity
  *     loaded, ~80 B per active (host, segment) of summary
  *
+ * On etcd (store/etcd_store.ts; keys ~35 B, and ~60 B of etcd's own per key):
+ *   fully dirty segment ≈ 24.9 KB live → 389 MiB per TiB of volume: etcd's 2 GiB default quota
+ *     holds ~5.2 TiB of fully dirty volume, its 8 GiB suggested maximum ~21 TiB; a 16 TiB volume
+ *     fully dirty is 6.1 GiB; 1 % of regions dirty, scattered over every segment: 8.8 MiB per TiB
+ *   one txn (≤ 128 operations and, apart, 128 compares; ≤ 1.5 MiB): ≤ 63 segment pairs, ~58
+ *     fully dirty ones; every commit rewrites its segments' values, and etcd keeps each old
+ *     revision until compacted (README "Trackers on etcd": compaction and defragmentation)
+ *
  * Writes (marks, clears, activity, registrations) are serialized through one group committer
  * (commit/group_commit.ts, commit/batch_commit.ts): concurrent operations are merged per segment and committed
  * together, and each request is answered only after its commit. On Deno KV this process must be
@@ -279,7 +287,8 @@ export class TrackerState {
         this.#clock.now(),
         this.#newGeneration,
       );
-      if (!stored.value && this.#volumes.size >= volumesMax) {
+      // A new volume: count what every tracker registered (one listing, only for new names).
+      if (!stored.value && await this.#countStored() >= volumesMax) {
         throw conflict(
           `Cannot register volume "${name}": ${volumesMax} volumes already registered`,
         );
@@ -296,6 +305,16 @@ export class TrackerState {
       }
       this.stats.conflicts++;
     }
+  }
+
+  /** Registered volumes in a shared store (each remembered on the way). */
+  async #countStored(): Promise<number> {
+    let n = 0;
+    for await (const e of this.#kv.list<VolumeRecord>({ prefix: volumesPrefix })) {
+      this.#remember(e.value);
+      n++;
+    }
+    return n;
   }
 
   /** Keeps `record` (read from or written to the store) in memory; the volume's state object. */
