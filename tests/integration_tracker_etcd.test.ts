@@ -122,6 +122,16 @@ Deno.test({
       const before = await sha256File(primary);
       const data = randomBytes(rand, 4096).fill(0xa5, 0, 1);
       await assert.rejects(host.write("vol0", quorumProbeOffset, data));
+      const mark = await fetch(`${trackers[1].url}/v1/track`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          volume: "vol0",
+          host: "probe",
+          extents: [{ offset: quorumProbeOffset, length: 1 }],
+        }),
+      });
+      assert.equal(mark.status, 503, `a mark without quorum: ${await mark.text()}`);
       assert.equal(await sha256File(primary), before, "a write without a mark left the primary");
 
       // Quorum returns (the killed member restarts on its data): the write goes through.
