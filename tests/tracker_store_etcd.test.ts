@@ -109,6 +109,18 @@ Deno.test({
       // A delete lands like a set, and the key is absent after.
       assert.ok((await kv.atomic().delete(["dirty", "v", 1]).commit()).ok);
       assert.equal((await kv.get(["dirty", "v", 1])).versionstamp, null);
+      // A prefix's stamp moves with every put and delete under it, and only then.
+      const stamp = () => kv.prefixStamp(["dirty", "v"]);
+      const s0 = await stamp();
+      assert.equal(await stamp(), s0);
+      await kv.set(["dirty", "w", 0], 1); // another prefix
+      assert.equal(await stamp(), s0);
+      await kv.set(["dirty", "v", 7], 1);
+      const s1 = await stamp();
+      assert.notEqual(s1, s0);
+      await kv.atomic().delete(["dirty", "v", 7]).commit();
+      assert.notEqual(await stamp(), s1);
+      assert.equal(await stamp(), s0, "back to the same keys at the same revisions");
       // More operations than etcd takes in one txn are refused before anything is sent.
       const big = kv.atomic();
       for (let i = 0; i <= etcdTxnOpsMax; i++) big.set(["x", i], i);
@@ -231,6 +243,9 @@ Deno.test({
       assert.equal(cleared.json.regionsKept, 1);
       assert.equal(cleared.json.regionsCleared, want.length - 1);
       assert.deepEqual(dirty(await call(b, "GET", "/v1/volumes/v1/log")), [regions[0]]);
+      // B's summary from before A's clear is not reused: B answers what etcd holds now.
+      assert.equal((await call(b, "GET", "/v1/volumes/v1")).json.dirtyRegions, 1);
+      assert.equal((await call(a, "GET", "/v1/volumes/v1")).json.dirtyRegions, 1);
       // A takeover through B fences the old owner's marks at A.
       const take = await call(b, "PUT", "/v1/volumes/v1", {
         sizeBytes: 4096 * R,

@@ -69,7 +69,15 @@ import type {
 import { GroupCommitter } from "./commit/group_commit.ts";
 import { denoKvAtomicLimits } from "./commit/atomic_writer.ts";
 import { resetOutcomes } from "./commit/batch_ops.ts";
-import { seqKey, seqsPrefix, volumeKey, type VolumeRecord, volumesPrefix } from "./kv_layout.ts";
+import {
+  activityPrefix,
+  dirtyPrefix,
+  seqKey,
+  seqsPrefix,
+  volumeKey,
+  type VolumeRecord,
+  volumesPrefix,
+} from "./kv_layout.ts";
 import { type ReadSet, StoreConflict } from "./store/read_set.ts";
 import type { StoreTraits, TrackerStore } from "./store/tracker_store.ts";
 import { decideRegistration, type Registration } from "./registration.ts";
@@ -159,6 +167,11 @@ export class TrackerState {
   readonly #committer: GroupCommitter<TrackOp>;
   readonly #ready: Promise<void>;
   readonly #newGeneration: () => string;
+  /**
+   * Shared store: the summaries last rebuilt from it, by volume, with the store's stamps of the
+   * volume's dirty and activity prefixes then; reused while the stamps are unchanged.
+   */
+  readonly #stamped = new Map<string, { stamp: string; summary: unknown }>();
 
   constructor(kv: TrackerStore, opts: TrackerStateOptions) {
     const traits = opts.traits ?? denoKvTraits;
@@ -541,8 +554,8 @@ export class TrackerState {
       if (this.#shared) {
         const seq = await this.#kv.get<number>(seqKey(v.record.name));
         v.seq = seq.value ?? 0;
-        v.summary = await loadSummary(this.#kv, v);
-        v.activity = await loadActivity(this.#kv, v.record.name);
+        v.summary = null;
+        v.activity = null;
       }
       return volumeInfo(v, await this.#summary(v), await this.#activity(v));
     });
@@ -550,12 +563,37 @@ export class TrackerState {
 
   /** The volume's summary; loads it from KV first if needed (inside the committer only). */
   async #summary(v: VolumeState): Promise<Map<number, SegmentSummary>> {
-    return v.summary ??= await loadSummary(this.#kv, v);
+    return v.summary ??= await this.#unlessChanged(
+      `dirty/${v.record.name}`,
+      dirtyPrefix(v.record.name),
+      () => loadSummary(this.#kv, v),
+    );
   }
 
   /** The volume's activity summary; loads it from KV first if needed (inside the committer only). */
   async #activity(v: VolumeState): Promise<ActivitySummary> {
-    return v.activity ??= await loadActivity(this.#kv, v.record.name);
+    return v.activity ??= await this.#unlessChanged(
+      `activity/${v.record.name}`,
+      activityPrefix(v.record.name),
+      () => loadActivity(this.#kv, v.record.name),
+    );
+  }
+
+  /**
+   * `load()`, or on a shared store that can stamp prefixes, what it gave last time if nothing
+   * under `prefix` changed since (a "marked" key never changes without its "dirty" key). The
+   * stamp is taken before the load, so a change racing the load only makes the next one reload.
+   * Commits update the summary they are given in place, so callers get a copy: what is kept
+   * stays exactly what the store held at its stamp.
+   */
+  async #unlessChanged<T>(slot: string, prefix: Deno.KvKey, load: () => Promise<T>): Promise<T> {
+    if (!this.#shared || !this.#kv.prefixStamp) return await load();
+    const stamp = await this.#kv.prefixStamp(prefix);
+    const known = this.#stamped.get(slot);
+    if (known?.stamp === stamp) return structuredClone(known.summary as T);
+    const summary = await load();
+    this.#stamped.set(slot, { stamp, summary });
+    return structuredClone(summary);
   }
 
   #countBatch(ops: number): void {

@@ -134,6 +134,24 @@ export class EtcdStore implements TrackerStore {
     }
   }
 
+  /**
+   * The number of keys under `prefix` and the newest mod revision among them, from one range
+   * (keys only, one key, sorted by mod revision). A put raises the newest revision; a delete alone
+   * lowers the count; a delete and a put both raise the revision: every change shows.
+   */
+  async prefixStamp(prefix: Deno.KvKey): Promise<string> {
+    const bytes = encodeKey(this.namespace, prefix);
+    const res = await this.client.call<EtcdRangeResponse & { count?: string }>("/v3/kv/range", {
+      key: toBase64(bytes),
+      range_end: toBase64(prefixEnd(bytes)),
+      limit: 1,
+      sort_order: "DESCEND",
+      sort_target: "MOD",
+      keys_only: true,
+    });
+    return `${res.count ?? 0}:${res.kvs?.[0]?.mod_revision ?? 0}`;
+  }
+
   async set(key: Deno.KvKey, value: unknown): Promise<Deno.KvCommitResult> {
     const result = await this.atomic().set(key, value).commit();
     if (!result.ok) throw new Error("An etcd put without compares reported a failed compare");

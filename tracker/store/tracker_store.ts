@@ -34,6 +34,11 @@ export interface TrackerStore {
   ): AsyncIterableIterator<Deno.KvEntry<T>>;
   set(key: Deno.KvKey, value: unknown): Promise<Deno.KvCommitResult>;
   atomic(): StoreAtomic;
+  /**
+   * Optional (shared stores): a text that differs whenever a key under `prefix` was set or
+   * deleted since it was last asked, so a summary rebuilt from the store can be reused until then.
+   */
+  prefixStamp?(prefix: Deno.KvKey): Promise<string>;
 }
 
 /** How much one atomic of a store may hold. */
