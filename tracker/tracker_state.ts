@@ -38,7 +38,7 @@
  * a request re-reads its volume's record, a batch re-reads each volume's mark sequence and every
  * segment it changes and commits with versionstamp checks (commit/batch_commit.ts), retried up
  * to `commitConflictRetriesMax` times when another tracker got there first; summaries are
- * rebuilt per question; registrations are checked-and-set. Leases, epochs and generation ids are
+ * rebuilt when the store's stamp of the volume's prefix moved; registrations are checked-and-set. Leases, epochs and generation ids are
  * in the volume record in the store, so every tracker answers the same.
  */
 import { badRequest, conflict, notFound, unavailable } from "../src/errors.ts";
