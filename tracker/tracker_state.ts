@@ -104,6 +104,11 @@ export const batchPiecesMax = 65_536;
 export const activityCacheMaxDefault = 4096;
 /** Attempts of one batch (or registration) on a shared store before it fails with 503. */
 export const commitConflictRetriesMax = 16;
+/**
+ * Longest wait before a retry after a conflict: a random 0..min(2^attempt, this) ms, so two
+ * trackers whose batches collided do not collide again in lockstep.
+ */
+export const conflictBackoffMsMax = 50;
 /** Mark sequences read per snapshot when a batch refreshes them (Deno KV's getMany bound). */
 const seqReadsMax = 10;
 
@@ -132,6 +137,8 @@ export interface TrackerStateOptions {
   newGeneration?: () => string;
   /** What the store is (default: Deno KV, this process its only writer). */
   traits?: StoreTraits;
+  /** Random source of the conflict backoff (default Math.random). */
+  random?: () => number;
 }
 
 /** Counters of the committer, for metrics and tests. */
@@ -167,6 +174,7 @@ export class TrackerState {
   readonly #committer: GroupCommitter<TrackOp>;
   readonly #ready: Promise<void>;
   readonly #newGeneration: () => string;
+  readonly #random: () => number;
   /**
    * Shared store: the summaries last rebuilt from it, by volume, with the store's stamps of the
    * volume's dirty and activity prefixes then; reused while the stamps are unchanged.
@@ -175,8 +183,10 @@ export class TrackerState {
 
   constructor(kv: TrackerStore, opts: TrackerStateOptions) {
     const traits = opts.traits ?? denoKvTraits;
+    const random = opts.random ?? Math.random;
     this.#kv = kv;
     this.#shared = traits.shared;
+    this.#random = random;
     this.#clock = opts.clock;
     this.#metrics = opts.metrics;
     this.#newGeneration = opts.newGeneration ?? (() => crypto.randomUUID());
@@ -224,9 +234,15 @@ export class TrackerState {
             "Commit batch attempts retried because another tracker changed what they read",
           );
           resetOutcomes(ops);
+          await backoff(attempt, random);
         }
       }
-    }, { queueOpsMax: opts.queueOpsMax ?? queueOpsMaxDefault, batchWeightMax: batchPiecesMax });
+    }, {
+      queueOpsMax: opts.queueOpsMax ?? queueOpsMaxDefault,
+      // Shared store: a batch that fits one txn, so a conflict costs one round trip, not several
+      // (two trackers' multi-txn batches on one volume could starve each other).
+      batchWeightMax: traits.shared ? sharedBatchPieces(traits) : batchPiecesMax,
+    });
     // A shared store is read per request; there is nothing to load (and no old records to fix).
     this.#ready = traits.shared ? Promise.resolve() : this.#load();
     this.#metrics?.gauge(
@@ -317,6 +333,7 @@ export class TrackerState {
         );
       }
       this.stats.conflicts++;
+      await backoff(attempt, this.#random);
     }
   }
 
@@ -607,4 +624,15 @@ export class TrackerState {
       ops,
     );
   }
+}
+
+/** Segment pieces of a batch that fits one atomic of a shared store: two keys each, and the sequence. */
+function sharedBatchPieces(traits: StoreTraits): number {
+  return Math.max(1, Math.floor((traits.atomic.mutationsMax - 1) / 2));
+}
+
+/** Waits a random 0..min(2^attempt, conflictBackoffMsMax) ms. */
+function backoff(attempt: number, random: () => number): Promise<void> {
+  const ms = random() * Math.min(2 ** attempt, conflictBackoffMsMax);
+  return new Promise((r) => setTimeout(r, ms));
 }
