@@ -41,7 +41,7 @@
  * rebuilt when the store's stamp of the volume's prefix moved; registrations are checked-and-set. Leases, epochs and generation ids are
  * in the volume record in the store, so every tracker answers the same.
  */
-import { badRequest, conflict, notFound, unavailable } from "../src/errors.ts";
+import { badRequest, conflict, notFound } from "../src/errors.ts";
 import type { Clock } from "../src/clock.ts";
 import type { Extent } from "../src/extent.ts";
 import type { Metrics } from "../src/metrics.ts";
@@ -69,6 +69,7 @@ import type {
 import { GroupCommitter } from "./commit/group_commit.ts";
 import { denoKvAtomicLimits } from "./commit/atomic_writer.ts";
 import { resetOutcomes } from "./commit/batch_ops.ts";
+import { retryOnConflict, sharedBatchPieces } from "./commit/conflict_retry.ts";
 import {
   activityPrefix,
   dirtyPrefix,
@@ -78,7 +79,8 @@ import {
   type VolumeRecord,
   volumesPrefix,
 } from "./kv_layout.ts";
-import { type ReadSet, StoreConflict } from "./store/read_set.ts";
+import { refreshSequences, registerOnce, StampedSummaries } from "./shared_state.ts";
+import type { ReadSet } from "./store/read_set.ts";
 import type { StoreTraits, TrackerStore } from "./store/tracker_store.ts";
 import { decideRegistration, type Registration } from "./registration.ts";
 import { checkLeaseClaim, type LeaseClaim } from "./lease_fence.ts";
@@ -102,16 +104,6 @@ export const queueOpsMaxDefault = 16_384;
 export const batchPiecesMax = 65_536;
 /** Activity bitmaps cached (128 B each). */
 export const activityCacheMaxDefault = 4096;
-/** Attempts of one batch (or registration) on a shared store before it fails with 503. */
-export const commitConflictRetriesMax = 16;
-/**
- * Longest wait before a retry after a conflict: a random 0..min(2^attempt, this) ms, so two
- * trackers whose batches collided do not collide again in lockstep.
- */
-export const conflictBackoffMsMax = 50;
-/** Mark sequences read per snapshot when a batch refreshes them (Deno KV's getMany bound). */
-const seqReadsMax = 10;
-
 /** The embedded default: Deno KV, written by this process only. */
 export const denoKvTraits: StoreTraits = {
   kind: "Deno KV",
@@ -175,11 +167,8 @@ export class TrackerState {
   readonly #ready: Promise<void>;
   readonly #newGeneration: () => string;
   readonly #random: () => number;
-  /**
-   * Shared store: the summaries last rebuilt from it, by volume, with the store's stamps of the
-   * volume's dirty and activity prefixes then; reused while the stamps are unchanged.
-   */
-  readonly #stamped = new Map<string, { stamp: string; summary: unknown }>();
+  /** Shared store only: summaries reused while the store's stamp of their prefix holds. */
+  readonly #stamped: StampedSummaries | null;
 
   constructor(kv: TrackerStore, opts: TrackerStateOptions) {
     const traits = opts.traits ?? denoKvTraits;
@@ -187,6 +176,7 @@ export class TrackerState {
     this.#kv = kv;
     this.#shared = traits.shared;
     this.#random = random;
+    this.#stamped = traits.shared ? new StampedSummaries(kv) : null;
     this.#clock = opts.clock;
     this.#metrics = opts.metrics;
     this.#newGeneration = opts.newGeneration ?? (() => crypto.randomUUID());
@@ -201,7 +191,8 @@ export class TrackerState {
       kv,
       atomicLimits: traits.atomic,
       refresh: traits.shared
-        ? (names: readonly string[], reads: ReadSet) => this.#refresh(names, reads)
+        ? (names: readonly string[], reads: ReadSet) =>
+          refreshSequences(kv, this.#volumes, names, reads)
         : undefined,
       cache: this.#cache,
       activityCache: this.#activityCache,
@@ -216,31 +207,18 @@ export class TrackerState {
         );
       },
     };
-    this.#committer = new GroupCommitter<TrackOp>(async (ops) => {
+    this.#committer = new GroupCommitter<TrackOp>((ops) => {
       this.#countBatch(ops.length);
-      for (let attempt = 1;; attempt++) {
-        try {
-          return await commitBatch(ctx, ops);
-        } catch (err) {
-          if (!(err instanceof StoreConflict)) throw err;
-          if (attempt >= commitConflictRetriesMax) {
-            throw unavailable(
-              `${err.message}; gave up after ${attempt} attempts (commitConflictRetriesMax)`,
-            );
-          }
-          this.stats.conflicts++;
-          this.#metrics?.count(
-            "trackmirror_tracker_commit_conflicts_total",
-            "Commit batch attempts retried because another tracker changed what they read",
-          );
+      // Only a shared store's atomics carry checks, so only there can a batch conflict.
+      return retryOnConflict("Commit batch", () => commitBatch(ctx, ops), {
+        random,
+        onConflict: () => {
+          this.#countConflict();
           resetOutcomes(ops);
-          await backoff(attempt, random);
-        }
-      }
+        },
+      });
     }, {
       queueOpsMax: opts.queueOpsMax ?? queueOpsMaxDefault,
-      // Shared store: a batch that fits one txn, so a conflict costs one round trip, not several
-      // (two trackers' multi-txn batches on one volume could starve each other).
       batchWeightMax: traits.shared ? sharedBatchPieces(traits) : batchPiecesMax,
     });
     // A shared store is read per request; there is nothing to load (and no old records to fix).
@@ -302,49 +280,20 @@ export class TrackerState {
     return await this.#info(v);
   }
 
-  /**
-   * Registration on a shared store: decided on the record as it is in the store now, written
-   * only if nobody changed it meanwhile (another tracker may register the same volume at once).
-   */
+  /** Registration on a shared store (shared_state.ts), retried when another tracker raced it. */
   async #registerShared(name: string, reg: Registration): Promise<VolumeState> {
-    for (let attempt = 1;; attempt++) {
-      const stored = await this.#kv.get<VolumeRecord>(volumeKey(name));
-      const record = decideRegistration(
-        stored.value ?? undefined,
-        name,
-        reg,
-        this.#clock.now(),
-        this.#newGeneration,
-      );
-      // A new volume: count what every tracker registered (one listing, only for new names).
-      if (!stored.value && await this.#countStored() >= volumesMax) {
-        throw conflict(
-          `Cannot register volume "${name}": ${volumesMax} volumes already registered`,
-        );
-      }
-      const result = await this.#kv.atomic()
-        .check({ key: volumeKey(name), versionstamp: stored.versionstamp })
-        .set(volumeKey(name), record)
-        .commit();
-      if (result.ok) return this.#remember(record);
-      if (attempt >= commitConflictRetriesMax) {
-        throw unavailable(
-          `Volume "${name}" registration raced other trackers ${attempt} times; try again`,
-        );
-      }
-      this.stats.conflicts++;
-      await backoff(attempt, this.#random);
-    }
-  }
-
-  /** Registered volumes in a shared store (each remembered on the way). */
-  async #countStored(): Promise<number> {
-    let n = 0;
-    for await (const e of this.#kv.list<VolumeRecord>({ prefix: volumesPrefix })) {
-      this.#remember(e.value);
-      n++;
-    }
-    return n;
+    const record = await retryOnConflict(
+      `Registration of volume "${name}"`,
+      () =>
+        registerOnce(this.#kv, name, reg, {
+          now: this.#clock.now(),
+          newGeneration: this.#newGeneration,
+          volumesMax,
+          remember: (r) => this.#remember(r),
+        }),
+      { random: this.#random, onConflict: () => this.#countConflict() },
+    );
+    return this.#remember(record);
   }
 
   /** Keeps `record` (read from or written to the store) in memory; the volume's state object. */
@@ -357,28 +306,6 @@ export class TrackerState {
     const fresh = volumeState(record, 0);
     this.#volumes.set(record.name, fresh);
     return fresh;
-  }
-
-  /**
-   * A batch on a shared store: re-reads the mark sequence of each volume (in snapshots, recorded
-   * in `reads` so the commit checks them) and drops the summaries, which are rebuilt from the
-   * store when the batch needs them.
-   */
-  async #refresh(names: readonly string[], reads: ReadSet): Promise<void> {
-    const groups: string[][] = [];
-    for (let i = 0; i < names.length; i += seqReadsMax) {
-      groups.push(names.slice(i, i + seqReadsMax));
-    }
-    await Promise.all(groups.map(async (group) => {
-      const entries = await this.#kv.getMany<number[]>(group.map(seqKey));
-      entries.forEach((e, j) => {
-        reads.record(e.key, e.versionstamp);
-        const v = this.#volumes.get(group[j])!;
-        v.seq = e.value ?? 0;
-        v.summary = null;
-        v.activity = null;
-      });
-    }));
   }
 
   /** One volume; 404 when unknown. */
@@ -580,37 +507,28 @@ export class TrackerState {
 
   /** The volume's summary; loads it from KV first if needed (inside the committer only). */
   async #summary(v: VolumeState): Promise<Map<number, SegmentSummary>> {
-    return v.summary ??= await this.#unlessChanged(
-      `dirty/${v.record.name}`,
-      dirtyPrefix(v.record.name),
-      () => loadSummary(this.#kv, v),
-    );
+    const load = () => loadSummary(this.#kv, v);
+    const name = v.record.name;
+    return v.summary ??= this.#stamped
+      ? await this.#stamped.get(`dirty/${name}`, dirtyPrefix(name), load)
+      : await load();
   }
 
   /** The volume's activity summary; loads it from KV first if needed (inside the committer only). */
   async #activity(v: VolumeState): Promise<ActivitySummary> {
-    return v.activity ??= await this.#unlessChanged(
-      `activity/${v.record.name}`,
-      activityPrefix(v.record.name),
-      () => loadActivity(this.#kv, v.record.name),
-    );
+    const name = v.record.name;
+    const load = () => loadActivity(this.#kv, name);
+    return v.activity ??= this.#stamped
+      ? await this.#stamped.get(`activity/${name}`, activityPrefix(name), load)
+      : await load();
   }
 
-  /**
-   * `load()`, or on a shared store that can stamp prefixes, what it gave last time if nothing
-   * under `prefix` changed since (a "marked" key never changes without its "dirty" key). The
-   * stamp is taken before the load, so a change racing the load only makes the next one reload.
-   * Commits update the summary they are given in place, so callers get a copy: what is kept
-   * stays exactly what the store held at its stamp.
-   */
-  async #unlessChanged<T>(slot: string, prefix: Deno.KvKey, load: () => Promise<T>): Promise<T> {
-    if (!this.#shared || !this.#kv.prefixStamp) return await load();
-    const stamp = await this.#kv.prefixStamp(prefix);
-    const known = this.#stamped.get(slot);
-    if (known?.stamp === stamp) return structuredClone(known.summary as T);
-    const summary = await load();
-    this.#stamped.set(slot, { stamp, summary });
-    return structuredClone(summary);
+  #countConflict(): void {
+    this.stats.conflicts++;
+    this.#metrics?.count(
+      "trackmirror_tracker_commit_conflicts_total",
+      "Commit attempts retried because another tracker changed what they read",
+    );
   }
 
   #countBatch(ops: number): void {
@@ -624,15 +542,4 @@ export class TrackerState {
       ops,
     );
   }
-}
-
-/** Segment pieces of a batch that fits one atomic of a shared store: two keys each, and the sequence. */
-function sharedBatchPieces(traits: StoreTraits): number {
-  return Math.max(1, Math.floor((traits.atomic.mutationsMax - 1) / 2));
-}
-
-/** Waits a random 0..min(2^attempt, conflictBackoffMsMax) ms. */
-function backoff(attempt: number, random: () => number): Promise<void> {
-  const ms = random() * Math.min(2 ** attempt, conflictBackoffMsMax);
-  return new Promise((r) => setTimeout(r, ms));
 }
