@@ -331,3 +331,34 @@ Deno.test({
       await t.close();
     }),
 });
+
+Deno.test({
+  name: "two trackers registering one new volume at once agree on one record and generation",
+  ignore,
+  fn: () =>
+    withEtcd(async (c) => {
+      const clock = new ManualClock();
+      const a = tracker(c, clock);
+      const b = tracker(c, clock);
+      const body = {
+        sizeBytes: 1 << 30,
+        regionBytes: 65536,
+        ownerHost: "h1",
+        ownerUrl: "http://127.0.0.1:9",
+        ownerInstance: "11111111-1111-4111-8111-111111111111",
+      };
+      for (let round = 0; round < 5; round++) {
+        const name = `new${round}`;
+        const answers = await Promise.all([
+          call(a, "PUT", `/v1/volumes/${name}`, body),
+          call(b, "PUT", `/v1/volumes/${name}`, body),
+        ]);
+        assert.deepEqual(answers.map((x) => x.status), [200, 200]);
+        const stored = (await call(a, "GET", `/v1/volumes/${name}`)).json.generation;
+        assert.equal(answers[0].json.generation, stored, `round ${round}`);
+        assert.equal(answers[1].json.generation, stored, `round ${round}`);
+      }
+      await a.close();
+      await b.close();
+    }),
+});
