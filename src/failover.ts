@@ -71,12 +71,13 @@ export class FailoverTargets {
 
   /**
    * Runs `attempt` against the current target, then each next one while they give no answer; the
-   * one that answers (2xx or 4xx) becomes current. Throws the last no-answer error when none did,
-   * and any other error (a 4xx, a bug) at once.
+   * one that answers (2xx or 4xx) becomes current. When none did, throws a no-answer error that
+   * says what each target answered (with one target, its own error); any other error (a 4xx, a
+   * bug) at once.
    */
   async run<T>(attempt: (url: string) => Promise<T>): Promise<T> {
     const start = this.#current;
-    let last: unknown;
+    const failures: ServiceCallError[] = [];
     for (let i = 0; i < this.urls.length; i++) {
       const index = (start + i) % this.urls.length;
       try {
@@ -89,10 +90,17 @@ export class FailoverTargets {
           throw err;
         }
         this.#failed(index, err);
-        last = err;
+        failures.push(err as ServiceCallError);
       }
     }
-    throw last;
+    const last = failures[failures.length - 1];
+    if (failures.length === 1) throw last;
+    // The last error alone would hide why the others failed (e.g. a live tracker's 503 "no
+    // quorum" behind a dead one's "connection refused").
+    throw new ServiceCallError(
+      last.status,
+      `none of ${failures.length} targets answered: ${failures.map((e) => e.message).join("; ")}`,
+    );
   }
 
   /**

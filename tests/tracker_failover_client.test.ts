@@ -144,6 +144,7 @@ Deno.test("when no tracker answers, each is tried once and the call fails as off
       assert.ok(err instanceof ServiceCallError);
       assert.ok(err.offline);
       assert.match(err.message, new RegExp(dead));
+      assert.match(err.message, /a answers 503/, "the live tracker's answer is named too");
       return true;
     });
     assert.equal(a.requests, 1);
