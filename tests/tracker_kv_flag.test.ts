@@ -36,7 +36,10 @@ Deno.test("--kv values the tracker refuses exit 2, name the value and the flag, 
       ["etcd://127.0.0.1:2379,", /bad etcd endpoint ""/],
       ["etcd://127.0.0.1:99999", /bad etcd endpoint "127.0.0.1:99999"/],
       ["etcd://a b:2379", /bad etcd endpoint "a b:2379"/],
-      ["etcd://127.0.0.1:2379,127.0.0.1:2379", /endpoint twice/],
+      ["etcd://127.0.0.1:2379,127.0.0.1:2379", /endpoint "127.0.0.1:2379" twice/],
+      ["etcd:127.0.0.1:2379", /--kv "etcd:127.0.0.1:2379" looks like an etcd:\/\/ URL without/],
+      ["etcd:/127.0.0.1:2379", /without its "\/\/": write etcd:\/\//],
+      ["HTTP:kv.example:4512", /--kv "HTTP:kv.example:4512" looks like an HTTP:\/\/ URL/],
       ["etcd://127.0.0.1:2379/a/b", /bad namespace "a\/b"/],
     ] as const;
     for (const [value, message] of cases) {

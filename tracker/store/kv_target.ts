@@ -2,7 +2,8 @@
  * What the tracker's `--kv` names: a Deno KV (a file path, `:memory:`, or an http(s) URL of a KV
  * Connect server) or an etcd cluster (`etcd://HOST:PORT[,HOST:PORT...][/NAMESPACE]`). Any other
  * `scheme://` is refused (a RangeError: exit 2 naming the value and the flag) rather than taken
- * for a relative path, which once made `--kv etcd://…` a directory named "etcd:".
+ * for a relative path, which once made `--kv etcd://…` a directory named "etcd:"; so is `etcd:` or
+ * `http(s):` without its `//` (it would be a file of that name).
  */
 import { etcdNamespaceDefault } from "./etcd_store.ts";
 
@@ -24,6 +25,12 @@ export function parseKvTarget(value: string, flag = "--kv"): KvTarget {
     throw bad("must be a file path, :memory:, an http(s) URL or etcd://HOST:PORT[,HOST:PORT...]");
   }
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(value)?.[1]?.toLowerCase();
+  // "etcd:HOST:PORT" or "http:/host" would otherwise be a file of that name, created in the
+  // working directory: the same trap as the old "etcd:" directory.
+  const slashless = /^(etcd|https?):(?!\/\/)/i.exec(value)?.[1];
+  if (slashless !== undefined) {
+    throw bad(`looks like an ${slashless}:// URL without its "//": write ${slashless}://…`);
+  }
   if (scheme === undefined) return { kind: "deno-kv", path: value, remote: false };
   if (scheme === "http" || scheme === "https") {
     return { kind: "deno-kv", path: value, remote: true };
@@ -51,7 +58,8 @@ export function parseKvTarget(value: string, flag = "--kv"): KvTarget {
       );
     }
   }
-  if (new Set(endpoints).size !== endpoints.length) throw bad("lists an etcd endpoint twice");
+  const twice = endpoints.find((e, i) => endpoints.indexOf(e) !== i);
+  if (twice !== undefined) throw bad(`lists the etcd endpoint "${twice}" twice`);
   if (!/^[A-Za-z0-9._-]{0,64}$/.test(path)) {
     throw bad(`has a bad namespace "${path}": letters, digits, '.', '_', '-', at most 64`);
   }
