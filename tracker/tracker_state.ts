@@ -13,8 +13,9 @@
  *
  * Activity marks (kept apart from dirty marks; kv_layout.ts), one 128 B bitmap per (host, segment):
  *   a host fully active on a 16 TiB volume: 262 144 segments = 32 MiB of bitmaps (≤ 70 MiB in
- *     KV with keys of ≤ 151 B); a host agent's hot set (activityRegionsMax regions, 4 096 by
- *     default) touches ≤ 4 096 segments = 512 KiB, far less when its writes cluster
+ *     KV with keys of ≤ 151 B); a host agent's hot set (activityRegionsMax, 65 536 regions by
+ *     default, held in 4 MiB units: ≤ 1 024 units) touches ≤ 1 024 segments = 128 KiB of
+ *     bitmaps (≤ 240 KiB on etcd with keys and etcd's own), far less when its writes cluster
  *   ≤ activityHostsMax (64) hosts a volume; a commit group is one segment's dirty pair plus its
  *     hosts' activity keys: ≤ 66 mutations, ≤ 24.7 KiB + 64 × 279 B ≈ 42 KiB (fits any atomic);
  *     a promote of a fully active 64 MiB segment is one such group, ~31 of them an atomic
