@@ -97,10 +97,7 @@ export class FailoverTargets {
     if (failures.length === 1) throw last;
     // The last error alone would hide why the others failed (e.g. a live tracker's 503 "no
     // quorum" behind a dead one's "connection refused").
-    throw new ServiceCallError(
-      last.status,
-      `none of ${failures.length} targets answered: ${failures.map((e) => e.message).join("; ")}`,
-    );
+    throw new ServiceCallError(last.status, failures.map((e) => e.message).join("; "));
   }
 
   /**
