@@ -10,6 +10,9 @@ import { bodyLimit } from "hono/body-limit";
 import { tooLarge } from "../src/errors.ts";
 import { applyServiceBasics } from "../src/service.ts";
 import { activityRoutes } from "./routes/activity_routes.ts";
+import { dashboardRoutes } from "./routes/dashboard_routes.ts";
+import { mapRoutes } from "./routes/map_routes.ts";
+import { type OverviewOptions, overviewRoutes } from "./routes/overview_routes.ts";
 import type { RouteDeps } from "./routes/route_deps.ts";
 import { statusRoutes } from "./routes/status_routes.ts";
 import { trackRoutes } from "./routes/track_routes.ts";
@@ -18,8 +21,12 @@ import { volumeRoutes } from "./routes/volume_routes.ts";
 /** Largest request body accepted (a full tracking command of 4096 extents is ~200 KiB). */
 export const requestBodyBytesMax = 1024 * 1024;
 
-/** The tracker's routes over `deps`; `token`, when set, guards every route but /healthz. */
-export function buildTrackerApp(deps: RouteDeps, token?: string) {
+/**
+ * The tracker's routes over `deps`; `token`, when set, guards every route but /healthz (and is
+ * what the overview sends to host agents and backups). `closing` ends open overview streams.
+ */
+export function buildTrackerApp(deps: RouteDeps, token?: string, closing?: AbortSignal) {
+  const overview: OverviewOptions = { token, closing };
   const app = new Hono();
   applyServiceBasics(app, "tracker", { token, metrics: deps.metrics });
   app.use(
@@ -35,7 +42,10 @@ export function buildTrackerApp(deps: RouteDeps, token?: string) {
     .route("/", trackRoutes(deps))
     .route("/", volumeRoutes(deps))
     .route("/", activityRoutes(deps))
-    .route("/", statusRoutes(deps));
+    .route("/", statusRoutes(deps))
+    .route("/", mapRoutes(deps))
+    .route("/", overviewRoutes(deps, overview))
+    .route("/", dashboardRoutes());
 }
 
 /** The tracker's Hono app, typed by its routes (for `hc`). */

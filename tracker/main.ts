@@ -84,6 +84,7 @@ async function main(): Promise<void> {
   const stop = async () => {
     if (stopping) return;
     stopping = true;
+    tracker.endStreams();
     await server.shutdown();
     await tracker.close();
     kv.close();

@@ -25,7 +25,12 @@ export interface TrackerService {
   app: TrackerApp;
   store: TrackerState;
   metrics: Metrics;
-  /** Refuses new commands and waits until the queued ones are committed; does not close the KV. */
+  /** Ends open streams (the overview's), so a graceful shutdown does not wait for them. */
+  endStreams(): void;
+  /**
+   * Ends open streams, refuses new commands and waits until the queued ones are committed; does
+   * not close the KV.
+   */
   close(): Promise<void>;
 }
 
@@ -38,6 +43,16 @@ export function createTrackerApp(opts: TrackerAppOptions): TrackerService {
     segmentCacheMax: opts.segmentCacheMax,
     queueOpsMax: opts.queueOpsMax,
   });
-  const app = buildTrackerApp({ store, metrics, clock: opts.clock }, opts.token);
-  return { app, store, metrics, close: () => store.close() };
+  const closing = new AbortController();
+  const app = buildTrackerApp({ store, metrics, clock: opts.clock }, opts.token, closing.signal);
+  return {
+    app,
+    store,
+    metrics,
+    endStreams: () => closing.abort(),
+    close: () => {
+      closing.abort();
+      return store.close();
+    },
+  };
 }

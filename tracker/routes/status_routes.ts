@@ -5,23 +5,31 @@
  */
 import { Hono } from "hono";
 import { isoTime } from "../../src/iso_time.ts";
-import type { TrackerStatus } from "../../src/schemas.ts";
+import type { TrackerStatus, VolumeInfo } from "../../src/schemas.ts";
 import type { RouteDeps } from "./route_deps.ts";
+
+/** The summary of `volumes` at `now` (also the tracker's part of `/v1/overview`). */
+export function trackerStatusOf(
+  volumes: readonly VolumeInfo[],
+  startedAt: number,
+  now: number,
+): TrackerStatus {
+  return {
+    service: "tracker",
+    startedAt,
+    startedAtIso: isoTime(startedAt),
+    now,
+    nowIso: isoTime(now),
+    volumes: volumes.length,
+    dirtyVolumes: volumes.filter((v) => v.dirtyRegions > 0).length,
+    dirtyBytes: volumes.reduce((n, v) => n + v.dirtyBytes, 0),
+  };
+}
 
 export function statusRoutes({ store, clock }: RouteDeps) {
   const startedAt = clock.now();
-  return new Hono().get("/v1/status", async (c) => {
-    const volumes = await store.list();
-    const now = clock.now();
-    return c.json<TrackerStatus>({
-      service: "tracker",
-      startedAt,
-      startedAtIso: isoTime(startedAt),
-      now,
-      nowIso: isoTime(now),
-      volumes: volumes.length,
-      dirtyVolumes: volumes.filter((v) => v.dirtyRegions > 0).length,
-      dirtyBytes: volumes.reduce((n, v) => n + v.dirtyBytes, 0),
-    });
-  });
+  return new Hono().get(
+    "/v1/status",
+    async (c) => c.json(trackerStatusOf(await store.list(), startedAt, clock.now())),
+  );
 }
