@@ -30,8 +30,8 @@ export interface MapSnapshot {
   activityRegions: number;
 }
 
-/** Cell states while the map is drawn; dirty wins over activity. */
-const clean = 0, active = 1, dirty = 2;
+/** Cell states while the map is drawn (a cell starts clean, 0); dirty wins over activity. */
+const active = 1, dirty = 2;
 
 /** Builds the map of `v` in `cells` cells (1 ≤ cells; more than regionCount is cut to it). */
 export async function readVolumeMap(
