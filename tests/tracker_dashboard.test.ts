@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { regionsPerSegment } from "../src/dirty_bitmap.ts";
 import { mapCellsMax } from "../src/volume_map.ts";
 import { mapSegmentsReadMax } from "../tracker/map_reader.ts";
+import { startService } from "../harness/service_process.ts";
 import { regionBytesTest as R, trackerHarness } from "./support/tracker_harness.ts";
 
 /** The map a volume of `regionCount` regions should show in `cells` cells. */
@@ -164,5 +165,23 @@ Deno.test("the dashboard's page, script and style are served", async () => {
     await css.body?.cancel();
   } finally {
     await h.close();
+  }
+});
+
+Deno.test("SIGTERM ends open overview streams and the tracker still exits 0", async () => {
+  const dir = await Deno.makeTempDir();
+  const proc = await startService("tracker/main.ts", ["--kv", `${dir}/tracker.kv`]);
+  try {
+    const res = await fetch(`${proc.url}/v1/overview/stream`);
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    while (!text.includes("\n\n")) text += (await reader.read()).value ?? "";
+    assert.match(text, /^event: overview\n/);
+    await proc.stop(); // SIGTERM; SIGKILL only if it did not exit within its grace
+    assert.equal((await proc.child.status).code, 0, proc.output());
+    for (;;) if ((await reader.read()).done) break;
+  } finally {
+    await proc.kill();
+    await Deno.remove(dir, { recursive: true });
   }
 });
