@@ -23,8 +23,8 @@ const sizeBytes = 64 * regionBytes;
 /** Regions the test writes while the backup is down. */
 const written = [0, 5, 6, 20, 63];
 
-async function getJson<T>(url: string): Promise<T> {
-  const res = await fetch(url);
+async function getJson<T>(url: string, headers: HeadersInit = {}): Promise<T> {
+  const res = await fetch(url, { headers });
   assert.equal(res.status, 200, `GET ${url}`);
   return await res.json() as T;
 }
@@ -103,11 +103,15 @@ async function agreed(
   trackerUrl: string,
   volume: string,
   accept: (doc: SystemStatus, map: VolumeMap) => boolean,
+  headers: HeadersInit = {},
 ): Promise<{ doc: SystemStatus; map: VolumeMap; page: Shown }> {
   let seen = "nothing yet";
   return await until(`the page to show what /v1/overview says of ${volume}`, async () => {
-    const doc = await getJson<SystemStatus>(`${trackerUrl}/v1/overview`);
-    const map = await getJson<VolumeMap>(`${trackerUrl}/v1/volumes/${volume}/map?cells=256`);
+    const doc = await getJson<SystemStatus>(`${trackerUrl}/v1/overview`, headers);
+    const map = await getJson<VolumeMap>(
+      `${trackerUrl}/v1/volumes/${volume}/map?cells=256`,
+      headers,
+    );
     const v = doc.volumes.find((x) => x.name === volume);
     seen = `API: ${doc.health}, ${v?.mode}, ${v?.dirty.regions} dirty, map ${map.map}`;
     if (!v || !accept(doc, map)) return undefined;
@@ -186,6 +190,42 @@ Deno.test("the dashboard shows the API's numbers and a backup outage fills the v
     const png = await Deno.readFile(shot);
     assert.deepEqual([...png.subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47], "a PNG was saved");
     console.log(`dashboard screenshot: ${shot}`);
+  } finally {
+    await page.close();
+    await sys.stop();
+  }
+});
+
+Deno.test("with a token the page asks for it, then shows the system; the token leaves the URL", async () => {
+  const executablePath = await requireChromium();
+  const token = "tm s3cret/%?#x";
+  const auth = { authorization: `Bearer ${token}` };
+  const sys = await startSystem({ sizeBytes, env: { TRACKMIRROR_TOKEN: token } });
+  const page = BrowserDriver.start(executablePath);
+  try {
+    await until("the host to mirror", async () => {
+      const status = await getJson<{ mode: string }>(`${sys.host.url}/v1/status`, auth);
+      return status.mode === "mirroring" ? true : undefined;
+    });
+    await page.open(`${sys.tracker.url}/`);
+    await until(
+      "the token form",
+      async () =>
+        await page.eval<boolean>(`!document.getElementById("token-form").hidden`) || undefined,
+    );
+
+    await page.open(`${sys.tracker.url}/#token=${encodeURIComponent(token)}`);
+    const shown = await agreed(
+      page,
+      sys.tracker.url,
+      sys.volume,
+      (doc) => doc.volumes[0]?.mode === "mirroring",
+      auth,
+    );
+    assert.equal(shown.page.strip.length, sizeBytes / regionBytes);
+    assert.equal(await page.eval<string>("location.href"), `${sys.tracker.url}/`);
+    assert.equal(await page.eval<boolean>(`document.getElementById("token-form").hidden`), true);
+    assert.deepEqual(await page.pageErrors(), []);
   } finally {
     await page.close();
     await sys.stop();

@@ -185,3 +185,37 @@ Deno.test("SIGTERM ends open overview streams and the tracker still exits 0", as
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the overview needs the token and asks the owners with it; the page does not", async () => {
+  const seen: Array<string | null> = [];
+  const owner = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
+    seen.push(req.headers.get("authorization"));
+    return Response.json({ error: { status: 401, message: "no" } }, { status: 401 });
+  });
+  const h = await trackerHarness({ token: "s3cret" });
+  try {
+    const auth = { authorization: "Bearer s3cret" };
+    const reg = await h.app.request("/v1/volumes/v1", {
+      method: "PUT",
+      headers: { ...auth, "content-type": "application/json" },
+      body: JSON.stringify({
+        sizeBytes: 64 * R,
+        regionBytes: R,
+        ownerHost: "h1",
+        ownerUrl: `http://127.0.0.1:${owner.addr.port}`,
+      }),
+    });
+    assert.equal(reg.status, 200);
+    assert.equal((await h.app.request("/v1/overview")).status, 401);
+    // The page's files hold no data: served without the token (the page then asks for it).
+    const page = await h.app.request("/");
+    assert.equal(page.status, 200);
+    await page.body?.cancel();
+    const doc = await (await h.app.request("/v1/overview", { headers: auth })).json();
+    assert.deepEqual(seen, ["Bearer s3cret"]);
+    assert.match(doc.hosts[0].error, /401/);
+  } finally {
+    await h.close();
+    await owner.shutdown();
+  }
+});

@@ -22,12 +22,15 @@ import { volumeRoutes } from "./routes/volume_routes.ts";
 export const requestBodyBytesMax = 1024 * 1024;
 
 /**
- * The tracker's routes over `deps`; `token`, when set, guards every route but /healthz (and is
- * what the overview sends to host agents and backups). `closing` ends open overview streams.
+ * The tracker's routes over `deps`; `token`, when set, guards every route but /healthz and the
+ * dashboard's files (and is what the overview sends to host agents and backups). `closing` ends
+ * open overview streams.
  */
 export function buildTrackerApp(deps: RouteDeps, token?: string, closing?: AbortSignal) {
   const overview: OverviewOptions = { token, closing };
   const app = new Hono();
+  // Before the token check: the page's files hold no data, and the page asks for the token.
+  app.route("/", dashboardRoutes());
   applyServiceBasics(app, "tracker", { token, metrics: deps.metrics });
   app.use(
     "/v1/*",
@@ -44,8 +47,7 @@ export function buildTrackerApp(deps: RouteDeps, token?: string, closing?: Abort
     .route("/", activityRoutes(deps))
     .route("/", statusRoutes(deps))
     .route("/", mapRoutes(deps))
-    .route("/", overviewRoutes(deps, overview))
-    .route("/", dashboardRoutes());
+    .route("/", overviewRoutes(deps, overview));
 }
 
 /** The tracker's Hono app, typed by its routes (for `hc`). */

@@ -7,7 +7,8 @@
  * `--kv` is a file path (its directory is created) or an http(s) URL of a remote Deno KV reached
  * through KV Connect (e.g. a `denokv` server; its access token comes from DENO_KV_ACCESS_TOKEN).
  * The tracker must be the only process writing that KV. `--token`, `--token-file` or
- * TRACKMIRROR_TOKEN (src/token.ts) guards every route but /healthz with a bearer token.
+ * TRACKMIRROR_TOKEN (src/token.ts) guards every route but /healthz and the dashboard's files
+ * with a bearer token.
  * SIGTERM / SIGINT drain the commit queue, close the KV and exit 0.
  */
 import { dirname } from "node:path";

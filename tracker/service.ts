@@ -12,7 +12,10 @@ export interface TrackerAppOptions {
   /** The KV this tracker solely owns. */
   kv: Deno.Kv;
   clock: Clock;
-  /** When set, every route but /healthz needs `Authorization: Bearer <token>`. */
+  /**
+   * When set, every route but /healthz and the dashboard's files needs
+   * `Authorization: Bearer <token>`.
+   */
   token?: string;
   /** Bound of the in-memory segment cache (segments). */
   segmentCacheMax?: number;

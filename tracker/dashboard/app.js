@@ -2,6 +2,8 @@
 // Data: /v1/overview/stream (SSE, the `deno task status --json` document once a second), each
 // volume's /v1/volumes/{name}/map after every document, and /v1/events where the tracker has it.
 // Everything from the services is put in the page as text (textContent), never as markup.
+// The token and the streams are in streams.js.
+import { authHeaders, setToken, subscribe, takeTokenFromUrl } from "./streams.js";
 
 /** Cells asked for a volume's strip (the tracker cuts it to the volume's region count). */
 const stripCells = 256;
@@ -175,8 +177,11 @@ async function refreshMap(name) {
   if (mapsInFlight.has(name)) return;
   mapsInFlight.add(name);
   try {
-    const res = await fetch(`/v1/volumes/${encodeURIComponent(name)}/map?cells=${stripCells}`);
-    if (!res.ok) throw new Error(`map of ${name}: HTTP ${res.status}`);
+    const res = await fetch(`/v1/volumes/${encodeURIComponent(name)}/map?cells=${stripCells}`, {
+      headers: authHeaders(),
+    });
+    if (res.status === 401) askToken();
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
     drawStrip(name, await res.json());
   } catch (err) {
     const card = cards.get(name);
@@ -209,15 +214,30 @@ function drawStrip(name, m) {
 }
 
 function followOverview() {
-  const source = new EventSource("/v1/overview/stream");
-  source.addEventListener("overview", (e) => {
-    $("link").textContent = "";
-    render(JSON.parse(e.data));
+  subscribe("/v1/overview/stream", ["overview"], {
+    onEvent: (_name, data) => {
+      $("link").textContent = "";
+      render(JSON.parse(data));
+    },
+    onOpen: () => $("link").textContent = "",
+    onLost: () => $("link").textContent = "tracker unreachable, reconnecting…",
+    onRefused: (status) => {
+      if (status === 401) return askToken();
+      $("link").textContent = `the tracker refused the stream (HTTP ${status}); reload to retry`;
+    },
   });
-  source.addEventListener("error", () => {
-    $("link").textContent = source.readyState === EventSource.CLOSED
-      ? "the tracker refused the stream; reload to retry"
-      : "tracker unreachable, reconnecting…";
+}
+
+/** Shows the token form (a 401): the token is kept for this tab and the page starts again. */
+function askToken() {
+  const form = $("token-form");
+  if (!form.hidden) return;
+  form.hidden = false;
+  $("health").textContent = "token needed";
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    setToken(form.elements.token.value);
+    location.reload();
   });
 }
 
@@ -234,22 +254,21 @@ function showEvent(ev) {
 
 /** Shows the events panel once /v1/events answers; a tracker without the route leaves it hidden. */
 function followEvents() {
-  const source = new EventSource("/v1/events");
-  source.addEventListener("open", () => $("events-panel").hidden = false);
-  for (const name of eventNames) {
-    source.addEventListener(name, (e) => {
+  subscribe("/v1/events", eventNames, {
+    onEvent: (_name, data) => {
       try {
-        showEvent(JSON.parse(e.data));
+        showEvent(JSON.parse(data));
       } catch {
-        // Not an event document (a comment or keep-alive): nothing to show.
+        // Not an event document (a keep-alive): nothing to show.
       }
-    });
-  }
-  source.addEventListener("error", () => {
-    // A 404 (no such route) closes the source for good: keep the panel hidden.
-    if (source.readyState === EventSource.CLOSED) $("events-panel").hidden = true;
+    },
+    onOpen: () => $("events-panel").hidden = false,
+    onLost: () => {},
+    // 404: this tracker has no event stream; keep the panel hidden.
+    onRefused: () => $("events-panel").hidden = true,
   });
 }
 
+takeTokenFromUrl();
 followOverview();
 followEvents();

@@ -2,6 +2,10 @@
  * The web dashboard (issue 11 item 5): `GET /` and its script and style, plain files in
  * tracker/dashboard/ read as they are (no build step). The page reads `/v1/overview/stream`,
  * `/v1/volumes/{name}/map` and, where the tracker has it, `/v1/events`.
+ *
+ * The files hold no data, so app.ts mounts these routes before the token check: a tracker with a
+ * token still serves the page, which then asks for the token (tracker/dashboard/streams.js) and
+ * sends it with every data request.
  */
 import { Hono } from "hono";
 
@@ -9,6 +13,7 @@ import { Hono } from "hono";
 export const dashboardFiles = {
   "/": { file: "index.html", type: "text/html; charset=utf-8" },
   "/dashboard/app.js": { file: "app.js", type: "text/javascript; charset=utf-8" },
+  "/dashboard/streams.js": { file: "streams.js", type: "text/javascript; charset=utf-8" },
   "/dashboard/style.css": { file: "style.css", type: "text/css; charset=utf-8" },
 } as const;
 
