@@ -25,6 +25,8 @@ import {
 } from "./src/pid_files.ts";
 import { resolveToken, tokenEnvName } from "./src/token.ts";
 import { version } from "./src/version.ts";
+import { emit, logLine } from "./src/events.ts";
+import { logFormatFlagDoc, parseLogFormat, setLogFormat } from "./src/log_line.ts";
 
 const root = new URL(".", import.meta.url).pathname;
 const hostname = "127.0.0.1";
@@ -58,6 +60,7 @@ const startCommand = {
       doc: "size of vol0 when its primary is created, e.g. 64MiB",
       fallback: "1GiB",
     },
+    ...logFormatFlagDoc,
     ...tokenFlagDocs,
   },
   notes: "Ports are 1 to 65535 and must be free. Environment: TRACKMIRROR_TOKEN is the token " +
@@ -142,6 +145,10 @@ async function waitHealthy(child: Child, url: string, children: Child[]): Promis
 async function main(): Promise<void> {
   const flags = parseCommand(Deno.args, startCommand);
   const token = resolveToken(flags);
+  const logFormat = parseLogFormat(flags["log-format"]);
+  setLogFormat(logFormat);
+  // Handed to the children only when given, so the restart hint stays as short as it can.
+  const logArgs = flags["log-format"] === undefined ? [] : ["--log-format", logFormat];
   const data = (flags.data ?? "./data").replace(/\/+$/, "");
   const trackerPort = startPort("tracker-port", flags["tracker-port"], 8701);
   const backupPort = startPort("backup-port", flags["backup-port"], 8702);
@@ -171,7 +178,7 @@ async function main(): Promise<void> {
   const backup = `http://${hostname}:${backupPort}`;
   const host = `http://${hostname}:${hostPort}`;
   const argsOf: Record<ServiceName, string[]> = {
-    tracker: ["--port", `${trackerPort}`, "--kv", `${data}/tracker.kv`],
+    tracker: ["--port", `${trackerPort}`, "--kv", `${data}/tracker.kv`, ...logArgs],
     backup: [
       "--port",
       `${backupPort}`,
@@ -182,6 +189,7 @@ async function main(): Promise<void> {
       `${data}/backup/link.sock`,
       "--link-port",
       `${linkPort}`,
+      ...logArgs,
     ],
     host: [
       "--port",
@@ -196,6 +204,7 @@ async function main(): Promise<void> {
       `${nbdPort}`,
       "--nbd-socket",
       `${data}/nbd.sock`,
+      ...logArgs,
     ],
   };
   const urlOf: Record<ServiceName, string> = { tracker, backup, host };
@@ -216,10 +225,19 @@ async function main(): Promise<void> {
       const others = alive.length === 0
         ? "no service is left running"
         : `${alive.map((c) => c.label).join(" and ")} keep${alive.length === 1 ? "s" : ""} running`;
-      console.error(
-        `start: ${child.label} (pid ${child.process.pid}) ${exitText(status)}; ${others}. ` +
-          `To start it again: deno task ${child.name} ${child.args.join(" ")}`,
-      );
+      emit({
+        service: "start",
+        level: "error",
+        kind: "child.exit",
+        message: `${child.label} (pid ${child.process.pid}) ${exitText(status)}; ` +
+          `${others}. To start it again: deno task ${child.name} ${child.args.join(" ")}`,
+        data: {
+          child: child.name,
+          pid: child.process.pid,
+          code: status.code,
+          signal: status.signal,
+        },
+      });
     }
     if (running && alive.length === 0) allExited();
   };
@@ -272,7 +290,7 @@ async function main(): Promise<void> {
   try {
     for (const { name } of services) await waitHealthy(await spawn(name), urlOf[name], children);
   } catch (err) {
-    console.error(`start: ${(err as Error).message}`);
+    logLine("start", "error", `${(err as Error).message}`);
     await stopAll(1);
   }
 
@@ -307,7 +325,7 @@ Reconstruct after a backup outage:  deno task reconstruct --tracker ${tracker}
   for (const c of children) if (c.status) void onExit(c, c.status);
   await done;
   if (!stopping) {
-    console.error("start: every service has stopped");
+    logLine("start", "error", "every service has stopped");
     await removePidFile(data, "start", Deno.pid);
     Deno.exit(1);
   }

@@ -1,16 +1,17 @@
 /**
  * The backup's Hono app: one sub-app per resource (volumes, writes, status and flush, checksums,
- * the OpenAPI document) joined with `app.route`, behind the shared service basics (auth, error shape,
- * /healthz, /metrics). Paths come from backup/paths.ts, which the client shares.
+ * points, the link's addresses) joined with `app.route`, behind the shared service basics (auth,
+ * error shape, /healthz, /metrics, /openapi.json and /docs built from the routes' schemas). Paths
+ * come from backup/paths.ts, which the client shares.
  */
-import { Hono } from "hono";
+import { apiRoute, jsonResponse, newApiApp } from "../src/api_route.ts";
 import type { Metrics } from "../src/metrics.ts";
 import { applyServiceBasics } from "../src/service.ts";
 import type { Applier } from "./applier.ts";
 import type { EpochFence } from "./epoch_fence.ts";
 import type { Journal } from "./journal.ts";
-import { backupOpenApi } from "./openapi.ts";
 import { backupRoutes } from "./paths.ts";
+import { linkResponse } from "./backup_schemas.ts";
 import type { CycleStages } from "./cycle_stage.ts";
 import { checksumsApp } from "./routes/checksums.ts";
 import { pointsApp } from "./routes/points.ts";
@@ -40,19 +41,29 @@ export interface BackupAppDeps {
 /** Builds the backup's Hono app. */
 export function createBackupApp(deps: BackupAppDeps) {
   const { journal, applier, store, metrics, batchBytesMax, fence } = deps;
-  const app = new Hono();
-  applyServiceBasics(app, "backup", { token: deps.token, metrics });
+  const app = newApiApp();
+  applyServiceBasics(app, "backup", {
+    token: deps.token,
+    metrics,
+    description:
+      "Takes mirror writes from host agents into a checksummed journal (durable before " +
+      "it answers) and applies them in order to the secondary volumes.",
+  });
+  const link = newApiApp();
+  apiRoute(link, {
+    method: "get",
+    path: backupRoutes.link,
+    summary: "Where the host link (the framed write stream) listens",
+    tags: ["link"],
+    responses: { 200: jsonResponse(linkResponse, "The link's addresses") },
+  }, (c) => c.json({ addresses: deps.linkAddresses() }, 200));
   return app
-    .route("/", new Hono().get(backupRoutes.openapi, (c) => c.json(backupOpenApi)))
     .route("/", volumesApp({ store, fence, metrics }))
     .route("/", writesApp({ journal, store, fence, metrics, batchBytesMax }))
     .route("/", statusApp({ journal, applier, store, stages: deps.stages }))
-    .route("/", deps.stages ? pointsApp({ store, stages: deps.stages }) : new Hono())
+    .route("/", deps.stages ? pointsApp({ store, stages: deps.stages }) : newApiApp())
     .route("/", checksumsApp({ journal, applier, store, metrics }))
-    .route(
-      "/",
-      new Hono().get(backupRoutes.link, (c) => c.json({ addresses: deps.linkAddresses() })),
-    );
+    .route("/", link);
 }
 
 /** The backup app's type, for a typed `hc` client. */

@@ -20,6 +20,7 @@ import { decodeRecord } from "../src/journal_record.ts";
 import type { CycleStages } from "./cycle_stage.ts";
 import type { Journal, JournalEntry } from "./journal.ts";
 import type { SecondaryStore } from "./secondary_store.ts";
+import { logLine } from "../src/events.ts";
 
 /** Most bytes applied between two syncs of the secondaries. */
 export const applyStepBytesMax = 64 * 1024 * 1024;
@@ -195,7 +196,11 @@ export class Applier {
         break;
       } catch (err) {
         this.#failure = err as Error;
-        console.error(`Applier: ${(err as Error).message}; retrying in ${applyRetryMs} ms`);
+        logLine(
+          "backup",
+          "error",
+          `Applier: ${(err as Error).message}; retrying in ${applyRetryMs} ms`,
+        );
         if (this.#stopping) return;
         await new Promise((r) => setTimeout(r, applyRetryMs));
       }
@@ -230,7 +235,11 @@ export class Applier {
         break;
       } catch (err) {
         this.#failure = err as Error;
-        console.error(`Applier: ${(err as Error).message}; retrying in ${applyRetryMs} ms`);
+        logLine(
+          "backup",
+          "error",
+          `Applier: ${(err as Error).message}; retrying in ${applyRetryMs} ms`,
+        );
         if (this.#stopping && attempt > 0) return;
         await new Promise((r) => setTimeout(r, applyRetryMs));
       }

@@ -69,3 +69,37 @@ export type FlushResponse = z.infer<typeof flushResponse>;
 export const epochHeader = "x-trackmirror-epoch";
 /** Header carrying the sender's lease epoch with a write batch (see epoch_fence.ts). */
 export const leaseEpochHeader = "x-trackmirror-lease-epoch";
+
+/** One committed point in time of a secondary (issue 10; backup/cycle_stage.ts `CyclePoint`). */
+export const cyclePointView = z.object({
+  id: z.string(),
+  /** When the commit became durable, ms since the epoch. */
+  committedAt: z.number(),
+  bytes: z.number(),
+  records: z.number(),
+  /** The commit marker's place in the journal (absent from points made without positions). */
+  journalPos: z.object({ segment: z.number(), offset: z.number() }).optional(),
+  regions: z.number(),
+});
+
+/** An open cycle of one volume: staged, not yet in its secondary. */
+export const openCycleView = z.object({
+  volume: z.string(),
+  stagedBytes: z.number(),
+  stagedRecords: z.number(),
+  regions: z.number(),
+});
+
+/** `GET /v1/volumes/{name}/points`. */
+export const pointsResponse = z.object({
+  volume: z.string(),
+  /** The last `pointsKeptMax`, oldest first; the secondary holds the newest. */
+  points: z.array(cyclePointView),
+  openCycle: openCycleView.nullable(),
+});
+
+/** `GET /v1/link`: where the link server listens ("tcp://host:port", socket paths). */
+export const linkResponse = z.object({ addresses: z.array(z.string()) });
+
+/** The value of an epoch header of a write batch: a whole number. */
+export const epochHeaderValue = z.string().regex(/^\d{1,16}$/);

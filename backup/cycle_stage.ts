@@ -46,6 +46,7 @@ import { decodeRecord, isCycleMarker, type JournalRecord } from "../src/journal_
 import { recordHeaderBytes } from "../src/limits.ts";
 import type { JournalPosition } from "./journal_replay.ts";
 import type { SecondaryStore } from "./secondary_store.ts";
+import { logLine } from "../src/events.ts";
 
 /** Default bound on one volume's stage (record bytes). */
 export const stageBytesMaxDefault = 256 * 1024 * 1024 * 1024;
@@ -149,7 +150,7 @@ export class CycleStages {
     this.#stageDir = join(dataDir, "stage");
     this.#pointsDir = join(dataDir, "points");
     this.#bytesMax = opts.stageBytesMax ?? stageBytesMaxDefault;
-    this.#log = opts.log ?? console.warn;
+    this.#log = opts.log ?? ((m) => logLine("backup", "warn", m));
     if (!Number.isSafeInteger(this.#bytesMax) || this.#bytesMax < 1) {
       throw new RangeError(`stageBytesMax ${this.#bytesMax} must be a whole number of bytes >= 1`);
     }

@@ -37,12 +37,13 @@
  */
 import assert from "node:assert/strict";
 import { unavailable } from "../src/errors.ts";
-import type { Metrics } from "../src/metrics.ts";
+import type { Histogram, Metrics } from "../src/metrics.ts";
 import type { ReplayResult } from "./journal_replay.ts";
 import type { FaultFile } from "../src/fault_file.ts";
 import { segmentPath, syncDir } from "./segment_files.ts";
 import { join } from "node:path";
 import { SegmentLedger } from "./segment_ledger.ts";
+import { emit, logLine } from "../src/events.ts";
 
 /** Default size at which the active segment is closed and a new one begun. */
 export const journalSegmentBytesDefault = 64 * 1024 * 1024;
@@ -53,6 +54,8 @@ export const journalFullFraction = 7 / 8;
 export const journalSelfTestMs = 100;
 /** Zeros the self-test rewrites over the preallocated tail of the active segment. */
 const selfTestBytes = 4096;
+/** Records per group commit: 1 (a lone write) up to thousands (a resync's coalesced frames). */
+const syncRecordsBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
 
 /** Zeros written at once while preallocating a segment. */
 const preallocChunkBytes = 1024 * 1024;
@@ -158,7 +161,20 @@ export class Journal {
     this.journalSegmentBytes = opts.journalSegmentBytes ?? journalSegmentBytesDefault;
     this.#ledger = new SegmentLedger(opts.dir, opts.metrics);
     this.#ledger.begin(activeId);
+    this.#syncSeconds = opts.metrics?.histogram(
+      "trackmirror_backup_journal_sync_seconds",
+      "Time of one group commit's fdatasync of the journal (every batch of the group waits on it)",
+    );
+    this.#syncRecords = opts.metrics?.histogram(
+      "trackmirror_backup_journal_sync_records",
+      "Records made durable by one group commit's fdatasync",
+      [],
+      syncRecordsBuckets,
+    );
   }
+
+  readonly #syncSeconds?: Histogram;
+  readonly #syncRecords?: Histogram;
 
   /**
    * Opens the journal for appending after `replayJournal` applied every record in it and the
@@ -219,6 +235,16 @@ export class Journal {
     if (this.#closed) throw unavailable("The backup is shutting down");
     if (this.#failure) throw unavailable(`The journal failed: ${this.#failure.message}`);
     if (this.#pendingBytes > 0 && this.#pendingBytes + bytes > this.journalBytesMax) {
+      if (this.#refusedAtPending === undefined) {
+        emit({
+          service: "backup",
+          level: "error",
+          kind: "journal.full",
+          message:
+            `journal full: ${this.#pendingBytes} bytes pending of journalBytesMax ${this.journalBytesMax}; writes are refused (503) until the applier catches up`,
+          data: { pendingBytes: this.#pendingBytes, journalBytesMax: this.journalBytesMax },
+        });
+      }
       this.#refusedAtPending = this.#pendingBytes;
       throw unavailable(
         `Journal full: ${this.#pendingBytes} bytes pending + ${bytes} exceeds journalBytesMax ` +
@@ -301,7 +327,15 @@ export class Journal {
       this.#pendingBytes -= entry.body.length;
       this.#recordsReleased += entry.records;
     }
-    if (entries.length > 0) this.#refusedAtPending = undefined;
+    if (entries.length > 0 && this.#refusedAtPending !== undefined) {
+      this.#refusedAtPending = undefined;
+      emit({
+        service: "backup",
+        kind: "journal.room",
+        message: `journal has room again (${this.#pendingBytes} bytes pending)`,
+        data: { pendingBytes: this.#pendingBytes },
+      });
+    }
     assert.ok(this.#pendingBytes >= 0, `Pending bytes ${this.#pendingBytes} went negative`);
     return this.#ledger.reclaim();
   }
@@ -321,7 +355,11 @@ export class Journal {
         await this.activeFile.truncate(this.activeBytes);
         await this.activeFile.syncData();
       } catch (err) {
-        console.error(`Journal: trimming segment ${this.activeId}: ${(err as Error).message}`);
+        logLine(
+          "backup",
+          "error",
+          `Journal: trimming segment ${this.activeId}: ${(err as Error).message}`,
+        );
       }
     }
     this.activeFile.close();
@@ -353,7 +391,7 @@ export class Journal {
             `Segment ${this.activeId + 1} could not be created: ${(err as Error).message}`,
           );
           this.#writeFailure = cause;
-          console.error(`Journal: ${cause.message}`);
+          logLine("backup", "error", `Journal: ${cause.message}`);
           this.#reject(this.#queue.splice(0), cause);
           break;
         }
@@ -407,14 +445,20 @@ export class Journal {
       if (touched) {
         await this.#undoGroup(startBytes, err as Error);
       } else {
-        console.error(`Journal segment ${this.activeId}: group refused: ${(err as Error).message}`);
+        logLine(
+          "backup",
+          "error",
+          `Journal segment ${this.activeId}: group refused: ${(err as Error).message}`,
+        );
       }
       this.#writeFailure = err as Error;
       this.#reject(group, err as Error);
       return;
     }
     try {
+      const end = this.#syncSeconds?.startTimer();
       await (this.opts.syncData?.(this.activeFile) ?? this.activeFile.syncData());
+      end?.();
       this.opts.metrics?.count(
         "trackmirror_backup_journal_fsyncs_total",
         "fsync calls by the journal",
@@ -428,11 +472,12 @@ export class Journal {
         `fdatasync of segment ${this.activeId} failed (${(err as Error).message}); ` +
           `refusing appends until restarted (replay decides what survived)`,
       );
-      console.error(`Journal: ${this.#failure.message}`);
+      logLine("backup", "error", `Journal: ${this.#failure.message}`);
       this.#reject(group, err as Error);
       return;
     }
     this.#writeFailure = undefined;
+    this.#syncRecords?.observe(group.reduce((n, q) => n + q.records, 0));
     let offset = startBytes;
     for (const q of group) {
       this.#ledger.written(this.activeId, q.body.length);
@@ -487,7 +532,11 @@ export class Journal {
    * refuses all further appends.
    */
   async #undoGroup(startBytes: number, cause: Error): Promise<void> {
-    console.error(`Journal segment ${this.activeId}: group append failed: ${cause.message}`);
+    logLine(
+      "backup",
+      "error",
+      `Journal segment ${this.activeId}: group append failed: ${cause.message}`,
+    );
     try {
       await this.activeFile.truncate(startBytes);
       await this.activeFile.seek(startBytes, Deno.SeekMode.Start);
@@ -505,7 +554,11 @@ export class Journal {
   #prepareSpare(): void {
     this.#spare ??= createZeroed(join(this.opts.dir, spareName), this.journalSegmentBytes).catch(
       (err) => {
-        console.error(`Journal: preparing the next segment: ${(err as Error).message}`);
+        logLine(
+          "backup",
+          "error",
+          `Journal: preparing the next segment: ${(err as Error).message}`,
+        );
         return Deno.remove(join(this.opts.dir, spareName)).then(() => undefined, () => undefined);
       },
     );

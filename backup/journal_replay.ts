@@ -31,6 +31,7 @@
 import type { JournalRecord } from "../src/journal_record.ts";
 import { decodeRecord, recordMagic } from "../src/journal_record.ts";
 import { listSegments, segmentPath } from "./segment_files.ts";
+import { logLine } from "../src/events.ts";
 
 /** What replay found; `Journal.open` takes it as proof that every segment was applied. */
 export interface ReplayResult {
@@ -76,7 +77,7 @@ export function replayStart(ids: readonly number[]): number {
 export async function replayJournal(
   dir: string,
   apply: ReplayApply,
-  log: (message: string) => void = console.warn,
+  log: (message: string) => void = (m) => logLine("backup", "warn", m),
 ): Promise<ReplayResult> {
   const segmentIds = await listSegments(dir);
   const replayedIds = segmentIds.slice(replayStart(segmentIds));

@@ -44,6 +44,7 @@ import { EpochFence } from "./epoch_fence.ts";
 import type { Journal } from "./journal.ts";
 import { checkRecords } from "./link_check.ts";
 import type { SecondaryStore } from "./secondary_store.ts";
+import { logLine } from "../src/events.ts";
 
 /** How often a connection whose credit was withheld checks for journal room again. */
 const creditRecheckMs = 20;
@@ -144,7 +145,9 @@ export class LinkServer {
           served.push(this.serve(conn));
         }
       } catch (err) {
-        if (!this.#closed) console.error(`Link: accept failed: ${(err as Error).message}`);
+        if (!this.#closed) {
+          logLine("backup", "error", `Link: accept failed: ${(err as Error).message}`);
+        }
       }
       await Promise.allSettled(served);
     })());
@@ -224,7 +227,11 @@ class LinkSession {
     const presented = typeof hello?.token === "string" ? hello.token : undefined;
     if (tokenMatches(presented, expected)) return;
     const why = presented === undefined ? "carries no token" : "carries a wrong token";
-    console.warn(`Link: refused HELLO of host ${JSON.stringify(hello?.hostId)}: it ${why}`);
+    logLine(
+      "backup",
+      "warn",
+      `Link: refused HELLO of host ${JSON.stringify(hello?.hostId)}: it ${why}`,
+    );
     throw unauthorized(`HELLO ${why}: the backup needs its --token`);
   }
 

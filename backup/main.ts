@@ -16,6 +16,8 @@ import { journalBytesMaxDefault, openBackup } from "./service.ts";
 import { linkPortDefault } from "../src/link_protocol.ts";
 import { resolveToken } from "../src/token.ts";
 import { version } from "../src/version.ts";
+import { logLine, processEvents } from "../src/events.ts";
+import { logFormatFlagDoc, parseLogFormat, setLogFormat } from "../src/log_line.ts";
 
 /** Default TCP port of the backup service. */
 export const backupPortDefault = 8702;
@@ -68,6 +70,7 @@ const backupCommand = {
       doc: "largest batch body accepted (larger ones get 413), at least 1 byte",
       fallback: sizeText(backupBatchBytesMaxDefault),
     },
+    ...logFormatFlagDoc,
     ...tokenFlagDocs,
     "link-port": {
       type: "string",
@@ -103,6 +106,7 @@ async function main(): Promise<void> {
     backupBatchBytesMaxDefault,
   );
   const token = resolveToken(flags);
+  setLogFormat(parseLogFormat(flags["log-format"]));
 
   const linkPort = parsePort(flags["link-port"], linkPortDefault);
   // Both ports are checked before the journal is opened: a second backup on the same ports must
@@ -114,7 +118,9 @@ async function main(): Promise<void> {
     await claimSocketPath(flags["link-socket"], "--link-socket");
   }
   const faults = faultFileFromEnv();
-  if (faults) console.warn(`backup: test-only disk faults from ${faultFileEnv}=${faults.path}`);
+  if (faults) {
+    logLine("backup", "warn", `test-only disk faults from ${faultFileEnv}=${faults.path}`);
+  }
   const backup = await openBackup({
     faults,
     dataDir,
@@ -127,7 +133,7 @@ async function main(): Promise<void> {
     // here is the link's TCP port (taken since the check above).
     throw naming(err, { address: `${hostname}:${linkPort}`, flag: "--link-port", value: linkPort });
   });
-  console.log(`backup: link listening on ${backup.link!.addresses.join(" and ")}`);
+  logLine("backup", "info", `link listening on ${backup.link!.addresses.join(" and ")}`);
   const server = listenNaming(
     { address: `${hostname}:${port}`, flag: "--port", value: port },
     () =>
@@ -135,8 +141,10 @@ async function main(): Promise<void> {
         port,
         hostname,
         onListen: ({ hostname, port }) => {
-          console.log(
-            `backup ${version}: listening on http://${hostname}:${port} (data ${dataDir}, ` +
+          logLine(
+            "backup",
+            "info",
+            `listening on http://${hostname}:${port} (version ${version}, data ${dataDir}, ` +
               `journal-bytes-max ${journalBytesMax})`,
           );
         },
@@ -147,10 +155,11 @@ async function main(): Promise<void> {
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    console.log(`backup: ${signal}: finishing in-flight batches`);
+    logLine("backup", "info", `${signal}: finishing in-flight batches`);
+    processEvents.endFollowers();
     await server.shutdown();
     await backup.close();
-    console.log("backup: stopped");
+    logLine("backup", "info", "stopped");
     Deno.exit(0);
   };
   Deno.addSignalListener("SIGTERM", () => void stop("SIGTERM"));

@@ -22,6 +22,7 @@ import {
   writeSecondaryGeneration,
 } from "./secondary_generation.ts";
 import { syncDir } from "./segment_files.ts";
+import { logLine } from "../src/events.ts";
 
 /** Largest zero buffer written at once for a zero record. */
 const zeroChunkBytes = 1024 * 1024;
@@ -57,7 +58,11 @@ export class SecondaryStore {
       try {
         checkName("Volume", name);
       } catch {
-        console.warn(`Secondary store: skipping "${entry.name}": not a valid volume name`);
+        logLine(
+          "backup",
+          "warn",
+          `Secondary store: skipping "${entry.name}": not a valid volume name`,
+        );
         continue;
       }
       const path = join(dir, entry.name);
@@ -68,7 +73,9 @@ export class SecondaryStore {
         if (!gen) {
           gen = newSecondaryGeneration();
           await writeSecondaryGeneration(dir, name, gen);
-          console.warn(
+          logLine(
+            "backup",
+            "warn",
             `Secondary store: volume "${name}" had no generation sidecar; made ${gen.generation}`,
           );
         }
@@ -108,7 +115,9 @@ export class SecondaryStore {
     if (next !== vol.gen) {
       await writeSecondaryGeneration(this.dir, name, next);
       if (vol.gen.writerGeneration !== null) {
-        console.warn(
+        logLine(
+          "backup",
+          "warn",
           `Secondary store: volume "${name}" now written by primary generation ` +
             `${primaryGeneration}, not ${vol.gen.writerGeneration} (adopted: its differences ` +
             `are discarded by the checksum resync that follows)`,

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import type { Metrics } from "../src/metrics.ts";
 import { segmentPath } from "./segment_files.ts";
+import { logLine } from "../src/events.ts";
 
 interface SegmentState {
   /** Bytes written to the segment and not yet released by the applier. */
@@ -55,7 +56,11 @@ export class SegmentLedger {
           await Deno.remove(segmentPath(this.dir, id));
         } catch (err) {
           if (!(err instanceof Deno.errors.NotFound)) {
-            console.error(`Journal segment ${id} could not be removed: ${(err as Error).message}`);
+            logLine(
+              "backup",
+              "error",
+              `Journal segment ${id} could not be removed: ${(err as Error).message}`,
+            );
             break;
           }
         }

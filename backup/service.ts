@@ -14,9 +14,11 @@ import { Journal, journalSegmentBytesDefault } from "./journal.ts";
 import { replayJournal } from "./journal_replay.ts";
 import { type BackupApp, createBackupApp } from "./app.ts";
 import { SecondaryStore } from "./secondary_store.ts";
+import { volumeLagOf, type VolumeLagView } from "./volume_lag.ts";
 import { EpochFence } from "./epoch_fence.ts";
 import type { Clock } from "../src/clock.ts";
 import { type LinkListenOptions, LinkServer } from "./link_server.ts";
+import { logLine } from "../src/events.ts";
 
 /** Default bound on pending journal bytes before appends get 503. */
 export const journalBytesMaxDefault = 1024 * 1024 * 1024;
@@ -34,7 +36,7 @@ export interface BackupOptions {
   applierPaused?: boolean;
   /** Bearer token guarding every route but /healthz; the link's HELLO must carry it too. */
   token?: string;
-  /** Where replay reports a torn tail; console.warn by default. */
+  /** Where replay reports a torn tail; a warn log line by default. */
   log?: (message: string) => void;
   /** Where the host link listens (backup/link_server.ts); absent: no link, HTTP batches only. */
   link?: LinkListenOptions;
@@ -101,7 +103,7 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
       replayed,
     );
     if (replayed.records > 0) {
-      (opts.log ?? console.warn)(
+      (opts.log ?? ((m: string) => logLine("backup", "warn", m)))(
         `Backup: replayed ${replayed.records} records from ${replayed.replayedIds.length} journal segments`,
       );
     }
@@ -154,6 +156,27 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
     "Records acknowledged (journaled durably) since start",
     [],
     (set) => set({}, journal.recordsAcknowledged),
+  );
+  const lag = volumeLagOf(journal);
+  const perVolumeLag = (name: string, help: string, value: (v: VolumeLagView) => number) =>
+    metrics.gauge(name, help, ["volume"], (set) => {
+      for (const { name } of store.list()) set({ volume: name }, value(lag.view(name)));
+    });
+  perVolumeLag(
+    "trackmirror_backup_volume_lag_bytes",
+    "Record bytes of the volume journaled (acknowledged) and not yet applied and synced to its " +
+      "secondary",
+    (v) => v.bytes,
+  );
+  perVolumeLag(
+    "trackmirror_backup_volume_lag_records",
+    "Records of the volume journaled and not yet applied and synced to its secondary",
+    (v) => v.records,
+  );
+  perVolumeLag(
+    "trackmirror_backup_volume_lag_seconds",
+    "How long the oldest record of the volume not yet applied and synced has waited (0: none)",
+    (v) => v.seconds,
   );
   metrics.counter(
     "trackmirror_backup_records_applied_total",

@@ -1,5 +1,5 @@
 /**
- * `deno task bench`: runs every bench in one run — tracker, backup, host HTTP, NBD (fio against
+ * `deno task bench`: runs every bench in one run — tracker, tracker over etcd, backup, host HTTP, NBD (fio against
  * nbdkit and the host agent), prediction, checksum resync against a full copy, the cost of a
  * consistent (staged) resync, bytes shipped in journal vs cycle mode under a hot spot — prints a
  * table per bench, and writes every result as JSON to
@@ -24,6 +24,7 @@ import { benchNbd, nbdFlagSpec, nbdOptionsFromFlags } from "./nbd_bench.ts";
 import { formatNbd } from "./nbd_table.ts";
 import { formatBackup, formatHostHttp, formatTracker } from "./tables.ts";
 import { benchTracker } from "./tracker_bench.ts";
+import { benchTrackerEtcd, formatTrackerEtcd } from "./tracker_etcd_bench.ts";
 import { benchPrediction } from "./prediction_bench.ts";
 import { formatPrediction } from "./prediction_table.ts";
 import { benchChecksum, formatChecksum } from "./checksum_bench.ts";
@@ -31,8 +32,8 @@ import { benchStaging, formatStaging } from "./staging_bench.ts";
 import { benchHotspot, formatHotspot } from "./hotspot_bench.ts";
 
 const usage = `Usage: deno task bench [--only LIST] [--json PATH] [NBD flags]
-  --only LIST      benches to run, comma-separated: tracker, backup, host_http, nbd,
-                   prediction, checksum, staging, hotspot (default all)
+  --only LIST      benches to run, comma-separated: tracker, tracker-etcd, backup, host_http,
+                   nbd, prediction, checksum, staging, hotspot (default all)
   --json PATH      also write the results here (they always go to bench/results/latest.json)
   NBD bench:
   --rounds N       runs of every case; the order of targets is reversed every other round;
@@ -96,6 +97,10 @@ async function main(): Promise<void> {
     tracker: {
       run: benchTracker,
       format: (r) => formatTracker(r as Record<string, number>),
+    },
+    "tracker-etcd": {
+      run: benchTrackerEtcd,
+      format: (r) => formatTrackerEtcd(r as Record<string, unknown>),
     },
     backup: {
       run: benchBackup,

@@ -10,7 +10,7 @@
  *   deno run -A bench/tracker_bench.ts
  */
 import { seededRandom as random } from "../src/random.ts";
-import { Hono } from "hono";
+import { newApiApp } from "../src/api_route.ts";
 import { segmentPieces } from "../src/dirty_bitmap.ts";
 import { regionsOf } from "../src/extent.ts";
 import { type TrackRequest, trackRequest } from "../src/schemas.ts";
@@ -53,8 +53,8 @@ async function naiveMark(kv: Deno.Kv, req: TrackRequest, time: number): Promise<
   return atomics;
 }
 
-function naiveApp(kv: Deno.Kv, counter: { atomics: number }): Hono {
-  const app = new Hono();
+function naiveApp(kv: Deno.Kv, counter: { atomics: number }) {
+  const app = newApiApp();
   applyServiceBasics(app, "naive-tracker");
   app.post("/v1/track", validate("json", trackRequest), async (c) => {
     const req = c.req.valid("json");

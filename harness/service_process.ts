@@ -40,6 +40,8 @@ export interface StartOptions {
   denoFlags?: string[];
   /** How long `stop` waits after SIGTERM before SIGKILL (a CPU profile is written on exit). */
   stopGraceMs?: number;
+  /** Working directory of the process (default: the repo root). */
+  cwd?: string;
 }
 
 /**
@@ -68,7 +70,7 @@ export async function startService(
       String(port),
       ...args,
     ],
-    cwd: root,
+    cwd: opts.cwd ?? root,
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1", ...opts.env },

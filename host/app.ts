@@ -3,18 +3,37 @@
  * start resync. One sub-app per resource, joined with `app.route`. Ranges are validated here, once,
  * before any layer of the write path sees them.
  */
-import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
+import {
+  apiRoute,
+  binaryBody,
+  binaryResponse,
+  errorResponses,
+  jsonResponse,
+  newApiApp,
+  noContent,
+  optionalJsonBody,
+} from "../src/api_route.ts";
 import { checkRange } from "../src/extent.ts";
 import { badRequest, notFound, tooLarge } from "../src/errors.ts";
-import { componentState } from "../src/host_schemas.ts";
+import {
+  type CycleProgress,
+  cycleProgress,
+  hostStatus,
+  resyncProgress,
+  type VerifyProgress,
+  verifyProgress,
+} from "../src/host_schemas.ts";
 import { Metrics } from "../src/metrics.ts";
 import { volumeParams } from "../src/schemas.ts";
 import { applyServiceBasics } from "../src/service.ts";
-import { describeIssues, validate } from "../src/validate.ts";
-import { resyncRequest, type ResyncRequestBody, trustView } from "../src/host_schemas.ts";
+import { describeIssues } from "../src/validate.ts";
+import { resyncRequest, type ResyncRequestBody } from "../src/host_schemas.ts";
 import type { HostAgent, HostVolume } from "./agent/host_agent.ts";
+import { registerHostMetrics } from "./host_metrics.ts";
+import type { UnackedWrites } from "./port_timing.ts";
+import { hostEventRoutes } from "./event_routes.ts";
 
 /** Largest write or read one HTTP request carries. */
 export { httpIoBytesMax } from "../src/limits.ts";
@@ -27,7 +46,11 @@ export const hostPaths = {
   resync: (volume: string) => `/v1/volumes/${encodeURIComponent(volume)}/resync`,
   verify: (volume: string) => `/v1/volumes/${encodeURIComponent(volume)}/verify`,
   cycle: (volume: string) => `/v1/volumes/${encodeURIComponent(volume)}/cycle`,
+  events: "/v1/events",
 } as const;
+
+/** Where a volume's sub-apps are mounted (OpenAPI syntax; the app mounts its Hono form). */
+const volumeBase = "/v1/volumes/{name}";
 
 const byteOffset = z.string().regex(/^\d{1,16}$/, "Must be a whole number of bytes").transform(
   Number,
@@ -38,6 +61,10 @@ const readQuery = z.object({ offset: byteOffset, length: byteOffset });
 
 export interface HostAppOptions {
   token?: string;
+  /** Where `/metrics` reads from (main.ts shares it with the timed ports); default a new one. */
+  metrics?: Metrics;
+  /** The timed link's unacknowledged writes (port_timing.ts), for the host's view of lag. */
+  unacked?: UnackedWrites;
 }
 
 /** The volume `name` served by `agent`; 404 naming it and the host otherwise. */
@@ -58,43 +85,84 @@ function checkedRange(v: HostVolume, offset: number, length: number): void {
 
 /** `GET /v1/status`. */
 function statusApp(agent: HostAgent) {
-  return new Hono().get("/", (c) => c.json(agent.status()));
+  const app = newApiApp();
+  apiRoute(app, {
+    method: "get",
+    path: hostPaths.status,
+    summary: "The agent's mode, component status table and every volume's state",
+    tags: ["status"],
+    responses: { 200: jsonResponse(hostStatus, "The host's status document") },
+  }, (c) => c.json(agent.status(), 200));
+  return app;
 }
+
+const volumeErrors = { 400: "A bad volume name", 404: "The volume is not served by this host" };
 
 /** `PUT|GET /v1/volumes/:name/data`: application writes and reads. */
 function dataApp(agent: HostAgent) {
-  return new Hono()
-    .put(
-      "/",
-      bodyLimit({
-        maxSize: httpIoBytesMax,
-        onError: () => {
-          throw tooLarge(`Write body exceeds ${httpIoBytesMax} bytes`);
-        },
-      }),
-      validate("query", writeQuery),
-      validate("param", volumeParams),
-      async (c) => {
-        const v = volumeOf(agent, c.req.valid("param").name);
-        const { offset } = c.req.valid("query");
-        const data = new Uint8Array(await c.req.arrayBuffer());
-        checkedRange(v, offset, data.length);
-        await v.device.write(offset, data);
-        return c.body(null, 204);
+  const app = newApiApp();
+  apiRoute(app, {
+    method: "put",
+    path: `${volumeBase}/data`,
+    summary: "Write bytes at an offset (forked: backup, else a tracker mark, then the primary)",
+    tags: ["data"],
+    middleware: bodyLimit({
+      maxSize: httpIoBytesMax,
+      onError: () => {
+        throw tooLarge(`Write body exceeds ${httpIoBytesMax} bytes`);
       },
-    )
-    .get("/", validate("query", readQuery), validate("param", volumeParams), async (c) => {
-      const v = volumeOf(agent, c.req.valid("param").name);
-      const { offset, length } = c.req.valid("query");
-      if (length > httpIoBytesMax) {
-        throw tooLarge(`Read length ${length} exceeds ${httpIoBytesMax} bytes`);
-      }
-      checkedRange(v, offset, length);
-      const data = await v.device.read(offset, length);
-      return c.body(data as Uint8Array<ArrayBuffer>, 200, {
-        "content-type": "application/octet-stream",
-      });
+    }),
+    request: {
+      params: volumeParams,
+      query: writeQuery,
+      body: binaryBody(`The bytes to write, at most ${httpIoBytesMax}`),
+    },
+    responses: {
+      204: noContent("Written: the backup or the tracker acknowledged, then the primary"),
+      ...errorResponses({
+        400: "A bad offset, or a range outside the volume",
+        404: volumeErrors[404],
+        413: "Body over the bound",
+        500: "The primary refused the write (EIO)",
+        503: "Neither the backup nor the tracker acknowledged: nothing was written",
+        507: "The primary is full (ENOSPC)",
+      }),
+    },
+  }, async (c) => {
+    const v = volumeOf(agent, c.req.valid("param").name);
+    const { offset } = c.req.valid("query");
+    const data = new Uint8Array(await c.req.arrayBuffer());
+    checkedRange(v, offset, data.length);
+    await v.device.write(offset, data);
+    return c.body(null, 204);
+  });
+  apiRoute(app, {
+    method: "get",
+    path: `${volumeBase}/data`,
+    summary: "Read bytes of the primary",
+    tags: ["data"],
+    request: { params: volumeParams, query: readQuery },
+    responses: {
+      200: binaryResponse("The bytes"),
+      ...errorResponses({
+        400: "A bad offset or length, or a range outside the volume",
+        404: volumeErrors[404],
+        413: "Length over the bound",
+      }),
+    },
+  }, async (c) => {
+    const v = volumeOf(agent, c.req.valid("param").name);
+    const { offset, length } = c.req.valid("query");
+    if (length > httpIoBytesMax) {
+      throw tooLarge(`Read length ${length} exceeds ${httpIoBytesMax} bytes`);
+    }
+    checkedRange(v, offset, length);
+    const data = await v.device.read(offset, length);
+    return c.body(data as Uint8Array<ArrayBuffer>, 200, {
+      "content-type": "application/octet-stream",
     });
+  });
+  return app;
 }
 
 /** Largest resync request body (it is a few flags). */
@@ -125,20 +193,51 @@ async function resyncBody(req: Request): Promise<ResyncRequestBody> {
 
 /** `POST|GET /v1/volumes/:name/resync`: start a resync, read its progress. */
 function resyncApp(agent: HostAgent) {
-  return new Hono()
-    .post("/", validate("param", volumeParams), async (c) => {
-      const v = volumeOf(agent, c.req.valid("param").name);
-      const body = await resyncBody(c.req.raw);
-      return c.json(await agent.requestResync(v.name, body), 202);
-    })
-    .get("/", validate("param", volumeParams), (c) => {
-      const v = volumeOf(agent, c.req.valid("param").name);
-      return c.json(agent.resyncProgress(v.name));
-    });
+  const app = newApiApp();
+  apiRoute(app, {
+    method: "post",
+    path: `${volumeBase}/resync`,
+    summary: "Start a resync of the volume (plain: the tracker's marks; or checksum)",
+    tags: ["resync"],
+    request: {
+      params: volumeParams,
+      body: optionalJsonBody(resyncRequest, "Optional; no body is a plain resync"),
+    },
+    responses: {
+      202: jsonResponse(resyncProgress, "Started (or already running): its progress"),
+      ...errorResponses({
+        ...volumeErrors,
+        409: "The volume cannot be resynced now (split brain, fenced, cycle mode, ...)",
+        413: "Body over the bound",
+      }),
+    },
+  }, async (c) => {
+    const v = volumeOf(agent, c.req.valid("param").name);
+    const body = await resyncBody(c.req.raw);
+    return c.json(await agent.requestResync(v.name, body), 202);
+  });
+  apiRoute(app, {
+    method: "get",
+    path: `${volumeBase}/resync`,
+    summary: "Progress of the volume's latest resync",
+    tags: ["resync"],
+    request: { params: volumeParams },
+    responses: {
+      200: jsonResponse(resyncProgress, "Its progress"),
+      ...errorResponses(volumeErrors),
+    },
+  }, (c) => {
+    const v = volumeOf(agent, c.req.valid("param").name);
+    return c.json(agent.resyncProgress(v.name), 200);
+  });
+  return app;
 }
 
 /** Largest body read by a job route that takes none (verify, cycle): any non-empty one is refused. */
 const jobBodyBytesMax = 4096;
+
+/** What a job route answers: a verify's or a cycle's progress. */
+type JobProgress = VerifyProgress | CycleProgress;
 
 /**
  * `POST|GET /v1/volumes/:name/{verify,cycle}`: a job of the volume that takes no body (a body is
@@ -147,41 +246,82 @@ const jobBodyBytesMax = 4096;
  */
 function jobApp(
   agent: HostAgent,
-  what: "Verify" | "Cycle",
-  start: (name: string) => unknown,
-  progress: (name: string) => unknown,
+  job: {
+    what: "Verify" | "Cycle";
+    path: string;
+    /** What starting it does, and when it is refused with 409. */
+    summary: string;
+    progress: z.ZodType<JobProgress>;
+  },
+  start: (name: string) => JobProgress,
+  progress: (name: string) => JobProgress,
 ) {
-  return new Hono()
-    .post(
-      "/",
-      bodyLimit({
-        maxSize: jobBodyBytesMax,
-        onError: () => {
-          throw tooLarge(`${what} request body exceeds ${jobBodyBytesMax} bytes`);
-        },
-      }),
-      validate("param", volumeParams),
-      async (c) => {
-        const v = volumeOf(agent, c.req.valid("param").name);
-        const body = await c.req.text();
-        if (body.trim() !== "") {
-          throw badRequest(
-            `${what} request of volume "${v.name}" takes no body; got ` +
-              `${JSON.stringify(body.slice(0, 80))}`,
-          );
-        }
-        return c.json(start(v.name), 202);
+  const { what } = job;
+  const tags = [what.toLowerCase()];
+  const app = newApiApp();
+  apiRoute(app, {
+    method: "post",
+    path: job.path,
+    summary: job.summary,
+    tags,
+    middleware: bodyLimit({
+      maxSize: jobBodyBytesMax,
+      onError: () => {
+        throw tooLarge(`${what} request body exceeds ${jobBodyBytesMax} bytes`);
       },
-    )
-    .get("/", validate("param", volumeParams), (c) => {
-      const v = volumeOf(agent, c.req.valid("param").name);
-      return c.json(progress(v.name));
-    });
+    }),
+    request: { params: volumeParams },
+    responses: {
+      202: jsonResponse(job.progress, "Started: its progress"),
+      ...errorResponses({
+        400: "A bad volume name, or a body (it takes none)",
+        404: volumeErrors[404],
+        409: `The volume cannot run a ${what.toLowerCase()} now`,
+        413: "Body over the bound",
+      }),
+    },
+  }, async (c) => {
+    const v = volumeOf(agent, c.req.valid("param").name);
+    const body = await c.req.text();
+    if (body.trim() !== "") {
+      throw badRequest(
+        `${what} request of volume "${v.name}" takes no body; got ` +
+          `${JSON.stringify(body.slice(0, 80))}`,
+      );
+    }
+    return c.json(start(v.name), 202);
+  });
+  apiRoute(app, {
+    method: "get",
+    path: job.path,
+    summary: `Progress of the volume's latest ${what.toLowerCase()}`,
+    tags,
+    request: { params: volumeParams },
+    responses: {
+      200: jsonResponse(job.progress, "Its progress"),
+      ...errorResponses(volumeErrors),
+    },
+  }, (c) => {
+    const v = volumeOf(agent, c.req.valid("param").name);
+    return c.json(progress(v.name), 200);
+  });
+  return app;
 }
 
 /** Online verify: start one, read its progress and findings. */
 function verifyApp(agent: HostAgent) {
-  return jobApp(agent, "Verify", (n) => agent.startVerify(n), (n) => agent.verifyProgress(n));
+  return jobApp(
+    agent,
+    {
+      what: "Verify",
+      path: `${volumeBase}/verify`,
+      summary: "Start an online verify: compare every region's SHA-256 with the backup's and " +
+        "mark differences at the tracker (409 while one runs)",
+      progress: verifyProgress,
+    },
+    (n) => agent.startVerify(n),
+    (n) => agent.verifyProgress(n),
+  );
 }
 
 /**
@@ -189,91 +329,38 @@ function verifyApp(agent: HostAgent) {
  * read the latest cycle's progress and the schedule.
  */
 function cycleApp(agent: HostAgent) {
-  return jobApp(agent, "Cycle", (n) => agent.startCycle(n), (n) => agent.cycleProgress(n));
+  return jobApp(
+    agent,
+    {
+      what: "Cycle",
+      path: `${volumeBase}/cycle`,
+      summary: "Run one freeze-and-copy cycle of a cycle-mode volume now (409 while one runs, " +
+        "or for a journal-mode volume)",
+      progress: cycleProgress,
+    },
+    (n) => agent.startCycle(n),
+    (n) => agent.cycleProgress(n),
+  );
 }
 
 export function createHostApp(agent: HostAgent, opts: HostAppOptions = {}) {
-  const metrics = new Metrics();
-  const app = new Hono();
-  applyServiceBasics(app, "host", { token: opts.token, metrics });
-  metrics.counter(
-    "trackmirror_host_writes_total",
-    "Forked writes by outcome: backup (acknowledged by the backup), tracker (covered by a " +
-      "tracker mark), failed (neither acknowledged; primary untouched)",
-    ["volume", "outcome"],
-    (set) => {
-      for (const v of agent.volumes) {
-        const n = v.fork?.counters;
-        set({ volume: v.name, outcome: "backup" }, n?.viaBackup ?? 0);
-        set({ volume: v.name, outcome: "tracker" }, n?.viaTracker ?? 0);
-        set({ volume: v.name, outcome: "failed" }, n?.failed ?? 0);
-      }
-    },
-  );
-  metrics.gauge(
-    "trackmirror_host_volume_trust",
-    "1 for the volume's trust state, 0 for the others (issue 9): trusted, checksum-resync-needed " +
-      "(the tracker's record was lost or is older, or the secondary was replaced), split-brain",
-    ["volume", "trust"],
-    (set) => {
-      for (const v of agent.volumes) {
-        for (const trust of trustView.options) {
-          set({ volume: v.name, trust }, v.trust.trust === trust ? 1 : 0);
-        }
-      }
-    },
-  );
-  metrics.gauge(
-    "trackmirror_host_backup_up",
-    "1 when the backup is online, 0 otherwise",
-    [],
-    (set) => set({}, agent.backupStatus.isOnline ? 1 : 0),
-  );
-  metrics.gauge(
-    "trackmirror_host_backup_state",
-    "1 for the backup's current state in this host's status table, 0 for the others " +
-      "(degraded: it answers but cannot take writes)",
-    ["state"],
-    (set) => {
-      const current = agent.backupStatus.state;
-      for (const state of componentState.options) set({ state }, state === current ? 1 : 0);
-    },
-  );
-  metrics.counter(
-    "trackmirror_host_cycles_committed_total",
-    "Cycles of cycle-mode volumes committed at the backup since the agent started",
-    ["volume"],
-    (set) => {
-      for (const v of agent.volumes) {
-        if (v.cycles) set({ volume: v.name }, v.cycles.progress.cyclesCommitted);
-      }
-    },
-  );
-  metrics.counter(
-    "trackmirror_host_cycle_shipped_bytes_total",
-    "Bytes cycles of cycle-mode volumes shipped to the backup (walker and copy-before-write)",
-    ["volume"],
-    (set) => {
-      for (const v of agent.volumes) {
-        if (v.cycles) set({ volume: v.name }, v.cycles.progress.bytesShippedTotal);
-      }
-    },
-  );
-  metrics.counter(
-    "trackmirror_host_primary_errors_total",
-    "Writes, zeroings and flushes the primary image refused (ENOSPC, EIO)",
-    ["volume"],
-    (set) => {
-      for (const v of agent.volumes) set({ volume: v.name }, v.primary.errors);
-    },
-  );
+  const metrics = opts.metrics ?? new Metrics();
+  const app = newApiApp();
+  applyServiceBasics(app, "host", {
+    token: opts.token,
+    metrics,
+    description: "The host agent: owns primary volumes, forks every write (backup first, else a " +
+      "tracker mark, then the primary), serves them over NBD and HTTP, runs resync.",
+  });
+  registerHostMetrics(metrics, agent, opts.unacked);
 
   return app
-    .route("/v1/status", statusApp(agent))
-    .route("/v1/volumes/:name/data", dataApp(agent))
-    .route("/v1/volumes/:name/resync", resyncApp(agent))
-    .route("/v1/volumes/:name/verify", verifyApp(agent))
-    .route("/v1/volumes/:name/cycle", cycleApp(agent));
+    .route("/", statusApp(agent))
+    .route("/", dataApp(agent))
+    .route("/", resyncApp(agent))
+    .route("/", verifyApp(agent))
+    .route("/", cycleApp(agent))
+    .route("/", hostEventRoutes());
 }
 
 export type HostApp = ReturnType<typeof createHostApp>;

@@ -1,6 +1,6 @@
 /**
  * `deno task host`: the host agent. Flags (a contract):
- *   --port P (8703) --tracker URL --backup URL --volume NAME=PATH:SIZE (repeatable)
+ *   --port P (8703) --tracker URL[,URL...] --backup URL --volume NAME=PATH:SIZE (repeatable)
  * --nbd-port P (10809) --nbd-socket PATH, and more: --hostname, --host-id, --advertise-url, --region-bytes, --auto-resync, --takeover,
  * --ack, --backup-link, --link-ack-timeout-ms, --lease-ms, --probe-interval-ms-max, --no-fork
  * (benchmark baseline), --unstaged-resync, --token, --token-file, --help, --version, --mirror
@@ -10,15 +10,27 @@
 import { checkPortFree, claimSocketPath, listenNaming } from "../src/address_in_use.ts";
 import { systemClock } from "../src/clock.ts";
 import { exitOnHelpOrVersion } from "../src/command_help.ts";
+import { logLine, processEvents } from "../src/events.ts";
+import { parseLogFormat, setLogFormat } from "../src/log_line.ts";
 import { faultFileEnv, faultFileFromEnv } from "../src/fault_file.ts";
 import type { AckMode } from "../src/link_protocol.ts";
 import { checkRegionBytes, isPowerOfTwo, parseSize, regionBytesDefault } from "../src/extent.ts";
-import { parseCount, parseFlags, parsePort, parseUrl, runMain } from "../src/flags.ts";
+import { failoverTargetsMax } from "../src/failover.ts";
+import {
+  parseCount,
+  parseFlags,
+  parsePort,
+  parseUrl,
+  parseUrlList,
+  runMain,
+} from "../src/flags.ts";
 import { checkName, namePattern } from "../src/schemas.ts";
 import { resolveToken, tokenFlagOptions } from "../src/token.ts";
 import { BackupClient } from "../backup/client.ts";
-import { TrackerClient } from "../tracker/client.ts";
+import { TrackerClient, trackerProbeIntervalMsDefault } from "../tracker/client.ts";
 import { createHostApp } from "./app.ts";
+import { Metrics } from "../src/metrics.ts";
+import { hostLatency, timedLinkFactory, timeTrackerMarks, UnackedWrites } from "./port_timing.ts";
 import { HostAgent } from "./agent/host_agent.ts";
 import {
   activityRegionsMaxDefault,
@@ -35,7 +47,9 @@ import { parseCycleInterval, parseMirrorFlags } from "./mirror_spec.ts";
 const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [options]
   --port P             HTTP port (default 8703)
   --hostname H         address to bind (default 127.0.0.1)
-  --tracker URL        tracker service (default http://127.0.0.1:8701)
+  --tracker URL[,URL...]  tracker service (default http://127.0.0.1:8701); several trackers over
+                       one store (etcd; not one Deno KV file): calls go to the first that answers,
+                       and move to the next on no answer, a timeout or a 5xx
   --backup URL         backup service (default http://127.0.0.1:8702)
   --volume SPEC        NAME=PATH:SIZE; created sparse when absent, with its missing parent
                        directories (SIZE e.g. 4096, 64MiB, 1GiB); repeatable
@@ -72,6 +86,8 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
   --cycle-interval D   cycle mode: time between cycle starts, e.g. 500ms, 30s, 2m (default 30s;
                        100ms .. 24h)
   --no-fork            serve the primary directly, without mirroring (benchmark baseline only)
+  --log-format F       log lines as text (time, level, service, message) or json (JSON lines, one
+                       event each; default text)
   --token T            shared token: bearer token for this agent and its peers, the backup link's
                        HELLO, and NBD export names VOLUME/TOKEN (prefer --token-file or
                        TRACKMIRROR_TOKEN: a flag shows in ps)
@@ -168,6 +184,7 @@ async function main(): Promise<void> {
     "predict-regions": { type: "string" },
     "activity-regions-max": { type: "string" },
     "activity-unit-bytes": { type: "string" },
+    "log-format": { type: "string" },
     ...tokenFlagOptions,
     help: { type: "boolean" },
     version: { type: "boolean" },
@@ -175,7 +192,12 @@ async function main(): Promise<void> {
   const port = parsePort(flags.port, 8703);
   const nbdPort = parsePort(flags["nbd-port"], nbdPortDefault);
   const hostname = flags.hostname ?? "127.0.0.1";
-  const trackerUrl = parseUrl("tracker", flags.tracker, "http://127.0.0.1:8701");
+  const trackerUrls = parseUrlList(
+    "tracker",
+    flags.tracker,
+    "http://127.0.0.1:8701",
+    failoverTargetsMax,
+  );
   const backupUrl = parseUrl("backup", flags.backup, "http://127.0.0.1:8702");
   const hostId = checkName("Host", flags["host-id"] ?? "host0");
   const regionBytes = flags["region-bytes"] ? parseSize(flags["region-bytes"]) : regionBytesDefault;
@@ -188,6 +210,7 @@ async function main(): Promise<void> {
   const volumes = specs.map((v) => ({ ...v, mirror: modes.get(v.name) }));
   const cycleIntervalMs = parseCycleInterval(flags["cycle-interval"]);
   const token = resolveToken(flags);
+  setLogFormat(parseLogFormat(flags["log-format"]));
   const leaseMs = parseLeaseMs(flags["lease-ms"]);
   const probeIntervalMsMax = parseProbeIntervalMsMax(flags["probe-interval-ms-max"]);
 
@@ -207,19 +230,35 @@ async function main(): Promise<void> {
     `http://${hostname}:${http.addr.port}`,
   );
   const faults = faultFileFromEnv();
-  if (faults) console.warn(`host: test-only disk faults from ${faultFileEnv}=${faults.path}`);
+  if (faults) {
+    logLine("host", "warn", `test-only disk faults from ${faultFileEnv}=${faults.path}`);
+  }
+  const tracker = new TrackerClient(trackerUrls, { token });
+  // The standbys are called only when the current tracker fails: probe them so the status says
+  // whether a failover would find one.
+  const trackerProbe = trackerUrls.length > 1
+    ? setInterval(
+      () => tracker.probeAll().catch((err) => logLine("host", "warn", `tracker probe: ${err}`)),
+      trackerProbeIntervalMsDefault,
+    )
+    : undefined;
+  // The tracker and link clients are timed for /metrics (port_timing.ts).
+  const metrics = new Metrics();
+  const latency = hostLatency(metrics);
+  const unacked = new UnackedWrites();
   const agent = await HostAgent.open({
     faults,
     hostId,
     advertiseUrl,
     volumes,
     regionBytes,
-    tracker: new TrackerClient(trackerUrl, { token }),
+    tracker: timeTrackerMarks(tracker, latency),
     backup: new BackupClient(backupUrl, { token, timeoutMs: 5000 }),
     clock: systemClock,
     forking: !flags["no-fork"],
     ack: parseAck(flags.ack),
     linkAddress: parseLinkAddress(flags["backup-link"]),
+    linkFactory: timedLinkFactory(latency, unacked),
     linkAckTimeoutMs: parseLinkAckTimeoutMs(flags["link-ack-timeout-ms"]),
     linkToken: token,
     autoResync: flags["auto-resync"] ?? false,
@@ -251,19 +290,23 @@ async function main(): Promise<void> {
     dirtySource: (name) => agent.dirtySource(name),
     token,
   });
-  handler = createHostApp(agent, { token }).fetch;
+  handler = createHostApp(agent, { token, metrics, unacked }).fetch;
   const nbdExport = token === undefined ? "<volume>" : "<volume>/<token>";
-  console.log(
-    `host ${hostId}: HTTP on http://${hostname}:${http.addr.port}, ` +
+  logLine(
+    "host",
+    "info",
+    `${hostId}: HTTP on http://${hostname}:${http.addr.port}, ` +
       `NBD on nbd://${hostname}:${nbd.port}/${nbdExport}` +
       (nbd.socketPath ? ` and nbd+unix:///${nbdExport}?socket=${nbd.socketPath}` : "") +
       `, volumes ${
         volumes.map((v) => `${v.name} (${v.path}, ${v.mirror ?? "journal"})`).join(", ")
       }, ` +
-      `tracker ${trackerUrl}, backup ${backupUrl}`,
+      `tracker ${trackerUrls.join(",")}, backup ${backupUrl}`,
   );
 
   const stop = async () => {
+    clearInterval(trackerProbe);
+    processEvents.endFollowers();
     await nbd.close();
     await http.shutdown();
     await agent.close();

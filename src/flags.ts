@@ -49,6 +49,38 @@ export function parseUrl(name: string, text: string | undefined, fallback: strin
   return value.replace(/\/+$/, "");
 }
 
+/**
+ * Parses a comma-separated list of http(s) URLs (`--tracker URL[,URL...]`), each checked like
+ * `parseUrl`; an empty entry, a duplicate (the same URL once normalized) or more than `max`
+ * entries is refused naming the flag and the value.
+ */
+export function parseUrlList(
+  name: string,
+  text: string | undefined,
+  fallback: string,
+  max: number,
+): string[] {
+  const value = text ?? fallback;
+  const parts = value.split(",").map((part) => part.trim());
+  if (parts.length > max) {
+    throw new RangeError(`--${name} "${value}" names ${parts.length} URLs; at most ${max}`);
+  }
+  const seen = new Map<string, string>();
+  return parts.map((part, i) => {
+    if (part === "") {
+      throw new RangeError(`--${name} "${value}" has an empty entry (number ${i + 1})`);
+    }
+    const url = parseUrl(name, part, fallback);
+    const key = new URL(url).href.replace(/\/+$/, "");
+    const earlier = seen.get(key);
+    if (earlier !== undefined) {
+      throw new RangeError(`--${name} "${value}" names "${part}" twice (as "${earlier}" before)`);
+    }
+    seen.set(key, part);
+    return url;
+  });
+}
+
 /** Runs a command's `main`, printing a RangeError (bad flags) without a stack and exiting 2. */
 export async function runMain(main: () => Promise<void>): Promise<void> {
   try {

@@ -182,6 +182,19 @@ export const componentStatusView = z.object({
 });
 export type ComponentStatusView = z.infer<typeof componentStatusView>;
 
+/** One tracker of a host agent's failover list (issue 12; src/failover.ts `TargetView`). */
+export const trackerTargetView = z.object({
+  url: z.string(),
+  current: z.boolean(),
+  state: z.enum(["online", "offline", "probing"]),
+  since: timestamp,
+  sinceIso: z.string().nullable(),
+  lastError: z.string().nullable(),
+  lastErrorAt: timestamp.nullable(),
+  lastErrorAtIso: z.string().nullable(),
+  failures: z.number(),
+});
+
 /** The host's mode: forking to the backup, tracking only (backup away), or no fork at all. */
 export const hostMode = z.enum(["mirroring", "tracking", "pass-through"]);
 export type HostMode = z.infer<typeof hostMode>;
@@ -294,7 +307,15 @@ export const hostStatus = z.object({
       lastErrorAtIso: z.string().nullable().optional(),
       /** Calls that got no answer since the agent started. */
       failures: z.number().optional(),
+      /** The tracker calls go to now (with several: the current one of `urls`). */
       url: z.string().optional(),
+      /** Issue 12: the current tracker of the agent's `--tracker` list; absent from older agents. */
+      current: z.string().nullable().optional(),
+      /**
+       * Issue 12: every tracker of the list, in order, as the agent's calls and its probes of the
+       * standbys (every 5 s) found it; absent from older agents.
+       */
+      urls: z.array(trackerTargetView).optional(),
     }),
   }),
   volumes: z.array(hostVolumeView),

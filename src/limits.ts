@@ -96,3 +96,43 @@ assert(recordBytesMax <= hostBatchQueueBytesMax);
 assert(hostBatchBytesMax <= hostBatchQueueBytesMax);
 // A checksum span of default-sized (64 KiB) regions is bounded by the region count, not the span.
 assert(checksumRegionsMax * 64 * 1024 <= checksumSpanBytesMax);
+
+/*
+ * Events (src/events.ts): each process keeps its most recent events in a ring, so a follower of
+ * `GET /v1/events` that reconnects (Last-Event-ID) misses nothing younger than the ring. An event
+ * is a few hundred bytes of JSON (`eventBytesMax` bounds what one may carry), so the ring costs
+ * at most `eventRingMax × eventBytesMax` = 1024 × 4 KiB = 4 MiB, about 300 KiB in practice.
+ */
+/** Most events a process keeps for replay (the oldest is dropped first). */
+export const eventRingMax = 1024;
+/** Largest JSON text of one event; a larger `data` is replaced by a note saying it was cut. */
+export const eventBytesMax = 4096;
+/** Longest an SSE follower of `/v1/events` waits without a byte: a heartbeat comment is sent. */
+export const eventHeartbeatMs = 15_000;
+/** Most events queued for one slow SSE follower before it is dropped (it reconnects and replays). */
+export const eventFollowerQueueMax = 4096;
+
+assert(eventRingMax <= eventFollowerQueueMax);
+
+/**
+ * etcd's bounds on one request (the tracker's etcd store, tracker/store/etcd_store.ts), at the
+ * defaults of etcd 3.4 (`--max-txn-ops`, `--max-request-bytes`): a cluster started with smaller
+ * ones refuses the tracker's larger transactions, so these must not exceed the cluster's.
+ *
+ *   - One group commit chunk is one txn: at most `etcdTxnOpsMax` puts/deletes and, apart, as many
+ *     compares (one per key written, plus the volume's mark sequence). A segment's commit group is
+ *     its dirty pair plus ≤ 64 hosts' activity keys: ≤ 66 operations, so a group always fits.
+ *   - `etcdRequestBytesMax` counts the protobuf request: keys twice (compare and put) and values
+ *     once; a fully dirty segment is ≈ 24.7 KiB, so ~58 of them fit one txn by bytes, 63 pairs
+ *     by operations.
+ */
+/** etcd: most operations (and, separately, compares) in one txn (`--max-txn-ops`). */
+export const etcdTxnOpsMax = 128;
+/** etcd: largest request in bytes (`--max-request-bytes`, 1.5 MiB). */
+export const etcdRequestBytesMax = 1.5 * MiB;
+/** Margin kept under `etcdRequestBytesMax` for protobuf framing our estimate does not count. */
+export const etcdRequestBytesMargin = 128 * 1024;
+/** Most keys one etcd snapshot read (a txn of ranges) asks for. */
+export const etcdGetManyKeysMax = etcdTxnOpsMax;
+
+assert(etcdRequestBytesMargin < etcdRequestBytesMax / 4);

@@ -13,15 +13,21 @@ import {
   Registry,
 } from "prom-client";
 
+export type { Histogram } from "prom-client";
+
 /** Every family of ours starts with this; `process_*` and `nodejs_*` are prom-client's defaults. */
 export const metricPrefix = "trackmirror_";
 
 const namePattern = /^trackmirror_[a-z][a-z0-9_]*$/;
 
-/** Reads a gauge's current values when `/metrics` is scraped. */
+/**
+ * Reads a family's current values when `/metrics` is scraped. It may be async (the tracker reads
+ * its volumes through its committer); what it sets replaces the family's values only once it is
+ * done, so a slow read never shows a half-filled family.
+ */
 export type GaugeCollect<L extends string> = (
   set: (labels: LabelValues<L>, value: number) => void,
-) => void;
+) => void | Promise<void>;
 
 export interface MetricsOptions {
   /** Also export prom-client's default process metrics (CPU, memory, event loop). Default true. */
@@ -34,7 +40,10 @@ export class Metrics {
   readonly contentType: string = this.registry.contentType;
 
   constructor(opts: MetricsOptions = {}) {
-    if (opts.defaults ?? true) collectDefaultMetrics({ register: this.registry });
+    if (opts.defaults ?? true) {
+      collectDefaultMetrics({ register: this.registry });
+      fitDefaultsToDeno(this.registry);
+    }
   }
 
   readonly #counters = new Map<string, Counter<string>>();
@@ -98,7 +107,7 @@ export class Metrics {
     return gauge;
   }
 
-  /** A histogram family; `name` carries its unit (`_seconds`, `_bytes`). */
+  /** A histogram family; `name` carries its unit (`_seconds`, `_bytes`, or a count: `_records`). */
   histogram<L extends string = never>(
     name: string,
     help: string,
@@ -106,8 +115,13 @@ export class Metrics {
     buckets: number[] = latencySecondsBuckets,
   ): Histogram<L> {
     checkName(name);
-    if (!/_(seconds|bytes)$/.test(name)) {
-      throw new RangeError(`Histogram "${name}" must end in its base unit (_seconds or _bytes)`);
+    // A component opened again on the same registry (a journal reopened) keeps its histogram.
+    const existing = this.registry.getSingleMetric(name);
+    if (existing instanceof Histogram) return existing as Histogram<L>;
+    if (!/_(seconds|bytes|records)$/.test(name)) {
+      throw new RangeError(
+        `Histogram "${name}" must end in its base unit (_seconds, _bytes or _records)`,
+      );
     }
     return new Histogram({ name, help, labelNames, buckets, registers: [this.registry] });
   }
@@ -138,17 +152,73 @@ export const latencySecondsBuckets = [
   10,
 ];
 
-/** A prom-client `collect` that resets the family and sets every value `collect` reports. */
+/**
+ * A prom-client `collect` that gathers every value `collect` reports, then (in one synchronous
+ * step) resets the family and sets them.
+ */
 function readAtScrape<L extends string>(
   family: () => { reset(): void },
   collect: GaugeCollect<L> | undefined,
   set: (labels: LabelValues<L>, value: number) => void,
-): (() => void) | undefined {
+): (() => void | Promise<void>) | undefined {
   if (!collect) return undefined;
   return () => {
-    family().reset();
-    collect(set);
+    const values: [LabelValues<L>, number][] = [];
+    const apply = () => {
+      family().reset();
+      for (const [labels, value] of values) set(labels, value);
+    };
+    const pending = collect((labels, value) => values.push([labels, value]));
+    if (pending instanceof Promise) return pending.then(apply);
+    apply();
   };
+}
+
+/**
+ * prom-client's Linux defaults read `/proc/self/{status,fd}`, which Deno refuses without
+ * `--allow-all` (our tasks grant less): they would then report 0 bytes of memory and 0 open
+ * files, a lie. Without procfs those families are dropped, and `process_resident_memory_bytes`
+ * is read from `Deno.memoryUsage()` instead. Families Deno's Node layer cannot fill
+ * (`nodejs_active_handles*`, `nodejs_active_requests*`: always empty or 0) are dropped too.
+ */
+function fitDefaultsToDeno(registry: Registry): void {
+  for (const name of denoEmptyDefaults) registry.removeSingleMetric(name);
+  if (procfsReadable()) return;
+  for (const name of procfsDefaults) registry.removeSingleMetric(name);
+  new Gauge({
+    name: "process_resident_memory_bytes",
+    help: "Resident memory size in bytes.",
+    registers: [registry],
+    collect() {
+      this.set(Deno.memoryUsage().rss);
+    },
+  });
+}
+
+/** prom-client defaults that only procfs fills. */
+const procfsDefaults = [
+  "process_resident_memory_bytes",
+  "process_virtual_memory_bytes",
+  "process_heap_bytes",
+  "process_open_fds",
+];
+
+/** prom-client defaults Deno's `process` leaves empty. */
+const denoEmptyDefaults = [
+  "nodejs_active_handles",
+  "nodejs_active_handles_total",
+  "nodejs_active_requests",
+  "nodejs_active_requests_total",
+];
+
+function procfsReadable(): boolean {
+  try {
+    Deno.readTextFileSync("/proc/self/status");
+    Deno.readDirSync("/proc/self/fd");
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function checkName(name: string): void {

@@ -36,15 +36,16 @@ export const checksumRequest = z.object({
 export type ChecksumRequest = z.infer<typeof checksumRequest>;
 
 /** Answer of `POST /v1/volumes/{name}/checksums`. */
-export interface ChecksumResponse {
-  volume: string;
-  offset: number;
-  length: number;
-  regionBytes: number;
-  algorithm: typeof checksumAlgorithm;
+export const checksumResponse = z.object({
+  volume: z.string(),
+  offset: z.number(),
+  length: z.number(),
+  regionBytes: z.number(),
+  algorithm: z.literal(checksumAlgorithm),
   /** Base64 of each region's digest, back to back, in order. */
-  digests: string;
-}
+  digests: z.string().meta({ contentEncoding: "base64" }),
+});
+export type ChecksumResponse = z.infer<typeof checksumResponse>;
 
 /**
  * Checks a checksum request against a volume of `sizeBytes`: a valid region size, a span that

@@ -1,22 +1,50 @@
 /**
  * What every trackmirror HTTP service has in common: the one JSON error shape, a JSON 404,
- * bearer-token guarding when a token is set, `GET /healthz` (with the version and pid) and
- * `GET /metrics`.
+ * bearer-token guarding when a token is set, `GET /healthz` (with the version and pid),
+ * `GET /metrics`, and the API reference (`GET /openapi.json`, `GET /docs`: src/api_docs.ts).
  */
-import type { Hono } from "hono";
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import { z } from "zod";
+import { serveApiDocs } from "./api_docs.ts";
+import { apiRoute, jsonResponse, textResponse } from "./api_route.ts";
 import { errorBody, isPeerGone, ServiceError } from "./errors.ts";
 import type { Metrics } from "./metrics.ts";
 import { tokenMatches } from "./token.ts";
 import { version } from "./version.ts";
+import { type EventService, eventServices, logLine } from "./events.ts";
 
 export interface ServiceOptions {
   /** When set, every route but /healthz needs `Authorization: Bearer <token>`. */
   token?: string;
   metrics?: Metrics;
+  /** One paragraph on what the service is, for its OpenAPI document. */
+  description?: string;
+}
+
+/** `GET /healthz`. */
+export const healthzResponse = z.object({
+  ok: z.literal(true),
+  service: z.string(),
+  version: z.string(),
+  /** Lets a launcher (start.ts) tell its own child's answer from another instance's. */
+  pid: z.number().int(),
+});
+
+/** The event service a service name logs as (every service's name is one; others count as host). */
+function service(name: string): EventService {
+  return (eventServices as readonly string[]).includes(name) ? name as EventService : "host";
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 /** Installs the shared behaviour on `app`; call before the service's own routes. */
-export function applyServiceBasics(app: Hono, name: string, opts: ServiceOptions = {}): void {
+export function applyServiceBasics(
+  app: OpenAPIHono,
+  name: string,
+  opts: ServiceOptions = {},
+): void {
   app.onError((err, c) => {
     if (isPeerGone(err)) {
       // The client hung up before its request was read whole (e.g. it timed out while this
@@ -24,15 +52,17 @@ export function applyServiceBasics(app: Hono, name: string, opts: ServiceOptions
       const message = `The client closed the connection before the request was read: ${
         (err as Error).message
       }`;
-      console.warn(`${name}: ${c.req.method} ${c.req.path}: ${message}`);
+      logLine(service(name), "warn", `${name}: ${c.req.method} ${c.req.path}: ${message}`);
       return c.json({ error: { status: 400, message } }, 400);
     }
     const body = errorBody(err);
     // An unexpected failure is logged with its stack; one we raised on purpose (a disk error
     // named in a ServiceError) needs only its message.
     if (body.error.status === 500 || body.error.status === 507) {
-      const what = err instanceof ServiceError ? err.message : err;
-      console.error(`${name}: ${c.req.method} ${c.req.path}:`, what);
+      const what = err instanceof ServiceError || !(err instanceof Error)
+        ? errorText(err)
+        : err.stack ?? err.message;
+      logLine(service(name), "error", `${name}: ${c.req.method} ${c.req.path}: ${what}`);
     }
     return c.json(body, body.error.status as 400);
   });
@@ -44,7 +74,14 @@ export function applyServiceBasics(app: Hono, name: string, opts: ServiceOptions
   );
   // `pid` lets a launcher (start.ts) tell its own child's answer from another instance's on the
   // same port; `version` which build answers there.
-  app.get("/healthz", (c) => c.json({ ok: true, service: name, version, pid: Deno.pid }));
+  apiRoute(app, {
+    method: "get",
+    path: "/healthz",
+    summary: "Liveness, version and pid (needs no token)",
+    tags: ["service"],
+    security: [],
+    responses: { 200: jsonResponse(healthzResponse, "The service answers") },
+  }, (c) => c.json({ ok: true as const, service: name, version, pid: Deno.pid }, 200));
   if (opts.token) {
     const token = opts.token;
     app.use("*", async (c, next) => {
@@ -55,11 +92,25 @@ export function applyServiceBasics(app: Hono, name: string, opts: ServiceOptions
       await next();
     });
   }
+  serveApiDocs(app, {
+    service: name,
+    description: opts.description ?? `The trackmirror ${name} service.`,
+    bearer: Boolean(opts.token),
+  });
   if (opts.metrics) {
     const metrics = opts.metrics;
-    app.get(
-      "/metrics",
-      async (c) => c.text(await metrics.render(), 200, { "content-type": metrics.contentType }),
+    metrics.gauge(
+      `trackmirror_${name}_build_info`,
+      `Always 1 while the ${name} answers: its version and the Deno runtime it runs on`,
+      ["version", "deno"],
+      (set) => set({ version, deno: Deno.version.deno }, 1),
     );
+    apiRoute(app, {
+      method: "get",
+      path: "/metrics",
+      summary: "Prometheus metrics (text exposition format)",
+      tags: ["service"],
+      responses: { 200: textResponse("The metrics", "text/plain; version=0.0.4") },
+    }, async (c) => c.body(await metrics.render(), 200, { "content-type": metrics.contentType }));
   }
 }

@@ -16,6 +16,8 @@ import {
   type LinkError,
   writeAll,
 } from "../src/link_protocol.ts";
+import { processEvents } from "../src/events.ts";
+import { setLogQuiet } from "../src/log_line.ts";
 
 const volSize = 1024 * 1024;
 
@@ -48,13 +50,15 @@ const client = (address: string, token?: string) =>
 
 /** Silences console.warn (the backup logs each refusal) while `fn` runs; returns what it logged. */
 async function quietly(fn: () => Promise<void>): Promise<string> {
+  // The backup's log lines are events (src/events.ts): read them there, print none.
   const logged: string[] = [];
-  const original = console.warn;
-  console.warn = (...args: unknown[]) => void logged.push(args.map(String).join(" "));
+  const unsubscribe = processEvents.subscribe((e) => logged.push(e.message));
+  setLogQuiet(true);
   try {
     await fn();
   } finally {
-    console.warn = original;
+    setLogQuiet(false);
+    unsubscribe();
   }
   return logged.join("\n");
 }

@@ -3,7 +3,9 @@
  * agent as real processes (harness/system.ts), Debian's `chromium` driven by playwright-core (never
  * a downloaded browser). The page must show what `/v1/overview` and the map route say; after the
  * backup is SIGKILLed and the host writes, the volume must turn to tracking and its strip must show
- * dirty exactly the regions the tracker's log lists (every written one among them). A screenshot is kept in a temp dir (path printed).
+ * dirty exactly the regions the tracker's log lists (every written one among them), and the events
+ * panel must show the tracker's events (the registration replayed, the volume turning dirty
+ * live). A screenshot is kept in a temp dir (path printed).
  *
  * Without a Chromium this test fails, naming what to install: CI (.ci/run) installs it.
  */
@@ -93,6 +95,29 @@ const readPage = `(name) => {
   };
 }`;
 
+/** The events panel's items as "kind volume" (browser code, like `readPage`). */
+const shownEventKinds = `[...document.querySelectorAll("#events li")].map((li) =>
+  li.dataset.kind + " " + li.dataset.volume
+)`;
+
+/** Reads the SSE stream at `url` until its text matches `want`, then hangs up; the text read. */
+async function streamUntil(url: string, want: RegExp): Promise<string> {
+  const res = await fetch(url);
+  assert.equal(res.status, 200, `GET ${url}`);
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  try {
+    while (!want.test(text)) {
+      const { value, done } = await reader.read();
+      assert.ok(!done, `${url} ended before ${want}: ${text}`);
+      text += value;
+    }
+  } finally {
+    await reader.cancel();
+  }
+  return text;
+}
+
 function shown(page: BrowserDriver, volume: string): Promise<Shown | null> {
   return page.eval<Shown | null>(`(${readPage})(${JSON.stringify(volume)})`);
 }
@@ -144,14 +169,12 @@ Deno.test("the dashboard shows the API's numbers and a backup outage fills the v
     assert.equal(before.page.strip, ".".repeat(before.map.cells));
     assert.equal(before.doc.volumes[0].dirty.regions, 0);
 
-    // The events panel: shown when the tracker has /v1/events, hidden when it answers 404.
-    const events = await fetch(`${sys.tracker.url}/v1/events`);
-    await events.body?.cancel();
-    const panelHidden = await until("the events panel to settle", async () => {
-      const hidden = await page.eval<boolean>(`document.getElementById("events-panel").hidden`);
-      return hidden === (events.status === 404) ? hidden : undefined;
-    });
-    assert.equal(panelHidden, events.status === 404);
+    // The events panel: shown, starting with what the tracker keeps (the volume's registration).
+    await until("the events panel to show the volume's registration", async () => {
+      const kinds = await page.eval<string[]>(shownEventKinds);
+      return kinds.includes(`volume.registered ${sys.volume}`) ? true : undefined;
+    }, () => "");
+    assert.equal(await page.eval<boolean>(`document.getElementById("events-panel").hidden`), false);
 
     // The outage: the backup SIGKILLed, then writes through the host agent are tracked.
     await sys.backup.kill();
@@ -183,6 +206,13 @@ Deno.test("the dashboard shows the API's numbers and a backup outage fills the v
     );
     assert.equal(v.dirty.bytes, v.dirty.regions * regionBytes);
     assert.equal(after.page.lag, "unknown"); // the backup does not answer
+    // The tracker's volume.dirty (the first mark after clean) reaches the panel live, as on
+    // the tracker's own stream.
+    await streamUntil(`${sys.tracker.url}/v1/events?since=0`, /event: volume\.dirty\n/);
+    await until("the events panel to show the volume turning dirty", async () => {
+      const kinds = await page.eval<string[]>(shownEventKinds);
+      return kinds.includes(`volume.dirty ${sys.volume}`) ? true : undefined;
+    }, () => "");
     assert.deepEqual(await page.pageErrors(), []);
 
     const shot = `${shots}/dashboard-outage.png`;

@@ -17,3 +17,32 @@ Deno.test("host exits 2 naming a bad --lease-ms or --probe-interval-ms-max", asy
     });
   }
 });
+
+Deno.test("host, reconstruct, verify and status exit 2 naming a bad --tracker list", async (t) => {
+  const commands: [string, string[]][] = [
+    ["host/main.ts", ["--volume", "vol0=/nonexistent/never-created.img:1MiB"]],
+    ["host/resync/reconstruct.ts", []],
+    ["host/resync/verify.ts", []],
+    ["host/status/status.ts", []],
+  ];
+  const lists: [string, RegExp][] = [
+    ["http://127.0.0.1:1,,http://127.0.0.1:2", /--tracker ".*" has an empty entry \(number 2\)/],
+    [
+      "http://127.0.0.1:1,http://127.0.0.1:1/",
+      /--tracker ".*" names "http:\/\/127.0.0.1:1\/" twice/,
+    ],
+    [
+      "http://127.0.0.1:1,tracker2:8701",
+      /--tracker "tracker2:8701" must be an http:\/\/ or https:\/\/ URL/,
+    ],
+  ];
+  for (const [script, args] of commands) {
+    for (const [list, message] of lists) {
+      await t.step(`${script} --tracker ${list}`, async () => {
+        const out = await runScript(script, [...args, "--tracker", list]);
+        assert.equal(out.code, 2, out.stdout + out.stderr);
+        assert.match(out.stderr, message);
+      });
+    }
+  }
+});

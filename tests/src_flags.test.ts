@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { run } from "../harness/tools.ts";
-import { parseCount, parseFlags, parsePort, parseUrl } from "../src/flags.ts";
+import { parseCount, parseFlags, parsePort, parseUrl, parseUrlList } from "../src/flags.ts";
 
 const options = {
   port: { type: "string" },
@@ -125,4 +125,31 @@ console.log("not reached");`;
     const r = await runThrowing(`new Error("Cannot open /nope")`);
     assert.deepEqual(r, { code: 1, stdout: "", stderr: "Error: Cannot open /nope\n" });
   });
+});
+
+Deno.test("parseUrlList splits --tracker on commas and refuses a bad, empty or repeated entry", async (t) => {
+  const parse = (text: string | undefined) =>
+    parseUrlList("tracker", text, "http://127.0.0.1:8701", 3);
+  assert.deepEqual(parse(undefined), ["http://127.0.0.1:8701"]);
+  assert.deepEqual(parse("http://a:1/,https://b:2"), ["http://a:1", "https://b:2"]);
+  const cases: [string, string, RegExp][] = [
+    ["not a URL", "http://a:1,b", /--tracker "b" is not a URL/],
+    ["not http", "http://a:1,ftp://b", /--tracker "ftp:\/\/b" must be an http:\/\/ or https:\/\//],
+    [
+      "an empty entry",
+      "http://a:1,,http://b:2",
+      /--tracker "http:\/\/a:1,,http:\/\/b:2" has an empty entry \(number 2\)/,
+    ],
+    ["a trailing comma", "http://a:1,", /has an empty entry \(number 2\)/],
+    [
+      "a duplicate",
+      "http://a:1,http://b:2,http://a:1/",
+      /names "http:\/\/a:1\/" twice \(as "http:\/\/a:1" before\)/,
+    ],
+    ["a duplicate in another spelling", "http://A:1,http://a:1", /names "http:\/\/a:1" twice/],
+    ["too many", "http://a:1,http://a:2,http://a:3,http://a:4", /names 4 URLs; at most 3/],
+  ];
+  for (const [name, text, message] of cases) {
+    await t.step(name, () => throwsRange(() => parse(text), message));
+  }
 });

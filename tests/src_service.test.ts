@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Hono } from "hono";
+import { newApiApp } from "../src/api_route.ts";
 import { z } from "zod";
 import { badRequest, notFound, unavailable } from "../src/errors.ts";
 import { Metrics } from "../src/metrics.ts";
@@ -10,7 +10,7 @@ import { version } from "../src/version.ts";
 
 /** A small service with the shared basics and routes that fail in each way a real one can. */
 function testApp(opts: { token?: string; metrics?: Metrics } = {}) {
-  const app = new Hono();
+  const app = newApiApp();
   applyServiceBasics(app, "test", opts);
   app.get("/missing", () => {
     throw notFound(`Volume "db9" not found`);
@@ -85,7 +85,8 @@ Deno.test("a service hides an unexpected error's stack from the client and logs 
   });
   assert.ok(!body.includes("src_service.test.ts"), body);
   assert.equal(logged.length, 1);
-  assert.match(logged[0], /^test: GET \/bug: TypeError: x is undefined/);
+  // One log line (src/log_line.ts): time, level, service, then the request and the stack.
+  assert.match(logged[0], /^\S+Z ERROR host test: GET \/bug: TypeError: x is undefined/);
 });
 
 Deno.test("validation failures name the field and value; malformed JSON is a 400", async (t) => {

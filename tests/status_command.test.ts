@@ -398,16 +398,46 @@ Deno.test("--help prints the usage and exit codes and asks nothing", async () =>
   assert.match(out.stdout, /Exit codes: 0 healthy, 1 degraded, 2 bad flags, 3 down/);
 });
 
-Deno.test("bad flags exit 2 naming the flag and value; --events is not built yet and says so", async () => {
+Deno.test("bad flags exit 2 naming the flag and value", async () => {
   const cases: [string[], RegExp][] = [
     [["--tracker", "ftp://x"], /--tracker "ftp:\/\/x" must be an http/],
     [["--watch", "soon"], /--watch "soon" must be a number of seconds/],
     [["--bogus"], /bogus/],
-    [["--events"], /not yet: events arrive with issue 11 item 2/],
+    [["--events", "--watch"], /--events and --watch cannot be combined/],
   ];
   for (const [args, message] of cases) {
     const out = await runScript("host/status/status.ts", args);
     assert.equal(out.code, 2, `${args.join(" ")}: ${out.stdout}${out.stderr}`);
     assert.match(out.stderr, message);
   }
+});
+
+Deno.test("several trackers: a standby that does not answer is degraded, none answering is down, the table lists each", () => {
+  const standby = "http://127.0.0.1:8711";
+  const trackers = (state: "online" | "offline") => [
+    { url: trackerUrl, current: true, state: "online" as const, error: null },
+    { url: standby, current: false, state, error: state === "online" ? null : "refused" },
+  ];
+  const healthy = assembleStatus(answers({ trackers: trackers("online") }));
+  assert.equal(healthy.health, "healthy", healthy.problems.join("\n"));
+  assert.equal(healthy.tracker.urls?.length, 2);
+
+  const degraded = assembleStatus(answers({ trackers: trackers("offline") }));
+  assert.equal(degraded.health, "degraded");
+  assert.deepEqual(degraded.problems, [
+    `tracker ${standby} (standby) does not answer: refused`,
+  ]);
+  const table = renderStatusTable(degraded).join("\n");
+  assert.match(table, new RegExp(`${trackerUrl} \\(current\\) +online`));
+  assert.match(table, new RegExp(`${standby} \\(standby\\) +offline`));
+
+  const down = assembleStatus(answers({
+    trackers: trackers("offline").map((t) => ({ ...t, state: "offline" as const, error: "x" })),
+    tracker: { error: "no answer" },
+  }));
+  assert.equal(down.health, "down");
+  assert.match(
+    down.problems[0],
+    new RegExp(`none of the trackers ${trackerUrl}, ${standby} answers`),
+  );
 });

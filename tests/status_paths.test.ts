@@ -9,6 +9,7 @@ import { statusPaths } from "../src/status/status_gather.ts";
 import { trackerPaths } from "../tracker/client.ts";
 
 Deno.test("the status gather's paths are the services' own", () => {
+  assert.equal(statusPaths.trackerHealth, trackerPaths.healthz);
   assert.equal(statusPaths.trackerVolumes, trackerPaths.volumes);
   assert.equal(statusPaths.trackerStatus, trackerPaths.status);
   assert.equal(statusPaths.hostStatus, hostPaths.status);

@@ -8,7 +8,9 @@ import assert from "node:assert/strict";
 import { regionsPerSegment } from "../src/dirty_bitmap.ts";
 import { mapCellsMax } from "../src/volume_map.ts";
 import { mapSegmentsReadMax } from "../tracker/map_reader.ts";
+import { trackerEventKinds } from "../tracker/tracker_events.ts";
 import { startService } from "../harness/service_process.ts";
+import { startSystem } from "../harness/system.ts";
 import { regionBytesTest as R, trackerHarness } from "./support/tracker_harness.ts";
 
 /** The map a volume of `regionCount` regions should show in `cells` cells. */
@@ -168,21 +170,62 @@ Deno.test("the dashboard's page, script and style are served", async () => {
   }
 });
 
-Deno.test("SIGTERM ends open overview streams and the tracker still exits 0", async () => {
+Deno.test("the page's EventSource listens to every kind the tracker's /v1/events carries", async () => {
+  // app.js is browser code (it runs on import): its list is read from the file's text.
+  const js = await Deno.readTextFile(new URL("../tracker/dashboard/app.js", import.meta.url));
+  const list = /export const eventKinds = \[([^\]]*)\]/.exec(js);
+  assert.ok(list, "app.js exports eventKinds");
+  const kinds = [...list[1].matchAll(/"([^"]+)"/g)].map((m) => m[1]);
+  assert.deepEqual([...kinds].sort(), [...trackerEventKinds].sort());
+  assert.match(js, /subscribe\("\/v1\/events\?since=0", eventKinds,/);
+});
+
+/** Opens the SSE stream at `url` and reads until its first block (an event or the replay). */
+async function openStream(url: string, first: RegExp) {
+  const res = await fetch(url);
+  assert.equal(res.status, 200, url);
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!first.test(text)) {
+    const { value, done } = await reader.read();
+    assert.ok(!done, `${url} ended before ${first}: ${text}`);
+    text += value;
+  }
+  return reader;
+}
+
+/** Reads `reader` to its end (the server closed the stream). */
+async function readToEnd(reader: ReadableStreamDefaultReader<string>): Promise<void> {
+  for (;;) if ((await reader.read()).done) return;
+}
+
+Deno.test("SIGTERM ends open overview and event streams and the tracker still exits 0", async () => {
   const dir = await Deno.makeTempDir();
   const proc = await startService("tracker/main.ts", ["--kv", `${dir}/tracker.kv`]);
   try {
-    const res = await fetch(`${proc.url}/v1/overview/stream`);
-    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-    let text = "";
-    while (!text.includes("\n\n")) text += (await reader.read()).value ?? "";
-    assert.match(text, /^event: overview\n/);
+    const overview = await openStream(`${proc.url}/v1/overview/stream`, /^event: overview\n/);
+    // since=0 replays the kept events at once: the tracker's "listening" log line at least.
+    const events = await openStream(`${proc.url}/v1/events?since=0`, /event: log\n/);
     await proc.stop(); // SIGTERM; SIGKILL only if it did not exit within its grace
     assert.equal((await proc.child.status).code, 0, proc.output());
-    for (;;) if ((await reader.read()).done) break;
+    await readToEnd(overview);
+    await readToEnd(events);
   } finally {
     await proc.kill();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("SIGTERM stops a host agent with an event follower open, exit 0", async () => {
+  const sys = await startSystem({ sizeBytes: 4 * 1024 * 1024 });
+  try {
+    await sys.waitMirroring();
+    const events = await openStream(`${sys.host.url}/v1/events?since=0`, /event: mode\.change\n/);
+    await sys.host.stop(); // SIGTERM; SIGKILL only if it did not exit within its grace
+    assert.equal((await sys.host.child.status).code, 0, sys.host.output());
+    await readToEnd(events);
+  } finally {
+    await sys.stop();
   }
 });
 

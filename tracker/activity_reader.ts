@@ -15,6 +15,7 @@ import { extentOfRegions } from "../src/extent.ts";
 import type { ActivityExtent, ActivityPage } from "../src/schemas.ts";
 import { checkActivityBits } from "./activity_state.ts";
 import { activityHostPrefix, activityKey, activityPrefix } from "./kv_layout.ts";
+import type { TrackerStore } from "./store/tracker_store.ts";
 import type { VolumeState } from "./volume_state.ts";
 
 /** Most activity segments one page reads. */
@@ -38,7 +39,7 @@ interface Pending {
 
 /** Reads one page of activity; 400 naming the cursor when it does not belong to this walk. */
 export async function readActivityPage(
-  kv: Deno.Kv,
+  kv: TrackerStore,
   v: VolumeState,
   walk: ActivityWalk,
 ): Promise<ActivityPage> {

@@ -7,6 +7,8 @@
  */
 import { popcount, segmentBytes } from "../src/dirty_bitmap.ts";
 import { activityKey, activityPrefix } from "./kv_layout.ts";
+import type { ReadSet } from "./store/read_set.ts";
+import type { TrackerStore } from "./store/tracker_store.ts";
 
 /** Most hosts that may hold activity marks on one volume at once (a further host gets 409). */
 export const activityHostsMax = 64;
@@ -75,7 +77,7 @@ export function checkActivityBits(bits: unknown, what: string): Uint8Array {
  * Builds the volume's activity summary from KV. Call only where no commit can interleave (inside
  * the committer), so the listing sees one state.
  */
-export async function loadActivity(kv: Deno.Kv, name: string): Promise<ActivitySummary> {
+export async function loadActivity(kv: TrackerStore, name: string): Promise<ActivitySummary> {
   const summary: ActivitySummary = new Map();
   for await (const e of kv.list<Uint8Array>({ prefix: activityPrefix(name) })) {
     const host = e.key[2] as string;
@@ -88,9 +90,10 @@ export async function loadActivity(kv: Deno.Kv, name: string): Promise<ActivityS
 
 /** Reads activity segments `[host, segment]` of a volume from KV; null where a segment is clean. */
 export async function readActivitySegments(
-  kv: Deno.Kv,
+  kv: TrackerStore,
   name: string,
   wanted: ReadonlyArray<readonly [string, number]>,
+  seen?: ReadSet,
 ): Promise<Array<Uint8Array | null>> {
   const reads: Promise<Array<Uint8Array | null>>[] = [];
   for (let i = 0; i < wanted.length; i += getManyActivityMax) {
@@ -99,11 +102,12 @@ export async function readActivitySegments(
       kv.getMany<Uint8Array[]>(group.map(([host, s]) => activityKey(name, host, s))).then((
         entries,
       ) =>
-        entries.map((e, j) =>
-          e.value === null
+        entries.map((e, j) => {
+          seen?.record(e.key, e.versionstamp);
+          return e.value === null
             ? null
-            : checkActivityBits(e.value, `${name}/${group[j][0]}/${group[j][1]}`)
-        )
+            : checkActivityBits(e.value, `${name}/${group[j][0]}/${group[j][1]}`);
+        })
       ),
     );
   }

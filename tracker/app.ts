@@ -5,12 +5,13 @@
  * validated at the edge; everything that changes state goes through the state façade's group
  * committer and is answered after its commit. Assembly (state, metrics, close) is in service.ts.
  */
-import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { newApiApp } from "../src/api_route.ts";
 import { tooLarge } from "../src/errors.ts";
 import { applyServiceBasics } from "../src/service.ts";
 import { activityRoutes } from "./routes/activity_routes.ts";
 import { dashboardRoutes } from "./routes/dashboard_routes.ts";
+import { eventRoutes } from "./routes/event_routes.ts";
 import { mapRoutes } from "./routes/map_routes.ts";
 import { type OverviewOptions, overviewRoutes } from "./routes/overview_routes.ts";
 import type { RouteDeps } from "./routes/route_deps.ts";
@@ -28,10 +29,15 @@ export const requestBodyBytesMax = 1024 * 1024;
  */
 export function buildTrackerApp(deps: RouteDeps, token?: string, closing?: AbortSignal) {
   const overview: OverviewOptions = { token, closing };
-  const app = new Hono();
+  const app = newApiApp();
   // Before the token check: the page's files hold no data, and the page asks for the token.
   app.route("/", dashboardRoutes());
-  applyServiceBasics(app, "tracker", { token, metrics: deps.metrics });
+  applyServiceBasics(app, "tracker", {
+    token,
+    metrics: deps.metrics,
+    description: "Tracks which regions of each volume are dirty (not yet at the backup): hosts " +
+      "mark them, reconstruct reads the log and clears what it copied; serves the dashboard.",
+  });
   app.use(
     "/v1/*",
     bodyLimit({
@@ -47,7 +53,8 @@ export function buildTrackerApp(deps: RouteDeps, token?: string, closing?: Abort
     .route("/", activityRoutes(deps))
     .route("/", statusRoutes(deps))
     .route("/", mapRoutes(deps))
-    .route("/", overviewRoutes(deps, overview));
+    .route("/", overviewRoutes(deps, overview))
+    .route("/", eventRoutes());
 }
 
 /** The tracker's Hono app, typed by its routes (for `hc`). */

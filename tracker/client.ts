@@ -1,7 +1,35 @@
 /**
  * Typed client of the tracker, for the host agent and reconstruct. Every failure surfaces as a
  * `ServiceCallError` (status 0 when no answer came), see src/http_client.ts.
+ *
+ * Given several trackers (issue 12: `--tracker URL,URL`, trackers sharing one store), every call
+ * goes to the current one and fails over to the next on no answer, a timeout or a 5xx
+ * (src/failover.ts); a 4xx is the tracker's answer and is never sent elsewhere.
+ *
+ * Why sending a call again to another tracker is safe although the first may have committed it
+ * (the answer was lost, or the request timed out while the tracker went on):
+ * - `track`, `activity`: they set bits. Twice is once, except that the regions' mark sequence
+ *   moves on, so a clear whose token predates the second commit keeps them: a superset, safe.
+ * - `registerVolume` (lease acquire / renew): the lease epoch is raised only when the owning
+ *   instance changes (tracker/registration.ts). The retry names the same instance, so the second
+ *   tracker finds the first one's commit and grants the same epoch — or, had another instance
+ *   taken the volume in between, refuses with 409, which fences us as it would have anyway
+ *   (host/agent/tracker_lease.ts). A takeover retried after its commit is a plain renewal.
+ * - `clear`: guarded by its token: only regions not re-marked after the copy began are cleared,
+ *   however often or late it is applied.
+ * - `promoteActivity`: turns this host's activity marks into dirty marks; the second finds none
+ *   left (or newer ones, which it rightly promotes): marks only grow.
+ * - `retireActivity`: clears activity marks of regions the host dropped from its hot set, and
+ *   clearing twice is clearing once. Not guarded: a retire that committed *late* (its tracker
+ *   stalled, the host gave up on it and marked the same regions again through another tracker)
+ *   would remove the newer activity mark. The same holds for one tracker whose request timed
+ *   out; with Deno KV the late commit cannot happen across a failover (the first tracker is dead
+ *   before a second opens its file). A retire carrying the host's activity sequence would close
+ *   it (README "Status and limits").
+ * - Reads (`getVolume`, `listVolumes`, `logPage`, `activityPage`, `status`, `healthz`) change
+ *   nothing. A log cursor is read from the store, so a page may come from another tracker.
  */
+import { FailoverTargets, type TargetView } from "../src/failover.ts";
 import { call, callJson, type HttpClientOptions, ServiceCallError } from "../src/http_client.ts";
 import type {
   ActivityPage,
@@ -60,50 +88,84 @@ function queryString(query: object): string {
   return params.size ? `?${params}` : "";
 }
 
-/** Client of one tracker at `baseUrl` (e.g. "http://127.0.0.1:8701"). */
-export class TrackerClient {
-  readonly baseUrl: string;
+/** How often the host agent asks the trackers it is not using whether they answer. */
+export const trackerProbeIntervalMsDefault = 5000;
 
-  constructor(baseUrl: string, private readonly opts: HttpClientOptions = {}) {
-    this.baseUrl = baseUrl.replace(/\/+$/, "");
+/**
+ * Client of the tracker at `baseUrl` (e.g. "http://127.0.0.1:8701"), or of the first answering
+ * of several trackers over one store (a list of base URLs, current one first).
+ */
+export class TrackerClient {
+  // Not a #private field: the host wraps this client in a Proxy (host/agent/tracker_health.ts),
+  // and a getter reading a #field through a Proxy throws.
+  private readonly targets: FailoverTargets;
+
+  constructor(baseUrl: string | readonly string[], private readonly opts: HttpClientOptions = {}) {
+    const urls = typeof baseUrl === "string" ? [baseUrl] : baseUrl;
+    this.targets = new FailoverTargets(urls.map((url) => url.replace(/\/+$/, "")));
+  }
+
+  /** The tracker calls go to now (the first, until it failed to answer). */
+  get baseUrl(): string {
+    return this.targets.current;
+  }
+
+  /** Every tracker of the list, in order. */
+  get baseUrls(): readonly string[] {
+    return this.targets.urls;
+  }
+
+  /** Each tracker's reachability as calls and probes found it, and which one is current. */
+  trackers(): TargetView[] {
+    return this.targets.view();
+  }
+
+  /** Asks every tracker's health check now (concurrently), without changing the current one. */
+  probeAll(): Promise<void> {
+    return this.targets.probe(async (url) => {
+      const res = await call(url, trackerPaths.healthz, { method: "GET" }, this.opts);
+      await res.body?.cancel();
+    });
+  }
+
+  /** `callJson` of `path` at the current tracker, failing over to the next ones. */
+  #json<T>(path: string, init: RequestInit & { json?: unknown }): Promise<T> {
+    return this.targets.run((url) => callJson<T>(url, path, init, this.opts));
   }
 
   /** Registers a volume, or renews its lease when `reg.ownerHost` already holds it. */
   registerVolume(name: string, reg: VolumeRegistration): Promise<VolumeInfo> {
-    return callJson(this.baseUrl, trackerPaths.volume(name), {
+    return this.#json(trackerPaths.volume(name), {
       method: "PUT",
       json: reg,
-    }, this.opts);
+    });
   }
 
   /** Marks the regions the extents touch; resolves only once the tracker committed them. */
   track(req: TrackRequest): Promise<TrackResponse> {
-    return callJson(this.baseUrl, trackerPaths.track, { method: "POST", json: req }, this.opts);
+    return this.#json(trackerPaths.track, { method: "POST", json: req });
   }
 
   /** Every registered volume. */
   async listVolumes(): Promise<VolumeInfo[]> {
-    const body = await callJson<{ volumes: VolumeInfo[] }>(
-      this.baseUrl,
-      trackerPaths.volumes,
-      { method: "GET" },
-      this.opts,
-    );
+    const body = await this.#json<{ volumes: VolumeInfo[] }>(trackerPaths.volumes, {
+      method: "GET",
+    });
     return body.volumes;
   }
 
   /** One volume, with its dirty region count and oldest mark. */
   getVolume(name: string): Promise<VolumeInfo> {
-    return callJson(this.baseUrl, trackerPaths.volume(name), {
+    return this.#json(trackerPaths.volume(name), {
       method: "GET",
-    }, this.opts);
+    });
   }
 
   /** One page of the volume's tracking log. */
   logPage(name: string, query: LogPageQuery = {}): Promise<LogPage> {
-    return callJson(this.baseUrl, trackerPaths.log(name) + queryString(query), {
+    return this.#json(trackerPaths.log(name) + queryString(query), {
       method: "GET",
-    }, this.opts);
+    });
   }
 
   /**
@@ -121,10 +183,10 @@ export class TrackerClient {
 
   /** Clears regions not re-marked after `req.token` (all dirty regions when no extents). */
   clear(name: string, req: ClearRequest): Promise<ClearResponse> {
-    return callJson(this.baseUrl, trackerPaths.clear(name), {
+    return this.#json(trackerPaths.clear(name), {
       method: "POST",
       json: req,
-    }, this.opts);
+    });
   }
 
   /**
@@ -132,17 +194,12 @@ export class TrackerClient {
    * marks); resolves only once the tracker committed them.
    */
   activity(req: ActivityRequest): Promise<ActivityResponse> {
-    return callJson(this.baseUrl, trackerPaths.activity, { method: "POST", json: req }, this.opts);
+    return this.#json(trackerPaths.activity, { method: "POST", json: req });
   }
 
   /** Clears the host's activity marks of the regions the extents touch, once committed. */
   retireActivity(name: string, req: ActivityRetireRequest): Promise<ActivityRetireResponse> {
-    return callJson(
-      this.baseUrl,
-      trackerPaths.retire(name),
-      { method: "POST", json: req },
-      this.opts,
-    );
+    return this.#json(trackerPaths.retire(name), { method: "POST", json: req });
   }
 
   /**
@@ -150,30 +207,27 @@ export class TrackerClient {
    * issued before, and clears them; what a restarting host (or reconstruct for a dead one) calls.
    */
   promoteActivity(name: string, host: string): Promise<ActivityPromoteResponse> {
-    return callJson(
-      this.baseUrl,
-      trackerPaths.promote(name),
-      { method: "POST", json: { host } },
-      this.opts,
-    );
+    return this.#json(trackerPaths.promote(name), { method: "POST", json: { host } });
   }
 
   /** One page of the volume's activity marks, of `query.host` or of every host. */
   activityPage(name: string, query: ActivityPageQuery = {}): Promise<ActivityPage> {
-    return callJson(this.baseUrl, trackerPaths.volumeActivity(name) + queryString(query), {
+    return this.#json(trackerPaths.volumeActivity(name) + queryString(query), {
       method: "GET",
-    }, this.opts);
+    });
   }
 
   /** The tracker's own summary (`GET /v1/status`): since when it runs, what it holds dirty. */
   status(): Promise<TrackerStatus> {
-    return callJson(this.baseUrl, trackerPaths.status, { method: "GET" }, this.opts);
+    return this.#json(trackerPaths.status, { method: "GET" });
   }
 
   /** True when the tracker answers its health check; false when it does not answer or fails. */
   async healthz(): Promise<boolean> {
     try {
-      const res = await call(this.baseUrl, trackerPaths.healthz, { method: "GET" }, this.opts);
+      const res = await this.targets.run((url) =>
+        call(url, trackerPaths.healthz, { method: "GET" }, this.opts)
+      );
       await res.body?.cancel();
       return true;
     } catch (err) {

@@ -12,6 +12,7 @@ import { extentOfRegions } from "../src/extent.ts";
 import type { LogExtent, LogPage } from "../src/schemas.ts";
 import { storedSegments } from "./segment_io.ts";
 import { dirtyKey, dirtyPrefix } from "./kv_layout.ts";
+import type { TrackerStore } from "./store/tracker_store.ts";
 import type { SegmentCache } from "./segment_cache.ts";
 import { SegmentState } from "./segment_state.ts";
 import type { VolumeState } from "./volume_state.ts";
@@ -41,7 +42,7 @@ interface Pending {
 
 /** Reads one page of the log; see the file comment. */
 export async function readLogPage(
-  kv: Deno.Kv,
+  kv: TrackerStore,
   cache: SegmentCache,
   v: VolumeState,
   walk: LogWalk,
@@ -108,7 +109,11 @@ export async function readLogPage(
 }
 
 /** Dirty segment indexes from `segment` on: at most one more than a page reads. */
-async function dirtySegmentsFrom(kv: Deno.Kv, name: string, segment: number): Promise<number[]> {
+async function dirtySegmentsFrom(
+  kv: TrackerStore,
+  name: string,
+  segment: number,
+): Promise<number[]> {
   const out: number[] = [];
   const iter = kv.list(
     { prefix: dirtyPrefix(name), start: dirtyKey(name, segment) },

@@ -5,8 +5,10 @@
  *     [--token T | --token-file PATH] [--help] [--version]
  *
  * `--kv` is a file path (its directory is created) or an http(s) URL of a remote Deno KV reached
- * through KV Connect (e.g. a `denokv` server; its access token comes from DENO_KV_ACCESS_TOKEN).
- * The tracker must be the only process writing that KV. `--token`, `--token-file` or
+ * through KV Connect (e.g. a `denokv` server; its access token comes from DENO_KV_ACCESS_TOKEN);
+ * the tracker must be the only process writing that KV. Or it is an etcd cluster,
+ * `etcd://HOST:PORT[,HOST:PORT...][/NAMESPACE]`, which any number of trackers may share
+ * (tracker/store/etcd_store.ts). Any other scheme exits 2. `--token`, `--token-file` or
  * TRACKMIRROR_TOKEN (src/token.ts) guards every route but /healthz and the dashboard's files
  * with a bearer token.
  * SIGTERM / SIGINT drain the commit queue, close the KV and exit 0.
@@ -18,7 +20,13 @@ import { parseCommand, tokenFlagDocs } from "../src/command_help.ts";
 import { parsePort, runMain } from "../src/flags.ts";
 import { resolveToken } from "../src/token.ts";
 import { version } from "../src/version.ts";
+import { logLine, processEvents } from "../src/events.ts";
+import { logFormatFlagDoc, parseLogFormat, setLogFormat } from "../src/log_line.ts";
 import { createTrackerApp } from "./service.ts";
+import { EtcdClient } from "./store/etcd_client.ts";
+import { EtcdStore, etcdTraits } from "./store/etcd_store.ts";
+import { parseKvTarget } from "./store/kv_target.ts";
+import type { StoreTraits, TrackerStore } from "./store/tracker_store.ts";
 
 /** Default port of the tracker. */
 export const trackerPortDefault = 8701;
@@ -28,8 +36,9 @@ export const trackerKvDefault = "./data/tracker.kv";
 /** The tracker's flags, parsed and documented from this one table. */
 const trackerCommand = {
   usage: "deno task tracker [flags]",
-  about: "The tracker: the dirty and activity marks of every volume, over Deno KV, and which " +
-    "host owns each volume. It must be the only process writing its KV.",
+  about: "The tracker: the dirty and activity marks of every volume, over Deno KV or etcd, and " +
+    "which host owns each volume. It must be the only process writing a Deno KV; any number of " +
+    "trackers may share one etcd cluster.",
   flags: {
     port: {
       type: "string",
@@ -41,10 +50,12 @@ const trackerCommand = {
     kv: {
       type: "string",
       value: "PATH_OR_URL",
-      doc: "Deno KV file (its directory is created), :memory:, or an http(s) URL of a KV " +
-        "Connect server (access token from DENO_KV_ACCESS_TOKEN)",
+      doc: "Deno KV file (its directory is created), :memory:, an http(s) URL of a KV " +
+        "Connect server (access token from DENO_KV_ACCESS_TOKEN), or an etcd cluster " +
+        "etcd://HOST:PORT[,HOST:PORT...][/NAMESPACE]",
       fallback: trackerKvDefault,
     },
+    ...logFormatFlagDoc,
     ...tokenFlagDocs,
   },
   notes: "Environment: TRACKMIRROR_TOKEN is the token when neither token flag is given.\n" +
@@ -56,14 +67,26 @@ async function main(): Promise<void> {
   const port = parsePort(flags.port, trackerPortDefault);
   const hostname = flags.hostname ?? "127.0.0.1";
   const kvPath = flags.kv ?? trackerKvDefault;
-  if (kvPath === "") throw new RangeError(`--kv "" must be a file path or an http(s) URL`);
+  const target = parseKvTarget(kvPath, "--kv");
   const token = resolveToken(flags);
+  setLogFormat(parseLogFormat(flags["log-format"]));
 
   checkPortFree(hostname, port, "--port");
-  const remote = /^https?:\/\//i.test(kvPath);
-  if (!remote && kvPath !== ":memory:") await Deno.mkdir(dirname(kvPath), { recursive: true });
-  const kv = await Deno.openKv(kvPath);
-  const tracker = createTrackerApp({ kv, clock: systemClock, token });
+  let kv: TrackerStore;
+  let traits: StoreTraits | undefined;
+  let closeKv = () => {};
+  if (target.kind === "etcd") {
+    kv = new EtcdStore(new EtcdClient(target.endpoints), target.namespace);
+    traits = etcdTraits;
+  } else {
+    if (!target.remote && kvPath !== ":memory:") {
+      await Deno.mkdir(dirname(kvPath), { recursive: true });
+    }
+    const denoKv = await Deno.openKv(kvPath);
+    kv = denoKv;
+    closeKv = () => denoKv.close();
+  }
+  const tracker = createTrackerApp({ kv, traits, clock: systemClock, token });
 
   const server = listenNaming(
     { address: `${hostname}:${port}`, flag: "--port", value: port },
@@ -72,8 +95,10 @@ async function main(): Promise<void> {
         port,
         hostname,
         onListen: (addr) => {
-          console.log(
-            `tracker ${version} listening on http://${addr.hostname}:${addr.port} (kv ${kvPath}${
+          logLine(
+            "tracker",
+            "info",
+            `listening on http://${addr.hostname}:${addr.port} (version ${version}, kv ${kvPath}${
               token ? ", bearer token required" : ""
             })`,
           );
@@ -86,9 +111,10 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     tracker.endStreams();
+    processEvents.endFollowers();
     await server.shutdown();
     await tracker.close();
-    kv.close();
+    closeKv();
     Deno.exit(0);
   };
   Deno.addSignalListener("SIGTERM", stop);

@@ -3,7 +3,8 @@
  *
  * Reads only bitmaps (128 B a segment), never mark records, and at most `mapSegmentsReadMax` of
  * each kind (dirty, activity) a map: 512 × 128 B = 64 KiB, 52 `getMany` calls. Which segments
- * hold anything comes from the in-memory summaries, so a clean volume costs no KV read. Beyond
+ * hold anything comes from the summaries (on a shared store, etcd, just re-read by TrackerState),
+ * so a clean volume costs no bitmap read. Beyond
  * the bound (a volume dirty over more than 32 GiB at 64 KiB regions), the remaining segments are
  * drawn from their summary alone: every cell a partly dirty segment touches is shown dirty and
  * the map says `exact: false`. A fully dirty segment is exact either way.
@@ -13,9 +14,10 @@ import { cellOfRegion, mapCell, type VolumeMap } from "../src/volume_map.ts";
 import { readActivitySegments } from "./activity_state.ts";
 import { dirtyKey } from "./kv_layout.ts";
 import type { SegmentCache } from "./segment_cache.ts";
+import type { TrackerStore } from "./store/tracker_store.ts";
 import type { VolumeState } from "./volume_state.ts";
 
-/** Most segment bitmaps of each kind one map reads from KV. */
+/** Most segment bitmaps of each kind one map reads from the store. */
 export const mapSegmentsReadMax = 512;
 /** Dirty bitmaps per `kv.getMany` (Deno KV reads at most 10 keys at once). */
 const getManyBitsMax = 10;
@@ -35,7 +37,7 @@ const active = 1, dirty = 2;
 
 /** Builds the map of `v` in `cells` cells (1 ≤ cells; more than regionCount is cut to it). */
 export async function readVolumeMap(
-  kv: Deno.Kv,
+  kv: TrackerStore,
   cache: SegmentCache,
   v: VolumeState,
   snapshot: MapSnapshot,
@@ -117,9 +119,9 @@ export async function readVolumeMap(
   };
 }
 
-/** The dirty bitmaps of `segments` (null where clean): cached ones first, the rest from KV. */
+/** The dirty bitmaps of `segments` (null where clean): cached ones first, the rest from the store. */
 async function dirtyBits(
-  kv: Deno.Kv,
+  kv: TrackerStore,
   cache: SegmentCache,
   name: string,
   segments: readonly number[],

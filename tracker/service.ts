@@ -5,12 +5,16 @@
 import type { Clock } from "../src/clock.ts";
 import { Metrics } from "../src/metrics.ts";
 import { buildTrackerApp, type TrackerApp } from "./app.ts";
+import { registerTrackerVolumeMetrics } from "./tracker_metrics.ts";
+import type { StoreTraits, TrackerStore } from "./store/tracker_store.ts";
 import { TrackerState } from "./tracker_state.ts";
 
 /** What the tracker is built from. */
 export interface TrackerAppOptions {
-  /** The KV this tracker solely owns. */
-  kv: Deno.Kv;
+  /** The store: a Deno KV this tracker solely owns, or a shared one (etcd; `traits`). */
+  kv: TrackerStore;
+  /** What the store is (default: Deno KV, written by this tracker only). */
+  traits?: StoreTraits;
   clock: Clock;
   /**
    * When set, every route but /healthz and the dashboard's files needs
@@ -45,7 +49,9 @@ export function createTrackerApp(opts: TrackerAppOptions): TrackerService {
     metrics,
     segmentCacheMax: opts.segmentCacheMax,
     queueOpsMax: opts.queueOpsMax,
+    traits: opts.traits,
   });
+  registerTrackerVolumeMetrics(metrics, store, opts.clock);
   const closing = new AbortController();
   const app = buildTrackerApp({ store, metrics, clock: opts.clock }, opts.token, closing.signal);
   return {

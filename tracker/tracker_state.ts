@@ -21,10 +21,25 @@
  *   in memory: activityCacheMaxDefault bitmaps (≤ 128 B each, 512 KiB) and, per volume with activity
  *     loaded, ~80 B per active (host, segment) of summary
  *
+ * On etcd (store/etcd_store.ts; keys ~35 B, and ~60 B of etcd's own per key):
+ *   fully dirty segment ≈ 24.9 KB live → 389 MiB per TiB of volume: etcd's 2 GiB default quota
+ *     holds ~5.2 TiB of fully dirty volume, its 8 GiB suggested maximum ~21 TiB; a 16 TiB volume
+ *     fully dirty is 6.1 GiB; 1 % of regions dirty, scattered over every segment: 8.8 MiB per TiB
+ *   one txn (≤ 128 operations and, apart, 128 compares; ≤ 1.5 MiB): ≤ 63 segment pairs, ~58
+ *     fully dirty ones; every commit rewrites its segments' values, and etcd keeps each old
+ *     revision until compacted (README "Trackers on etcd": compaction and defragmentation)
+ *
  * Writes (marks, clears, activity, registrations) are serialized through one group committer
  * (commit/group_commit.ts, commit/batch_commit.ts): concurrent operations are merged per segment and committed
- * together, and each request is answered only after its commit. This process must be the only
- * writer of its KV; it caches committed segments and the mark sequence in memory.
+ * together, and each request is answered only after its commit. On Deno KV this process must be
+ * the only writer; it caches committed segments and the mark sequence in memory.
+ *
+ * On a shared store (etcd, several trackers; store/tracker_store.ts) memory is only a scratch pad:
+ * a request re-reads its volume's record, a batch re-reads each volume's mark sequence and every
+ * segment it changes and commits with versionstamp checks (commit/batch_commit.ts), retried up
+ * to `commitConflictRetriesMax` times when another tracker got there first; summaries are
+ * rebuilt when the store's stamp of the volume's prefix moved; registrations are checked-and-set. Leases, epochs and generation ids are
+ * in the volume record in the store, so every tracker answers the same.
  */
 import { badRequest, conflict, notFound } from "../src/errors.ts";
 import type { Clock } from "../src/clock.ts";
@@ -53,11 +68,27 @@ import type {
   TrackOp,
 } from "./commit/batch_ops.ts";
 import { GroupCommitter } from "./commit/group_commit.ts";
-import { seqsPrefix, volumeKey, type VolumeRecord, volumesPrefix } from "./kv_layout.ts";
+import { denoKvAtomicLimits } from "./commit/atomic_writer.ts";
+import { resetOutcomes } from "./commit/batch_ops.ts";
+import { retryOnConflict, sharedBatchPieces } from "./commit/conflict_retry.ts";
+import {
+  activityPrefix,
+  dirtyPrefix,
+  seqKey,
+  seqsPrefix,
+  volumeKey,
+  type VolumeRecord,
+  volumesPrefix,
+} from "./kv_layout.ts";
+import { refreshSequences, registerOnce, StampedSummaries } from "./shared_state.ts";
+import type { ReadSet } from "./store/read_set.ts";
+import type { StoreTraits, TrackerStore } from "./store/tracker_store.ts";
 import { decideRegistration, type Registration } from "./registration.ts";
 import { checkLeaseClaim, type LeaseClaim } from "./lease_fence.ts";
 import { readLogPage } from "./log_reader.ts";
 import { type MapSnapshot, readVolumeMap } from "./map_reader.ts";
+import { dirtinessEvent, registrationEvent } from "./tracker_events.ts";
+import { emit, type EventInput } from "../src/events.ts";
 import { SegmentCache, segmentCacheMaxDefault } from "./segment_cache.ts";
 import {
   loadSummary,
@@ -77,6 +108,12 @@ export const queueOpsMaxDefault = 16_384;
 export const batchPiecesMax = 65_536;
 /** Activity bitmaps cached (128 B each). */
 export const activityCacheMaxDefault = 4096;
+/** The embedded default: Deno KV, written by this process only. */
+export const denoKvTraits: StoreTraits = {
+  kind: "Deno KV",
+  shared: false,
+  atomic: denoKvAtomicLimits,
+};
 
 /** A log page request, validated. */
 export interface LogQuery {
@@ -94,6 +131,10 @@ export interface TrackerStateOptions {
   queueOpsMax?: number;
   /** Makes a new record's generation id (default: a random UUID). */
   newGeneration?: () => string;
+  /** What the store is (default: Deno KV, this process its only writer). */
+  traits?: StoreTraits;
+  /** Random source of the conflict backoff (default Math.random). */
+  random?: () => number;
 }
 
 /** Counters of the committer, for metrics and tests. */
@@ -106,29 +147,59 @@ export interface CommitStats {
   lastBatchOps: number;
   /** `kv.atomic()` commits that succeeded. */
   atomics: number;
+  /** Batch attempts that lost a race with another tracker (shared store) and were retried. */
+  conflicts: number;
 }
 
 /** Tracking state of all volumes; see the file comment. */
 export class TrackerState {
-  readonly stats: CommitStats = { batches: 0, batchOps: 0, lastBatchOps: 0, atomics: 0 };
-  readonly #kv: Deno.Kv;
+  readonly stats: CommitStats = {
+    batches: 0,
+    batchOps: 0,
+    lastBatchOps: 0,
+    atomics: 0,
+    conflicts: 0,
+  };
+  readonly #kv: TrackerStore;
+  readonly #shared: boolean;
   readonly #clock: Clock;
   readonly #metrics?: Metrics;
   readonly #cache: SegmentCache;
-  readonly #activityCache = new SegmentCache<Uint8Array>(activityCacheMaxDefault);
+  readonly #activityCache: SegmentCache<Uint8Array>;
   readonly #volumes = new Map<string, VolumeState>();
+  /** Whether each volume was last told dirty (true) or clean (false), for its events. */
+  readonly #dirtyTold = new Map<string, boolean>();
   readonly #committer: GroupCommitter<TrackOp>;
   readonly #ready: Promise<void>;
   readonly #newGeneration: () => string;
+  readonly #random: () => number;
+  /** Shared store only: summaries reused while the store's stamp of their prefix holds. */
+  readonly #stamped: StampedSummaries | null;
 
-  constructor(kv: Deno.Kv, opts: TrackerStateOptions) {
+  constructor(kv: TrackerStore, opts: TrackerStateOptions) {
+    const traits = opts.traits ?? denoKvTraits;
+    const random = opts.random ?? Math.random;
     this.#kv = kv;
+    this.#shared = traits.shared;
+    this.#random = random;
+    this.#stamped = traits.shared ? new StampedSummaries(kv) : null;
     this.#clock = opts.clock;
     this.#metrics = opts.metrics;
     this.#newGeneration = opts.newGeneration ?? (() => crypto.randomUUID());
-    this.#cache = new SegmentCache(opts.segmentCacheMax ?? segmentCacheMaxDefault);
+    // Another tracker may change any segment of a shared store: nothing is cached there.
+    this.#cache = new SegmentCache(
+      traits.shared ? 0 : opts.segmentCacheMax ?? segmentCacheMaxDefault,
+    );
+    this.#activityCache = new SegmentCache<Uint8Array>(
+      traits.shared ? 0 : activityCacheMaxDefault,
+    );
     const ctx = {
       kv,
+      atomicLimits: traits.atomic,
+      refresh: traits.shared
+        ? (names: readonly string[], reads: ReadSet) =>
+          refreshSequences(kv, this.#volumes, names, reads)
+        : undefined,
       cache: this.#cache,
       activityCache: this.#activityCache,
       volume: (name: string) => this.#volumes.get(name)!,
@@ -142,11 +213,32 @@ export class TrackerState {
         );
       },
     };
-    this.#committer = new GroupCommitter<TrackOp>((ops) => {
+    const commitSeconds = this.#metrics?.histogram(
+      "trackmirror_tracker_commit_seconds",
+      "Time to commit one batch of tracking commands to Deno KV (every atomic of it); a " +
+        "tracking command is answered after its batch's commit",
+    );
+    this.#committer = new GroupCommitter<TrackOp>(async (ops) => {
       this.#countBatch(ops.length);
-      return commitBatch(ctx, ops);
-    }, { queueOpsMax: opts.queueOpsMax ?? queueOpsMaxDefault, batchWeightMax: batchPiecesMax });
-    this.#ready = this.#load();
+      // Only a shared store's atomics carry checks, so only there can a batch conflict.
+      const end = commitSeconds?.startTimer();
+      try {
+        return await retryOnConflict("Commit batch", () => commitBatch(ctx, ops), {
+          random,
+          onConflict: () => {
+            this.#countConflict();
+            resetOutcomes(ops);
+          },
+        });
+      } finally {
+        end?.();
+      }
+    }, {
+      queueOpsMax: opts.queueOpsMax ?? queueOpsMaxDefault,
+      batchWeightMax: traits.shared ? sharedBatchPieces(traits) : batchPiecesMax,
+    });
+    // A shared store is read per request; there is nothing to load (and no old records to fix).
+    this.#ready = traits.shared ? Promise.resolve() : this.#load();
     this.#metrics?.gauge(
       "trackmirror_tracker_queue_commands",
       "Tracking commands waiting for a commit",
@@ -175,7 +267,9 @@ export class TrackerState {
   /** Registers a volume or renews its owner's lease; 409 on a conflicting registration. */
   async register(name: string, reg: Registration): Promise<VolumeInfo> {
     await this.#ready;
+    let event: EventInput | undefined;
     const v = await this.#committer.exclusive(async () => {
+      if (this.#shared) return await this.#registerShared(name, reg);
       const existing = this.#volumes.get(name);
       const record = decideRegistration(
         existing?.record,
@@ -184,6 +278,7 @@ export class TrackerState {
         this.#clock.now(),
         this.#newGeneration,
       );
+      event = registrationEvent(existing?.record, record, reg.takeover ?? false);
       if (!existing && this.#volumes.size >= volumesMax) {
         throw conflict(
           `Cannot register volume "${name}": ${volumesMax} volumes already registered`,
@@ -200,7 +295,36 @@ export class TrackerState {
       this.#volumes.set(name, fresh);
       return fresh;
     });
+    if (event) emit(event);
     return await this.#info(v);
+  }
+
+  /** Registration on a shared store (shared_state.ts), retried when another tracker raced it. */
+  async #registerShared(name: string, reg: Registration): Promise<VolumeState> {
+    const record = await retryOnConflict(
+      `Registration of volume "${name}"`,
+      () =>
+        registerOnce(this.#kv, name, reg, {
+          now: this.#clock.now(),
+          newGeneration: this.#newGeneration,
+          volumesMax,
+          remember: (r) => this.#remember(r),
+        }),
+      { random: this.#random, onConflict: () => this.#countConflict() },
+    );
+    return this.#remember(record);
+  }
+
+  /** Keeps `record` (read from or written to the store) in memory; the volume's state object. */
+  #remember(record: VolumeRecord): VolumeState {
+    const known = this.#volumes.get(record.name);
+    if (known) {
+      known.record = record;
+      return known;
+    }
+    const fresh = volumeState(record, 0);
+    this.#volumes.set(record.name, fresh);
+    return fresh;
   }
 
   /** One volume; 404 when unknown. */
@@ -211,6 +335,12 @@ export class TrackerState {
   /** Every registered volume, by name. */
   async list(): Promise<VolumeInfo[]> {
     await this.#ready;
+    if (this.#shared) {
+      // Volumes another tracker registered (or this one, before a restart) are in the store only.
+      for await (const e of this.#kv.list<VolumeRecord>({ prefix: volumesPrefix })) {
+        this.#remember(e.value);
+      }
+    }
     const names = [...this.#volumes.keys()].sort();
     return await Promise.all(names.map((n) => this.info(n)));
   }
@@ -227,6 +357,9 @@ export class TrackerState {
     const runs = runsOfExtents(v, extents);
     const op: MarkOp = { kind: "mark", volume: name, runs, time, regionsNew: 0 };
     await this.#committer.submit(op, segmentsSpanned(runs));
+    if (op.regionsNew > 0 && this.#dirtyTold.get(name) !== true) {
+      await this.#tellDirtiness(v, op.regionsNew);
+    }
     const regionsMarked = runs.reduce((n, r) => n + r.count, 0);
     return {
       volume: name,
@@ -263,6 +396,7 @@ export class TrackerState {
       regionsKept: 0,
     };
     await this.#committer.submit(op, runs ? segmentsSpanned(runs) : 1);
+    if (op.regionsCleared > 0) await this.#tellDirtiness(v, 0);
     return { regionsCleared: op.regionsCleared, regionsKept: op.regionsKept };
   }
 
@@ -326,6 +460,9 @@ export class TrackerState {
   /** One page of the volume's tracking log (log_reader.ts). */
   async logPage(name: string, query: LogQuery): Promise<LogPage> {
     const v = await this.#volume(name);
+    if (this.#shared) {
+      v.seq = Math.max(v.seq, (await this.#kv.get<number>(seqKey(name))).value ?? 0);
+    }
     let token = v.seq;
     let fromRegion = 0;
     if (query.cursor !== undefined) {
@@ -370,6 +507,27 @@ export class TrackerState {
     await this.#committer.close();
   }
 
+  /**
+   * Emits `volume.dirty` / `volume.clean` when `v` changed between the two since last told.
+   * Before anything was told (a fresh process), a mark is the first after clean only when the
+   * volume holds no more regions than it marked new.
+   */
+  async #tellDirtiness(v: VolumeState, regionsNew: number): Promise<void> {
+    const name = v.record.name;
+    let info: VolumeInfo;
+    try {
+      info = await this.#info(v);
+    } catch {
+      return; // closing: nothing more to tell
+    }
+    const dirty = info.dirtyRegions > 0;
+    const before = this.#dirtyTold.get(name);
+    this.#dirtyTold.set(name, dirty);
+    if (before === dirty) return;
+    if (before === undefined && (!dirty || info.dirtyRegions > regionsNew)) return;
+    emit(dirtinessEvent(name, dirty, info));
+  }
+
   async #load(): Promise<void> {
     const seqs = new Map<string, number>();
     for await (const e of this.#kv.list<number>({ prefix: seqsPrefix })) {
@@ -388,6 +546,11 @@ export class TrackerState {
 
   async #volume(name: string): Promise<VolumeState> {
     await this.#ready;
+    if (this.#shared) {
+      // The record (lease, epoch, generation) may have been changed by another tracker.
+      const stored = await this.#kv.get<VolumeRecord>(volumeKey(name));
+      if (stored.value) return this.#remember(stored.value);
+    }
     const v = this.#volumes.get(name);
     if (!v) throw notFound(`Volume "${name}" is not registered`);
     return v;
@@ -395,20 +558,42 @@ export class TrackerState {
 
   /** The volume as the API shows it; its summaries are loaded by the committer when missing. */
   async #info(v: VolumeState): Promise<VolumeInfo> {
-    if (v.summary && v.activity) return volumeInfo(v, v.summary, v.activity);
-    return await this.#committer.exclusive(async () =>
-      volumeInfo(v, await this.#summary(v), await this.#activity(v))
-    );
+    if (!this.#shared && v.summary && v.activity) return volumeInfo(v, v.summary, v.activity);
+    return await this.#committer.exclusive(async () => {
+      if (this.#shared) {
+        const seq = await this.#kv.get<number>(seqKey(v.record.name));
+        v.seq = seq.value ?? 0;
+        v.summary = null;
+        v.activity = null;
+      }
+      return volumeInfo(v, await this.#summary(v), await this.#activity(v));
+    });
   }
 
   /** The volume's summary; loads it from KV first if needed (inside the committer only). */
   async #summary(v: VolumeState): Promise<Map<number, SegmentSummary>> {
-    return v.summary ??= await loadSummary(this.#kv, v);
+    const load = () => loadSummary(this.#kv, v);
+    const name = v.record.name;
+    return v.summary ??= this.#stamped
+      ? await this.#stamped.get(`dirty/${name}`, dirtyPrefix(name), load)
+      : await load();
   }
 
   /** The volume's activity summary; loads it from KV first if needed (inside the committer only). */
   async #activity(v: VolumeState): Promise<ActivitySummary> {
-    return v.activity ??= await loadActivity(this.#kv, v.record.name);
+    const name = v.record.name;
+    const load = () => loadActivity(this.#kv, name);
+    return v.activity ??= this.#stamped
+      ? await this.#stamped.get(`activity/${name}`, activityPrefix(name), load)
+      : await load();
+  }
+
+  #countConflict(): void {
+    this.stats.conflicts++;
+    this.#metrics?.count(
+      "trackmirror_tracker_commit_conflicts_total",
+      "Commit attempts retried because another tracker changed what they read",
+    );
   }
 
   #countBatch(ops: number): void {

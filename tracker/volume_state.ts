@@ -12,6 +12,7 @@ import { isoTime } from "../src/iso_time.ts";
 import type { VolumeInfo } from "../src/schemas.ts";
 import { type ActivitySummary, activityTotals } from "./activity_state.ts";
 import { dirtyPrefix, markedPrefix, type VolumeRecord } from "./kv_layout.ts";
+import type { TrackerStore } from "./store/tracker_store.ts";
 import { markEntryBytes, oldestInRecord, type StoredSegment } from "./segment_state.ts";
 
 /** What the summary keeps of one dirty segment. */
@@ -74,12 +75,12 @@ export function updateSummary(v: VolumeState, segment: number, entry: SegmentSum
  * the two listings must see the same state.
  */
 export async function loadSummary(
-  kv: Deno.Kv,
+  kv: TrackerStore,
   v: VolumeState,
 ): Promise<Map<number, SegmentSummary>> {
   const name = v.record.name;
   const summary = new Map<number, SegmentSummary>();
-  const marked = kv.list<Uint8Array>({ prefix: markedPrefix(name) });
+  const marked = kv.list<Uint8Array>({ prefix: markedPrefix(name) })[Symbol.asyncIterator]();
   for await (const d of kv.list<Uint8Array>({ prefix: dirtyPrefix(name) })) {
     const m = await marked.next();
     const segment = d.key[2] as number;

@@ -2,12 +2,19 @@
  * `POST /v1/volumes/{name}/writes`: a batch of journal records, acknowledged once it is durable
  * in the journal. The body is bounded before it is read and verified whole before it is appended.
  */
-import { Hono } from "hono";
+import { z } from "zod";
+import {
+  apiRoute,
+  binaryBody,
+  errorResponses,
+  jsonResponse,
+  newApiApp,
+  openApiPath,
+} from "../../src/api_route.ts";
 import { badRequest, notFound, tooLarge } from "../../src/errors.ts";
 import type { Metrics } from "../../src/metrics.ts";
-import { volumeParams, type WriteBatchResponse } from "../../src/schemas.ts";
-import { validate } from "../../src/validate.ts";
-import { epochHeader, leaseEpochHeader } from "../backup_schemas.ts";
+import { volumeParams, type WriteBatchResponse, writeBatchResponse } from "../../src/schemas.ts";
+import { epochHeader, epochHeaderValue, leaseEpochHeader } from "../backup_schemas.ts";
 import { checkBatch } from "../batch_check.ts";
 import { readBodyBounded } from "../body_reader.ts";
 import type { EpochFence } from "../epoch_fence.ts";
@@ -29,15 +36,51 @@ export interface WritesDeps {
 function epochParam(header: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const epoch = Number(text);
-  if (!/^\d{1,16}$/.test(text) || !Number.isSafeInteger(epoch)) {
+  if (!epochHeaderValue.safeParse(text).success || !Number.isSafeInteger(epoch)) {
     throw badRequest(`Header ${header} "${text}" must be a whole number`);
   }
   return epoch;
 }
 
+/**
+ * The epoch headers, documented as header parameters; they are checked by `epochParam` after the
+ * volume and the body's size (a 404 or 413 comes before a bad header, as it always has).
+ */
+const epochHeaderParams = [
+  [epochHeader, "The sender's link epoch: batches of an older epoch are refused as fenced"],
+  [leaseEpochHeader, "The sender's lease epoch: batches of an older one are refused as fenced"],
+].map(([name, description]) => ({
+  name,
+  in: "header" as const,
+  required: false,
+  description,
+  schema: z.toJSONSchema(epochHeaderValue) as { type: "string"; pattern: string },
+}));
+
 export function writesApp(deps: WritesDeps) {
   const { journal, store, fence, metrics, batchBytesMax } = deps;
-  return new Hono().post(backupRoutes.writes, validate("param", volumeParams), async (c) => {
+  const app = newApiApp();
+  apiRoute(app, {
+    method: "post",
+    path: openApiPath(backupRoutes.writes),
+    summary: "Journal a batch of records; answered once durable (group commit)",
+    tags: ["writes"],
+    parameters: epochHeaderParams,
+    request: {
+      params: volumeParams,
+      body: binaryBody("Journal records back to back (src/journal_record.ts)"),
+    },
+    responses: {
+      200: jsonResponse(writeBatchResponse, "Durable in the journal"),
+      ...errorResponses({
+        400: "Bad framing, checksum, volume name, range or epoch header",
+        404: "Unknown volume",
+        409: "Fenced: an older epoch or lease epoch",
+        413: "Body over batchBytesMax",
+        503: "Journal full or failing (backpressure: retry later)",
+      }),
+    },
+  }, async (c) => {
     const { name } = c.req.valid("param");
     const sizeBytes = store.sizeOf(name);
     if (sizeBytes === undefined) throw notFound(`Volume "${name}" is not registered`);
@@ -62,6 +105,7 @@ export function writesApp(deps: WritesDeps) {
       "Batch bytes acknowledged over HTTP",
       batch.bytes,
     );
-    return c.json<WriteBatchResponse>(batch);
+    return c.json<WriteBatchResponse, 200>(batch, 200);
   });
+  return app;
 }

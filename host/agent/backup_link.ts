@@ -28,6 +28,7 @@ import { LinkClient, type LinkClientOptions } from "../link/link_client.ts";
 import { BackupDegradedError, classifyBackupFailure } from "./backup_degraded.ts";
 import { ComponentStatus, type ProbeOptions } from "./component_status.ts";
 import type { HostBackup, HostTracker, SecondaryRegistered } from "./ports.ts";
+import { logLine } from "../../src/events.ts";
 
 export interface BackupLinkOptions {
   hostId: string;
@@ -243,8 +244,10 @@ export class BackupLink {
       }
       this.regionsCovered += regions.size;
       this.#uncovered.delete(volume);
-      console.warn(
-        `host: backup link lost with ${regions.size} regions of volume "${volume}" received but ` +
+      logLine(
+        "host",
+        "warn",
+        `backup link lost with ${regions.size} regions of volume "${volume}" received but ` +
           `not hardened; they are marked dirty and will be resynced`,
       );
     }

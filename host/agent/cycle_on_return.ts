@@ -11,6 +11,7 @@
  */
 import { encodeCycleMarker } from "../../src/journal_record.ts";
 import type { HostTracker } from "./ports.ts";
+import { logLine } from "../../src/events.ts";
 
 /** Opens a cycle for each volume in `volumes` that is dirty (or whose state is unknown). */
 export async function openCyclesOnReturn(
@@ -24,8 +25,10 @@ export async function openCyclesOnReturn(
     try {
       dirty = (await tracker.getVolume(name)).dirtyRegions > 0;
     } catch (err) {
-      console.warn(
-        `host: volume "${name}": the tracker did not say whether it is dirty ` +
+      logLine(
+        "host",
+        "warn",
+        `volume "${name}": the tracker did not say whether it is dirty ` +
           `(${(err as Error).message}); its secondary is held at its last point in time`,
       );
     }

@@ -21,6 +21,7 @@ import type { ComponentStatus, ProbeOptions } from "./component_status.ts";
 import type { HostBackup, HostTracker } from "./ports.ts";
 import { statusView } from "./status_view.ts";
 import { TrackerLease } from "./tracker_lease.ts";
+import { AgentEvents } from "./agent_events.ts";
 import { TrackerHealth, watchTracker } from "./tracker_health.ts";
 import {
   type HostVolume,
@@ -33,6 +34,7 @@ import { openCyclesOnReturn } from "./cycle_on_return.ts";
 import { type CycleMirror, CycleRefusedError } from "../cycle/cycle_mirror.ts";
 import type { DirtyExtentSource } from "../nbd/block_status.ts";
 import { volumeDirtyExtents } from "./dirty_extents.ts";
+import { logLine } from "../../src/events.ts";
 
 export type { HostBackup, HostTracker } from "./ports.ts";
 export type { HostVolume, HostVolumeConfig } from "./volume_stack.ts";
@@ -100,6 +102,7 @@ export class HostAgent {
   /** The tracker as every call of this agent found it (status: `components.tracker`). */
   readonly trackerHealth: TrackerHealth;
   readonly #startedAt: number;
+  readonly #events: AgentEvents;
 
   private constructor(given: HostAgentOptions) {
     this.trackerHealth = new TrackerHealth(given.clock);
@@ -132,6 +135,13 @@ export class HostAgent {
       },
     });
     this.#lease = new TrackerLease({ ...opts, instance: this.instance }, this.#volumes);
+    this.#events = new AgentEvents({
+      backup: this.backupLink.status,
+      backupUrl: opts.backup.baseUrl,
+      forking: opts.forking !== false,
+      volumes: () => this.volumes,
+      now: () => opts.clock.now(),
+    });
     if (opts.autoResync) {
       this.backupStatus.onChange((state) => {
         if (state === "online") void this.#autoResync();
@@ -156,6 +166,7 @@ export class HostAgent {
     await agent.#claimBackupLeaseEpochs();
     await agent.#lease.start();
     agent.backupStatus.start();
+    agent.#events.start();
     for (const v of agent.#volumes.values()) v.cycles?.startSchedule();
     return agent;
   }
@@ -252,7 +263,11 @@ export class HostAgent {
       try {
         await v.trust.markTrusted(lossCountAtStart);
       } catch (err) {
-        console.warn(`host: volume "${name}" stays untrusted: ${(err as Error).message}`);
+        logLine(
+          "host",
+          "warn",
+          `volume "${name}" stays untrusted: ${(err as Error).message}`,
+        );
       }
     });
     return v.checksumResync.progress;
@@ -397,6 +412,7 @@ export class HostAgent {
       trackerError: this.#lease.trackerError,
       tracker: this.trackerHealth.view(),
       trackerUrl: this.opts.tracker.baseUrl,
+      trackers: this.opts.tracker.trackers?.(),
       backupUrl: this.opts.backup.baseUrl,
       startedAt: this.#startedAt,
       now: this.opts.clock.now(),
@@ -406,6 +422,7 @@ export class HostAgent {
   }
 
   async close(): Promise<void> {
+    this.#events.stop();
     for (const v of this.#volumes.values()) v.cycles?.stop();
     await this.backupLink.close();
     this.#lease.stop();
@@ -452,7 +469,7 @@ export class HostAgent {
         this.#volumes.get(b.name)?.lease.saw(b.leaseEpoch);
       }
     } catch (err) {
-      console.warn(`host: backup volumes not read at start: ${(err as Error).message}`);
+      logLine("host", "warn", `backup volumes not read at start: ${(err as Error).message}`);
     }
   }
 
@@ -477,7 +494,7 @@ export class HostAgent {
       if (v.cycles) continue; // its next cycle is its resync
       const refusal = v.trust.plainResyncRefusal();
       if (refusal) {
-        console.warn(`host: automatic resync of "${v.name}" not started: ${refusal}`);
+        logLine("host", "warn", `automatic resync of "${v.name}" not started: ${refusal}`);
         continue;
       }
       try {
@@ -488,8 +505,10 @@ export class HostAgent {
           void v.resync.start().then((done) => this.#committed(v, done));
         }
       } catch (err) {
-        console.warn(
-          `host: automatic resync of "${v.name}" not started: ${(err as Error).message}`,
+        logLine(
+          "host",
+          "warn",
+          `automatic resync of "${v.name}" not started: ${(err as Error).message}`,
         );
       }
     }

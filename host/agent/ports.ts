@@ -7,6 +7,7 @@ import type {
   VolumeInfo,
   VolumeRegistration,
 } from "../../src/schemas.ts";
+import type { TargetView } from "../../src/failover.ts";
 import type { ActivityTracker } from "../fork/activity_record.ts";
 import type { ChecksumRequest } from "../../src/region_checksums.ts";
 
@@ -14,6 +15,8 @@ import type { ChecksumRequest } from "../../src/region_checksums.ts";
 export interface HostTracker extends ActivityTracker {
   /** Where the tracker is reached (shown in the status); optional so fakes may omit it. */
   readonly baseUrl?: string;
+  /** Each tracker of a failover list and which one is current (shown in the status); optional. */
+  trackers?(): TargetView[];
   registerVolume(name: string, reg: VolumeRegistration): Promise<VolumeInfo>;
   track(req: TrackRequest): Promise<unknown>;
   promoteActivity(name: string, host: string): Promise<{ regionsPromoted: number }>;

@@ -9,6 +9,7 @@ import type {
   ResyncProgress,
 } from "../../src/host_schemas.ts";
 import { isoTime } from "../../src/iso_time.ts";
+import type { TargetView } from "../../src/failover.ts";
 import type { TrackerHealth } from "./tracker_health.ts";
 import { type HostVolume, latestResync } from "./volume_stack.ts";
 
@@ -29,6 +30,8 @@ export interface StatusInputs {
   /** The tracker as every call found it (issue 11). */
   tracker?: ReturnType<TrackerHealth["view"]>;
   trackerUrl?: string;
+  /** Every tracker of the agent's list (issue 12), with which one is current. */
+  trackers?: TargetView[];
   backupUrl?: string;
   /** When the agent started, and now (epoch ms). */
   startedAt?: number;
@@ -130,6 +133,20 @@ function trackerRow(s: StatusInputs): HostStatus["components"]["tracker"] {
     lastErrorAtIso: isoTime(t.lastErrorAt),
     failures: t.failures,
     ...(s.trackerUrl === undefined ? {} : { url: s.trackerUrl }),
+    ...(s.trackers === undefined ? {} : {
+      current: s.trackers.find((t) => t.current)?.url ?? null,
+      urls: s.trackers.map((t) => ({
+        url: t.url,
+        current: t.current,
+        state: t.state,
+        since: t.since,
+        sinceIso: isoTime(t.since),
+        lastError: t.lastError,
+        lastErrorAt: t.lastErrorAt,
+        lastErrorAtIso: isoTime(t.lastErrorAt),
+        failures: t.failures,
+      })),
+    }),
   };
 }
 

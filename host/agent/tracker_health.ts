@@ -9,6 +9,7 @@
  */
 import type { Clock } from "../../src/clock.ts";
 import type { ComponentState } from "../../src/host_schemas.ts";
+import { emit } from "../../src/events.ts";
 
 /** One tracker's health as the host saw it in its calls. */
 export class TrackerHealth {
@@ -59,6 +60,13 @@ export class TrackerHealth {
     if (this.#state === state) return;
     this.#state = state;
     this.#since = this.clock.now();
+    emit({
+      service: "host",
+      level: state === "online" ? "info" : "error",
+      kind: `component.${state}`,
+      message: `tracker ${state}${state === "online" ? "" : ` (${this.#lastError})`}`,
+      data: { component: "tracker", state, error: state === "online" ? null : this.#lastError },
+    });
   }
 }
 

@@ -10,6 +10,7 @@
  */
 import type { HostVolume } from "./volume_stack.ts";
 import type { HostTracker } from "./ports.ts";
+import { emit, logLine } from "../../src/events.ts";
 
 /** Lease a host holds on its volumes unless told otherwise. */
 export const leaseMsDefault = 30_000;
@@ -94,6 +95,15 @@ export class TrackerLease {
         // Issue 9: a lost or older tracker record is noticed here, before anything relies on it.
         await v.trust.checkTracker(info, seen, true);
         v.lease.granted(info.leaseEpoch);
+        if (!this.#registered.has(v.name)) {
+          emit({
+            service: "host",
+            kind: "lease.taken",
+            volume: v.name,
+            message: `volume "${v.name}": lease taken at the tracker (epoch ${info.leaseEpoch})`,
+            data: { leaseEpoch: info.leaseEpoch, takeover: startup && (opts.takeover ?? false) },
+          });
+        }
         this.#registered.add(v.name);
         if (!v.promoted) await this.#promote(v);
         this.#trackerError = null;
@@ -110,7 +120,11 @@ export class TrackerLease {
           v.lease.fence(`The tracker refused the lease renewal: ${(err as Error).message}`);
         }
         if (startup) {
-          console.warn(`host: tracker unreachable, will retry: ${(err as Error).message}`);
+          logLine(
+            "host",
+            "warn",
+            `tracker unreachable, will retry: ${(err as Error).message}`,
+          );
         }
       }
     }
@@ -125,8 +139,10 @@ export class TrackerLease {
     v.promoted = true;
     if (v.activity) v.activity.retireEnabled = true;
     if (regionsPromoted > 0) {
-      console.log(
-        `host: volume "${v.name}": ${regionsPromoted} regions of activity from an earlier run ` +
+      logLine(
+        "host",
+        "info",
+        `volume "${v.name}": ${regionsPromoted} regions of activity from an earlier run ` +
           `are now dirty and will be resynced`,
       );
     }

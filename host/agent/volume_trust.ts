@@ -22,6 +22,7 @@ import {
 } from "./generation_check.ts";
 import { openSidecar, type PrimarySidecar, writeSidecar } from "../fork/generation_sidecar.ts";
 import type { SecondaryRegistered } from "./ports.ts";
+import { emit, logLine } from "../../src/events.ts";
 
 /** What the tracker's answers carry (fields absent from trackers without generations). */
 export interface TrackerGenerationAnswer {
@@ -186,7 +187,14 @@ export class VolumeTrust {
       trustReason: reason,
       trustSince: this.now(),
     };
-    console.warn(`host: volume "${this.volume}": ${reason}`);
+    emit({
+      service: "host",
+      level: "warn",
+      kind: "trust.change",
+      volume: this.volume,
+      message: `volume "${this.volume}": ${reason}`,
+      data: { trust: "checksum-resync-needed" },
+    });
     await this.#persist();
   }
 
@@ -212,8 +220,10 @@ export class VolumeTrust {
       );
     }
     if (lossCountAtStart !== undefined && lossCountAtStart !== this.#losses) {
-      console.warn(
-        `host: volume "${this.volume}" stays ${this.#sidecar.trust}: a loss was noticed while ` +
+      logLine(
+        "host",
+        "warn",
+        `volume "${this.volume}" stays ${this.#sidecar.trust}: a loss was noticed while ` +
           `the checksum resync ran; run it again (${checksumCommand(this.volume)})`,
       );
       return false;
@@ -225,7 +235,13 @@ export class VolumeTrust {
       trustReason: null,
       trustSince: this.now(),
     };
-    console.log(`host: volume "${this.volume}" is trusted again (checksum resync done)`);
+    emit({
+      service: "host",
+      kind: "trust.change",
+      volume: this.volume,
+      message: `volume "${this.volume}" is trusted again (checksum resync done)`,
+      data: { trust: "trusted" },
+    });
     await this.#persist();
     return true;
   }
@@ -316,7 +332,14 @@ export class VolumeTrust {
         discardSecondaryCommand(this.volume)
       : `CHECKSUM RESYNC NEEDED: the marked-region cache was dropped, every later write is ` +
         `marked or journaled; plain reconstruct is refused; run ${checksumCommand(this.volume)}`;
-    console.warn(`host: volume "${this.volume}": ${found}. ${what}`);
+    emit({
+      service: "host",
+      level: "error",
+      kind: "generation.mismatch",
+      volume: this.volume,
+      message: `volume "${this.volume}": ${found}. ${what}`,
+      data: { trust: this.#sidecar.trust },
+    });
   }
 
   /** Writes the sidecar; writes are serialized so an older state never lands after a newer. */
@@ -327,8 +350,10 @@ export class VolumeTrust {
       this.#persistedMarkSeq = sidecar.markSeq;
     });
     this.#writes = next.catch((err) => {
-      console.warn(
-        `host: volume "${this.volume}": could not write generation sidecar "${this.path}": ` +
+      logLine(
+        "host",
+        "warn",
+        `volume "${this.volume}": could not write generation sidecar "${this.path}": ` +
           (err as Error).message,
       );
     });

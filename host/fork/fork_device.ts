@@ -30,6 +30,7 @@ import { diskErrorCode } from "../../src/fault_file.ts";
 import { recordPayloadBytesMax } from "../../src/limits.ts";
 import { type MirrorRecord, RecordRefusedError } from "./backup_batcher.ts";
 import type { RangeLock } from "./range_lock.ts";
+import { logLine } from "../../src/events.ts";
 
 /** The parts of the host the fork layer talks to; tests substitute recording fakes. */
 export interface ForkPaths {
@@ -162,8 +163,10 @@ export class ForkDevice extends PassThroughDevice {
       await this.paths.marker.ensureMarked(rec.offset, rec.length);
       return true;
     } catch (err) {
-      console.error(
-        `host: volume "${this.paths.volume}" ${rec.offset}+${rec.length}: the backup holds a ` +
+      logLine(
+        "host",
+        "error",
+        `volume "${this.paths.volume}" ${rec.offset}+${rec.length}: the backup holds a ` +
           `write the primary refused, and the tracker did not take its mark: ` +
           `${(err as Error).message}; the regions stay tainted until a mark covers them`,
       );

@@ -18,6 +18,7 @@ import type {
   ClearRequest,
   TrackRequest,
 } from "../../src/schemas.ts";
+import { emit } from "../../src/events.ts";
 
 /** Why and since when a volume is fenced. */
 export interface FencedState {
@@ -79,9 +80,14 @@ export class LeaseGuard {
   fence(reason: string): void {
     if (this.#fenced) return;
     this.#fenced = { at: this.now(), reason };
-    console.error(
-      `host: volume "${this.volume}" is FENCED, every later write to it fails: ${reason}`,
-    );
+    emit({
+      service: "host",
+      level: "error",
+      kind: "lease.lost",
+      volume: this.volume,
+      message: `volume "${this.volume}" is FENCED, every later write to it fails: ${reason}`,
+      data: { reason },
+    });
     for (const listener of this.#listeners) listener(this.#fenced);
   }
 

@@ -19,6 +19,7 @@ import { baseAllocation, type MetaContext, trackmirrorDirty } from "./meta_conte
 import { SocketReader } from "./reader.ts";
 import { isSocketGone, Transmission } from "./transmission.ts";
 import { ReplyWriter } from "./writer.ts";
+import { logLine } from "../../src/events.ts";
 
 /** The IANA port for NBD. */
 export const nbdPortDefault = 10809;
@@ -108,7 +109,7 @@ function settings(o: NbdServerOptions): Settings {
     connectionsMax: o.connectionsMax ?? connectionsMaxDefault,
     handshakeTimeoutMs: o.handshakeTimeoutMs ?? handshakeTimeoutMsDefault,
     shutdownGraceMs: o.shutdownGraceMs ?? shutdownGraceMsDefault,
-    log: o.log ?? ((m) => console.warn(`nbd: ${m}`)),
+    log: o.log ?? ((m) => logLine("host", "warn", `nbd: ${m}`)),
   };
   const r = s.requestBytesMax;
   if (!Number.isSafeInteger(r) || r < blockBytesPreferred || r > requestBytesMaxLimit) {

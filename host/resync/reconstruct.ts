@@ -3,7 +3,7 @@
  * dirty volumes, shows progress, and ends with a summary. Exits 1 with a clear message when a
  * volume could not be resynced (backup still offline, host agent unreachable).
  *
- *   deno task reconstruct [--tracker URL] [--volume NAME] [--token T | --token-file PATH] [--poll-ms N]
+ *   deno task reconstruct [--tracker URL[,URL...]] [--volume NAME] [--token T | --token-file PATH] [--poll-ms N]
  *   deno task reconstruct --checksum [--volume NAME] [--discard-secondary]
  *     issue 9: a checksum resync of every volume (or NAME), needed when a volume's trust is
  *     "checksum-resync-needed" (a plain one is then refused, naming --checksum);
@@ -19,7 +19,8 @@
  */
 import { formatBytes } from "../../src/extent.ts";
 import { parseCommand, tokenFlagDocs } from "../../src/command_help.ts";
-import { parseCount, parseUrl, runMain } from "../../src/flags.ts";
+import { failoverTargetsMax } from "../../src/failover.ts";
+import { parseCount, parseUrl, parseUrlList, runMain } from "../../src/flags.ts";
 import { checkName, type VolumeInfo } from "../../src/schemas.ts";
 import { resolveToken } from "../../src/token.ts";
 import { TrackerClient } from "../../tracker/client.ts";
@@ -140,8 +141,9 @@ const reconstructCommand = {
   flags: {
     tracker: {
       type: "string",
-      value: "URL",
-      doc: "the tracker, which knows every volume and its owner",
+      value: "URL[,URL...]",
+      doc: "the tracker, which knows every volume and its owner; several trackers over one " +
+        "store: the first that answers",
       fallback: "http://127.0.0.1:8701",
     },
     volume: { type: "string", value: "NAME", doc: "only this volume (default: every dirty one)" },
@@ -211,10 +213,15 @@ async function main(): Promise<void> {
     );
   }
   const mode: ResyncMode = checksum ? "checksum" : "plain";
-  const trackerUrl = parseUrl("tracker", flags.tracker, "http://127.0.0.1:8701");
+  const trackerUrls = parseUrlList(
+    "tracker",
+    flags.tracker,
+    "http://127.0.0.1:8701",
+    failoverTargetsMax,
+  );
   const token = resolveToken(flags);
   const pollMs = parseCount("poll-ms", flags["poll-ms"], pollMsDefault);
-  const tracker = new TrackerClient(trackerUrl, { token });
+  const tracker = new TrackerClient(trackerUrls, { token });
 
   let volumes: VolumeInfo[];
   try {
@@ -223,7 +230,9 @@ async function main(): Promise<void> {
       : await tracker.listVolumes();
   } catch (err) {
     if (err instanceof RangeError) throw err;
-    throw new Error(`Cannot read the tracker at ${trackerUrl}: ${(err as Error).message}`);
+    throw new Error(
+      `Cannot read the tracker at ${trackerUrls.join(",")}: ${(err as Error).message}`,
+    );
   }
   const deadHost = flags.host === undefined ? undefined : checkName("Host", flags.host);
   const paths = new Map<string, string>();
@@ -237,7 +246,7 @@ async function main(): Promise<void> {
   if (deadHost !== undefined) {
     volumes = volumes.filter((v) => v.ownerHost === deadHost);
     if (volumes.length === 0) {
-      throw new RangeError(`Host "${deadHost}" owns no volume at ${trackerUrl}`);
+      throw new RangeError(`Host "${deadHost}" owns no volume at ${tracker.baseUrl}`);
     }
     const missing = volumes.filter((v) => !paths.has(v.name)).map((v) => v.name);
     if (missing.length > 0) {
@@ -257,7 +266,7 @@ async function main(): Promise<void> {
     ? await untrustedVolumes(volumes.filter((v) => v.dirtyRegions === 0), token)
     : [];
   console.log(
-    `reconstruct: ${volumes.length} volume(s) at ${trackerUrl}, ${dirty.length} dirty ` +
+    `reconstruct: ${volumes.length} volume(s) at ${tracker.baseUrl}, ${dirty.length} dirty ` +
       `(${formatBytes(dirty.reduce((n, v) => n + v.dirtyBytes, 0))} marked)` +
       (checksum ? ", checksum resync of each" : "") +
       (untrusted.length > 0

@@ -6,7 +6,7 @@
  * and marks the regions that differ dirty at the tracker, so the next `deno task reconstruct`
  * repairs them. Nothing is shipped.
  *
- *   deno task verify [--volume NAME] [--tracker URL] [--token T | --token-file PATH]
+ *   deno task verify [--volume NAME] [--tracker URL[,URL...]] [--token T | --token-file PATH]
  *                    [--poll-ms N] [--extents-max N]
  *
  * Output: progress (a redrawn line on a terminal, plain lines otherwise), then per differing
@@ -20,7 +20,8 @@
  */
 import { formatBytes } from "../../src/extent.ts";
 import { parseCommand, tokenFlagDocs } from "../../src/command_help.ts";
-import { parseCount, parseUrl, runMain } from "../../src/flags.ts";
+import { failoverTargetsMax } from "../../src/failover.ts";
+import { parseCount, parseUrlList, runMain } from "../../src/flags.ts";
 import type { VerifyProgress } from "../../src/host_schemas.ts";
 import { checkName, type VolumeInfo } from "../../src/schemas.ts";
 import { resolveToken } from "../../src/token.ts";
@@ -68,8 +69,9 @@ const verifyCommand = {
   flags: {
     tracker: {
       type: "string",
-      value: "URL",
-      doc: "the tracker, which knows every volume and its owner",
+      value: "URL[,URL...]",
+      doc: "the tracker, which knows every volume and its owner; several trackers over one " +
+        "store: the first that answers",
       fallback: "http://127.0.0.1:8701",
     },
     volume: { type: "string", value: "NAME", doc: "only this volume (default: every volume)" },
@@ -95,11 +97,16 @@ const verifyCommand = {
 /** Runs the verify; returns the exit code (flag errors throw RangeError: exit 2). */
 async function main(): Promise<number> {
   const flags = parseCommand(Deno.args, verifyCommand);
-  const trackerUrl = parseUrl("tracker", flags.tracker, "http://127.0.0.1:8701");
+  const trackerUrls = parseUrlList(
+    "tracker",
+    flags.tracker,
+    "http://127.0.0.1:8701",
+    failoverTargetsMax,
+  );
   const token = resolveToken(flags);
   const pollMs = parseCount("poll-ms", flags["poll-ms"], pollMsDefault);
   const listedMax = parseCount("extents-max", flags["extents-max"], extentsListedDefault);
-  const tracker = new TrackerClient(trackerUrl, { token });
+  const tracker = new TrackerClient(trackerUrls, { token });
 
   let volumes: VolumeInfo[];
   try {
@@ -108,10 +115,12 @@ async function main(): Promise<number> {
       : await tracker.listVolumes();
   } catch (err) {
     if (err instanceof RangeError) throw err;
-    console.error(`Error: Cannot read the tracker at ${trackerUrl}: ${(err as Error).message}`);
+    console.error(
+      `Error: Cannot read the tracker at ${trackerUrls.join(",")}: ${(err as Error).message}`,
+    );
     return verifyExitIncomplete;
   }
-  console.log(`verify: ${volumes.length} volume(s) at ${trackerUrl}`);
+  console.log(`verify: ${volumes.length} volume(s) at ${tracker.baseUrl}`);
 
   const shower = progressShower(verifyLine);
   const started = performance.now();

@@ -4,7 +4,8 @@
  * tracker as reconstruct finds it: its volumes name their owners' host agents, and each agent's
  * status names the backup it forks to.
  *
- *   deno task status [--tracker URL] [--json] [--watch [SECONDS]] [--events]
+ *   deno task status [--tracker URL[,URL...]] [--json] [--watch [SECONDS]] [--events] (follow
+ *     events: host/status/status_events.ts)
  *                    [--token T | --token-file PATH]
  *
  * Output: a table (host/status/status_table.ts) or, with --json, the document of
@@ -16,20 +17,25 @@
  * resyncing, untrusted or degraded); 2 bad flags; 3 down (the tracker, a host agent or a backup
  * does not answer, a component is offline, a volume is not served).
  */
-import { parseFlags, parseUrl, runMain } from "../../src/flags.ts";
+import { failoverTargetsMax } from "../../src/failover.ts";
+import { parseFlags, parseUrlList, runMain } from "../../src/flags.ts";
 import { resolveToken, tokenFlagOptions } from "../../src/token.ts";
 import { assembleStatus } from "../../src/status/status_assemble.ts";
 import { statusExit, type SystemStatus } from "../../src/status/status_document.ts";
 import { gatherAnswers } from "../../src/status/status_gather.ts";
+import { followEvents } from "./status_events.ts";
 import { renderStatusTable } from "./status_table.ts";
 
 const usage = `Usage: deno task status [options]
 The whole system in one answer, found from the tracker: per volume its owner and mode, in sync or
 why not, dirty bytes and the oldest mark's age, backup lag, resync progress; component health.
-  --tracker URL        tracker service (default http://127.0.0.1:8701)
+  --tracker URL[,URL...]  tracker service (default http://127.0.0.1:8701); several over one
+                       store: the first that answers, each one's health shown
   --json               the status document on one line (README: "Is my mirror in sync?")
   --watch [SECONDS]    refresh every SECONDS (default 2) until Ctrl-C
-  --events             not yet (issue 11 item 2): exits 2
+  --events             follow the events of the tracker and every owner host agent, one line
+                       each (time, service, kind, volume, message; --json: JSON lines) until
+                       Ctrl-C; reconnects when a service drops
   --token T, --token-file PATH   the shared token (or TRACKMIRROR_TOKEN)
   --help               this text
 Exit codes: 0 healthy, 1 degraded, 2 bad flags, 3 down.`;
@@ -89,11 +95,26 @@ async function main(): Promise<number> {
     console.log(usage);
     return statusExit.healthy;
   }
-  const trackerUrl = parseUrl("tracker", flags.tracker, "http://127.0.0.1:8701");
+  const trackerUrl = parseUrlList(
+    "tracker",
+    flags.tracker,
+    "http://127.0.0.1:8701",
+    failoverTargetsMax,
+  );
   const token = resolveToken(flags);
   if (flags.events) {
-    console.error("status --events: not yet: events arrive with issue 11 item 2");
-    return statusExit.badFlags;
+    if (watchSeconds !== undefined) throw new RangeError("--events and --watch cannot be combined");
+    const aborter = new AbortController();
+    const onSignal = () => aborter.abort();
+    Deno.addSignalListener("SIGINT", onSignal);
+    Deno.addSignalListener("SIGTERM", onSignal);
+    await followEvents({
+      trackerUrls: trackerUrl,
+      token,
+      json: flags.json ?? false,
+      signal: aborter.signal,
+    });
+    return statusExit.healthy;
   }
   const json = flags.json ?? false;
   const snapshot = async () => assembleStatus(await gatherAnswers({ trackerUrl, token }));

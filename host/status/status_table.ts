@@ -81,11 +81,18 @@ export function renderStatusTable(doc: SystemStatus): string[] {
     ...alignColumns([
       ["TRACKER", "STATE", "VOLUMES", "DIRTY VOLUMES"],
       [
-        t.url,
+        t.url + (t.urls ? " (current)" : ""),
         stateFor(t.state, t.since, at),
         t.volumes === null ? "?" : String(t.volumes),
         t.dirtyVolumes === null ? "?" : String(t.dirtyVolumes),
       ],
+      // Issue 12: the other trackers of the list, as their health checks found them.
+      ...(t.urls ?? []).filter((s) => s.url !== t.url).map((s) => [
+        `${s.url} (standby)`,
+        s.state,
+        "-",
+        "-",
+      ]),
     ]),
   );
   if (doc.hosts.length > 0) {

@@ -22,11 +22,23 @@ export interface Unanswered {
   error: string;
 }
 
+/** One tracker of a `--tracker URL,URL...` list as the command found it (issue 12). */
+export interface TrackerAnswer {
+  url: string;
+  /** The one the command's calls were answered by (or, when none answered, the first). */
+  current: boolean;
+  state: "online" | "offline";
+  error: string | null;
+}
+
 /** What the services answered (or why not), as status_gather.ts collected it. */
 export interface Answers {
   /** The command's clock when it asked (epoch ms). */
   at: number;
+  /** The tracker that answered (of several, the current one; the first when none answered). */
   trackerUrl: string;
+  /** With several trackers: each one of them; absent with one. */
+  trackers?: TrackerAnswer[];
   tracker: { volumes: VolumeInfo[]; status: TrackerStatus | null } | Unanswered;
   /** By owner URL, as the tracker names it. */
   hosts: ReadonlyMap<string, HostStatus | Unanswered>;
@@ -44,7 +56,10 @@ export function assembleStatus(answers: Answers): SystemStatus {
   const degraded: string[] = [];
   const t = answers.tracker;
   if ("error" in t) {
-    down.push(`tracker ${answers.trackerUrl} does not answer: ${t.error}`);
+    const which = answers.trackers
+      ? `none of the trackers ${answers.trackers.map((s) => s.url).join(", ")} answers`
+      : `tracker ${answers.trackerUrl} does not answer`;
+    down.push(`${which}: ${t.error}`);
     return finish(
       answers,
       down,
@@ -62,6 +77,10 @@ export function assembleStatus(answers: Answers): SystemStatus {
       [],
       [],
     );
+  }
+  for (const standby of answers.trackers ?? []) {
+    if (standby.state === "online") continue;
+    degraded.push(`tracker ${standby.url} (standby) does not answer: ${standby.error}`);
   }
   const trackerNow = t.status?.now ?? answers.at;
   const hosts = [...answers.hosts].map(([url, a]) => hostRow(url, a, down, degraded));
@@ -108,7 +127,7 @@ function finish(
     health,
     exitCode: statusExit[health],
     problems: [...down, ...degraded],
-    tracker,
+    tracker: answers.trackers ? { ...tracker, urls: answers.trackers } : tracker,
     hosts,
     backups,
     volumes,

@@ -106,7 +106,15 @@ export interface SystemStatus {
   exitCode: 0 | 1 | 3;
   /** Everything that is not healthy, one line each. */
   problems: string[];
-  tracker: ComponentHealth & { volumes: number | null; dirtyVolumes: number | null };
+  /**
+   * `url` is the tracker that answered; with several (`--tracker URL,URL...`, issue 12) `urls`
+   * lists each of them with its state (a standby that does not answer makes the system degraded).
+   */
+  tracker: ComponentHealth & {
+    volumes: number | null;
+    dirtyVolumes: number | null;
+    urls?: { url: string; current: boolean; state: "online" | "offline"; error: string | null }[];
+  };
   hosts: HostRow[];
   backups: BackupRow[];
   volumes: VolumeRow[];

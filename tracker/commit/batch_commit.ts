@@ -18,11 +18,25 @@
  * its dirty bit. A crash after some chunks leaves the promoted segments dirty and the rest still
  * active; promoting again finishes the job (and re-marking a dirty region only moves its last mark).
  * The sequence is written before any segment, so promoted marks are newer than every token issued.
+ *
+ * On a shared store (several trackers over one etcd cluster) nothing in memory is trusted: the
+ * batch first re-reads each touched volume's mark sequence (ctx.refresh), reads every segment it
+ * changes from the store (caches are off), and every atomic checks that what it writes is still at
+ * the versionstamp read, and that its volume's sequence is still the one it read. There the new
+ * sequence is written last (with or after the last segment): a log token is read from the store,
+ * so token T must mean that every mark with sequence ≤ T is already visible — else a reader could
+ * miss a mark that a clear with its token then removes. The sequence checks make that hold
+ * across trackers: no chunk lands once another batch moved the sequence. Marks on disk may carry
+ * a sequence above the stored one (a batch that died, or lost a race, after some chunks): a clear
+ * with any token already issued keeps them, which errs on the safe side. A failed check throws
+ * StoreConflict; atomics that landed before it are each complete, and the caller retries the
+ * whole batch from a fresh read.
  */
 import { popcount, regionsPerSegment, segmentPieces } from "../../src/dirty_bitmap.ts";
 import { badRequest, conflict } from "../../src/errors.ts";
 import type { RegionRun } from "../../src/extent.ts";
 import { activityHostsMax, activityScope, updateActivity } from "../activity_state.ts";
+import { ReadSet } from "../store/read_set.ts";
 import { AtomicWriter, type Mutation } from "./atomic_writer.ts";
 import { applyPieces, type Piece, type TrackOp } from "./batch_ops.ts";
 import type { BatchContext } from "./batch_context.ts";
@@ -36,30 +50,47 @@ export type { ClearOp, MarkOp, TrackOp } from "./batch_ops.ts";
 
 /** Segments decoded and applied at a time within one batch (≤ 256 × 24 KiB of working state). */
 export const commitWindowSegments = 256;
+/**
+ * Shared store: most segments of a batch read ahead, in parallel, before the first write
+ * (≤ 1024 × 24.7 KiB when all are fully dirty); one volume after another would cost a store
+ * round trip per volume, as nothing is cached there.
+ */
+export const prefetchSegmentsMax = 1024;
+/** Shared store: windows read at once while prefetching. */
+export const prefetchWindowsConcurrent = 16;
 
 /** Pieces of a batch: volume → segment → pieces in queue order. */
 type PieceIndex = Map<string, Map<number, Piece[]>>;
 
 /** Commits `ops` as one batch; settles nothing itself (the committer does). */
 export async function commitBatch(ctx: BatchContext, ops: readonly TrackOp[]): Promise<void> {
+  const reads = ctx.refresh ? new ReadSet() : undefined;
+  if (ctx.refresh) await ctx.refresh([...new Set(ops.map((op) => op.volume))], reads!);
   await rejectInvalid(ctx, ops);
   const { index, promoting } = await indexPieces(ctx, ops);
   const seqs = batchSeqs(ctx, ops, promoting);
-  const writer = new AtomicWriter(ctx.kv, ctx.onAtomic);
+  const writer = new AtomicWriter(ctx.kv, ctx.onAtomic, ctx.atomicLimits, reads);
+  const prefetched = reads ? await prefetch(ctx, index, reads) : new Map<string, SegmentWorks>();
   const seqCommitted = new Set<string>();
   const touched: Array<[VolumeState, number]> = [];
   const touchedActivity: Array<[VolumeState, string, number]> = [];
   try {
-    for (const [name, seq] of seqs) {
-      await writer.add([{ key: seqKey(name), value: seq }], () => seqCommitted.add(name));
-    }
+    const writeSeqs = async () => {
+      for (const [name, seq] of seqs) {
+        await writer.add([{ key: seqKey(name), value: seq }], () => seqCommitted.add(name));
+      }
+    };
+    // Deno KV: the sequence first (memory hands out tokens only after the whole batch). Shared
+    // store: the sequence last, as tokens are read from the store (see the file comment).
+    if (!reads) await writeSeqs();
     for (const name of [...index.keys()].sort()) {
       const v = ctx.volume(name);
       const segments = index.get(name)!;
       const order = [...segments.keys()].sort((a, b) => a - b);
       for (let i = 0; i < order.length; i += commitWindowSegments) {
         const window = order.slice(i, i + commitWindowSegments);
-        const works = await loadWindow(ctx, v, window, segments);
+        const works = prefetched.get(`${name}/${i}`) ??
+          await loadWindow(ctx, v, window, segments, reads);
         for (const segment of window) {
           const work = works.get(segment)!;
           if (work.dirty) touched.push([v, segment]);
@@ -87,10 +118,13 @@ export async function commitBatch(ctx: BatchContext, ops: readonly TrackOp[]): P
             });
           }
           // One group, so one atomic: a promote's dirty marks land with its activity clears.
-          if (group.length) await writer.add(group, () => after.forEach((fn) => fn()));
+          // Shared store: the volume's sequence must still be the one read (ours is written last).
+          const pins = seqs.has(name) ? [seqKey(name)] : [];
+          if (group.length) await writer.add(group, () => after.forEach((fn) => fn()), pins);
         }
       }
     }
+    if (reads) await writeSeqs();
     await writer.flush();
   } catch (err) {
     // An atomic that threw may or may not have landed: forget what we cached of its segments.
@@ -106,6 +140,38 @@ export async function commitBatch(ctx: BatchContext, ops: readonly TrackOp[]): P
   } finally {
     for (const name of seqCommitted) ctx.volume(name).seq = seqs.get(name)!;
   }
+}
+
+type SegmentWorks = Awaited<ReturnType<typeof loadWindow>>;
+
+/**
+ * Shared store: reads the first windows of the batch's volumes, up to `prefetchSegmentsMax`
+ * segments, `prefetchWindowsConcurrent` at a time; keyed "volume/first index of the window".
+ */
+async function prefetch(
+  ctx: BatchContext,
+  index: PieceIndex,
+  reads: ReadSet,
+): Promise<Map<string, SegmentWorks>> {
+  const jobs: Array<() => Promise<void>> = [];
+  const out = new Map<string, SegmentWorks>();
+  let budget = prefetchSegmentsMax;
+  for (const name of [...index.keys()].sort()) {
+    const segments = index.get(name)!;
+    const order = [...segments.keys()].sort((a, b) => a - b);
+    for (let i = 0; i < order.length && budget > 0; i += commitWindowSegments) {
+      const window = order.slice(i, i + commitWindowSegments);
+      budget -= window.length;
+      jobs.push(async () => {
+        out.set(`${name}/${i}`, await loadWindow(ctx, ctx.volume(name), window, segments, reads));
+      });
+    }
+  }
+  const workers = Array.from({ length: prefetchWindowsConcurrent }, async () => {
+    for (let job = jobs.shift(); job; job = jobs.shift()) await job();
+  });
+  await Promise.all(workers);
+  return out;
 }
 
 /**

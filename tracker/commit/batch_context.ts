@@ -4,11 +4,22 @@
  */
 import type { ActivitySummary } from "../activity_state.ts";
 import type { SegmentCache } from "../segment_cache.ts";
+import type { ReadSet } from "../store/read_set.ts";
+import type { AtomicLimits, TrackerStore } from "../store/tracker_store.ts";
 import type { SegmentSummary, VolumeState } from "../volume_state.ts";
 
 /** What a batch needs of the store. */
 export interface BatchContext {
-  kv: Deno.Kv;
+  kv: TrackerStore;
+  /** How much one atomic of the store may hold. */
+  atomicLimits: AtomicLimits;
+  /**
+   * Set on a shared store (other trackers write it too): called at the start of every batch
+   * attempt with the volumes it touches, to re-read what memory may hold stale (each volume's
+   * mark sequence, recorded in `reads`; summaries dropped). Absent: this process is the only
+   * writer and its memory is the truth.
+   */
+  refresh?(names: readonly string[], reads: ReadSet): Promise<void>;
   cache: SegmentCache;
   /** Committed activity segments, scoped by activityScope(volume, host). */
   activityCache: SegmentCache<Uint8Array>;

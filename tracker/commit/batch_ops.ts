@@ -146,3 +146,26 @@ export function applyPieces(
   }
   return change;
 }
+
+/** Forgets what an attempt of a batch found, before the batch is tried again from a re-read. */
+export function resetOutcomes(ops: readonly TrackOp[]): void {
+  for (const op of ops) {
+    delete op.error;
+    switch (op.kind) {
+      case "mark":
+      case "activity":
+        op.regionsNew = 0;
+        break;
+      case "clear":
+        op.regionsCleared = 0;
+        op.regionsKept = 0;
+        break;
+      case "retire":
+        op.regionsRetired = 0;
+        break;
+      case "promote":
+        op.regionsPromoted = 0;
+        break;
+    }
+  }
+}

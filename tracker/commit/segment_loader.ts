@@ -9,6 +9,7 @@ import type { BatchContext } from "./batch_context.ts";
 import { type HostOp, isHostOp, type Piece, type SegmentWork, touchesDirty } from "./batch_ops.ts";
 import { storedSegments } from "../segment_io.ts";
 import { SegmentState } from "../segment_state.ts";
+import type { ReadSet } from "../store/read_set.ts";
 import type { VolumeState } from "../volume_state.ts";
 
 /**
@@ -21,6 +22,7 @@ export async function loadWindow(
   v: VolumeState,
   window: readonly number[],
   segments: ReadonlyMap<number, readonly Piece[]>,
+  reads?: ReadSet,
 ): Promise<Map<number, SegmentWork>> {
   const name = v.record.name;
   const dirtyWanted: number[] = [];
@@ -34,8 +36,8 @@ export async function loadWindow(
     works.set(segment, { dirty: null, activity: new Map() });
   }
   const [dirty, activity] = await Promise.all([
-    storedSegments(ctx.kv, ctx.cache, name, dirtyWanted, true),
-    loadActivity(ctx, v, activityWanted),
+    storedSegments(ctx.kv, ctx.cache, name, dirtyWanted, true, reads),
+    loadActivity(ctx, v, activityWanted, reads),
   ]);
   for (const [segment, stored] of dirty) {
     works.get(segment)!.dirty = SegmentState.decode(stored, `${name}/${segment}`);
@@ -51,7 +53,9 @@ async function loadActivity(
   ctx: BatchContext,
   v: VolumeState,
   wanted: ReadonlyArray<readonly [string, number]>,
+  reads?: ReadSet,
 ): Promise<Uint8Array[]> {
+  if (wanted.length === 0) return [];
   const name = v.record.name;
   const summary = await ctx.activity(v);
   const out: Uint8Array[] = [];
@@ -63,7 +67,7 @@ async function loadActivity(
     if (hit === undefined) missing.push(i);
     out[i] = hit ? hit.slice() : new Uint8Array(segmentBytes);
   });
-  const found = await readActivitySegments(ctx.kv, name, missing.map((i) => wanted[i]));
+  const found = await readActivitySegments(ctx.kv, name, missing.map((i) => wanted[i]), reads);
   missing.forEach((i, j) => {
     const [host, segment] = wanted[i];
     ctx.activityCache.set(activityScope(name, host), segment, found[j]);

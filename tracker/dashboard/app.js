@@ -1,6 +1,6 @@
 // The trackmirror dashboard (issue 11 item 5): plain browser JavaScript, no build step.
 // Data: /v1/overview/stream (SSE, the `deno task status --json` document once a second), each
-// volume's /v1/volumes/{name}/map after every document, and /v1/events where the tracker has it.
+// volume's /v1/volumes/{name}/map after every document, and the tracker's /v1/events.
 // Everything from the services is put in the page as text (textContent), never as markup.
 // The token and the streams are in streams.js.
 import { authHeaders, setToken, subscribe, takeTokenFromUrl } from "./streams.js";
@@ -9,8 +9,18 @@ import { authHeaders, setToken, subscribe, takeTokenFromUrl } from "./streams.js
 const stripCells = 256;
 /** Events kept in the panel. */
 const eventsShown = 20;
-/** SSE event names of /v1/events the panel listens to (unnamed events arrive as "message"). */
-const eventNames = ["message", "event"];
+/**
+ * The kinds of the tracker's /v1/events (its `event:` names; tracker/tracker_events.ts
+ * `trackerEventKinds`): an EventSource hears a named event only by its name.
+ */
+export const eventKinds = [
+  "volume.registered",
+  "lease.taken",
+  "lease.takeover",
+  "volume.dirty",
+  "volume.clean",
+  "log",
+];
 
 const $ = (id) => document.getElementById(id);
 
@@ -248,13 +258,19 @@ function showEvent(ev) {
       `${ev.volume ? ` ${ev.volume}` : ""}: ${ev.message ?? ""}`,
   );
   item.dataset.level = ev.level ?? "info";
+  item.dataset.kind = ev.kind ?? "";
+  item.dataset.volume = ev.volume ?? "";
   list.prepend(item);
   while (list.children.length > eventsShown) list.lastChild.remove();
 }
 
-/** Shows the events panel once /v1/events answers; a tracker without the route leaves it hidden. */
+/**
+ * Shows the events panel once /v1/events answers, starting with what the tracker keeps
+ * (`since=0`; a reconnect resumes after its Last-Event-ID); a tracker without the route (older,
+ * 404) leaves it hidden.
+ */
 function followEvents() {
-  subscribe("/v1/events", eventNames, {
+  subscribe("/v1/events?since=0", eventKinds, {
     onEvent: (_name, data) => {
       try {
         showEvent(JSON.parse(data));

@@ -57,9 +57,13 @@ export function subscribe(path, names, { onEvent, onOpen, onRefused, onLost }) {
 }
 
 async function followWithFetch(path, { onEvent, onOpen, onRefused, onLost }) {
+  // As EventSource does: a reconnect says the last id seen, so the stream resumes after it.
+  let lastId = null;
   for (;;) {
     try {
-      const res = await fetch(path, { headers: authHeaders() });
+      const headers = authHeaders();
+      if (lastId !== null) headers["last-event-id"] = lastId;
+      const res = await fetch(path, { headers });
       if (!res.ok) {
         await res.body?.cancel();
         return onRefused(res.status);
@@ -75,6 +79,7 @@ async function followWithFetch(path, { onEvent, onOpen, onRefused, onLost }) {
         while ((end = text.indexOf("\n\n")) >= 0) {
           const event = parseEvent(text.slice(0, end));
           text = text.slice(end + 2);
+          if (event.id !== null) lastId = event.id;
           if (event.data !== null) onEvent(event.name, event.data);
         }
       }
@@ -86,9 +91,10 @@ async function followWithFetch(path, { onEvent, onOpen, onRefused, onLost }) {
   }
 }
 
-/** One SSE block: its event name ("message" when none) and its data lines joined. */
+/** One SSE block: its event name ("message" when none), id (or null) and data lines joined. */
 function parseEvent(block) {
   let name = "message";
+  let id = null;
   const data = [];
   for (const line of block.split("\n")) {
     if (line.startsWith(":")) continue;
@@ -96,7 +102,8 @@ function parseEvent(block) {
     const field = colon < 0 ? line : line.slice(0, colon);
     const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
     if (field === "event") name = value;
+    if (field === "id") id = value;
     if (field === "data") data.push(value);
   }
-  return { name, data: data.length ? data.join("\n") : null };
+  return { name, id, data: data.length ? data.join("\n") : null };
 }

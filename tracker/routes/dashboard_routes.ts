@@ -7,22 +7,45 @@
  * token still serves the page, which then asks for the token (tracker/dashboard/streams.js) and
  * sends it with every data request.
  */
-import { Hono } from "hono";
+import { apiRoute, htmlResponse, newApiApp, textResponse } from "../../src/api_route.ts";
 
-/** The dashboard's files: path served → file in tracker/dashboard/ and its content type. */
+/** The dashboard's files: path served → file in tracker/dashboard/, its content type and title. */
 export const dashboardFiles = {
-  "/": { file: "index.html", type: "text/html; charset=utf-8" },
-  "/dashboard/app.js": { file: "app.js", type: "text/javascript; charset=utf-8" },
-  "/dashboard/streams.js": { file: "streams.js", type: "text/javascript; charset=utf-8" },
-  "/dashboard/style.css": { file: "style.css", type: "text/css; charset=utf-8" },
+  "/": { file: "index.html", type: "text/html; charset=utf-8", what: "The dashboard page" },
+  "/dashboard/app.js": {
+    file: "app.js",
+    type: "text/javascript; charset=utf-8",
+    what: "The dashboard's script (panels, map)",
+  },
+  "/dashboard/streams.js": {
+    file: "streams.js",
+    type: "text/javascript; charset=utf-8",
+    what: "The dashboard's script (token, streams read with fetch)",
+  },
+  "/dashboard/style.css": {
+    file: "style.css",
+    type: "text/css; charset=utf-8",
+    what: "The dashboard's style",
+  },
 } as const;
 
 const dashboardDir = new URL("../dashboard/", import.meta.url);
 
+/** The files as routes of the API reference (tag "dashboard"), served without the token. */
 export function dashboardRoutes() {
-  const app = new Hono();
-  for (const [path, { file, type }] of Object.entries(dashboardFiles)) {
-    app.get(path, async (c) => {
+  const app = newApiApp();
+  for (const [path, { file, type, what }] of Object.entries(dashboardFiles)) {
+    const mediaType = type.split(";")[0];
+    apiRoute(app, {
+      method: "get",
+      path,
+      summary: what,
+      tags: ["dashboard"],
+      security: [],
+      responses: {
+        200: mediaType === "text/html" ? htmlResponse(what) : textResponse(what, mediaType),
+      },
+    }, async (c) => {
       const body = await Deno.readFile(new URL(file, dashboardDir));
       return c.body(body, 200, { "content-type": type, "cache-control": "no-cache" });
     });

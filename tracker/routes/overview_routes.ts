@@ -9,12 +9,19 @@
  * `overviewIntervalMs`; a stream ends when its client goes or `closing` is aborted (the tracker
  * stopping: Deno's graceful shutdown waits for open responses).
  */
-import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
+import { z } from "zod";
+import {
+  apiRoute,
+  errorResponses,
+  eventStreamResponse,
+  jsonResponse,
+  newApiApp,
+} from "../../src/api_route.ts";
 import { ServiceError } from "../../src/errors.ts";
 import { assembleStatus } from "../../src/status/status_assemble.ts";
 import type { SystemStatus } from "../../src/status/status_document.ts";
-import { gatherFrom, type TrackerAnswer } from "../../src/status/status_gather.ts";
+import { gatherFrom, type TrackerReply } from "../../src/status/status_gather.ts";
 import type { RouteDeps } from "./route_deps.ts";
 import { trackerStatusOf } from "./status_routes.ts";
 
@@ -22,6 +29,25 @@ import { trackerStatusOf } from "./status_routes.ts";
 export const overviewIntervalMs = 1000;
 /** Most overview streams open at once; one more is refused with 503. */
 export const overviewStreamsMax = 16;
+
+/**
+ * The status document's outline for the API reference; its fields are described in
+ * src/status/status_document.ts (`SystemStatus`) and README ("Is my mirror in sync?").
+ */
+const systemStatusOutline = z.object({
+  format: z.number(),
+  at: z.number(),
+  atIso: z.string(),
+  health: z.enum(["healthy", "degraded", "down"]),
+  exitCode: z.number(),
+  problems: z.array(z.string()),
+  tracker: z.looseObject({}),
+  hosts: z.array(z.looseObject({})),
+  backups: z.array(z.looseObject({})),
+  volumes: z.array(z.looseObject({})),
+}).openapi("SystemStatus", {
+  description: "The document of `deno task status --json` (src/status/status_document.ts)",
+});
 
 export interface OverviewOptions {
   /** The shared token, sent to the host agents and backups the overview asks. */
@@ -36,7 +62,7 @@ export function overviewRoutes({ store, clock }: RouteDeps, opts: OverviewOption
 
   async function overview(trackerUrl: string): Promise<SystemStatus> {
     const at = clock.now();
-    let tracker: TrackerAnswer;
+    let tracker: TrackerReply;
     try {
       const volumes = await store.list();
       tracker = { volumes, status: trackerStatusOf(volumes, startedAt, clock.now()) };
@@ -46,38 +72,55 @@ export function overviewRoutes({ store, clock }: RouteDeps, opts: OverviewOption
     return assembleStatus(await gatherFrom(tracker, { trackerUrl, token: opts.token }, at));
   }
 
-  return new Hono()
-    .get("/v1/overview", async (c) => c.json(await overview(new URL(c.req.url).origin)))
-    .get("/v1/overview/stream", (c) => {
-      if (streams >= overviewStreamsMax) {
-        throw new ServiceError(503, `${overviewStreamsMax} overview streams are open already`);
-      }
-      const origin = new URL(c.req.url).origin;
-      streams++;
-      return streamSSE(c, async (stream) => {
-        const ended = () => stream.aborted || stream.closed || opts.closing?.aborted === true;
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        let wakeSleep = () => {};
-        const wake = () => stream.abort();
-        stream.onAbort(() => {
-          clearTimeout(timer);
-          wakeSleep();
-        });
-        opts.closing?.addEventListener("abort", wake);
-        try {
-          for (let id = 1; !ended(); id++) {
-            const doc = await overview(origin);
-            if (ended()) break;
-            await stream.writeSSE({ event: "overview", id: String(id), data: JSON.stringify(doc) });
-            await new Promise<void>((resolve) => {
-              wakeSleep = resolve;
-              timer = setTimeout(resolve, overviewIntervalMs);
-            });
-          }
-        } finally {
-          opts.closing?.removeEventListener("abort", wake);
-          streams--;
-        }
+  const app = newApiApp();
+  apiRoute(app, {
+    method: "get",
+    path: "/v1/overview",
+    summary: "The whole system as `deno task status --json` shows it, asked by the tracker",
+    tags: ["dashboard"],
+    responses: { 200: jsonResponse(systemStatusOutline, "The status document") },
+  }, async (c) => c.json(await overview(new URL(c.req.url).origin), 200));
+  apiRoute(app, {
+    method: "get",
+    path: "/v1/overview/stream",
+    summary:
+      `The overview as server-sent events (event: overview), one every ${overviewIntervalMs} ms`,
+    tags: ["dashboard"],
+    responses: {
+      200: eventStreamResponse("The stream of status documents", systemStatusOutline),
+      ...errorResponses({ 503: `${overviewStreamsMax} overview streams are open already` }),
+    },
+  }, (c) => {
+    if (streams >= overviewStreamsMax) {
+      throw new ServiceError(503, `${overviewStreamsMax} overview streams are open already`);
+    }
+    const origin = new URL(c.req.url).origin;
+    streams++;
+    return streamSSE(c, async (stream) => {
+      const ended = () => stream.aborted || stream.closed || opts.closing?.aborted === true;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      let wakeSleep = () => {};
+      const wake = () => stream.abort();
+      stream.onAbort(() => {
+        clearTimeout(timer);
+        wakeSleep();
       });
+      opts.closing?.addEventListener("abort", wake);
+      try {
+        for (let id = 1; !ended(); id++) {
+          const doc = await overview(origin);
+          if (ended()) break;
+          await stream.writeSSE({ event: "overview", id: String(id), data: JSON.stringify(doc) });
+          await new Promise<void>((resolve) => {
+            wakeSleep = resolve;
+            timer = setTimeout(resolve, overviewIntervalMs);
+          });
+        }
+      } finally {
+        opts.closing?.removeEventListener("abort", wake);
+        streams--;
+      }
     });
+  });
+  return app;
 }

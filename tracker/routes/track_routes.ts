@@ -1,15 +1,37 @@
 /** `POST /v1/track`: hosts' tracking commands, answered once committed. */
-import { Hono } from "hono";
-import { trackRequest } from "../../src/schemas.ts";
-import { validate } from "../../src/validate.ts";
+import {
+  apiRoute,
+  errorResponses,
+  jsonBody,
+  jsonResponse,
+  newApiApp,
+} from "../../src/api_route.ts";
+import { trackRequest, trackResponse } from "../../src/schemas.ts";
 import type { RouteDeps } from "./route_deps.ts";
 
 export function trackRoutes({ store, metrics, clock }: RouteDeps) {
-  return new Hono().post("/v1/track", validate("json", trackRequest), async (c) => {
+  const app = newApiApp();
+  apiRoute(app, {
+    method: "post",
+    path: "/v1/track",
+    summary: "Mark every region the extents touch dirty (a host's tracking command)",
+    tags: ["tracking"],
+    request: { body: jsonBody(trackRequest) },
+    responses: {
+      200: jsonResponse(trackResponse, "Committed"),
+      ...errorResponses({
+        400: "A bad field, or an extent outside the volume",
+        404: "Unknown volume",
+        409: "Fenced: another agent instance holds the volume's lease",
+        503: "The tracker is closing",
+      }),
+    },
+  }, async (c) => {
     const req = c.req.valid("json");
     metrics.count("trackmirror_tracker_track_requests_total", "Tracking commands received");
     const res = await store.mark(req.volume, req.extents, req.time ?? clock.now(), req);
     metrics.count("trackmirror_tracker_regions_marked_total", "Regions marked", res.regionsMarked);
-    return c.json(res);
+    return c.json(res, 200);
   });
+  return app;
 }
