@@ -309,6 +309,9 @@ trackmirror is running (version ${version}; Ctrl-C stops everything)${
   }
   NBD         nbd://127.0.0.1:${nbdPort}/${nbdExport}    and nbd+unix:///${nbdExport}?socket=${data}/nbd.sock
   pid files   ${data}/pids/{start,tracker,backup,host}.pid
+  dashboard   ${tracker}/    (open it in a browser${
+    token === undefined ? "" : `; it asks for the token, or open ${tracker}/#token=…`
+  })
 
 Write to vol0:
   head -c 65536 /dev/urandom | curl -sS${auth} -X PUT --data-binary @- '${host}/v1/volumes/vol0/data?offset=0'

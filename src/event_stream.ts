@@ -20,7 +20,8 @@ const seqText = z.string().regex(/^\d{1,15}$/, "Must be a whole number (an event
 
 /** Where to start: the seq given by the header or the query, or undefined (live only). */
 function startSeq(header: string | undefined, since: string | undefined): number | undefined {
-  for (const [what, value] of [["Last-Event-ID", header], ["since", since]] as const) {
+  // Named as "Header …" / "Query …": an error message starts with a capital (tests/fuzz_http).
+  for (const [what, value] of [["Header Last-Event-ID", header], ["Query since", since]] as const) {
     if (value === undefined || value === "") continue;
     const parsed = seqText.safeParse(value);
     if (!parsed.success) {

@@ -92,7 +92,11 @@ const room = (path: string) => path.includes("/") ? path.slice(0, path.indexOf("
 const isClient = (path: string) => path === "tracker/client.ts" || path === "backup/client.ts";
 
 /** Inside tracker/: readers and state never stand on the committer, the façade or the edge. */
-const trackerReaders = ["tracker/log_reader.ts", "tracker/activity_reader.ts"];
+const trackerReaders = [
+  "tracker/log_reader.ts",
+  "tracker/activity_reader.ts",
+  "tracker/map_reader.ts",
+];
 const isTrackerTop = (f: string) =>
   ["tracker_state.ts", "app.ts", "service.ts", "main.ts", "client.ts"].some((n) =>
     f === `tracker/${n}`

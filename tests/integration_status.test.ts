@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { type RunResult, runScript } from "../harness/tools.ts";
 import { startSystem, type System } from "../harness/system.ts";
-import type { SystemStatus } from "../host/status/status_document.ts";
+import type { SystemStatus } from "../src/status/status_document.ts";
 
 const mib = 1024 * 1024;
 /** Bound on waiting for a state the system settles into (the backup's checkpoint is 1 s). */

@@ -4,8 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { runScript } from "../harness/tools.ts";
-import { type InSyncFacts, notInSyncReasons } from "../host/status/in_sync.ts";
-import { type Answers, assembleStatus } from "../host/status/status_assemble.ts";
+import { type InSyncFacts, notInSyncReasons } from "../src/status/in_sync.ts";
+import { type Answers, assembleStatus } from "../src/status/status_assemble.ts";
 import { takeWatchFlag } from "../host/status/status.ts";
 import { alignColumns, formatAge, renderStatusTable } from "../host/status/status_table.ts";
 import type { HostStatus } from "../src/host_schemas.ts";

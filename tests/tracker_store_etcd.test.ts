@@ -2,7 +2,8 @@
  * The etcd store against one real etcd member (Debian etcd-server 3.4): what it reads back, how a
  * txn's compares fail it whole, how listings page and stay inside their prefix, that the client
  * fails over between endpoints; and two trackers in one process sharing it, so every acknowledged
- * mark is in either tracker's log and a clear never removes a mark its token did not cover.
+ * mark is in either tracker's log (and either one's dirty map) and a clear never removes a mark
+ * its token did not cover.
  */
 import assert from "node:assert/strict";
 import { type EtcdCluster, haveEtcd, startEtcdCluster } from "../harness/etcd_cluster.ts";
@@ -236,6 +237,12 @@ Deno.test({
       const want = [...new Set(regions)].sort((x, y) => x - y);
       assert.deepEqual(dirty(logA), want);
       assert.deepEqual(dirty(logB), want);
+      // The dashboard's map (one cell a region) on either tracker: the dirty regions in etcd.
+      const mapped = async (t: TrackerService) =>
+        [...(await call(t, "GET", "/v1/volumes/v1/map?cells=4096")).json.map as string]
+          .flatMap((cell, i) => cell === "D" ? [i] : []);
+      assert.deepEqual(await mapped(a), want);
+      assert.deepEqual(await mapped(b), want);
       // Every mark moved the sequence once, whichever tracker committed it.
       const info = await call(b, "GET", "/v1/volumes/v1");
       assert.equal(info.json.dirtyRegions, want.length);
@@ -250,6 +257,8 @@ Deno.test({
       assert.equal(cleared.json.regionsKept, 1);
       assert.equal(cleared.json.regionsCleared, want.length - 1);
       assert.deepEqual(dirty(await call(b, "GET", "/v1/volumes/v1/log")), [regions[0]]);
+      // B's map after A's clear: what etcd holds now, not a summary from before.
+      assert.deepEqual(await mapped(b), [regions[0]]);
       // B's summary from before A's clear is not reused: B answers what etcd holds now.
       assert.equal((await call(b, "GET", "/v1/volumes/v1")).json.dirtyRegions, 1);
       assert.equal((await call(a, "GET", "/v1/volumes/v1")).json.dirtyRegions, 1);

@@ -10,7 +10,10 @@ import { newApiApp } from "../src/api_route.ts";
 import { tooLarge } from "../src/errors.ts";
 import { applyServiceBasics } from "../src/service.ts";
 import { activityRoutes } from "./routes/activity_routes.ts";
+import { dashboardRoutes } from "./routes/dashboard_routes.ts";
 import { eventRoutes } from "./routes/event_routes.ts";
+import { mapRoutes } from "./routes/map_routes.ts";
+import { type OverviewOptions, overviewRoutes } from "./routes/overview_routes.ts";
 import type { RouteDeps } from "./routes/route_deps.ts";
 import { statusRoutes } from "./routes/status_routes.ts";
 import { trackRoutes } from "./routes/track_routes.ts";
@@ -19,14 +22,21 @@ import { volumeRoutes } from "./routes/volume_routes.ts";
 /** Largest request body accepted (a full tracking command of 4096 extents is ~200 KiB). */
 export const requestBodyBytesMax = 1024 * 1024;
 
-/** The tracker's routes over `deps`; `token`, when set, guards every route but /healthz. */
-export function buildTrackerApp(deps: RouteDeps, token?: string) {
+/**
+ * The tracker's routes over `deps`; `token`, when set, guards every route but /healthz and the
+ * dashboard's files (and is what the overview sends to host agents and backups). `closing` ends
+ * open overview streams.
+ */
+export function buildTrackerApp(deps: RouteDeps, token?: string, closing?: AbortSignal) {
+  const overview: OverviewOptions = { token, closing };
   const app = newApiApp();
+  // Before the token check: the page's files hold no data, and the page asks for the token.
+  app.route("/", dashboardRoutes());
   applyServiceBasics(app, "tracker", {
     token,
     metrics: deps.metrics,
     description: "Tracks which regions of each volume are dirty (not yet at the backup): hosts " +
-      "mark them, reconstruct reads the log and clears what it copied.",
+      "mark them, reconstruct reads the log and clears what it copied; serves the dashboard.",
   });
   app.use(
     "/v1/*",
@@ -42,6 +52,8 @@ export function buildTrackerApp(deps: RouteDeps, token?: string) {
     .route("/", volumeRoutes(deps))
     .route("/", activityRoutes(deps))
     .route("/", statusRoutes(deps))
+    .route("/", mapRoutes(deps))
+    .route("/", overviewRoutes(deps, overview))
     .route("/", eventRoutes());
 }
 

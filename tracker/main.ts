@@ -9,7 +9,8 @@
  * the tracker must be the only process writing that KV. Or it is an etcd cluster,
  * `etcd://HOST:PORT[,HOST:PORT...][/NAMESPACE]`, which any number of trackers may share
  * (tracker/store/etcd_store.ts). Any other scheme exits 2. `--token`, `--token-file` or
- * TRACKMIRROR_TOKEN (src/token.ts) guards every route but /healthz with a bearer token.
+ * TRACKMIRROR_TOKEN (src/token.ts) guards every route but /healthz and the dashboard's files
+ * with a bearer token.
  * SIGTERM / SIGINT drain the commit queue, close the KV and exit 0.
  */
 import { dirname } from "node:path";
@@ -109,6 +110,7 @@ async function main(): Promise<void> {
   const stop = async () => {
     if (stopping) return;
     stopping = true;
+    tracker.endStreams();
     processEvents.endFollowers();
     await server.shutdown();
     await tracker.close();

@@ -16,7 +16,10 @@ export interface TrackerAppOptions {
   /** What the store is (default: Deno KV, written by this tracker only). */
   traits?: StoreTraits;
   clock: Clock;
-  /** When set, every route but /healthz needs `Authorization: Bearer <token>`. */
+  /**
+   * When set, every route but /healthz and the dashboard's files needs
+   * `Authorization: Bearer <token>`.
+   */
   token?: string;
   /** Bound of the in-memory segment cache (segments). */
   segmentCacheMax?: number;
@@ -29,7 +32,12 @@ export interface TrackerService {
   app: TrackerApp;
   store: TrackerState;
   metrics: Metrics;
-  /** Refuses new commands and waits until the queued ones are committed; does not close the KV. */
+  /** Ends open streams (the overview's), so a graceful shutdown does not wait for them. */
+  endStreams(): void;
+  /**
+   * Ends open streams, refuses new commands and waits until the queued ones are committed; does
+   * not close the KV.
+   */
   close(): Promise<void>;
 }
 
@@ -44,6 +52,16 @@ export function createTrackerApp(opts: TrackerAppOptions): TrackerService {
     traits: opts.traits,
   });
   registerTrackerVolumeMetrics(metrics, store, opts.clock);
-  const app = buildTrackerApp({ store, metrics, clock: opts.clock }, opts.token);
-  return { app, store, metrics, close: () => store.close() };
+  const closing = new AbortController();
+  const app = buildTrackerApp({ store, metrics, clock: opts.clock }, opts.token, closing.signal);
+  return {
+    app,
+    store,
+    metrics,
+    endStreams: () => closing.abort(),
+    close: () => {
+      closing.abort();
+      return store.close();
+    },
+  };
 }

@@ -7,6 +7,21 @@
 import type { EventInput } from "../src/events.ts";
 import type { VolumeRecord } from "./kv_layout.ts";
 
+/**
+ * Every kind the tracker's `GET /v1/events` carries: its own, and `log` (src/events.ts `logLine`).
+ * The dashboard's EventSource listens to each by name (tracker/dashboard/app.js `eventKinds`,
+ * kept equal by tests/tracker_dashboard.test.ts).
+ */
+export const trackerEventKinds = [
+  "volume.registered",
+  "lease.taken",
+  "lease.takeover",
+  "volume.dirty",
+  "volume.clean",
+  "log",
+] as const;
+export type TrackerEventKind = typeof trackerEventKinds[number];
+
 /** The event of a registration that changed who holds `record`'s volume, or undefined. */
 export function registrationEvent(
   before: VolumeRecord | undefined,
@@ -18,7 +33,7 @@ export function registrationEvent(
   if (!before) {
     return {
       service: "tracker",
-      kind: "volume.registered",
+      kind: "volume.registered" satisfies TrackerEventKind,
       volume: name,
       message: `volume "${name}" registered by ${owner}, ${record.sizeBytes} bytes`,
       data: {
@@ -35,7 +50,7 @@ export function registrationEvent(
   return {
     service: "tracker",
     level: takeover ? "warn" : "info",
-    kind: takeover ? "lease.takeover" : "lease.taken",
+    kind: (takeover ? "lease.takeover" : "lease.taken") satisfies TrackerEventKind,
     volume: name,
     message: `volume "${name}": lease ${takeover ? "taken over" : "taken"} by ${owner} from ` +
       `${from}, epoch ${record.leaseEpoch}`,
@@ -58,7 +73,7 @@ export function dirtinessEvent(
   return {
     service: "tracker",
     level: dirty ? "warn" : "info",
-    kind: dirty ? "volume.dirty" : "volume.clean",
+    kind: (dirty ? "volume.dirty" : "volume.clean") satisfies TrackerEventKind,
     volume: name,
     message: dirty
       ? `volume "${name}" is dirty: ${info.dirtyRegions} region(s), ${info.dirtyBytes} bytes marked`

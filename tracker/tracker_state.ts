@@ -46,6 +46,7 @@ import { badRequest, conflict, notFound } from "../src/errors.ts";
 import type { Clock } from "../src/clock.ts";
 import type { Extent } from "../src/extent.ts";
 import type { Metrics } from "../src/metrics.ts";
+import type { VolumeMap } from "../src/volume_map.ts";
 import type {
   ActivityPage,
   ActivityPromoteResponse,
@@ -86,6 +87,7 @@ import type { StoreTraits, TrackerStore } from "./store/tracker_store.ts";
 import { decideRegistration, type Registration } from "./registration.ts";
 import { checkLeaseClaim, type LeaseClaim } from "./lease_fence.ts";
 import { readLogPage } from "./log_reader.ts";
+import { type MapSnapshot, readVolumeMap } from "./map_reader.ts";
 import { dirtinessEvent, registrationEvent } from "./tracker_events.ts";
 import { emit, type EventInput } from "../src/events.ts";
 import { SegmentCache, segmentCacheMaxDefault } from "./segment_cache.ts";
@@ -477,6 +479,27 @@ export class TrackerState {
       until: query.until,
       limit: query.limit,
     });
+  }
+
+  /** The volume's dirty map in `cells` cells (map_reader.ts). */
+  async volumeMap(name: string, cells: number): Promise<VolumeMap> {
+    const v = await this.#volume(name);
+    let info = await this.#info(v);
+    // A failed commit drops the summaries (#info reloads them): take them again until both are
+    // there, synchronously after #info, so the snapshot is one committed state.
+    for (let tries = 1; !(v.summary && v.activity); tries++) {
+      if (tries >= 3) throw new Error(`The summaries of volume "${name}" keep being dropped`);
+      info = await this.#info(v);
+    }
+    const snapshot: MapSnapshot = {
+      dirty: new Map([...v.summary].map(([s, e]) => [s, e.count])),
+      activity: [...v.activity].flatMap(([host, h]) =>
+        [...h.segments].map(([s, count]) => [host, s, count] as const)
+      ),
+      dirtyRegions: info.dirtyRegions,
+      activityRegions: info.activityRegions,
+    };
+    return await readVolumeMap(this.#kv, this.#cache, v, snapshot, cells);
   }
 
   /** Refuses new work and waits until everything queued has been committed. */

@@ -9,7 +9,7 @@
  *                    [--token T | --token-file PATH]
  *
  * Output: a table (host/status/status_table.ts) or, with --json, the document of
- * host/status/status_document.ts on one line. --watch refreshes every SECONDS (2): the screen is
+ * src/status/status_document.ts on one line. --watch refreshes every SECONDS (2): the screen is
  * cleared on a terminal, blocks follow each other (a blank line apart) otherwise; it runs until
  * interrupted and then exits with the last block's code.
  *
@@ -20,9 +20,9 @@
 import { failoverTargetsMax } from "../../src/failover.ts";
 import { parseFlags, parseUrlList, runMain } from "../../src/flags.ts";
 import { resolveToken, tokenFlagOptions } from "../../src/token.ts";
-import { assembleStatus } from "./status_assemble.ts";
-import { statusExit, type SystemStatus } from "./status_document.ts";
-import { gatherAnswers } from "./status_gather.ts";
+import { assembleStatus } from "../../src/status/status_assemble.ts";
+import { statusExit, type SystemStatus } from "../../src/status/status_document.ts";
+import { gatherAnswers } from "../../src/status/status_gather.ts";
 import { followEvents } from "./status_events.ts";
 import { renderStatusTable } from "./status_table.ts";
 

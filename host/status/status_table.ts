@@ -4,7 +4,11 @@
  * one a line — the shape of `drbdadm status`, with the reasons spelled out.
  */
 import { formatBytes } from "../../src/extent.ts";
-import type { HostComponentView, SystemStatus, VolumeRow } from "./status_document.ts";
+import type {
+  HostComponentView,
+  SystemStatus,
+  VolumeRow,
+} from "../../src/status/status_document.ts";
 
 /** `seconds` as `45s`, `3m12s`, `2h05m`, `3d04h`; below one second `<1s`. */
 export function formatAge(seconds: number): string {

@@ -299,6 +299,12 @@ export async function send(
     headers: r.headers,
     body: r.body as BodyInit | undefined,
   });
+  const contentType = res.headers.get("content-type");
+  if (res.ok && contentType?.startsWith("text/event-stream")) {
+    // A stream accepted (server-sent events) never ends by itself: hang up, as a client would.
+    await res.body?.cancel();
+    return { status: res.status, text: "", contentType };
+  }
   return {
     status: res.status,
     text: await res.text(),

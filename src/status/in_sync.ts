@@ -16,7 +16,7 @@
  *
  * `notInSyncReasons` lists every rule that fails, in words; in sync means the list is empty.
  */
-import { formatBytes } from "../../src/extent.ts";
+import { formatBytes } from "../extent.ts";
 
 /** What the rule looks at, gathered from the tracker, the owning host agent and its backup. */
 export interface InSyncFacts {

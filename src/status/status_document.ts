@@ -11,7 +11,7 @@
  *                tracker offline, or a volume is not served (fenced, or unknown to its owner).
  * (2 is bad flags, before anything is asked.)
  */
-import type { ComponentState, ResyncProgress } from "../../src/host_schemas.ts";
+import type { ComponentState, ResyncProgress } from "../host_schemas.ts";
 
 export const statusFormat = 1;
 
@@ -71,7 +71,7 @@ export interface VolumeRow {
   /** The backup the owner forks to (null when the owner did not say). */
   backupUrl: string | null;
   inSync: boolean;
-  /** Every in-sync rule that fails (host/status/in_sync.ts); empty when in sync. */
+  /** Every in-sync rule that fails (src/status/in_sync.ts); empty when in sync. */
   notInSync: string[];
   dirty: {
     bytes: number;

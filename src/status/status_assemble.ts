@@ -2,9 +2,9 @@
  * Turns what the services answered into the status document (pure: the command's I/O is in
  * status_gather.ts), deciding each volume's in-sync state and the system's health and exit code.
  */
-import type { HostStatus, HostVolumeView } from "../../src/host_schemas.ts";
-import { isoTime } from "../../src/iso_time.ts";
-import type { BackupStatus, TrackerStatus, VolumeInfo } from "../../src/schemas.ts";
+import type { HostStatus, HostVolumeView } from "../host_schemas.ts";
+import { isoTime } from "../iso_time.ts";
+import type { BackupStatus, TrackerStatus, VolumeInfo } from "../schemas.ts";
 import { notInSyncReasons } from "./in_sync.ts";
 import {
   type BackupRow,
