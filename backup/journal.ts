@@ -131,7 +131,8 @@ export class Journal {
   #recordsReleased = 0;
   #queue: Queued[] = [];
   #durable: JournalEntry[] = [];
-  #durableWaiters: (() => void)[] = [];
+  #durableBytes = 0;
+  #durableWaiters: { bytes: number; wake: () => void }[] = [];
   /** Settles once the batch appended last is durable or refused (groups commit in order). */
   #lastQueued: Promise<void> = Promise.resolve();
   /** True while the writer loop runs; cleared by the loop itself as it exits. */
@@ -282,13 +283,30 @@ export class Journal {
       bytes += this.#durable[n].body.length;
       n++;
     }
+    this.#durableBytes -= bytes;
     return this.#durable.splice(0, n);
   }
 
-  /** Resolves when an acknowledged entry is waiting to be taken, or the journal closed. */
-  waitDurable(): Promise<void> {
-    if (this.#durable.length > 0 || this.#closed) return Promise.resolve();
-    return new Promise((resolve) => this.#durableWaiters.push(resolve));
+  /** Bytes of acknowledged entries waiting to be taken. */
+  get durableBytes(): number {
+    return this.#durableBytes;
+  }
+
+  /**
+   * Resolves when acknowledged entries of at least `bytes` bytes (default: any) wait to be
+   * taken, or the journal closed.
+   */
+  waitDurable(bytes = 1): Promise<void> {
+    if (this.#durableBytes >= bytes || this.#closed) return Promise.resolve();
+    return new Promise((wake) => this.#durableWaiters.push({ bytes, wake }));
+  }
+
+  #wakeDurable(all: boolean): void {
+    this.#durableWaiters = this.#durableWaiters.filter((w) => {
+      if (!all && w.bytes > this.#durableBytes) return true;
+      w.wake();
+      return false;
+    });
   }
 
   /**
@@ -325,7 +343,7 @@ export class Journal {
       }
     }
     this.activeFile.close();
-    for (const wake of this.#durableWaiters.splice(0)) wake();
+    this.#wakeDurable(true);
   }
 
   /**
@@ -438,6 +456,7 @@ export class Journal {
       this.#ledger.written(this.activeId, q.body.length);
       this.#durable.push({ segment: this.activeId, offset, body: q.body, records: q.records });
       offset += q.body.length;
+      this.#durableBytes += q.body.length;
       this.#recordsAcknowledged += q.records;
       q.resolve();
     }
@@ -445,7 +464,7 @@ export class Journal {
       "trackmirror_backup_journal_groups_total",
       "Group commits (one fsync each)",
     );
-    for (const wake of this.#durableWaiters.splice(0)) wake();
+    this.#wakeDurable(false);
   }
 
   /**
