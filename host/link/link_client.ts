@@ -25,8 +25,10 @@
  *
  * Coalescing without timers: one writer loop takes everything queued, encodes one RECORDS frame
  * (at most `frameBytesMax`, within the credit) and awaits the socket write; records submitted
- * meanwhile go in the next frame. (A `setTimeout(0)` flush cut throughput by 60%, a microtask
- * flush doubled frames per write.) Submitters wait when `inflightBytesMax` bytes are queued.
+ * meanwhile go in the next frame. The loop starts one microtask after the first submit, so the
+ * rest of the burst submitted in the same step joins that frame (4.4 → 9.1 records a frame at
+ * depth 32; a `setTimeout(0)` flush cut throughput by 60%). Submitters wait when
+ * `inflightBytesMax` bytes are queued.
  */
 import { encodedRecordBytes, encodeRecord } from "../../src/journal_record.ts";
 import {
@@ -266,7 +268,7 @@ export class LinkClient {
     });
     this.#queuedBytes += bytes;
     this.#armTimer();
-    if (!this.#writing) void this.#writeLoop();
+    this.#startWriting();
     return done;
   }
 
@@ -279,6 +281,17 @@ export class LinkClient {
   async close(): Promise<void> {
     this.#fail(new Error("The link was closed"));
     await this.#readLoop;
+  }
+
+  /**
+   * Starts the writer loop one microtask from now, unless it runs or is about to: the writes of
+   * one NBD burst reach `submit` at the same microtask depth, one after another, so the first of
+   * them no longer leaves alone in a frame of its own.
+   */
+  #startWriting(): void {
+    if (this.#writing) return;
+    this.#writing = true;
+    queueMicrotask(() => void this.#writeLoop());
   }
 
   /** Sends frames while records are queued and credit allows. */
@@ -372,7 +385,7 @@ export class LinkClient {
         throw new Error(`Unexpected frame type ${frame.type} from the backup`);
     }
     this.#progressAt = performance.now();
-    if (!this.#writing && this.#queue.length > 0) void this.#writeLoop();
+    if (this.#queue.length > 0) this.#startWriting();
   }
 
   /** Frames up to `seq` are received: resolve their submits, note their regions unhardened. */
