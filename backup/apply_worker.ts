@@ -87,6 +87,9 @@ port.onmessage = (e) => {
       msg.bytes.buffer,
     ]);
   } catch (err) {
-    port.postMessage({ type: "failed", id: msg.id, message: (err as Error).message });
+    port.postMessage(
+      { type: "failed", id: msg.id, message: (err as Error).message, bytes: msg.bytes },
+      [msg.bytes.buffer],
+    );
   }
 };

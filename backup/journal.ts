@@ -109,7 +109,11 @@ export interface JournalEntry {
   readonly segment: number;
   /** Byte offset of the batch in its segment: with `segment`, its place in the journal's order. */
   readonly offset: number;
-  readonly body: Uint8Array;
+  /**
+   * The batch's bytes. A large batch that owns its whole buffer is lent to the apply worker
+   * (transferred there and back, backup/apply_thread.ts): only the applier touches it then.
+   */
+  body: Uint8Array;
   readonly records: number;
 }
 
