@@ -22,6 +22,7 @@ async function withImages(fn: (dir: string) => Promise<void>): Promise<void> {
 function entry(volume: string, offset: number, data: Uint8Array): JournalEntry {
   return {
     segment: 1,
+    offset: 0,
     body: encodeRecord({ kind: "write", volume, offset, length: data.length, data }),
     records: 1,
   };
