@@ -215,7 +215,7 @@ export class Applier {
     if (this.#durableSeenAt > 0) deadlines.push(this.#durableSeenAt + applyDelayMs);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const waits = [
-      this.journal.waitDurable(this.journal.durableBytes > 0 ? applyMessageBytesMax : 1),
+      this.journal.waitDurable(this.#dueBytes()),
       new Promise<void>((r) => this.#kick = r),
     ];
     if (deadlines.length > 0) {
@@ -228,6 +228,18 @@ export class Applier {
     await Promise.race(waits);
     clearTimeout(timer);
     this.#kick = undefined;
+  }
+
+  /**
+   * Durable bytes at which waiting batches become due by size: a message's worth, or fewer when
+   * the journal would be half full sooner (a small journal must not wait `applyDelayMs` to be
+   * drained, nor hide an applier failure that long).
+   */
+  #dueBytes(): number {
+    const durable = this.journal.durableBytes;
+    if (durable === 0) return 1;
+    const toHalf = Math.ceil(this.journal.journalBytesMax / 2) - this.journal.pendingBytes;
+    return Math.max(1, Math.min(applyMessageBytesMax, durable + toHalf));
   }
 
   /** Wakes `#waitWork` early (a waiter or stop wants the checkpoint now). */
