@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { applyLendBytesMin, ApplyThread } from "../backup/apply_thread.ts";
 import type { JournalEntry } from "../backup/journal.ts";
-import { encodeRecord } from "../src/journal_record.ts";
+import { encodeCycleMarker, encodeRecord } from "../src/journal_record.ts";
+import { openBackup } from "../backup/service.ts";
 
 const imageBytes = 4 * 1024 * 1024;
 
@@ -77,4 +78,52 @@ Deno.test("apply thread gives a lent batch back when the worker refuses it", asy
       await thread.close();
     }
   });
+});
+
+Deno.test("in one applier step, a write after a commit lands over the committed stage; other volumes' writes go straight", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "apply_thread_cycle_" });
+  const backup = await openBackup({ dataDir, applierPaused: true, log: () => {} });
+  const req = (path: string, init?: RequestInit) => Promise.resolve(backup.app.request(path, init));
+  const post = async (volume: string, body: Uint8Array) => {
+    const res = await req(`/v1/volumes/${volume}/writes`, {
+      method: "POST",
+      headers: { "content-type": "application/octet-stream" },
+      body: body as BodyInit,
+    });
+    assert.equal(res.status, 200, await res.text());
+  };
+  const write = (volume: string, offset: number, value: number) =>
+    encodeRecord({
+      kind: "write",
+      volume,
+      offset,
+      length: 4096,
+      data: new Uint8Array(4096).fill(value),
+    });
+  try {
+    for (const name of ["db0", "db1"]) {
+      const put = await req(`/v1/volumes/${name}`, {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ sizeBytes: imageBytes }),
+      });
+      assert.equal(put.status, 201);
+    }
+    // Held back, so the applier takes every batch below in one step.
+    await post("db0", encodeCycleMarker("cycle-begin", "db0"));
+    await post("db0", write("db0", 0, 2)); // staged
+    await post("db1", write("db1", 0, 7)); // straight, while db0's cycle is open
+    await post("db0", encodeCycleMarker("cycle-commit", "db0"));
+    await post("db0", write("db0", 0, 3)); // straight, after the commit: must land last
+    await post("db1", write("db1", 4096, 8));
+    backup.applier.resume();
+    assert.equal((await req("/v1/flush", { method: "POST" })).status, 200);
+    const at = (name: string, offset: number) => backup.store.readSync(name, offset, 1)[0];
+    assert.deepEqual([at("db0", 0), at("db1", 0), at("db1", 4096)], [3, 7, 8]);
+    assert.equal(backup.stages.points("db0").length, 1);
+    assert.equal(backup.stages.points("db0")[0].records, 1);
+  } finally {
+    await backup.close();
+    await Deno.remove(dataDir, { recursive: true });
+  }
 });
