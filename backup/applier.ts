@@ -8,8 +8,9 @@
  * journal's own on one disk). So applied batches accumulate and the secondaries are synced, and
  * the batches released, at a checkpoint: once `applyStepBytesMax` bytes are applied, or
  * `checkpointMs` after the first unsynced apply, or sooner when someone waits (`waitApplied`),
- * the journal is half full, the applier pauses or stops. Journal space is reclaimed only after
- * the checkpoint that covers it, as before.
+ * the journal is half full or a sender waits for its room (`Journal.wantRoom`), the applier
+ * pauses or stops. In a journal smaller than four steps the step is a quarter of the journal. Journal
+ * space is reclaimed only after the checkpoint that covers it, as before.
  *
  * The writes themselves run on a worker thread with its own file handles (apply_thread.ts), so a
  * large apply step never stalls the event loop the link and the journal share; this loop only
@@ -168,7 +169,7 @@ export class Applier {
           continue;
         }
         if (!this.#takeDue(performance.now())) continue;
-        const entries = this.journal.takeDurable(applyStepBytesMax);
+        const entries = this.journal.takeDurable(this.#stepBytes);
         this.#durableSeenAt = this.journal.durableBytes > 0 ? performance.now() : 0;
         await this.#step(entries);
       }
@@ -179,15 +180,27 @@ export class Applier {
 
   /** A checkpoint is due: enough applied, waited long enough, or someone needs it now. */
   #checkpointDue(): boolean {
-    return this.#unsyncedBytes >= applyStepBytesMax ||
+    return this.#unsyncedBytes >= this.#stepBytes ||
       performance.now() - this.#firstUnsyncedAt >= checkpointMs ||
       this.#appliedWaiters.length > 0 ||
       this.#pressed();
   }
 
-  /** The journal needs its space back soon, or is closing: nothing should wait. */
+  /**
+   * The journal needs its space back now: half full, a sender waits for room (`wantRoom`: a
+   * link's credit is short), or it is closing. Nothing should wait for a size or time bound then.
+   */
   #pressed(): boolean {
-    return this.journal.pendingBytes * 2 >= this.journal.journalBytesMax || this.journal.closed;
+    return this.journal.pendingBytes * 2 >= this.journal.journalBytesMax ||
+      this.journal.roomWanted || this.journal.closed;
+  }
+
+  /**
+   * Unsynced bytes at which a checkpoint is due by size: `applyStepBytesMax`, or a quarter of a
+   * journal too small for it, so a small journal's room comes back in several steps, not one.
+   */
+  get #stepBytes(): number {
+    return Math.min(applyStepBytesMax, Math.ceil(this.journal.journalBytesMax / 4));
   }
 
   /**
@@ -199,7 +212,8 @@ export class Applier {
     const bytes = this.journal.durableBytes;
     if (bytes === 0) return false;
     if (this.#durableSeenAt === 0) this.#durableSeenAt = now;
-    return bytes >= applyMessageBytesMax || now - this.#durableSeenAt >= applyDelayMs ||
+    return bytes >= Math.min(applyMessageBytesMax, this.#stepBytes) ||
+      now - this.#durableSeenAt >= applyDelayMs ||
       this.#appliedWaiters.length > 0 || this.#writtenWaiters.length > 0 || this.#pressed();
   }
 
@@ -239,7 +253,7 @@ export class Applier {
     const durable = this.journal.durableBytes;
     if (durable === 0) return 1;
     const toHalf = Math.ceil(this.journal.journalBytesMax / 2) - this.journal.pendingBytes;
-    return Math.max(1, Math.min(applyMessageBytesMax, durable + toHalf));
+    return Math.max(1, Math.min(applyMessageBytesMax, this.#stepBytes, durable + toHalf));
   }
 
   /** Wakes `#waitWork` early (a waiter or stop wants the checkpoint now). */

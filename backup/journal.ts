@@ -23,6 +23,8 @@
  * Pending bytes are also what the journal keeps in memory for the applier, so memory is bounded
  * by max(journalBytesMax, batchBytesMax). Disk is reclaimed a whole segment at a time, so the
  * files hold at most pending bytes plus one segment (`journalSegmentBytes`) already applied.
+ * Room is signalled, not polled: `onRoom` listeners hear every shrink of pending bytes, and a
+ * sender held back by room says so (`wantRoom`) so the applier checkpoints at once.
  *
  * Degraded (`degradedReason`): the journal answers but cannot take writes, and says why, so the
  * backup's status and its link can tell hosts to stop sending instead of failing every write:
@@ -152,6 +154,10 @@ export class Journal {
   #refusedAtPending: number | undefined;
   /** The next segment, being zero-filled in the background; undefined when none is started. */
   #spare: Promise<Deno.FsFile | undefined> | undefined;
+  /** Called whenever pending bytes shrink (see `onRoom`). */
+  #roomListeners = new Set<() => void>();
+  /** A sender is held back by the journal's room (see `wantRoom`); cleared by a release. */
+  #roomWanted = false;
 
   private constructor(
     private readonly opts: JournalOptions,
@@ -217,6 +223,35 @@ export class Journal {
   /** The id of the segment being appended to. */
   get activeSegment(): number {
     return this.activeId;
+  }
+
+  /**
+   * Calls `listener` whenever pending bytes shrink (batches released by the applier, or refused):
+   * a link holding back credit grants it then, not at its next poll. Returns the unsubscribe.
+   */
+  onRoom(listener: () => void): () => void {
+    this.#roomListeners.add(listener);
+    return () => this.#roomListeners.delete(listener);
+  }
+
+  /**
+   * A sender is held back by the journal's room: the applier should apply and checkpoint what it
+   * holds now instead of at its next size or time bound (a small journal must not wait a
+   * checkpoint interval for room). Wakes the applier; cleared by the next release.
+   */
+  wantRoom(): void {
+    if (this.#roomWanted || this.#closed) return;
+    this.#roomWanted = true;
+    this.#wakeDurable(true);
+  }
+
+  /** True while a sender waits for room and nothing was released since it said so. */
+  get roomWanted(): boolean {
+    return this.#roomWanted;
+  }
+
+  #roomReclaimed(): void {
+    for (const listener of this.#roomListeners) listener();
   }
 
   /** Throws 503 unless a batch of `bytes` would be admitted now. */
@@ -323,8 +358,12 @@ export class Journal {
       this.#pendingBytes -= entry.body.length;
       this.#recordsReleased += entry.records;
     }
-    if (entries.length > 0) this.#refusedAtPending = undefined;
     assert.ok(this.#pendingBytes >= 0, `Pending bytes ${this.#pendingBytes} went negative`);
+    if (entries.length > 0) {
+      this.#refusedAtPending = undefined;
+      this.#roomWanted = false;
+      this.#roomReclaimed();
+    }
     return this.#ledger.reclaim();
   }
 
@@ -390,6 +429,7 @@ export class Journal {
       this.#pendingBytes -= q.body.length;
       q.reject(unavailable(`Journal append failed: ${cause.message}`));
     }
+    if (batches.length > 0) this.#roomReclaimed();
   }
 
   /**
@@ -412,6 +452,7 @@ export class Journal {
       } catch (err) {
         this.#pendingBytes -= q.body.length;
         q.reject(err as Error);
+        this.#roomReclaimed();
       }
     }
     return group;
