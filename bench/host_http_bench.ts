@@ -4,8 +4,12 @@
  * `caseMs`, first with the backup online (mirroring), then with it killed (tracking), and for
  * comparison with forking off (`--no-fork`: straight to the primary).
  *
- *   deno run -A bench/host_http_bench.ts
+ *   deno run -A bench/host_http_bench.ts [--cpu-prof-dir DIR]
+ *
+ * `--cpu-prof-dir` profiles tracker, backup and host agent of the online case (`--cpu-prof`;
+ * summarize with bench/cpu_profile.ts).
  */
+import { parseArgs } from "node:util";
 import { HostClient } from "../host/client.ts";
 import { seededRandom } from "../src/random.ts";
 import { startSystem, type System } from "../harness/system.ts";
@@ -83,7 +87,9 @@ async function drive(
 }
 
 /** Runs the three cases; returns writes/s for each. */
-export async function benchHostHttp(): Promise<Record<string, number>> {
+export async function benchHostHttp(
+  opts: { cpuProfDir?: string } = {},
+): Promise<Record<string, number>> {
   const results: Record<string, number> = {};
   const sizeBytes = 256 * 1024 * 1024;
   let sys = await startSystem({ sizeBytes, hostArgs: ["--no-fork"] });
@@ -92,7 +98,7 @@ export async function benchHostHttp(): Promise<Record<string, number>> {
   } finally {
     await sys.stop();
   }
-  sys = await startSystem({ sizeBytes });
+  sys = await startSystem({ sizeBytes, cpuProfDir: opts.cpuProfDir });
   try {
     await sys.waitMirroring();
     let online = { writesPerSec: 0, failed: 0, writes: 0 };
@@ -120,6 +126,7 @@ export async function benchHostHttp(): Promise<Record<string, number>> {
 }
 
 if (import.meta.main) {
-  const results = await benchHostHttp();
+  const { values } = parseArgs({ options: { "cpu-prof-dir": { type: "string" } } });
+  const results = await benchHostHttp({ cpuProfDir: values["cpu-prof-dir"] });
   console.table(results);
 }
