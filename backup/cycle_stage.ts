@@ -126,6 +126,13 @@ interface Stage {
 }
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** True when `bytes[from…]` holds the ASCII characters of `text`. */
+function sameAscii(bytes: Uint8Array, from: number, text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (bytes[from + i] !== text.charCodeAt(i)) return false;
+  return true;
+}
 
 /** The stages of every volume of one backup, and the points they committed. */
 export class CycleStages {
@@ -246,6 +253,34 @@ export class CycleStages {
       pos = decoded.next;
     }
     return records;
+  }
+
+  /**
+   * True when `applyBatch(body, …, at)` would do nothing but write each record to the secondary:
+   * no cycle marker, no record of a volume with an open stage, none at or below its volume's
+   * watermark. The applier writes such batches on its worker thread (backup/apply_thread.ts) and
+   * hands every other one to `applyBatch`. Reads only the record headers (the worker verifies the
+   * checksums as it writes); a batch that does not parse is not straight.
+   */
+  straightThrough(body: Uint8Array, at: JournalPosition): boolean {
+    const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+    let volume = "";
+    for (let pos = 0; pos < body.length;) {
+      if (body.length - pos < recordHeaderBytes) return false;
+      const kind = view.getUint8(pos + 5);
+      if (kind !== 1 && kind !== 2) return false;
+      const nameBytes = view.getUint16(pos + 6, true);
+      const nameStart = pos + recordHeaderBytes;
+      // Consecutive records are usually of one volume: decode its name once.
+      if (nameBytes !== volume.length || !sameAscii(body, nameStart, volume)) {
+        volume = decoder.decode(body.subarray(nameStart, nameStart + nameBytes));
+        if (this.#stages.has(volume)) return false;
+      }
+      const where = { segment: at.segment, offset: at.offset + pos };
+      if (atOrBefore(where, this.#readPoints(volume).appliedThrough)) return false;
+      pos = nameStart + nameBytes + (kind === 1 ? view.getUint32(pos + 16, true) : 0);
+    }
+    return true;
   }
 
   /**

@@ -23,6 +23,8 @@
  * Pending bytes are also what the journal keeps in memory for the applier, so memory is bounded
  * by max(journalBytesMax, batchBytesMax). Disk is reclaimed a whole segment at a time, so the
  * files hold at most pending bytes plus one segment (`journalSegmentBytes`) already applied.
+ * Room is signalled, not polled: `onRoom` listeners hear every shrink of pending bytes, and a
+ * sender held back by room says so (`wantRoom`) so the applier checkpoints at once.
  *
  * Degraded (`degradedReason`): the journal answers but cannot take writes, and says why, so the
  * backup's status and its link can tell hosts to stop sending instead of failing every write:
@@ -112,7 +114,11 @@ export interface JournalEntry {
   readonly segment: number;
   /** Byte offset of the batch in its segment: with `segment`, its place in the journal's order. */
   readonly offset: number;
-  readonly body: Uint8Array;
+  /**
+   * The batch's bytes. A large batch that owns its whole buffer is lent to the apply worker
+   * (transferred there and back, backup/apply_thread.ts): only the applier touches it then.
+   */
+  body: Uint8Array;
   readonly records: number;
 }
 
@@ -134,7 +140,8 @@ export class Journal {
   #recordsReleased = 0;
   #queue: Queued[] = [];
   #durable: JournalEntry[] = [];
-  #durableWaiters: (() => void)[] = [];
+  #durableBytes = 0;
+  #durableWaiters: { bytes: number; wake: () => void }[] = [];
   /** Settles once the batch appended last is durable or refused (groups commit in order). */
   #lastQueued: Promise<void> = Promise.resolve();
   /** True while the writer loop runs; cleared by the loop itself as it exits. */
@@ -150,6 +157,10 @@ export class Journal {
   #refusedAtPending: number | undefined;
   /** The next segment, being zero-filled in the background; undefined when none is started. */
   #spare: Promise<Deno.FsFile | undefined> | undefined;
+  /** Called whenever pending bytes shrink (see `onRoom`). */
+  #roomListeners = new Set<() => void>();
+  /** A sender is held back by the journal's room (see `wantRoom`); cleared by a release. */
+  #roomWanted = false;
 
   private constructor(
     private readonly opts: JournalOptions,
@@ -230,6 +241,35 @@ export class Journal {
     return this.activeId;
   }
 
+  /**
+   * Calls `listener` whenever pending bytes shrink (batches released by the applier, or refused):
+   * a link holding back credit grants it then, not at its next poll. Returns the unsubscribe.
+   */
+  onRoom(listener: () => void): () => void {
+    this.#roomListeners.add(listener);
+    return () => this.#roomListeners.delete(listener);
+  }
+
+  /**
+   * A sender is held back by the journal's room: the applier should apply and checkpoint what it
+   * holds now instead of at its next size or time bound (a small journal must not wait a
+   * checkpoint interval for room). Wakes the applier; cleared by the next release.
+   */
+  wantRoom(): void {
+    if (this.#roomWanted || this.#closed) return;
+    this.#roomWanted = true;
+    this.#wakeDurable(true);
+  }
+
+  /** True while a sender waits for room and nothing was released since it said so. */
+  get roomWanted(): boolean {
+    return this.#roomWanted;
+  }
+
+  #roomReclaimed(): void {
+    for (const listener of this.#roomListeners) listener();
+  }
+
   /** Throws 503 unless a batch of `bytes` would be admitted now. */
   checkRoom(bytes: number): void {
     if (this.#closed) throw unavailable("The backup is shutting down");
@@ -308,13 +348,30 @@ export class Journal {
       bytes += this.#durable[n].body.length;
       n++;
     }
+    this.#durableBytes -= bytes;
     return this.#durable.splice(0, n);
   }
 
-  /** Resolves when an acknowledged entry is waiting to be taken, or the journal closed. */
-  waitDurable(): Promise<void> {
-    if (this.#durable.length > 0 || this.#closed) return Promise.resolve();
-    return new Promise((resolve) => this.#durableWaiters.push(resolve));
+  /** Bytes of acknowledged entries waiting to be taken. */
+  get durableBytes(): number {
+    return this.#durableBytes;
+  }
+
+  /**
+   * Resolves when acknowledged entries of at least `bytes` bytes (default: any) wait to be
+   * taken, or the journal closed.
+   */
+  waitDurable(bytes = 1): Promise<void> {
+    if (this.#durableBytes >= bytes || this.#closed) return Promise.resolve();
+    return new Promise((wake) => this.#durableWaiters.push({ bytes, wake }));
+  }
+
+  #wakeDurable(all: boolean): void {
+    this.#durableWaiters = this.#durableWaiters.filter((w) => {
+      if (!all && w.bytes > this.#durableBytes) return true;
+      w.wake();
+      return false;
+    });
   }
 
   /**
@@ -327,16 +384,20 @@ export class Journal {
       this.#pendingBytes -= entry.body.length;
       this.#recordsReleased += entry.records;
     }
-    if (entries.length > 0 && this.#refusedAtPending !== undefined) {
-      this.#refusedAtPending = undefined;
-      emit({
-        service: "backup",
-        kind: "journal.room",
-        message: `journal has room again (${this.#pendingBytes} bytes pending)`,
-        data: { pendingBytes: this.#pendingBytes },
-      });
-    }
     assert.ok(this.#pendingBytes >= 0, `Pending bytes ${this.#pendingBytes} went negative`);
+    if (entries.length > 0) {
+      if (this.#refusedAtPending !== undefined) {
+        emit({
+          service: "backup",
+          kind: "journal.room",
+          message: `journal has room again (${this.#pendingBytes} bytes pending)`,
+          data: { pendingBytes: this.#pendingBytes },
+        });
+      }
+      this.#refusedAtPending = undefined;
+      this.#roomWanted = false;
+      this.#roomReclaimed();
+    }
     return this.#ledger.reclaim();
   }
 
@@ -363,7 +424,7 @@ export class Journal {
       }
     }
     this.activeFile.close();
-    for (const wake of this.#durableWaiters.splice(0)) wake();
+    this.#wakeDurable(true);
   }
 
   /**
@@ -406,6 +467,7 @@ export class Journal {
       this.#pendingBytes -= q.body.length;
       q.reject(unavailable(`Journal append failed: ${cause.message}`));
     }
+    if (batches.length > 0) this.#roomReclaimed();
   }
 
   /**
@@ -428,6 +490,7 @@ export class Journal {
       } catch (err) {
         this.#pendingBytes -= q.body.length;
         q.reject(err as Error);
+        this.#roomReclaimed();
       }
     }
     return group;
@@ -483,6 +546,7 @@ export class Journal {
       this.#ledger.written(this.activeId, q.body.length);
       this.#durable.push({ segment: this.activeId, offset, body: q.body, records: q.records });
       offset += q.body.length;
+      this.#durableBytes += q.body.length;
       this.#recordsAcknowledged += q.records;
       q.resolve();
     }
@@ -490,7 +554,7 @@ export class Journal {
       "trackmirror_backup_journal_groups_total",
       "Group commits (one fsync each)",
     );
-    for (const wake of this.#durableWaiters.splice(0)) wake();
+    this.#wakeDurable(false);
   }
 
   /**

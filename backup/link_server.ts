@@ -21,6 +21,12 @@
  * take writes (full, a write or sync failed: `Journal.degradedReason`) refuses a HELLO with ERROR
  * 503 naming the reason, and a failed append fails its connection with ERROR 503; the server
  * itself stays up. On an open connection a full journal withholds credit (flow control).
+ *
+ * Credit is the journal's room (journalBytesMax - pending, plus this connection's own bytes not
+ * yet durable), at most `inflightBytesMax`. A connection whose credit is short tells the journal
+ * (`wantRoom`, so the applier checkpoints now rather than at its next bound) and grants the room
+ * the moment the journal reclaims it (`onRoom`): the host, out of credit, sends nothing that
+ * could bring an ack, so waiting for one would stall it until its ack timeout.
  */
 import { ServiceError, unauthorized } from "../src/errors.ts";
 import {
@@ -45,9 +51,6 @@ import type { Journal } from "./journal.ts";
 import { checkRecords } from "./link_check.ts";
 import type { SecondaryStore } from "./secondary_store.ts";
 import { logLine } from "../src/events.ts";
-
-/** How often a connection whose credit was withheld checks for journal room again. */
-const creditRecheckMs = 20;
 
 /** What the link server works on. */
 export interface LinkServerDeps {
@@ -172,7 +175,9 @@ class LinkSession {
   /** RECORDS bytes appended and not yet durable. */
   #undurableBytes = 0;
   #flushQueued = false;
-  #recheck: ReturnType<typeof setTimeout> | undefined;
+  #creditQueued = false;
+  /** Unsubscribes from the journal's room signal (set once welcomed). */
+  #unsubscribeRoom: (() => void) | undefined;
   #writing: Promise<void> = Promise.resolve();
 
   constructor(private readonly server: LinkServer, private readonly conn: Deno.Conn) {
@@ -212,8 +217,8 @@ class LinkSession {
   }
 
   #close(): void {
-    if (this.#recheck !== undefined) clearTimeout(this.#recheck);
-    this.#recheck = undefined;
+    this.#unsubscribeRoom?.();
+    this.#unsubscribeRoom = undefined;
     this.#failed ??= new Error("The connection closed");
     try {
       this.conn.close();
@@ -286,7 +291,8 @@ class LinkSession {
     const credit = this.#credit();
     this.#sentCredit = credit;
     this.#send(encodeJsonFrame(FrameType.welcome, { credit, volumes: results } as LinkWelcome));
-    if (credit === 0) this.#armRecheck();
+    this.#unsubscribeRoom = this.server.deps.journal.onRoom(() => this.#queueCredit());
+    if (credit < this.#creditMax()) this.server.deps.journal.wantRoom();
   }
 
   #records(frame: Frame): void {
@@ -332,7 +338,25 @@ class LinkSession {
   #credit(): number {
     const { journal } = this.server.deps;
     const room = journal.journalBytesMax - journal.pendingBytes + this.#undurableBytes;
-    return Math.max(0, Math.min(room, this.server.deps.inflightBytesMax ?? linkInflightBytesMax));
+    return Math.max(0, Math.min(room, this.#creditMax()));
+  }
+
+  /** The most credit this connection is ever granted: below it, the journal's room limits it. */
+  #creditMax(): number {
+    return Math.min(
+      this.server.deps.journal.journalBytesMax,
+      this.server.deps.inflightBytesMax ?? linkInflightBytesMax,
+    );
+  }
+
+  /** The journal reclaimed room: grant it (once for everything reclaimed in this step). */
+  #queueCredit(): void {
+    if (this.#creditQueued || this.#failed) return;
+    this.#creditQueued = true;
+    queueMicrotask(() => {
+      this.#creditQueued = false;
+      this.#flush(true);
+    });
   }
 
   /** Sends the acks due, once for everything resolved in this step of the event loop. */
@@ -348,6 +372,7 @@ class LinkSession {
   #flush(creditOnly: boolean): void {
     if (this.#failed) return;
     const credit = this.#credit();
+    if (credit < this.#creditMax()) this.server.deps.journal.wantRoom();
     const parts: Uint8Array[] = [];
     if (this.#ack === "received" && this.#receivedSeq > this.#sentReceived) {
       this.#sentReceived = this.#receivedSeq;
@@ -363,16 +388,6 @@ class LinkSession {
     if (parts.length === 0) return;
     this.#sentCredit = credit;
     this.#send(parts.length === 1 ? parts[0] : concat(parts));
-    if (credit < (this.server.deps.inflightBytesMax ?? linkInflightBytesMax)) this.#armRecheck();
-  }
-
-  /** While credit is short, looks again for journal room, and grants it unasked when found. */
-  #armRecheck(): void {
-    if (this.#recheck !== undefined || this.#failed) return;
-    this.#recheck = setTimeout(() => {
-      this.#recheck = undefined;
-      this.#flush(true);
-    }, creditRecheckMs);
   }
 
   #send(bytes: Uint8Array): void {

@@ -2,9 +2,14 @@
  * A quick measurement of the link alone (not part of `deno task bench` yet): starts a backup
  * process on a temp dir, pushes 4 KiB records through host/link/link_client.ts → the backup's link
  * server → its journal from 32 concurrent submitters, in `durable` then `received` mode, and
- * prints records/s, records per journal fdatasync and p50/p99 submit latency.
+ * prints records/s, records per journal fdatasync, p50/p99 submit latency and the backup's CPU
+ * (every thread, from /proc) per record.
  *
- *   deno run -A bench/link_bench.ts [--seconds 3] [--depth 32] [--unix]
+ *   deno run -A bench/link_bench.ts [--seconds 3] [--depth 32] [--unix] [--perf-map]
+ *
+ * `--perf-map` starts the backup with V8's `--perf-basic-prof`, so `perf record -e cpu-clock -g
+ * -p PID` names its JavaScript frames (/tmp/perf-PID.map): the V8 profile (`--cpu-prof`) samples
+ * wall time, and on a loaded machine charges to syscalls the time the thread sat preempted.
  */
 import { join } from "node:path";
 import { parseFlags, runMain } from "../src/flags.ts";
@@ -22,9 +27,16 @@ interface Backup {
   dir: string;
 }
 
-async function startBackup(unix: boolean): Promise<Backup> {
+async function startBackup(unix: boolean, perfMap: boolean): Promise<Backup> {
   const dir = await Deno.makeTempDir({ prefix: "link_bench_" });
-  const args = ["run", "-A", join(import.meta.dirname!, "../backup/main.ts"), "--port", "0"];
+  const args = [
+    "run",
+    "-A",
+    ...(perfMap ? ["--v8-flags=--perf-basic-prof"] : []),
+    join(import.meta.dirname!, "../backup/main.ts"),
+    "--port",
+    "0",
+  ];
   args.push("--link-port", "0", "--data", join(dir, "data"));
   if (unix) args.push("--link-socket", join(dir, "link.sock"));
   const proc = new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "inherit" })
@@ -58,6 +70,13 @@ async function counters(http: string): Promise<{ fsyncs: number; records: number
   };
 }
 
+/** User + system CPU seconds of process `pid`, every thread (Linux /proc; ticks of 10 ms). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 async function run(backup: Backup, ack: AckMode, seconds: number, depth: number, epoch: number) {
   const volume = `bench-${ack}`;
   const link = new LinkClient({
@@ -70,6 +89,7 @@ async function run(backup: Backup, ack: AckMode, seconds: number, depth: number,
   const data = randomBytes(seededRandom(epoch), recordBytes);
   const latencies: number[] = [];
   const before = await counters(backup.http);
+  const cpuBefore = await cpuSeconds(backup.proc.pid);
   const rand = seededRandom(7);
   const end = performance.now() + seconds * 1000;
   const t0 = performance.now();
@@ -84,6 +104,7 @@ async function run(backup: Backup, ack: AckMode, seconds: number, depth: number,
   const elapsed = (performance.now() - t0) / 1000;
   await new Promise((r) => setTimeout(r, 200)); // let the last hardening land
   const after = await counters(backup.http);
+  const cpu = await cpuSeconds(backup.proc.pid) - cpuBefore;
   await link.close();
   latencies.sort((a, b) => a - b);
   const q = (p: number) =>
@@ -97,7 +118,8 @@ async function run(backup: Backup, ack: AckMode, seconds: number, depth: number,
       `${(records / Math.max(1, fsyncs)).toFixed(1).padStart(5)} records/fdatasync  ` +
       `${Math.round(fsyncs / elapsed)} fdatasyncs/s  frames ${link.framesSent} ` +
       `(${(link.recordsSent / Math.max(1, link.framesSent)).toFixed(1)} records/frame)  ` +
-      `p50 ${q(0.5).toFixed(3)} ms  p99 ${q(0.99).toFixed(3)} ms`,
+      `p50 ${q(0.5).toFixed(3)} ms  p99 ${q(0.99).toFixed(3)} ms  ` +
+      `backup CPU ${(cpu * 1e6 / Math.max(1, records)).toFixed(1)} µs a record`,
   );
 }
 
@@ -106,10 +128,11 @@ async function main(): Promise<void> {
     seconds: { type: "string" },
     depth: { type: "string" },
     unix: { type: "boolean" },
+    "perf-map": { type: "boolean" },
   });
   const seconds = Number(flags.seconds ?? "3");
   const depth = Number(flags.depth ?? "32");
-  const backup = await startBackup(flags.unix === true);
+  const backup = await startBackup(flags.unix === true, flags["perf-map"] === true);
   try {
     console.log(`link ${backup.link}, ${depth} submitters, ${seconds} s each, 4 KiB records`);
     await run(backup, "durable", seconds, depth, 1);

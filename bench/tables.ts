@@ -49,6 +49,10 @@ export function formatHostHttp(r: Record<string, number>): string {
     host_http_4k_writes_per_sec_no_fork: "4 KiB writes/s, --no-fork (pass-through)",
     host_http_4k_writes_per_sec_backup_online: "4 KiB writes/s, forked, backup online",
     host_http_writes_per_backup_batch: "writes per backup batch (online)",
+    host_http_online_cpu_us_per_write_client: "CPU µs a write (online): the bench's fetch client",
+    host_http_online_cpu_us_per_write_host: "CPU µs a write (online): host agent",
+    host_http_online_cpu_us_per_write_backup: "CPU µs a write (online): backup",
+    host_http_online_cpu_us_per_write_tracker: "CPU µs a write (online): tracker",
     host_http_4k_writes_per_sec_backup_offline: "4 KiB writes/s, forked, backup killed",
     host_http_tracker_commands_per_1000_offline_writes: "tracking commands per 1000 offline writes",
   };

@@ -72,12 +72,16 @@ export interface SystemOptions {
    * (src/fault_file.ts), kept across restarts.
    */
   env?: Record<string, string>;
+  /** Runs tracker, backup and host agent with `--cpu-prof`, each into `DIR/<service>` (benches). */
+  cpuProfDir?: string;
 }
 
 export async function startSystem(opts: SystemOptions = {}): Promise<System> {
   const dir = await Deno.makeTempDir({ prefix: "trackmirror-it-" });
   const volume = opts.volume ?? "vol0";
   const sizeBytes = opts.sizeBytes ?? 64 * 1024 * 1024;
+  const profile = (service: string) =>
+    opts.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${opts.cpuProfDir}/${service}`] : undefined;
   const trackerPort = freePort();
   const backupPort = freePort();
   const kv = `${dir}/tracker.kv`;
@@ -97,9 +101,17 @@ export async function startSystem(opts: SystemOptions = {}): Promise<System> {
     linkArgs.push("--backup-link", `tcp://127.0.0.1:${sys.linkProxy.port}`);
   }
   try {
-    sys.tracker = await startService("tracker/main.ts", ["--kv", kv], { port: trackerPort, env });
+    sys.tracker = await startService("tracker/main.ts", ["--kv", kv], {
+      port: trackerPort,
+      env,
+      denoFlags: profile("tracker"),
+    });
     started.push(sys.tracker);
-    sys.backup = await startService("backup/main.ts", backupArgs, { port: backupPort, env });
+    sys.backup = await startService("backup/main.ts", backupArgs, {
+      port: backupPort,
+      env,
+      denoFlags: profile("backup"),
+    });
     started.push(sys.backup);
     if (opts.trackerProxy) {
       sys.trackerProxy = new TcpProxy({ hostname: "127.0.0.1", port: trackerPort });
@@ -121,7 +133,7 @@ export async function startSystem(opts: SystemOptions = {}): Promise<System> {
       ...linkArgs,
       ...(opts.hostArgs ?? []),
     ];
-    sys.host = await startService("host/main.ts", hostArgs, { env });
+    sys.host = await startService("host/main.ts", hostArgs, { env, denoFlags: profile("host") });
     started.push(sys.host);
   } catch (err) {
     for (const p of started) await p.kill();

@@ -294,6 +294,61 @@ Deno.test("a full journal withholds credit: submits wait and time out instead of
   await link.close();
 });
 
+Deno.test("credit withheld for a full journal is granted when the applier reclaims room, unasked", async () => {
+  await using f = await start({ journalBytesMax: 64 * 1024, paused: true });
+  // Long enough never to fire while the backup still works; the old 20 ms credit poll gave up
+  // after one look, so room reclaimed later never reached the host and every submit timed out.
+  const link = new LinkClient({
+    address: f.address,
+    hostId: "h1",
+    volumes: [{ name: "a", sizeBytes: volSize, epoch: 1 }],
+    ackTimeoutMs: 10_000,
+  });
+  await link.open();
+  const data = (i: number) => new Uint8Array(block).fill(i + 1);
+  const outcomes = Array.from(
+    { length: 40 },
+    (_, i) =>
+      link.submit("a", { kind: "write", offset: i * block, length: block, data: data(i) }).then(
+        () => "ok",
+        (err: Error) => err.message,
+      ),
+  );
+  for (let i = 0; link.credit >= block || f.backup.journal.recordsAcknowledged === 0; i++) {
+    assert.ok(i < 500, `credit ${link.credit} never ran short`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  await new Promise((r) => setTimeout(r, 200)); // the host waits for credit, with nothing in flight
+  f.backup.applier.resume();
+  assert.deepEqual(await Promise.all(outcomes), outcomes.map(() => "ok"));
+  await f.backup.applier.waitWritten(f.backup.journal.recordsAcknowledged);
+  const secondary = await Deno.readFile(join(f.dir, "volumes", "a.img"));
+  for (let i = 0; i < 40; i++) {
+    assert.deepEqual(secondary.subarray(i * block, (i + 1) * block), data(i), `block ${i}`);
+  }
+  await link.close();
+});
+
+Deno.test("a record larger than the credit left gets room at once: the applier checkpoints for a waiting sender", async () => {
+  // 1 MiB journal: 400 KiB pending is under half, so the applier would wait its checkpoint
+  // interval (1 s) before reclaiming it; a 700 KiB record needs that room.
+  await using f = await start({ journalBytesMax: 1024 * 1024 });
+  const link = new LinkClient({
+    address: f.address,
+    hostId: "h1",
+    volumes: [{ name: "a", sizeBytes: volSize, epoch: 1 }],
+    ackTimeoutMs: 900, // under the applier's checkpoint interval: waiting for it fails the link
+  });
+  await link.open();
+  const first = new Uint8Array(400 * 1024).fill(7);
+  await link.submit("a", { kind: "write", offset: 0, length: first.length, data: first });
+  assert.ok(link.credit < 700 * 1024, `credit ${link.credit} already left room`);
+  const second = new Uint8Array(700 * 1024).fill(9);
+  await link.submit("a", { kind: "write", offset: 0, length: second.length, data: second });
+  assert.equal(f.backup.journal.recordsAcknowledged, 2);
+  await link.close();
+});
+
 Deno.test("received mode resolves on receipt and keeps regions unhardened until HARDENED covers them", async () => {
   await using f = await start();
   const link = new LinkClient({

@@ -1,9 +1,11 @@
 /**
  * The primary volume: a raw image file, the bottom layer of the host's write path.
  *
- * I/O is positional and synchronous (seek + read/write in one synchronous call), so two requests
- * can never interleave between the seek and the transfer; against the page cache a synchronous
- * transfer costs microseconds, and flush (fdatasync) stays asynchronous.
+ * I/O is positional and synchronous: one pread / pwrite through a second descriptor (node:fs
+ * takes a position; Deno.FsFile needs a seek first, one more call per write), so requests never
+ * depend on a shared file position; against the page cache a synchronous transfer costs
+ * microseconds, and flush (fdatasync, on the Deno.FsFile: it covers the file whichever
+ * descriptor wrote) stays asynchronous.
  *
  * Ranges are validated once, at the front-ends (HTTP app, NBD request); here, like nbdkit's
  * `backend_valid_range`, a bad range is a programmer error and fails an assertion.
@@ -13,6 +15,7 @@
  * `code` names the errno); the fork layer decides what they mean for the mirror.
  */
 import assert from "node:assert/strict";
+import { closeSync, openSync, readSync, writeSync } from "node:fs";
 import type { BlockDevice } from "../../src/block_device.ts";
 import type { FaultFile } from "../../src/fault_file.ts";
 
@@ -32,6 +35,8 @@ export class FileVolume implements BlockDevice {
     readonly sizeBytes: number,
     private readonly file: Deno.FsFile,
     private readonly faults: FaultFile | undefined,
+    /** The same file for positional reads and writes (node:fs descriptor). */
+    private readonly fd: number,
   ) {}
 
   /**
@@ -53,18 +58,24 @@ export class FileVolume implements BlockDevice {
     }
     const file = await Deno.open(path, { read: true, write: true, create: true });
     if (!existing) await file.truncate(sizeBytes);
-    return new FileVolume(path, sizeBytes, file, faults);
+    let fd: number;
+    try {
+      fd = openSync(path, "r+");
+    } catch (err) {
+      file.close();
+      throw err;
+    }
+    return new FileVolume(path, sizeBytes, file, faults, fd);
   }
 
   read(offset: number, length: number): Promise<Uint8Array> {
     this.#checkOpen();
     this.#assertRange(offset, length);
     const out = new Uint8Array(length);
-    this.file.seekSync(offset, Deno.SeekMode.Start);
     let done = 0;
     while (done < length) {
-      const n = this.file.readSync(out.subarray(done));
-      if (n === null || n === 0) break; // past the end of a sparse tail: zeros
+      const n = readSync(this.fd, out, done, length - done, offset + done);
+      if (n === 0) break; // past the end of a sparse tail: zeros
       done += n;
     }
     return Promise.resolve(out);
@@ -129,15 +140,17 @@ export class FileVolume implements BlockDevice {
   close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;
+      closeSync(this.fd);
       this.file.close();
     }
     return Promise.resolve();
   }
 
   #writeSync(offset: number, data: Uint8Array): void {
-    this.file.seekSync(offset, Deno.SeekMode.Start);
     let done = 0;
-    while (done < data.length) done += this.file.writeSync(data.subarray(done));
+    while (done < data.length) {
+      done += writeSync(this.fd, data, done, data.length - done, offset + done);
+    }
   }
 
   /** Throws the injected disk error, when the fault file switches one on (tests only). */

@@ -25,8 +25,11 @@
  *
  * Coalescing without timers: one writer loop takes everything queued, encodes one RECORDS frame
  * (at most `frameBytesMax`, within the credit) and awaits the socket write; records submitted
- * meanwhile go in the next frame. (A `setTimeout(0)` flush cut throughput by 60%, a microtask
- * flush doubled frames per write.) Submitters wait when `inflightBytesMax` bytes are queued.
+ * meanwhile go in the next frame. The loop starts one microtask after the first submit, so the
+ * rest of the burst submitted in the same step joins that frame (4.4 → 9.1 records a frame at
+ * depth 32; a `setTimeout(0)` flush cut throughput by 60%). With `linkFramesAheadMax` frames
+ * unacknowledged the loop holds what is queued until the next ack (Nagle's rule, two frames
+ * deep), unless a full frame is queued. Submitters wait when `inflightBytesMax` bytes are queued.
  */
 import { encodedRecordBytes, encodeRecord } from "../../src/journal_record.ts";
 import {
@@ -50,6 +53,14 @@ import {
 import { regionBytesDefault } from "../../src/extent.ts";
 import type { MirrorRecord } from "../fork/backup_batcher.ts";
 import { UnhardenedRegions } from "./unhardened.ts";
+
+/**
+ * Frames sent ahead of the acks before the writer holds what is queued for the next ack (unless
+ * a full frame is queued): two keep the backup busy (one in its journal's fdatasync, one waiting
+ * for the next group) while writes that arrive one at a time (HTTP requests, each in its own
+ * event-loop step) gather into one frame instead of a frame each.
+ */
+export const linkFramesAheadMax = 2;
 
 /**
  * The backup answered with an ERROR frame (refusing HELLO, or failing the connection). `status`
@@ -116,6 +127,8 @@ export class LinkClient {
   #sentBytes = 0;
   #credit = 0;
   #seq = 0;
+  /** The last frame acknowledged in the ack mode's sense (RECEIVED in `received` mode). */
+  #ackedSeq = 0;
   #writing = false;
   #roomWaiters: (() => void)[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -196,6 +209,7 @@ export class LinkClient {
       this.#conn = conn;
       this.#credit = welcome.credit;
       this.#seq = 0;
+      this.#ackedSeq = 0;
       this.#failure = undefined;
       this.#readLoop = this.#read(conn, reader);
       return welcome;
@@ -266,7 +280,7 @@ export class LinkClient {
     });
     this.#queuedBytes += bytes;
     this.#armTimer();
-    if (!this.#writing) void this.#writeLoop();
+    this.#startWriting();
     return done;
   }
 
@@ -281,11 +295,28 @@ export class LinkClient {
     await this.#readLoop;
   }
 
+  /**
+   * Starts the writer loop one microtask from now, unless it runs or is about to: the writes of
+   * one NBD burst reach `submit` at the same microtask depth, one after another, so the first of
+   * them no longer leaves alone in a frame of its own.
+   */
+  #startWriting(): void {
+    if (this.#writing) return;
+    this.#writing = true;
+    queueMicrotask(() => void this.#writeLoop());
+  }
+
   /** Sends frames while records are queued and credit allows. */
   async #writeLoop(): Promise<void> {
     this.#writing = true;
     try {
       while (this.#queue.length > 0 && !this.#failure) {
+        // Enough frames ahead of the acks and less than a full frame queued: the next ack
+        // restarts the loop, and what queued meanwhile leaves in one frame.
+        if (
+          this.#seq - this.#ackedSeq >= linkFramesAheadMax &&
+          this.#queuedBytes < this.#frameBytesMax
+        ) return;
         const room = this.#credit - this.#sentBytes;
         const items = this.#take(room);
         if (items.length === 0) return; // Out of credit: an ack restarts the loop.
@@ -372,7 +403,7 @@ export class LinkClient {
         throw new Error(`Unexpected frame type ${frame.type} from the backup`);
     }
     this.#progressAt = performance.now();
-    if (!this.#writing && this.#queue.length > 0) void this.#writeLoop();
+    if (this.#queue.length > 0) this.#startWriting();
   }
 
   /** Frames up to `seq` are received: resolve their submits, note their regions unhardened. */
@@ -381,6 +412,7 @@ export class LinkClient {
       if (f.seq > seq) break;
       if (f.received) continue;
       f.received = true;
+      this.#ackedSeq = Math.max(this.#ackedSeq, f.seq);
       for (const p of f.items) {
         if (p.waitDurable || !p.rec) continue;
         this.#unhardened.get(p.volume)?.received(p.rec.offset, p.rec.length);
@@ -392,6 +424,7 @@ export class LinkClient {
   /** Frames up to `seq` are durable: resolve what is left of them and drop them. */
   #durable(seq: number): void {
     let n = 0;
+    this.#ackedSeq = Math.max(this.#ackedSeq, seq);
     for (const f of this.#sent) {
       if (f.seq > seq) break;
       for (const p of f.items) if (!p.done) p.resolve();

@@ -50,7 +50,11 @@ export class ReplyWriter {
       return;
     }
     this.#queue.push({ pieces, done });
-    if (!this.#running) this.#run();
+    if (this.#running) return;
+    // One microtask later: the replies of writes one backup ack completed are queued at the same
+    // microtask depth, one after another, and leave in one socket write instead of the first alone.
+    this.#running = true;
+    queueMicrotask(() => void this.#run());
   }
 
   /** Resolves when every reply queued so far was written or dropped. */
