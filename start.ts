@@ -14,7 +14,7 @@
  */
 import { checkPortFree } from "./src/address_in_use.ts";
 import { parseCommand, tokenFlagDocs } from "./src/command_help.ts";
-import { parsePort, runMain } from "./src/flags.ts";
+import { parsePort, parseSizeFlag, runMain } from "./src/flags.ts";
 import {
   exitText,
   pidFilePath,
@@ -156,6 +156,10 @@ async function main(): Promise<void> {
   const nbdPort = startPort("nbd-port", flags["nbd-port"], 10809);
   const linkPort = startPort("link-port", flags["link-port"], 8704);
   const volumeSize = flags["volume-size"] ?? "1GiB";
+  // Checked here, not only by the host agent: a bad size must stop start before any child runs.
+  if (parseSizeFlag("volume-size", volumeSize) <= 0) {
+    throw new RangeError(`--volume-size "${volumeSize}" must be more than 0 bytes`);
+  }
   const ports: [string, number][] = [
     ["--tracker-port", trackerPort],
     ["--backup-port", backupPort],

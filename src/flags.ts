@@ -2,6 +2,7 @@
  * Command-line flag parsing over `node:util` parseArgs, with errors that name the bad flag or value.
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { parseSize } from "./extent.ts";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
@@ -22,6 +23,18 @@ export function parsePort(text: string | undefined, fallback: number): number {
     throw new RangeError(`Port "${text}" must be a whole number from 0 to 65535`);
   }
   return port;
+}
+
+/**
+ * Parses a byte-size flag (`64MiB`, `4096`) with the flag's name in the error:
+ * `--region-bytes: Size "7x" is not a byte count ...`.
+ */
+export function parseSizeFlag(name: string, text: string): number {
+  try {
+    return parseSize(text);
+  } catch (err) {
+    throw new RangeError(`--${name}: ${(err as Error).message}`);
+  }
 }
 
 /** Parses a positive whole number flag with its name in the error. */
