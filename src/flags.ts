@@ -47,6 +47,21 @@ export function parseCount(name: string, text: string | undefined, fallback: num
   return n;
 }
 
+/** Parses a whole number flag bounded to `min` .. `max`, with its name and bounds in the error. */
+export function parseCountBetween(
+  name: string,
+  text: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  const n = parseCount(name, text, fallback);
+  if (n < min || n > max) {
+    throw new RangeError(`--${name} "${text}" must be between ${min} and ${max}`);
+  }
+  return n;
+}
+
 /** Parses an http(s) URL flag, without a trailing slash. */
 export function parseUrl(name: string, text: string | undefined, fallback: string): string {
   const value = text ?? fallback;
