@@ -14,7 +14,7 @@
  */
 import { checkPortFree } from "./src/address_in_use.ts";
 import { parseCommand, tokenFlagDocs } from "./src/command_help.ts";
-import { parsePort, runMain } from "./src/flags.ts";
+import { parsePort, parseSizeFlag, runMain } from "./src/flags.ts";
 import {
   exitText,
   pidFilePath,
@@ -156,6 +156,10 @@ async function main(): Promise<void> {
   const nbdPort = startPort("nbd-port", flags["nbd-port"], 10809);
   const linkPort = startPort("link-port", flags["link-port"], 8704);
   const volumeSize = flags["volume-size"] ?? "1GiB";
+  // Checked here, not only by the host agent: a bad size must stop start before any child runs.
+  if (parseSizeFlag("volume-size", volumeSize) <= 0) {
+    throw new RangeError(`--volume-size "${volumeSize}" must be more than 0 bytes`);
+  }
   const ports: [string, number][] = [
     ["--tracker-port", trackerPort],
     ["--backup-port", backupPort],
@@ -298,7 +302,7 @@ async function main(): Promise<void> {
   const auth = token === undefined ? "" : ` -H "Authorization: Bearer $${tokenEnvName}"`;
   const nbdExport = token === undefined ? "vol0" : `vol0/$${tokenEnvName}`;
   const pidOf = (name: ServiceName) => children.find((c) => c.name === name)!.process.pid;
-  console.log(`
+  const banner = `
 trackmirror is running (version ${version}; Ctrl-C stops everything)${
     token === undefined ? "" : `; every service needs the token (${tokenEnvName} below)`
   }:
@@ -319,7 +323,22 @@ Or as a block device:  qemu-io -f raw -c 'write -P 0xab 0 1M' "nbd://127.0.0.1:$
 Status:     curl -sS${auth} ${host}/v1/status
 Stop only the backup (an outage):  kill -9 $(cat ${pidFilePath(data, "backup")})
 Reconstruct after a backup outage:  deno task reconstruct --tracker ${tracker}
-`);
+`;
+  // With --log-format json every line start prints is an event: the banner becomes one `log`
+  // event (its first lines, on one line) so stdout stays JSON lines for a log collector.
+  if (logFormat === "json") {
+    logLine(
+      "start",
+      "info",
+      `trackmirror is running (version ${version}): tracker ${tracker} (pid ${
+        pidOf("tracker")
+      }), backup ${backup} (pid ${pidOf("backup")}), host agent ${host} (pid ${
+        pidOf("host")
+      }), NBD nbd://127.0.0.1:${nbdPort}/${nbdExport}, pid files ${data}/pids`,
+    );
+  } else {
+    console.log(banner);
+  }
   running = true;
   // A child that died between its health check and here was not reported: report it now.
   for (const c of children) if (c.status) void onExit(c, c.status);

@@ -14,12 +14,13 @@ import { logLine, processEvents } from "../src/events.ts";
 import { parseLogFormat, setLogFormat } from "../src/log_line.ts";
 import { faultFileEnv, faultFileFromEnv } from "../src/fault_file.ts";
 import type { AckMode } from "../src/link_protocol.ts";
-import { checkRegionBytes, isPowerOfTwo, parseSize, regionBytesDefault } from "../src/extent.ts";
+import { checkRegionBytes, isPowerOfTwo, regionBytesDefault } from "../src/extent.ts";
 import { failoverTargetsMax } from "../src/failover.ts";
 import {
   parseCount,
   parseFlags,
   parsePort,
+  parseSizeFlag,
   parseUrl,
   parseUrlList,
   runMain,
@@ -100,7 +101,7 @@ Environment (tests only): TRACKMIRROR_FAULT_FILE=PATH makes primary writes fail 
 /** `--activity-unit-bytes`: a power of two, at least one region. */
 function parseUnitBytes(text: string | undefined, regionBytes: number): number {
   if (text === undefined) return Math.max(regionBytes, activityUnitBytesDefault);
-  const bytes = parseSize(text);
+  const bytes = parseSizeFlag("activity-unit-bytes", text);
   if (!isPowerOfTwo(bytes) || bytes < regionBytes) {
     throw new RangeError(
       `--activity-unit-bytes "${text}" must be a power of two of at least the region size ${regionBytes}`,
@@ -200,7 +201,9 @@ async function main(): Promise<void> {
   );
   const backupUrl = parseUrl("backup", flags.backup, "http://127.0.0.1:8702");
   const hostId = checkName("Host", flags["host-id"] ?? "host0");
-  const regionBytes = flags["region-bytes"] ? parseSize(flags["region-bytes"]) : regionBytesDefault;
+  const regionBytes = flags["region-bytes"]
+    ? parseSizeFlag("region-bytes", flags["region-bytes"])
+    : regionBytesDefault;
   checkRegionBytes(regionBytes);
   const specs = (flags.volume ?? []).map(parseVolumeSpec);
   if (specs.length === 0) {
@@ -274,7 +277,9 @@ async function main(): Promise<void> {
     activityUnitBytes: parseUnitBytes(flags["activity-unit-bytes"], regionBytes),
     cycleIntervalMs,
     resync: {
-      bytesPerSecMax: flags["resync-bytes-per-sec"] ? parseSize(flags["resync-bytes-per-sec"]) : 0,
+      bytesPerSecMax: flags["resync-bytes-per-sec"]
+        ? parseSizeFlag("resync-bytes-per-sec", flags["resync-bytes-per-sec"])
+        : 0,
       staged: !(flags["unstaged-resync"] ?? false),
     },
   });

@@ -14,7 +14,12 @@ export function parseVolumeSpec(spec: string): HostVolumeConfig {
   }
   const name = checkName("Volume", spec.slice(0, eq));
   const path = spec.slice(eq + 1, colon);
-  const sizeBytes = parseSize(spec.slice(colon + 1));
+  let sizeBytes: number;
+  try {
+    sizeBytes = parseSize(spec.slice(colon + 1));
+  } catch (err) {
+    throw new RangeError(`--volume "${spec}": ${(err as Error).message}`);
+  }
   if (sizeBytes <= 0) throw new RangeError(`--volume "${spec}": size must be more than 0 bytes`);
   return { name, path, sizeBytes };
 }

@@ -2,6 +2,7 @@
  * Command-line flag parsing over `node:util` parseArgs, with errors that name the bad flag or value.
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { parseSize } from "./extent.ts";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
@@ -24,12 +25,39 @@ export function parsePort(text: string | undefined, fallback: number): number {
   return port;
 }
 
+/**
+ * Parses a byte-size flag (`64MiB`, `4096`) with the flag's name in the error:
+ * `--region-bytes: Size "7x" is not a byte count ...`.
+ */
+export function parseSizeFlag(name: string, text: string): number {
+  try {
+    return parseSize(text);
+  } catch (err) {
+    throw new RangeError(`--${name}: ${(err as Error).message}`);
+  }
+}
+
 /** Parses a positive whole number flag with its name in the error. */
 export function parseCount(name: string, text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
   const n = Number(text);
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(n)) {
     throw new RangeError(`--${name} "${text}" must be a whole number`);
+  }
+  return n;
+}
+
+/** Parses a whole number flag bounded to `min` .. `max`, with its name and bounds in the error. */
+export function parseCountBetween(
+  name: string,
+  text: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  const n = parseCount(name, text, fallback);
+  if (n < min || n > max) {
+    throw new RangeError(`--${name} "${text}" must be between ${min} and ${max}`);
   }
   return n;
 }

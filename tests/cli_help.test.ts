@@ -14,6 +14,7 @@ const tasks: [string, string][] = [
   ["host", "host/main.ts"],
   ["reconstruct", "host/resync/reconstruct.ts"],
   ["verify", "host/resync/verify.ts"],
+  ["status", "host/status/status.ts"],
   ["bench", "bench/main.ts"],
 ];
 

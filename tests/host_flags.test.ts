@@ -46,3 +46,13 @@ Deno.test("host, reconstruct, verify and status exit 2 naming a bad --tracker li
     }
   }
 });
+
+Deno.test("reconstruct and verify exit 2 naming a --poll-ms outside its bounds", async (t) => {
+  for (const script of ["host/resync/reconstruct.ts", "host/resync/verify.ts"]) {
+    await t.step(script, async () => {
+      const out = await runScript(script, ["--tracker", "http://127.0.0.1:1", "--poll-ms", "0"]);
+      assert.equal(out.code, 2, out.stdout + out.stderr);
+      assert.match(out.stderr, /--poll-ms "0" must be between 10 and 60000/);
+    });
+  }
+});

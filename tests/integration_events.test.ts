@@ -64,7 +64,8 @@ async function write(sys: System, offset: number): Promise<void> {
 
 /**
  * Runs `status --events --json` until `done` accepts what it printed, then SIGTERMs it; `during`
- * runs once the first event is printed (the follower is connected).
+ * runs once an event of the host agent is printed (the follower reads the host's stream: the
+ * host is found through the tracker, so the tracker's first event comes before that).
  */
 async function statusEvents(
   sys: System,
@@ -101,7 +102,7 @@ async function statusEvents(
       const lines = text.split("\n");
       text = lines.pop()!;
       for (const line of lines) printed.push(JSON.parse(line));
-      if (during && printed.length > 0) acting ??= during();
+      if (during && printed.some((e) => e.source === sys.host.url)) acting ??= during();
       if (done(printed)) {
         child.kill("SIGTERM");
         break;

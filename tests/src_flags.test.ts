@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { run } from "../harness/tools.ts";
-import { parseCount, parseFlags, parsePort, parseUrl, parseUrlList } from "../src/flags.ts";
+import {
+  parseCount,
+  parseCountBetween,
+  parseFlags,
+  parsePort,
+  parseUrl,
+  parseUrlList,
+} from "../src/flags.ts";
 
 const options = {
   port: { type: "string" },
@@ -69,6 +76,24 @@ Deno.test("parseCount takes whole numbers and names the flag and the value", asy
       );
     });
   }
+});
+
+Deno.test("parseCountBetween keeps a count inside its bounds and names them", () => {
+  assert.equal(parseCountBetween("poll-ms", undefined, 500, 10, 60000), 500);
+  assert.equal(parseCountBetween("poll-ms", "10", 500, 10, 60000), 10);
+  assert.equal(parseCountBetween("poll-ms", "60000", 500, 10, 60000), 60000);
+  assert.throws(
+    () => parseCountBetween("poll-ms", "0", 500, 10, 60000),
+    new RangeError(`--poll-ms "0" must be between 10 and 60000`),
+  );
+  assert.throws(
+    () => parseCountBetween("poll-ms", "60001", 500, 10, 60000),
+    new RangeError(`--poll-ms "60001" must be between 10 and 60000`),
+  );
+  assert.throws(
+    () => parseCountBetween("poll-ms", "soon", 500, 10, 60000),
+    /must be a whole number/,
+  );
 });
 
 Deno.test("parseUrl takes http(s) URLs without a trailing slash and names a bad one", async (t) => {

@@ -197,3 +197,59 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "start --log-format json prints only JSON lines, the running banner as one event",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "trackmirror-start-json-" });
+    const data = `${dir}/data`;
+    const ports = ["tracker", "backup", "host", "nbd", "link"].flatMap((
+      name,
+    ) => [`--${name}-port`, String(freePort())]);
+    const start = spawnStart([
+      "--data",
+      data,
+      ...ports,
+      "--volume-size",
+      "4MiB",
+      "--log-format",
+      "json",
+    ]);
+    const pids: number[] = [];
+    try {
+      await start.waitFor(/"kind":"log","message":"trackmirror is running/);
+      for (const name of ["tracker", "backup", "host"]) {
+        const pid = await pidOf(data, name);
+        if (pid) pids.push(pid);
+      }
+      start.child.kill("SIGTERM");
+      assert.equal((await start.child.status).code, 0);
+      await start.drained;
+      const { stdout, stderr } = start.output();
+      const lines = (stdout + stderr).split("\n").filter((l) => l !== "");
+      for (const line of lines) {
+        const event = JSON.parse(line); // throws on a line that is not JSON
+        assert.equal(typeof event.at, "number", line);
+        assert.equal(typeof event.level, "string", line);
+      }
+      const banner = lines.map((l) => JSON.parse(l)).find((e) =>
+        e.service === "start" && e.message.startsWith("trackmirror is running")
+      );
+      assert.ok(banner, "the banner is an event of start");
+      assert.match(banner.message, new RegExp(`pid files ${data}/pids`));
+    } finally {
+      try {
+        start.child.kill("SIGKILL");
+      } catch { /* already gone */ }
+      await start.child.status;
+      for (const pid of pids) {
+        try {
+          if (await alive(pid)) Deno.kill(pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
+      await start.drained;
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

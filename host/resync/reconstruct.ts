@@ -20,7 +20,7 @@
 import { formatBytes } from "../../src/extent.ts";
 import { parseCommand, tokenFlagDocs } from "../../src/command_help.ts";
 import { failoverTargetsMax } from "../../src/failover.ts";
-import { parseCount, parseUrl, parseUrlList, runMain } from "../../src/flags.ts";
+import { parseCountBetween, parseUrl, parseUrlList, runMain } from "../../src/flags.ts";
 import { checkName, type VolumeInfo } from "../../src/schemas.ts";
 import { resolveToken } from "../../src/token.ts";
 import { TrackerClient } from "../../tracker/client.ts";
@@ -129,6 +129,9 @@ function checksumSummary(results: VolumeResult[], failed: number, wallSeconds: n
 
 /** Default of --poll-ms: how often the owner's progress is read. */
 const pollMsDefault = 500;
+/** Bounds of --poll-ms: 0 would poll the owner in a busy loop. */
+const pollMsMin = 10;
+const pollMsMax = 60_000;
 
 /** reconstruct's flags, parsed and documented from this one table. */
 const reconstructCommand = {
@@ -151,7 +154,7 @@ const reconstructCommand = {
     "poll-ms": {
       type: "string",
       value: "N",
-      doc: "milliseconds between reads of a job's progress, a whole number",
+      doc: `milliseconds between reads of a job's progress, ${pollMsMin} .. ${pollMsMax}`,
       fallback: `${pollMsDefault}`,
     },
     checksum: {
@@ -220,7 +223,13 @@ async function main(): Promise<void> {
     failoverTargetsMax,
   );
   const token = resolveToken(flags);
-  const pollMs = parseCount("poll-ms", flags["poll-ms"], pollMsDefault);
+  const pollMs = parseCountBetween(
+    "poll-ms",
+    flags["poll-ms"],
+    pollMsDefault,
+    pollMsMin,
+    pollMsMax,
+  );
   const tracker = new TrackerClient(trackerUrls, { token });
 
   let volumes: VolumeInfo[];

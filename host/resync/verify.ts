@@ -21,7 +21,7 @@
 import { formatBytes } from "../../src/extent.ts";
 import { parseCommand, tokenFlagDocs } from "../../src/command_help.ts";
 import { failoverTargetsMax } from "../../src/failover.ts";
-import { parseCount, parseUrlList, runMain } from "../../src/flags.ts";
+import { parseCount, parseCountBetween, parseUrlList, runMain } from "../../src/flags.ts";
 import type { VerifyProgress } from "../../src/host_schemas.ts";
 import { checkName, type VolumeInfo } from "../../src/schemas.ts";
 import { resolveToken } from "../../src/token.ts";
@@ -59,6 +59,9 @@ function differenceLines(p: VerifyProgress, listedMax: number): string[] {
 
 /** Default of --poll-ms: how often the owner's progress is read. */
 const pollMsDefault = 500;
+/** Bounds of --poll-ms: 0 would poll the owner in a busy loop. */
+const pollMsMin = 10;
+const pollMsMax = 60_000;
 
 /** verify's flags, parsed and documented from this one table. */
 const verifyCommand = {
@@ -79,7 +82,7 @@ const verifyCommand = {
     "poll-ms": {
       type: "string",
       value: "N",
-      doc: "milliseconds between reads of a job's progress, a whole number",
+      doc: `milliseconds between reads of a job's progress, ${pollMsMin} .. ${pollMsMax}`,
       fallback: `${pollMsDefault}`,
     },
     "extents-max": {
@@ -104,7 +107,13 @@ async function main(): Promise<number> {
     failoverTargetsMax,
   );
   const token = resolveToken(flags);
-  const pollMs = parseCount("poll-ms", flags["poll-ms"], pollMsDefault);
+  const pollMs = parseCountBetween(
+    "poll-ms",
+    flags["poll-ms"],
+    pollMsDefault,
+    pollMsMin,
+    pollMsMax,
+  );
   const listedMax = parseCount("extents-max", flags["extents-max"], extentsListedDefault);
   const tracker = new TrackerClient(trackerUrls, { token });
 

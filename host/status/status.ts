@@ -18,33 +18,65 @@
  * does not answer, a component is offline, a volume is not served).
  */
 import { failoverTargetsMax } from "../../src/failover.ts";
-import { parseFlags, parseUrlList, runMain } from "../../src/flags.ts";
-import { resolveToken, tokenFlagOptions } from "../../src/token.ts";
+import {
+  type CommandDoc,
+  commandHelp,
+  exitOnHelpOrVersion,
+  type FlagDocs,
+  parseCommand,
+  tokenFlagDocs,
+} from "../../src/command_help.ts";
+import { parseUrlList, runMain } from "../../src/flags.ts";
+import { resolveToken } from "../../src/token.ts";
 import { assembleStatus } from "../../src/status/status_assemble.ts";
 import { statusExit, type SystemStatus } from "../../src/status/status_document.ts";
 import { gatherAnswers } from "../../src/status/status_gather.ts";
 import { followEvents } from "./status_events.ts";
 import { renderStatusTable } from "./status_table.ts";
 
-const usage = `Usage: deno task status [options]
-The whole system in one answer, found from the tracker: per volume its owner and mode, in sync or
-why not, dirty bytes and the oldest mark's age, backup lag, resync progress; component health.
-  --tracker URL[,URL...]  tracker service (default http://127.0.0.1:8701); several over one
-                       store: the first that answers, each one's health shown
-  --json               the status document on one line (README: "Is my mirror in sync?")
-  --watch [SECONDS]    refresh every SECONDS (default 2) until Ctrl-C
-  --events             follow the events of the tracker and every owner host agent, one line
-                       each (time, service, kind, volume, message; --json: JSON lines) until
-                       Ctrl-C; reconnects when a service drops
-  --token T, --token-file PATH   the shared token (or TRACKMIRROR_TOKEN)
-  --help               this text
-Exit codes: 0 healthy, 1 degraded, 2 bad flags, 3 down.`;
-
 /** Refresh interval of --watch without a value. */
 export const watchSecondsDefault = 2;
 /** Bounds of --watch SECONDS. */
 const watchSecondsMin = 0.1;
 const watchSecondsMax = 3600;
+
+/** The status command's flags, parsed and documented from this one table. */
+const statusCommand = {
+  usage: "deno task status [flags]",
+  about: "The whole system in one answer, found from the tracker: per volume its owner and " +
+    "mode, in sync or why not, dirty bytes and the oldest mark's age, backup lag, resync " +
+    "progress; component health.",
+  flags: {
+    tracker: {
+      type: "string",
+      value: "URL[,URL...]",
+      doc: "the tracker; several over one store: the first that answers, each one's health shown",
+      fallback: "http://127.0.0.1:8701",
+    },
+    json: {
+      type: "boolean",
+      doc: 'the status document on one line (README: "Is my mirror in sync?"); with --events: ' +
+        "JSON lines",
+    },
+    // Taken out of the arguments by takeWatchFlag before parsing (its value is optional); listed
+    // here so the help shows it.
+    watch: {
+      type: "string",
+      value: "[SECONDS]",
+      doc: `refresh every SECONDS (${watchSecondsMin} .. ${watchSecondsMax}) until Ctrl-C`,
+      fallback: "2 when given without a value",
+    },
+    events: {
+      type: "boolean",
+      doc: "follow the events of the tracker and every owner host agent, one line each (time, " +
+        "service, kind, volume, message) until Ctrl-C; reconnects when a service drops; not " +
+        "with --watch",
+    },
+    ...tokenFlagDocs,
+  },
+  notes: "Exit codes: 0 healthy, 1 degraded, 2 bad flags, 3 down.",
+} satisfies CommandDoc<FlagDocs>;
+
 const encoder = new TextEncoder();
 
 /**
@@ -83,18 +115,10 @@ export function renderStatus(doc: SystemStatus, json: boolean): string {
 }
 
 async function main(): Promise<number> {
+  // --help and --version win over a bad --watch value on the same line.
+  exitOnHelpOrVersion(Deno.args, () => commandHelp(statusCommand));
   const { watchSeconds, rest } = takeWatchFlag(Deno.args);
-  const flags = parseFlags(rest, {
-    tracker: { type: "string" },
-    json: { type: "boolean" },
-    events: { type: "boolean" },
-    help: { type: "boolean" },
-    ...tokenFlagOptions,
-  });
-  if (flags.help) {
-    console.log(usage);
-    return statusExit.healthy;
-  }
+  const flags = parseCommand(rest, statusCommand);
   const trackerUrl = parseUrlList(
     "tracker",
     flags.tracker,
