@@ -35,6 +35,7 @@ import { encodeRecord } from "../../src/journal_record.ts";
 import type { BatchWriter } from "../fork/backup_batcher.ts";
 import type { RangeLock } from "../fork/range_lock.ts";
 import type { ResyncTracker } from "../resync/resync.ts";
+import { RateLimit, type Sleep } from "../resync/rate_limit.ts";
 import { ResyncCycle } from "../resync/resync_cycle.ts";
 
 export interface CycleRunDeps {
@@ -49,6 +50,8 @@ export interface CycleRunDeps {
   tracker: Pick<ResyncTracker, "log" | "clear">;
   marker: { forget(run: RegionRun): void };
   clock: Clock;
+  /** How the walker's rate bound waits (default: the process's timers). */
+  sleep?: Sleep;
 }
 
 export interface CycleRunOptions {
@@ -56,7 +59,10 @@ export interface CycleRunOptions {
   chunkBytes: number;
   /** Chunks shipped at once by the walker. */
   concurrency: number;
-  /** The walker's rate bound in bytes per second (0: none); copy-before-write is not paced. */
+  /**
+   * The walker's rate bound in bytes per second from the cycle's start (0: none; rate_limit.ts);
+   * copy-before-write is neither paced nor counted.
+   */
   bytesPerSecMax: number;
   /** Extents per log page and per clear request. */
   pageExtentsMax: number;
@@ -179,13 +185,20 @@ export class CycleRun {
         chunks.push({ first, count: Math.min(chunkRegions, r.first + r.count - first) });
       }
     }
+    const { clock, sleep } = this.deps;
+    const rate = new RateLimit(
+      this.progress.startedAt ?? clock.now(),
+      this.opts.bytesPerSecMax,
+      clock,
+      sleep,
+    );
     let next = 0;
     const worker = async () => {
       while (this.#failure === undefined && next < chunks.length) {
         const run = chunks[next++];
         if (!this.#owes(run)) continue;
-        await this.#throttle();
         const e = extentOfRegions(run, this.deps.regionBytes, this.deps.sizeBytes);
+        await rate.take(e.length);
         const release = await this.deps.locks.acquire(e.offset, e.length);
         try {
           await this.#ship(run);
@@ -296,14 +309,6 @@ export class CycleRun {
 
   #fail(err: unknown): void {
     this.#failure ??= err;
-  }
-
-  async #throttle(): Promise<void> {
-    const p = this.progress;
-    if (this.opts.bytesPerSecMax <= 0 || p.startedAt === null) return;
-    const earliestMs = p.startedAt + (p.bytesDone / this.opts.bytesPerSecMax) * 1000;
-    const waitMs = earliestMs - this.deps.clock.now();
-    if (waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
   }
 }
 

@@ -38,13 +38,13 @@ import {
   finishRate,
   OneAtATime,
   type SecondaryChecksums,
-  throttle,
   walkChunks,
   type WalkOptions,
   walkPacing,
   walkProgressStart,
   withLiveRate,
 } from "./region_walk.ts";
+import { RateLimit, type Sleep } from "./rate_limit.ts";
 import { ResyncCycle } from "./resync_cycle.ts";
 
 export { checksumChunkBytesDefault, type SecondaryChecksums } from "./region_walk.ts";
@@ -64,6 +64,8 @@ export interface ChecksumResyncDeps {
   tracker: Pick<ResyncTracker, "log" | "clear">;
   marker: { forget(run: { first: number; count: number }): void };
   clock: Clock;
+  /** How the rate bound waits (default: the process's timers); tests step it by hand. */
+  sleep?: Sleep;
 }
 
 /** Chunk size, chunks in flight and rate bound of the walk; and whether it is one cycle. */
@@ -113,6 +115,8 @@ export class ChecksumResync {
   async #run(): Promise<ResyncProgress> {
     const { tracker, volume } = this.deps;
     const p = this.#progress = this.#fresh("running");
+    const { clock, sleep } = this.deps;
+    const rate = new RateLimit(p.startedAt!, this.#pacing.bytesPerSecMax, clock, sleep);
     const { writer, backup } = this.deps;
     const cycle = new ResyncCycle({ volume, writer, backup, staged: this.#staged }, p);
     try {
@@ -126,7 +130,7 @@ export class ChecksumResync {
         this.deps.sizeBytes,
         this.#pacing.chunkBytes,
         this.#pacing.concurrency,
-        (chunk) => this.#compare(chunk),
+        (chunk) => this.#compare(chunk, rate),
       );
       // Staged, nothing is cleared before the commit is durable; a failed walk clears nothing.
       if (this.#staged && failure !== undefined) throw failure;
@@ -156,13 +160,13 @@ export class ChecksumResync {
   }
 
   /** Compares one chunk under its range lock and ships the regions that differ. */
-  async #compare(chunk: Extent): Promise<void> {
+  async #compare(chunk: Extent, rate: RateLimit): Promise<void> {
     const { locks, writer, marker, backup, volume, regionBytes } = this.deps;
     if (!backup.isOnline) {
       throw new Error(`Backup went offline during checksum resync of "${volume}"`);
     }
+    await rate.take(chunk.length);
     const p = this.#progress;
-    await throttle(p.startedAt, p.bytesDone, this.#pacing.bytesPerSecMax, this.deps.clock);
     const run = regionsOf(chunk.offset, chunk.length, regionBytes);
     let shipped = { regions: 0, bytes: 0 };
     const release = await locks.acquire(chunk.offset, chunk.length);

@@ -32,13 +32,13 @@ import {
   finishRate,
   OneAtATime,
   type SecondaryChecksums,
-  throttle,
   walkChunks,
   type WalkOptions,
   walkPacing,
   walkProgressStart,
   withLiveRate,
 } from "./region_walk.ts";
+import { RateLimit, type Sleep } from "./rate_limit.ts";
 
 export interface OnlineVerifyDeps {
   volume: string;
@@ -55,6 +55,8 @@ export interface OnlineVerifyDeps {
   /** The volume's leased tracker port, where differing regions are marked dirty. */
   tracker: TrackSender;
   clock: Clock;
+  /** How the rate bound waits (default: the process's timers); tests step it by hand. */
+  sleep?: Sleep;
 }
 
 /** Chunk size, chunks in flight and rate bound: checksum resync's. */
@@ -116,6 +118,8 @@ export class OnlineVerify {
 
   async #run(): Promise<VerifyProgress> {
     const p = this.#progress = this.#fresh("running");
+    const { clock, sleep } = this.deps;
+    const rate = new RateLimit(p.startedAt!, this.#pacing.bytesPerSecMax, clock, sleep);
     this.#differing.reset();
     try {
       const secondary = this.deps.secondary;
@@ -127,7 +131,7 @@ export class OnlineVerify {
         this.deps.sizeBytes,
         this.#pacing.chunkBytes,
         this.#pacing.concurrency,
-        (chunk) => this.#verifyChunk(compare, chunk),
+        (chunk) => this.#verifyChunk(compare, chunk, rate),
       );
       if (failure !== undefined) throw failure;
       p.state = "done";
@@ -140,11 +144,11 @@ export class OnlineVerify {
   }
 
   /** Compares a chunk; its differing regions again under their lock; marks what still differs. */
-  async #verifyChunk(compare: CompareDeps, chunk: Extent): Promise<void> {
+  async #verifyChunk(compare: CompareDeps, chunk: Extent, rate: RateLimit): Promise<void> {
     const { backup, volume, regionBytes } = this.deps;
     if (!backup.isOnline) throw new Error(`Backup went offline during verify of "${volume}"`);
+    await rate.take(chunk.length);
     const p = this.#progress;
-    await throttle(p.startedAt, p.bytesDone, this.#pacing.bytesPerSecMax, this.deps.clock);
     const chunkRun = regionsOf(chunk.offset, chunk.length, regionBytes);
     const { runs: suspects } = await compareSpan(compare, chunk);
     const confirmed: RegionRun[] = [];

@@ -1,6 +1,7 @@
 /**
  * What checksum resync (checksum_resync.ts) and online verify (online_verify.ts) share: a walk of
- * every region of a volume in chunks, `concurrency` chunks in flight, at a bounded rate; the
+ * every region of a volume in chunks, `concurrency` chunks in flight (at a bounded rate:
+ * rate_limit.ts); the
  * comparison of one span's primary bytes with the backup's digests of the secondary; and the rate
  * and ETA their progress shows. One place, so the two jobs hash, pace and report the same way.
  */
@@ -22,7 +23,7 @@ export interface WalkOptions {
   chunkBytes?: number;
   /** Chunks in flight at once (2: one hashed while the other waits for the backup). */
   concurrency?: number;
-  /** Bound on bytes compared per second; 0 = unbounded. */
+  /** Bound on bytes compared per second, counted from the start (rate_limit.ts); 0 = unbounded. */
   bytesPerSecMax?: number;
 }
 
@@ -151,18 +152,6 @@ export function finishRate(
   const seconds = Math.max(0.001, (p.finishedAt - (p.startedAt ?? p.finishedAt)) / 1000);
   p.bytesPerSec = Math.round(p.bytesDone / seconds);
   p.etaSeconds = p.state === "done" ? 0 : null;
-}
-
-/** Waits until `bytesDone` is within `bytesPerSecMax` of the job's start; 0 = unbounded. */
-export async function throttle(
-  startedAt: number | null,
-  bytesDone: number,
-  bytesPerSecMax: number,
-  clock: Clock,
-): Promise<void> {
-  if (bytesPerSecMax <= 0 || startedAt === null) return;
-  const waitMs = startedAt + (bytesDone / bytesPerSecMax) * 1000 - clock.now();
-  if (waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
 }
 
 /** What comparing a span needs: the raw primary and the backup's digests of the secondary. */

@@ -21,6 +21,7 @@ import { encodeRecord } from "../../src/journal_record.ts";
 import type { ClearRequest, ClearResponse, LogPage, VolumeInfo } from "../../src/schemas.ts";
 import type { BatchWriter } from "../fork/backup_batcher.ts";
 import type { RangeLock } from "../fork/range_lock.ts";
+import { RateLimit, type Sleep } from "./rate_limit.ts";
 import { ResyncCycle } from "./resync_cycle.ts";
 
 export interface ResyncTracker {
@@ -40,6 +41,8 @@ export interface ResyncDeps {
   tracker: ResyncTracker;
   marker: { forget(run: { first: number; count: number }): void };
   clock: Clock;
+  /** How the rate bound waits (default: the process's timers); tests step it by hand. */
+  sleep?: Sleep;
 }
 
 export interface ResyncOptions {
@@ -47,7 +50,7 @@ export interface ResyncOptions {
   chunkBytes?: number;
   /** Chunks copied at once. */
   concurrency?: number;
-  /** Copy rate bound in bytes per second; 0 = unbounded. */
+  /** Copy rate bound in bytes per second, counted from the start (rate_limit.ts); 0 = unbounded. */
   bytesPerSecMax?: number;
   /** Extents per log page (also bounds each clear request). */
   logPageExtentsMax?: number;
@@ -120,6 +123,8 @@ export class Resync {
   async #run(): Promise<ResyncProgress> {
     const { tracker, volume } = this.deps;
     const p = this.#progress = this.#fresh("running");
+    const { clock, sleep } = this.deps;
+    const rate = new RateLimit(p.startedAt!, this.#bytesPerSecMax, clock, sleep);
     const { writer, backup } = this.deps;
     const cycle = new ResyncCycle({ volume, writer, backup, staged: this.#staged }, p);
     try {
@@ -130,7 +135,7 @@ export class Resync {
       // Staged: each page's copied extents and token, cleared once the commit is durable.
       const clears: { token: string; extents: Extent[] }[] = [];
       for await (const page of tracker.log(volume, { limit: this.#pageExtentsMax })) {
-        const { copied, failure } = await this.#copyAll(page.extents);
+        const { copied, failure } = await this.#copyAll(page.extents, rate);
         if (this.#staged) {
           if (failure === undefined) clears.push({ token: page.token, extents: copied });
         } else {
@@ -163,7 +168,10 @@ export class Resync {
   }
 
   /** Copies the extents in chunks, `concurrency` at once; stops at the first failure. */
-  async #copyAll(extents: readonly Extent[]): Promise<{ copied: Extent[]; failure: unknown }> {
+  async #copyAll(
+    extents: readonly Extent[],
+    rate: RateLimit,
+  ): Promise<{ copied: Extent[]; failure: unknown }> {
     const chunks: Extent[] = [];
     for (const e of extents) {
       for (let off = e.offset; off < e.offset + e.length; off += this.#chunkBytes) {
@@ -177,7 +185,7 @@ export class Resync {
       while (failure === undefined && next < chunks.length) {
         const chunk = chunks[next++];
         try {
-          await this.#copy(chunk);
+          await this.#copy(chunk, rate);
           copied.push(chunk);
         } catch (err) {
           failure ??= err;
@@ -189,10 +197,10 @@ export class Resync {
   }
 
   /** Copies one chunk from the primary to the backup under its range lock. */
-  async #copy(chunk: Extent): Promise<void> {
+  async #copy(chunk: Extent, rate: RateLimit): Promise<void> {
     const { locks, primary, writer, marker, backup, volume, regionBytes } = this.deps;
     if (!backup.isOnline) throw new Error(`Backup went offline during resync of "${volume}"`);
-    await this.#throttle();
+    await rate.take(chunk.length);
     const release = await locks.acquire(chunk.offset, chunk.length);
     try {
       marker.forget(regionsOf(chunk.offset, chunk.length, regionBytes));
@@ -216,13 +224,5 @@ export class Resync {
     const p = this.#progress;
     p.bytesDone += chunk.length;
     p.regionsDone += regionsOf(chunk.offset, chunk.length, regionBytes).count;
-  }
-
-  async #throttle(): Promise<void> {
-    const p = this.#progress;
-    if (this.#bytesPerSecMax <= 0 || p.startedAt === null) return;
-    const earliestMs = p.startedAt + (p.bytesDone / this.#bytesPerSecMax) * 1000;
-    const waitMs = earliestMs - this.deps.clock.now();
-    if (waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
   }
 }
