@@ -53,8 +53,13 @@ export type TrackmirrorEvent = z.infer<typeof eventSchema>;
 export type EventLevel = typeof eventLevels[number];
 export type EventService = typeof eventServices[number];
 
-/** What a caller of `emit` gives; the log adds `seq`, `at` and `atIso`. */
+/** What a caller of `emit` gives; the log adds `seq`, and `at` and `atIso` unless given. */
 export interface EventInput {
+  /**
+   * When it happened (epoch ms), for an event told after the fact (a job's start seen by a
+   * watcher); default now. `seq` still follows the order of emitting, so `at` may go back.
+   */
+  at?: number;
   level?: EventLevel;
   service: EventService;
   kind: string;
@@ -99,7 +104,7 @@ export class EventLog {
 
   /** Records `input` as the next event: one log line, into the ring, to every subscriber. */
   emit(input: EventInput): TrackmirrorEvent {
-    const at = this.#clock.now();
+    const at = input.at ?? this.#clock.now();
     const event: TrackmirrorEvent = {
       seq: ++this.#seq,
       at,

@@ -1,7 +1,8 @@
 /**
  * The host agent's own events (host/agent/agent_events.ts): the backup's state changes and each
  * volume's mode, with `probing` inside an outage not told; a job's start, throttled progress and
- * end, from its progress as the agent looks at it. Timers and probes are stepped by hand.
+ * end, from its progress as the agent looks at it, stamped with the job's own start and end
+ * times. Timers and probes are stepped by hand.
  */
 import assert from "node:assert/strict";
 import { AgentEvents, progressEventMs } from "../host/agent/agent_events.ts";
@@ -34,6 +35,7 @@ function idle() {
   return {
     state: "idle" as "idle" | "running" | "done" | "failed",
     startedAt: null as number | null,
+    finishedAt: null as number | null,
     regionsTotal: 0,
     regionsDone: 0,
     bytesTotal: 0,
@@ -142,4 +144,51 @@ Deno.test("a job is told at its start, every 10 % or 5 s of progress, and at its
   ]);
   assert.equal(events.at(-1)!.level, "error");
   assert.match(events.at(-1)!.message, /resync failed: Backup offline/);
+});
+
+Deno.test("a job's start and end carry its own times, not the look's; seq follows the telling", async () => {
+  const backup = new ComponentStatus("backup", () => Promise.resolve(), new ManualClock(), {
+    timers: new StepTimers(),
+  });
+  const { volume, resync } = fakeVolume("vol0");
+  const looked = 1_700_000_000_000;
+  const events = await eventsOf(() => {
+    const watcher = new AgentEvents({
+      backup,
+      forking: true,
+      volumes: () => [volume],
+      now: () => looked,
+    });
+    const p = resync.progress;
+    // Started 400 ms and finished 100 ms before the watcher's look: both told at that look.
+    Object.assign(p, {
+      state: "done",
+      startedAt: looked - 400,
+      finishedAt: looked - 100,
+      regionsTotal: 2,
+      regionsDone: 2,
+      bytesTotal: 8,
+      bytesDone: 8,
+    });
+    watcher.lookAtJobs();
+    // The next one fails; looked at again later.
+    Object.assign(p, {
+      state: "failed",
+      startedAt: looked - 50,
+      finishedAt: looked - 20,
+      error: "Backup offline",
+    });
+    watcher.lookAtJobs();
+    watcher.stop();
+    return Promise.resolve();
+  });
+  assert.deepEqual(events.map((e) => [e.kind, e.at - looked, e.data?.finishedAt ?? null]), [
+    ["resync.start", -400, looked - 100],
+    ["resync.finish", -100, looked - 100],
+    ["resync.start", -50, looked - 20],
+    ["resync.fail", -20, looked - 20],
+  ]);
+  assert.equal(events[0].atIso, new Date(looked - 400).toISOString());
+  const seqs = events.map((e) => e.seq);
+  assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), "seq in the order told");
 });

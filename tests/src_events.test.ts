@@ -66,6 +66,21 @@ Deno.test("events carry seq, time and its ISO twin, and parse with the exported 
   assert.equal("volume" in plain || "data" in plain, false, "absent fields stay absent");
 });
 
+Deno.test("an event told after the fact keeps the time given; seq follows the emitting", () => {
+  const { log, clock } = quietLog();
+  const now = log.emit({ service: "tracker", kind: "volume.clean", message: "clean" });
+  const earlier = log.emit({
+    at: clock.now() - 300,
+    service: "host",
+    kind: "resync.start",
+    message: "started",
+  });
+  assert.equal(earlier.at, now.at - 300);
+  assert.equal(earlier.atIso, "2026-11-24T22:40:00.823Z");
+  assert.equal(earlier.seq, now.seq + 1);
+  assert.equal(log.after(0)[1].at, now.at - 300, "the ring keeps it");
+});
+
 Deno.test("an event's data larger than the bound is replaced by a note", () => {
   const { log } = quietLog();
   const e = log.emit({

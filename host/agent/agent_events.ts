@@ -8,7 +8,10 @@
  * every `jobPollMs` rather than from inside each job's loop: four job kinds share one progress
  * shape, and their code stays as it is. A job is told apart by its `startedAt`, so one that starts
  * and ends between two looks still gives its start and its end (back to back); progress is told
- * at most every `progressEventMs` or every `progressEventPercent` of its bytes.
+ * at most every `progressEventMs` or every `progressEventPercent` of its bytes. A start, finish or
+ * failure is stamped with the job's own `startedAt` / `finishedAt`, not with the look (up to
+ * `jobPollMs` later), so it does not seem to follow what the tracker told meanwhile (a
+ * `volume.clean` at the end of a resync); sequence numbers still follow the order of telling.
  */
 import { emit } from "../../src/events.ts";
 import type { ComponentState } from "../../src/host_schemas.ts";
@@ -26,6 +29,7 @@ export const progressEventPercent = 10;
 interface JobProgress {
   state: "idle" | "running" | "done" | "failed";
   startedAt: number | null;
+  finishedAt: number | null;
   regionsTotal: number;
   regionsDone: number;
   bytesTotal: number;
@@ -130,6 +134,7 @@ export class AgentEvents {
       told = { startedAt: p.startedAt, state: "running", progressAt: now, percent: 0 };
       this.#told.set(key, told);
       emit({
+        at: p.startedAt,
         service: "host",
         kind: `${job}.start`,
         volume,
@@ -159,6 +164,7 @@ export class AgentEvents {
     told.state = p.state;
     const failed = p.state === "failed";
     emit({
+      at: p.finishedAt ?? now,
       service: "host",
       level: failed ? "error" : "info",
       kind: `${job}.${failed ? "fail" : "finish"}`,
@@ -175,6 +181,7 @@ function facts(p: JobProgress): Record<string, unknown> {
   return {
     state: p.state,
     startedAt: p.startedAt,
+    finishedAt: p.finishedAt,
     regionsDone: p.regionsDone,
     regionsTotal: p.regionsTotal,
     bytesDone: p.bytesDone,
