@@ -67,7 +67,8 @@ const usage = `Usage: deno task host --volume NAME=PATH:SIZE [--volume ...] [opt
                        0 keeps no activity marks: a host crash may then leave unmarked differences)
   --activity-unit-bytes N  granularity of activity marks, a power of two >= the region (default 4MiB)
   --resync-bytes-per-sec N  bound on resync copy rate, e.g. 100MiB (default unbounded); for a
-                       checksum resync, on the bytes compared
+                       checksum resync or verify, on the bytes compared: the bytes a job has
+                       started by t seconds after its start never exceed N x t
   --unstaged-resync    copy resyncs straight into the secondary, without a cycle (before issue 10:
                        the secondary is a mix until the resync ends); for comparison only
   --backup-link ADDR   the backup's link: tcp://HOST:PORT or a unix socket path (default: what
