@@ -9,6 +9,7 @@ import { registerTrackerVolumeMetrics } from "./tracker_metrics.ts";
 import { StoreProbe, type StoreProbeOptions } from "./store/store_probe.ts";
 import type { StoreTraits, TrackerStore } from "./store/tracker_store.ts";
 import { TrackerState } from "./tracker_state.ts";
+import { VolumesReader } from "./volumes_seen.ts";
 
 /** What the tracker is built from. */
 export interface TrackerAppOptions {
@@ -30,7 +31,7 @@ export interface TrackerAppOptions {
    * When set, the store is probed in the background (from now until `close`) and `/v1/status`
    * says whether it answers (tracker/store/store_probe.ts); main.ts always sets it.
    */
-  storeProbe?: Omit<StoreProbeOptions, "clock">;
+  storeProbe?: Omit<StoreProbeOptions, "clock" | "afterOk">;
 }
 
 /** The tracker app and what its owner needs to run and stop it. */
@@ -61,12 +62,17 @@ export function createTrackerApp(opts: TrackerAppOptions): TrackerService {
   });
   registerTrackerVolumeMetrics(metrics, store, opts.clock);
   const closing = new AbortController();
+  const volumesSeen = new VolumesReader(store, opts.clock);
   const storeProbe = opts.storeProbe
-    ? new StoreProbe({ ...opts.storeProbe, clock: opts.clock })
+    ? new StoreProbe({
+      ...opts.storeProbe,
+      clock: opts.clock,
+      afterOk: () => volumesSeen.refresh(),
+    })
     : undefined;
   storeProbe?.start();
   const app = buildTrackerApp(
-    { store, metrics, clock: opts.clock, storeProbe },
+    { store, metrics, clock: opts.clock, storeProbe, volumesSeen },
     opts.token,
     closing.signal,
   );

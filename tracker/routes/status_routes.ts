@@ -3,10 +3,10 @@
  * since when it runs, how many volumes it holds dirty and whether its store answers, with ISO
  * 8601 times beside epoch ms. Per-volume detail stays at `GET /v1/volumes`.
  *
- * The answer never waits long on the store: `store` is the latest background probe
- * (tracker/store/store_probe.ts); when it says the store is not ok the store is not asked and
- * the counts are the last ones read (`volumesAt`), and otherwise the listing is bounded by the
- * probe's timeout. A tracker without a probe (in-process tests) lists as before.
+ * The answer never waits on the store: `store` is the latest background probe
+ * (tracker/store/store_probe.ts), and the counts are the volumes the probe last read after a
+ * check that found the store answering (tracker/volumes_seen.ts; `volumesAt` says when). A
+ * tracker without a probe (in-process tests) lists its volumes for each answer, as before.
  */
 import { apiRoute, jsonResponse, newApiApp } from "../../src/api_route.ts";
 import { isoTime } from "../../src/iso_time.ts";
@@ -17,7 +17,7 @@ import {
   type VolumeInfo,
 } from "../../src/schemas.ts";
 import type { StoreProbe } from "../store/store_probe.ts";
-import type { TrackerState } from "../tracker_state.ts";
+import { VolumesReader } from "../volumes_seen.ts";
 import type { RouteDeps } from "./route_deps.ts";
 
 /** The summary of `volumes` at `now` (also the tracker's part of `/v1/overview`). */
@@ -43,77 +43,22 @@ export function trackerStatusOf(
   };
 }
 
-/** The volumes as last read from the store, and when. */
-export interface VolumesSeen {
-  volumes: VolumeInfo[];
-  at: number;
-}
-
-/**
- * The tracker's volumes for a summary, without waiting long on a store that may not answer
- * (see the file comment); one listing at a time, whose late answer still refreshes `last`.
- */
-export class VolumesReader {
-  #last: VolumesSeen | null = null;
-  #listing: Promise<VolumesSeen> | null = null;
-
-  constructor(
-    private readonly deps: { store: TrackerState; clock: RouteDeps["clock"] },
-    private readonly probe?: StoreProbe,
-  ) {}
-
-  /** The last volumes read (null when never). */
-  get last(): VolumesSeen | null {
-    return this.#last;
-  }
-
-  /** The volumes now, or the last ones read when the store is not ok or slow. */
-  async read(): Promise<VolumesSeen | null> {
-    if (!this.probe) return this.#list();
-    if (this.probe.last?.ok === false) return this.#last;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const slow = new Promise<null>((resolve) => {
-      timer = setTimeout(() => resolve(null), this.probe!.timeoutMs);
-    });
-    const listing = this.#list().catch(() => null);
-    const seen = await Promise.race([listing, slow]);
-    clearTimeout(timer);
-    return seen ?? this.#last;
-  }
-
-  #list(): Promise<VolumesSeen> {
-    this.#listing ??= (async () => {
-      try {
-        const at = this.deps.clock.now();
-        const volumes = await this.deps.store.list();
-        this.#last = { volumes, at };
-        return this.#last;
-      } finally {
-        this.#listing = null;
-      }
-    })();
-    return this.#listing;
-  }
-}
-
-/** The tracker's status now (for `/v1/status` and the overview). */
+/** The tracker's status now, from `reader`: see the file comment. */
 export async function trackerStatusNow(
   reader: VolumesReader,
   startedAt: number,
   deps: { clock: RouteDeps["clock"]; storeProbe?: StoreProbe },
-): Promise<{ status: TrackerStatus; volumes: VolumeInfo[] | null }> {
-  const seen = await reader.read();
-  const store = deps.storeProbe?.last ?? null;
-  const status = trackerStatusOf(seen?.volumes ?? [], startedAt, deps.clock.now(), {
+): Promise<TrackerStatus> {
+  const seen = deps.storeProbe ? reader.last : await reader.refresh();
+  return trackerStatusOf(seen?.volumes ?? [], startedAt, deps.clock.now(), {
     volumesAt: seen?.at ?? null,
-    store,
+    store: deps.storeProbe?.last ?? null,
   });
-  return { status, volumes: seen?.volumes ?? null };
 }
 
 export function statusRoutes(deps: RouteDeps) {
   const startedAt = deps.clock.now();
-  const reader = new VolumesReader(deps, deps.storeProbe);
+  const reader = deps.volumesSeen ?? new VolumesReader(deps.store, deps.clock);
   const app = newApiApp();
   apiRoute(
     app,
@@ -124,8 +69,7 @@ export function statusRoutes(deps: RouteDeps) {
       tags: ["status"],
       responses: { 200: jsonResponse(trackerStatus, "The tracker's status") },
     },
-    async (c) =>
-      c.json<TrackerStatus, 200>((await trackerStatusNow(reader, startedAt, deps)).status, 200),
+    async (c) => c.json<TrackerStatus, 200>(await trackerStatusNow(reader, startedAt, deps), 200),
   );
   return app;
 }

@@ -61,6 +61,11 @@ export interface StoreProbeOptions {
   clock: Clock;
   intervalMs?: number;
   timeoutMs?: number;
+  /**
+   * Run after a check that found the store ok (the tracker re-reads its volumes for
+   * `/v1/status`); waited for at most `timeoutMs`, so a store lost meanwhile cannot stall the probe.
+   */
+  afterOk?: () => Promise<unknown>;
 }
 
 /** Probes the store every `intervalMs` once started; `last` is the latest finding. */
@@ -128,7 +133,19 @@ export class StoreProbe {
     });
     const result = await Promise.race([check, late]);
     clearTimeout(timer);
-    return this.#record(this.opts.clock.now(), result);
+    const health = this.#record(this.opts.clock.now(), result);
+    if (health.ok && this.opts.afterOk) await this.#bounded(this.opts.afterOk());
+    return health;
+  }
+
+  /** Waits for `work` (its failure ignored) at most `timeoutMs`. */
+  async #bounded(work: Promise<unknown>): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      work.catch(() => {}),
+      new Promise((resolve) => timer = setTimeout(resolve, this.timeoutMs)),
+    ]);
+    clearTimeout(timer);
   }
 
   #record(at: number, result: StoreCheckResult): StoreHealth {
