@@ -9,7 +9,7 @@ import { registerTrackerVolumeMetrics } from "./tracker_metrics.ts";
 import { StoreProbe, type StoreProbeOptions } from "./store/store_probe.ts";
 import type { StoreTraits, TrackerStore } from "./store/tracker_store.ts";
 import { TrackerState } from "./tracker_state.ts";
-import { VolumesReader } from "./volumes_seen.ts";
+import { VolumesReader } from "./routes/volumes_seen.ts";
 
 /** What the tracker is built from. */
 export interface TrackerAppOptions {

@@ -3,7 +3,7 @@ import type { Clock } from "../../src/clock.ts";
 import type { Metrics } from "../../src/metrics.ts";
 import type { StoreProbe } from "../store/store_probe.ts";
 import type { TrackerState } from "../tracker_state.ts";
-import type { VolumesReader } from "../volumes_seen.ts";
+import type { VolumesReader } from "./volumes_seen.ts";
 
 export interface RouteDeps {
   store: TrackerState;

@@ -5,7 +5,7 @@
  *
  * The answer never waits on the store: `store` is the latest background probe
  * (tracker/store/store_probe.ts), and the counts are the volumes the probe last read after a
- * check that found the store answering (tracker/volumes_seen.ts; `volumesAt` says when). A
+ * check that found the store answering (volumes_seen.ts; `volumesAt` says when). A
  * tracker without a probe (in-process tests) lists its volumes for each answer, as before.
  */
 import { apiRoute, jsonResponse, newApiApp } from "../../src/api_route.ts";
@@ -17,7 +17,7 @@ import {
   type VolumeInfo,
 } from "../../src/schemas.ts";
 import type { StoreProbe } from "../store/store_probe.ts";
-import { VolumesReader } from "../volumes_seen.ts";
+import { VolumesReader } from "./volumes_seen.ts";
 import type { RouteDeps } from "./route_deps.ts";
 
 /** The summary of `volumes` at `now` (also the tracker's part of `/v1/overview`). */

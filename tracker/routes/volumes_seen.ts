@@ -1,12 +1,12 @@
 /**
  * The tracker's volumes as last read from its store, for summaries that must not wait on the
  * store (`GET /v1/status`): the store probe refreshes them after each check that found the store
- * answering (tracker/store/store_probe.ts `afterOk`), so they are at most one probe interval old
+ * answering (../store/store_probe.ts `afterOk`), so they are at most one probe interval old
  * while the store answers, and stay what was last read while it does not.
  */
-import type { Clock } from "../src/clock.ts";
-import type { VolumeInfo } from "../src/schemas.ts";
-import type { TrackerState } from "./tracker_state.ts";
+import type { Clock } from "../../src/clock.ts";
+import type { VolumeInfo } from "../../src/schemas.ts";
+import type { TrackerState } from "../tracker_state.ts";
 
 /** The volumes last read, and when (the tracker's clock, epoch ms). */
 export interface VolumesSeen {
