@@ -30,6 +30,7 @@
  * no relation to these.
  */
 import assert from "node:assert/strict";
+import { requestTimeoutMsDefault } from "./http_client.ts";
 
 const MiB = 1024 * 1024;
 
@@ -136,3 +137,35 @@ export const etcdRequestBytesMargin = 128 * 1024;
 export const etcdGetManyKeysMax = etcdTxnOpsMax;
 
 assert(etcdRequestBytesMargin < etcdRequestBytesMax / 4);
+
+/*
+ * A tracker's store probe and the etcd client's deadlines (tracker/store/store_probe.ts,
+ * tracker/store/etcd_client.ts). A tracker whose store lost quorum still answers `/healthz`; its
+ * `/v1/status` says so from a probe the tracker runs in the background, so the answer never waits
+ * on the store. Every other route does wait on it, and must answer (503) before the host's call to
+ * it gives up (`requestTimeoutMsDefault`, 10 s, src/http_client.ts), or the host cannot tell a
+ * tracker without a store from a tracker that is gone:
+ *
+ *   - one request to one etcd endpoint waits at most `etcdRequestTimeoutMs` (3 s);
+ *   - one store call (all endpoints, in turn) waits at most `etcdCallDeadlineMs` (6 s): with five
+ *     members that hang, two are tried, not five (5 × 3 s = 15 s would outlast the host);
+ *   - so a route's first store call fails by 6 s, and one more request still fits in the host's
+ *     10 s (a route whose first call fails answers 503 at once).
+ *
+ * The probe reads one key linearizably from every endpoint at once, each bounded by
+ * `storeProbeTimeoutMs`, every `storeProbeIntervalMs`: a lost quorum shows in `/v1/status` within
+ * interval + timeout (3 s), and `deno task status` (3 s a call) reads it in time.
+ */
+/** One request to one etcd endpoint, in ms (etcd's own request timeout is 5 s + election). */
+export const etcdRequestTimeoutMs = 3000;
+/** One etcd store call over all its endpoints, in ms: below the host's tracker call timeout. */
+export const etcdCallDeadlineMs = 6000;
+/** Time between two probes of a tracker's store, in ms. */
+export const storeProbeIntervalMs = 2000;
+/** Longest one store probe waits for an answer, in ms (then the store is not ok). */
+export const storeProbeTimeoutMs = 1000;
+
+assert(etcdRequestTimeoutMs <= etcdCallDeadlineMs);
+// A route whose store call failed at its deadline still has time for one more request.
+assert(etcdCallDeadlineMs + etcdRequestTimeoutMs <= requestTimeoutMsDefault);
+assert(storeProbeTimeoutMs < storeProbeIntervalMs);

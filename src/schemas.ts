@@ -155,6 +155,25 @@ export const volumeInfo = z.object({
 });
 export type VolumeInfo = z.infer<typeof volumeInfo>;
 
+/**
+ * Whether the tracker's store answers, from the probe the tracker runs in the background
+ * (tracker/store/store_probe.ts): `checkedAt` is when the latest probe ended; etcd lists each
+ * endpoint (ok when it answered a linearizable read in time).
+ */
+export const storeHealth = z.object({
+  kind: z.enum(["kv", "etcd"]),
+  ok: z.boolean(),
+  checkedAt: z.number(),
+  checkedAtIso: z.string(),
+  error: z.string().optional(),
+  endpoints: z.array(z.object({
+    url: z.string(),
+    ok: z.boolean(),
+    error: z.string().optional(),
+  })).optional(),
+});
+export type StoreHealth = z.infer<typeof storeHealth>;
+
 /** The tracker's `GET /v1/status` (issue 11): since when it runs, how much it holds dirty. */
 export const trackerStatus = z.object({
   service: z.literal("tracker"),
@@ -166,6 +185,18 @@ export const trackerStatus = z.object({
   volumes: z.number(),
   dirtyVolumes: z.number(),
   dirtyBytes: z.number(),
+  /**
+   * When the volume counts above were read from the store (epoch ms): older than `now` when the
+   * store is not ok or did not list in time (the counts are then the last ones read), null when
+   * never read. Optional: older trackers lack it.
+   */
+  volumesAt: z.number().nullable().optional(),
+  volumesAtIso: z.string().nullable().optional(),
+  /**
+   * Whether its store answers (the latest background probe); absent from older trackers and from
+   * a tracker that runs no probe (in-process tests).
+   */
+  store: storeHealth.optional(),
 });
 export type TrackerStatus = z.infer<typeof trackerStatus>;
 

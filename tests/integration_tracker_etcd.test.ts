@@ -4,8 +4,9 @@
  * a mark. Under a marking workload one tracker and one etcd member are SIGKILLed: writes go on
  * through the other tracker, and no acknowledged write loses its mark (once the backup returns,
  * reconstruct converges: SHA-256 of primary and secondary equal). With two of three members down
- * (no quorum) a write that needs a new mark fails and the primary is untouched; it succeeds once
- * quorum returns.
+ * (no quorum) a write that needs a new mark fails and the primary is untouched, the tracker's
+ * `/v1/status` says its store is not ok (its `/healthz` stays ok) and `deno task status` exits 3
+ * naming the store; once quorum returns the store is ok again and the write succeeds.
  *
  * The host is given both trackers (`--tracker A,B`) and fails over between them itself.
  */
@@ -15,6 +16,8 @@ import { freePort, type ServiceProcess, startService } from "../harness/service_
 import { runScript, sha256File } from "../harness/tools.ts";
 import { HostClient } from "../host/client.ts";
 import { randomBytes, seededRandom } from "../src/random.ts";
+import { type StoreHealth, trackerStatus } from "../src/schemas.ts";
+import type { SystemStatus } from "../src/status/status_document.ts";
 
 // etcd is a dependency of the suite (.ci/run installs etcd-server): without it the test fails,
 // unless TRACKMIRROR_NO_ETCD=1 says to leave it out.
@@ -33,6 +36,30 @@ async function waitMirroring(host: HostClient, timeoutMs = 20_000): Promise<void
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`The host did not see the backup online within ${timeoutMs} ms`);
+}
+
+/** The tracker's store as its `/v1/status` says. */
+async function storeOf(url: string): Promise<StoreHealth> {
+  const status = trackerStatus.parse(await (await fetch(`${url}/v1/status`)).json());
+  assert.ok(status.store, "the tracker reports its store");
+  return status.store;
+}
+
+/** Waits (bounded) until the tracker's `/v1/status` store satisfies `want`; returns it. */
+async function waitStore(
+  url: string,
+  want: (store: StoreHealth) => boolean,
+  what: string,
+  timeoutMs = 20_000,
+): Promise<StoreHealth> {
+  const deadline = Date.now() + timeoutMs;
+  let store = await storeOf(url);
+  while (!want(store) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    store = await storeOf(url);
+  }
+  assert.ok(want(store), `the tracker's store is not ${what}: ${JSON.stringify(store)}`);
+  return store;
 }
 
 Deno.test({
@@ -121,8 +148,33 @@ Deno.test({
         "the host failed over to the second tracker",
       );
 
+      // One member down, two answering: the tracker's store is ok, the dead member named.
+      const running = cluster.members.map((m) => m.running);
+      const withQuorum = await waitStore(
+        trackers[1].url,
+        (store) => store.endpoints?.every((e, i) => e.ok === running[i]) === true,
+        "ok on exactly the running members",
+      );
+      assert.equal(withQuorum.ok, true, JSON.stringify(withQuorum));
+
       // Two of three members down: no quorum, so no new mark, so no write.
       await cluster.members[1].kill();
+      // The tracker says so from its probe, at once, while /healthz stays ok (its contract).
+      const lost = await waitStore(trackers[1].url, (store) => !store.ok, "not ok");
+      assert.match(lost.error ?? "", /^no quorum: none of 3 member\(s\)/);
+      const health = await fetch(`${trackers[1].url}/healthz`);
+      await health.body?.cancel();
+      assert.equal(health.status, 200);
+      // `deno task status` calls the system down (3), naming the store.
+      const st = await runScript("host/status/status.ts", ["--tracker", trackers[1].url, "--json"]);
+      assert.equal(st.code, 3, `status without quorum:\n${st.stdout}${st.stderr}`);
+      const doc = JSON.parse(st.stdout) as SystemStatus;
+      assert.equal(doc.health, "down");
+      assert.equal(doc.tracker.store?.ok, false);
+      assert.ok(
+        doc.problems.some((p) => p.includes("its store does not: store: etcd no quorum")),
+        doc.problems.join("\n"),
+      );
       const before = await sha256File(primary);
       const data = randomBytes(rand, 4096).fill(0xa5, 0, 1);
       await assert.rejects(host.write("vol0", quorumProbeOffset, data));
@@ -141,6 +193,7 @@ Deno.test({
       // Quorum returns (the killed member restarts on its data): the write goes through.
       cluster.members[0].start();
       await cluster.ready();
+      await waitStore(trackers[1].url, (store) => store.ok, "ok again once quorum is back");
       let resumed = false;
       for (let i = 0; i < 60 && !resumed; i++) {
         resumed = await host.write("vol0", quorumProbeOffset, data).then(() => true, () => false);

@@ -441,3 +441,63 @@ Deno.test("several trackers: a standby that does not answer is degraded, none an
     new RegExp(`none of the trackers ${trackerUrl}, ${standby} answers`),
   );
 });
+
+Deno.test("a tracker whose store does not answer makes the system down, naming the store; the table and document show it", () => {
+  const store = {
+    kind: "etcd" as const,
+    ok: false,
+    checkedAt: at - 1000,
+    checkedAtIso: new Date(at - 1000).toISOString(),
+    error: "no quorum: none of 3 member(s) answers a linearizable read within 1000 ms (…)",
+    endpoints: [{ url: "http://127.0.0.1:2379", ok: false, error: "no answer within 1000 ms" }],
+  };
+  const status = {
+    service: "tracker" as const,
+    startedAt: at - 60_000,
+    startedAtIso: "",
+    now: at,
+    nowIso: "",
+    volumes: 1,
+    dirtyVolumes: 0,
+    dirtyBytes: 0,
+    store,
+  };
+  const healthy = assembleStatus(answers({
+    tracker: { volumes: [volumeInfo()], status: { ...status, store: { ...store, ok: true } } },
+  }));
+  assert.equal(healthy.health, "healthy", healthy.problems.join("\n"));
+  assert.equal(healthy.tracker.store?.ok, true);
+  assert.match(renderStatusTable(healthy).join("\n"), /etcd ok \(checked 1s ago\)/);
+
+  // The gather does not ask for volumes (they would wait on the store): only the status came.
+  const down = assembleStatus(answers({
+    tracker: { error: "store: etcd no quorum: …", status },
+    hosts: new Map(),
+    backups: new Map(),
+  }));
+  assert.equal(down.health, "down");
+  assert.equal(down.exitCode, 3);
+  assert.match(
+    down.problems[0],
+    new RegExp(
+      `^tracker ${trackerUrl} answers but its store does not: store: etcd no quorum: none of 3`,
+    ),
+  );
+  assert.equal(down.tracker.state, "degraded");
+  assert.equal(down.tracker.since, at - 60_000);
+  assert.deepEqual(down.tracker.store, store);
+  assert.deepEqual(
+    JSON.parse(JSON.stringify(down)).tracker.store,
+    store,
+    "the document carries it",
+  );
+  const table = renderStatusTable(down).join("\n");
+  assert.match(table, /volumes unknown: the tracker's store: etcd no quorum: none of 3/);
+  assert.match(table, /etcd NOT OK \(checked 1s ago\)/);
+
+  // Volumes read before the probe noticed: still down, every volume listed.
+  const listed = assembleStatus(answers({ tracker: { volumes: [volumeInfo()], status } }));
+  assert.equal(listed.exitCode, 3);
+  assert.equal(listed.volumes.length, 1);
+  assert.ok(listed.problems.some((p) => /its store does not: store: etcd no quorum/.test(p)));
+});

@@ -5,8 +5,12 @@
  */
 import assert from "node:assert/strict";
 import { regionsPerSegment } from "../src/dirty_bitmap.ts";
-import type { LogExtent, LogPage, VolumeInfo } from "../src/schemas.ts";
+import { ManualClock } from "../src/clock.ts";
+import type { LogExtent, LogPage, TrackerStatus, VolumeInfo } from "../src/schemas.ts";
 import { logSegmentsPerPageMax } from "../tracker/log_reader.ts";
+import { createTrackerApp } from "../tracker/service.ts";
+import { kvStoreCheck } from "../tracker/store/store_probe.ts";
+import type { TrackerStore } from "../tracker/store/tracker_store.ts";
 import { CommitFaults } from "./support/fault_kv.ts";
 import {
   type Json,
@@ -655,5 +659,116 @@ Deno.test("after close, tracking commands are refused with 503", async () => {
     assert.equal(res.status, 503);
   } finally {
     await h.close();
+  }
+});
+
+/**
+ * A Deno KV whose reads can be made to hang (a store without quorum), counting the reads that
+ * came while it hung; `answer()` lets them through.
+ */
+function hangingKv(kv: Deno.Kv) {
+  let gate: PromiseWithResolvers<void> | null = null;
+  const state = { readsWhileHanging: 0 };
+  const wait = async () => {
+    if (gate === null) return;
+    state.readsWhileHanging++;
+    await gate.promise;
+  };
+  const store: TrackerStore = {
+    get: async (key) => (await wait(), kv.get(key)),
+    getMany: (async (keys: Deno.KvKey[]) => (await wait(), kv.getMany(keys))) as TrackerStore[
+      "getMany"
+    ],
+    list: (selector, options) =>
+      (async function* () {
+        await wait();
+        yield* kv.list(selector, options);
+      })() as AsyncIterableIterator<never>,
+    set: (key, value) => kv.set(key, value),
+    atomic: () => kv.atomic(),
+  };
+  return {
+    store,
+    state,
+    hang: () => gate = Promise.withResolvers<void>(),
+    answer: () => {
+      gate?.resolve();
+      gate = null;
+    },
+  };
+}
+
+Deno.test("GET /v1/status answers from the store probe: a store that hangs is not ok and is not asked", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const clock = new ManualClock();
+  const hanging = hangingKv(kv);
+  const service = createTrackerApp({
+    kv: hanging.store,
+    clock,
+    // Probed by the test (probeNow), not by the background timer.
+    storeProbe: {
+      kind: "kv",
+      check: kvStoreCheck(hanging.store),
+      intervalMs: 3_600_000,
+      timeoutMs: 500,
+    },
+  });
+  const status = async () => {
+    const res = await service.app.request("/v1/status");
+    assert.equal(res.status, 200);
+    return await res.json() as TrackerStatus;
+  };
+  try {
+    const reg = await service.app.request("/v1/volumes/vol0", {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        sizeBytes: 1 << 20,
+        regionBytes: R,
+        ownerHost: "h1",
+        ownerUrl: "http://127.0.0.1:9001",
+      }),
+    });
+    assert.equal(reg.status, 200);
+    assert.equal((await service.storeProbe!.probeNow()).ok, true);
+    const listedAt = clock.now();
+    const ok = await status();
+    assert.equal(ok.store?.ok, true);
+    assert.equal(ok.store?.kind, "kv");
+    assert.equal(ok.volumes, 1);
+    assert.equal(ok.volumesAt, listedAt, "read by the probe after its check");
+
+    hanging.hang();
+    clock.advance(5000);
+    const lost = await service.storeProbe!.probeNow();
+    assert.equal(lost.ok, false, "a check that does not answer in time is not ok");
+    assert.match(lost.error ?? "", /no answer within 1000 ms/);
+    assert.equal(lost.checkedAt, clock.now());
+    const readsByProbe = hanging.state.readsWhileHanging;
+
+    const down = await status();
+    assert.equal(down.store?.ok, false);
+    assert.equal(down.store?.error, lost.error);
+    assert.equal(down.volumes, 1, "the counts last read");
+    assert.equal(down.volumesAt, listedAt, "and when they were read");
+    assert.equal(down.now, clock.now());
+    assert.equal(hanging.state.readsWhileHanging, readsByProbe, "the route did not ask the store");
+
+    // The first check still hangs: no second one is started, and the store stays not ok.
+    const still = await service.storeProbe!.probeNow();
+    assert.equal(still.ok, false);
+    assert.match(still.error ?? "", /has not answered/);
+    assert.equal(hanging.state.readsWhileHanging, readsByProbe);
+
+    hanging.answer();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.equal((await service.storeProbe!.probeNow()).ok, true);
+    const back = await status();
+    assert.equal(back.store?.ok, true);
+    assert.equal(back.volumesAt, clock.now());
+  } finally {
+    hanging.answer();
+    await service.close();
+    kv.close();
   }
 });

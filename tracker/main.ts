@@ -22,10 +22,11 @@ import { resolveToken } from "../src/token.ts";
 import { version } from "../src/version.ts";
 import { logLine, processEvents } from "../src/events.ts";
 import { logFormatFlagDoc, parseLogFormat, setLogFormat } from "../src/log_line.ts";
-import { createTrackerApp } from "./service.ts";
+import { createTrackerApp, type TrackerAppOptions } from "./service.ts";
 import { EtcdClient } from "./store/etcd_client.ts";
 import { EtcdStore, etcdTraits } from "./store/etcd_store.ts";
 import { parseKvTarget } from "./store/kv_target.ts";
+import { etcdStoreCheck, kvStoreCheck } from "./store/store_probe.ts";
 import type { StoreTraits, TrackerStore } from "./store/tracker_store.ts";
 
 /** Default port of the tracker. */
@@ -75,9 +76,12 @@ async function main(): Promise<void> {
   let kv: TrackerStore;
   let traits: StoreTraits | undefined;
   let closeKv = () => {};
+  let storeProbe: TrackerAppOptions["storeProbe"];
   if (target.kind === "etcd") {
-    kv = new EtcdStore(new EtcdClient(target.endpoints), target.namespace);
+    const client = new EtcdClient(target.endpoints);
+    kv = new EtcdStore(client, target.namespace);
     traits = etcdTraits;
+    storeProbe = { kind: "etcd", check: etcdStoreCheck(client, target.namespace) };
   } else {
     if (!target.remote && kvPath !== ":memory:") {
       await Deno.mkdir(dirname(kvPath), { recursive: true });
@@ -85,8 +89,9 @@ async function main(): Promise<void> {
     const denoKv = await Deno.openKv(kvPath);
     kv = denoKv;
     closeKv = () => denoKv.close();
+    storeProbe = { kind: "kv", check: kvStoreCheck(denoKv) };
   }
-  const tracker = createTrackerApp({ kv, traits, clock: systemClock, token });
+  const tracker = createTrackerApp({ kv, traits, clock: systemClock, token, storeProbe });
 
   const server = listenNaming(
     { address: `${hostname}:${port}`, flag: "--port", value: port },

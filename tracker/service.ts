@@ -6,8 +6,10 @@ import type { Clock } from "../src/clock.ts";
 import { Metrics } from "../src/metrics.ts";
 import { buildTrackerApp, type TrackerApp } from "./app.ts";
 import { registerTrackerVolumeMetrics } from "./tracker_metrics.ts";
+import { StoreProbe, type StoreProbeOptions } from "./store/store_probe.ts";
 import type { StoreTraits, TrackerStore } from "./store/tracker_store.ts";
 import { TrackerState } from "./tracker_state.ts";
+import { VolumesReader } from "./routes/volumes_seen.ts";
 
 /** What the tracker is built from. */
 export interface TrackerAppOptions {
@@ -25,6 +27,11 @@ export interface TrackerAppOptions {
   segmentCacheMax?: number;
   /** Bound of the tracking command queue (commands). */
   queueOpsMax?: number;
+  /**
+   * When set, the store is probed in the background (from now until `close`) and `/v1/status`
+   * says whether it answers (tracker/store/store_probe.ts); main.ts always sets it.
+   */
+  storeProbe?: Omit<StoreProbeOptions, "clock" | "afterOk">;
 }
 
 /** The tracker app and what its owner needs to run and stop it. */
@@ -32,6 +39,8 @@ export interface TrackerService {
   app: TrackerApp;
   store: TrackerState;
   metrics: Metrics;
+  /** The store's background probe, when `storeProbe` was given. */
+  storeProbe?: StoreProbe;
   /** Ends open streams (the overview's), so a graceful shutdown does not wait for them. */
   endStreams(): void;
   /**
@@ -53,14 +62,29 @@ export function createTrackerApp(opts: TrackerAppOptions): TrackerService {
   });
   registerTrackerVolumeMetrics(metrics, store, opts.clock);
   const closing = new AbortController();
-  const app = buildTrackerApp({ store, metrics, clock: opts.clock }, opts.token, closing.signal);
+  const volumesSeen = new VolumesReader(store, opts.clock);
+  const storeProbe = opts.storeProbe
+    ? new StoreProbe({
+      ...opts.storeProbe,
+      clock: opts.clock,
+      afterOk: () => volumesSeen.refresh(),
+    })
+    : undefined;
+  storeProbe?.start();
+  const app = buildTrackerApp(
+    { store, metrics, clock: opts.clock, storeProbe, volumesSeen },
+    opts.token,
+    closing.signal,
+  );
   return {
     app,
     store,
     metrics,
+    storeProbe,
     endStreams: () => closing.abort(),
     close: () => {
       closing.abort();
+      storeProbe?.stop();
       return store.close();
     },
   };

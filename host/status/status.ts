@@ -15,7 +15,8 @@
  *
  * Exit codes (stable): 0 healthy; 1 degraded (serving, but something is dirty, lagging,
  * resyncing, untrusted or degraded); 2 bad flags; 3 down (the tracker, a host agent or a backup
- * does not answer, a component is offline, a volume is not served).
+ * does not answer, the tracker's store does not answer (e.g. etcd without quorum), a component
+ * is offline, a volume is not served).
  */
 import { failoverTargetsMax } from "../../src/failover.ts";
 import {

@@ -4,6 +4,8 @@
  * one a line — the shape of `drbdadm status`, with the reasons spelled out.
  */
 import { formatBytes } from "../../src/extent.ts";
+import type { StoreHealth } from "../../src/schemas.ts";
+import { storeProblem } from "../../src/status/store_problem.ts";
 import type {
   HostComponentView,
   SystemStatus,
@@ -66,30 +68,46 @@ function resyncCell(v: VolumeRow): string {
     `${formatBytes(r.bytesPerSec)}/s${eta}`;
 }
 
+/**
+ * "etcd ok (checked 1s ago)" / "etcd NOT OK (…)": the tracker's store as its probe last found it
+ * (the reason is in the problems); "-" when the tracker does not say.
+ */
+function storeCell(store: StoreHealth | null, at: number): string {
+  if (store === null) return "-";
+  const age = formatAge(Math.max(0, at - store.checkedAt) / 1000);
+  return `${store.kind} ${store.ok ? "ok" : "NOT OK"} (checked ${age} ago)`;
+}
+
 /** The whole status as lines of text. */
 export function renderStatusTable(doc: SystemStatus): string[] {
   const at = doc.at;
   const lines = [
     `trackmirror status at ${doc.atIso}: ${doc.health.toUpperCase()} (exit ${doc.exitCode})`,
     doc.tracker.volumes === null
-      ? "volumes unknown: the tracker does not answer"
+      ? `volumes unknown: ${
+        doc.tracker.store?.ok === false
+          ? `the tracker's ${storeProblem(doc.tracker.store)}`
+          : "the tracker does not answer"
+      }`
       : `${doc.volumes.filter((v) => v.inSync).length}/${doc.volumes.length} volume(s) in sync`,
     "",
   ];
   const t = doc.tracker;
   lines.push(
     ...alignColumns([
-      ["TRACKER", "STATE", "VOLUMES", "DIRTY VOLUMES"],
+      ["TRACKER", "STATE", "VOLUMES", "DIRTY VOLUMES", "STORE"],
       [
         t.url + (t.urls ? " (current)" : ""),
         stateFor(t.state, t.since, at),
         t.volumes === null ? "?" : String(t.volumes),
         t.dirtyVolumes === null ? "?" : String(t.dirtyVolumes),
+        storeCell(t.store, at),
       ],
       // Issue 12: the other trackers of the list, as their health checks found them.
       ...(t.urls ?? []).filter((s) => s.url !== t.url).map((s) => [
         `${s.url} (standby)`,
         s.state,
+        "-",
         "-",
         "-",
       ]),

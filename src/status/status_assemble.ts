@@ -6,6 +6,7 @@ import type { HostStatus, HostVolumeView } from "../host_schemas.ts";
 import { isoTime } from "../iso_time.ts";
 import type { BackupStatus, TrackerStatus, VolumeInfo } from "../schemas.ts";
 import { notInSyncReasons } from "./in_sync.ts";
+import { storeProblem } from "./store_problem.ts";
 import {
   type BackupRow,
   type Health,
@@ -39,7 +40,9 @@ export interface Answers {
   trackerUrl: string;
   /** With several trackers: each one of them; absent with one. */
   trackers?: TrackerAnswer[];
-  tracker: { volumes: VolumeInfo[]; status: TrackerStatus | null } | Unanswered;
+  tracker:
+    | { volumes: VolumeInfo[]; status: TrackerStatus | null }
+    | (Unanswered & { status?: TrackerStatus | null });
   /** By owner URL, as the tracker names it. */
   hosts: ReadonlyMap<string, HostStatus | Unanswered>;
   /** By backup URL, as the host agents name it. */
@@ -55,29 +58,40 @@ export function assembleStatus(answers: Answers): SystemStatus {
   const down: string[] = [];
   const degraded: string[] = [];
   const t = answers.tracker;
+  const store = t.status?.store ?? null;
+  // A tracker that answers but whose store does not: every volume's marks fail (and so do the
+  // writes that need one), so the system is down for all it serves.
+  const storeDown = store?.ok === false
+    ? `tracker ${answers.trackerUrl} answers but its store does not: ${storeProblem(store)}`
+    : null;
   if ("error" in t) {
     const which = answers.trackers
       ? `none of the trackers ${answers.trackers.map((s) => s.url).join(", ")} answers`
       : `tracker ${answers.trackerUrl} does not answer`;
-    down.push(`${which}: ${t.error}`);
+    down.push(
+      storeDown ? `${storeDown}; the volumes it serves cannot be read` : `${which}: ${t.error}`,
+    );
+    const since = storeDown ? t.status?.startedAt ?? null : null;
     return finish(
       answers,
       down,
       degraded,
       {
         url: answers.trackerUrl,
-        state: "offline",
-        since: null,
-        sinceIso: null,
+        state: storeDown ? "degraded" : "offline",
+        since,
+        sinceIso: isoTime(since),
         error: t.error,
         volumes: null,
         dirtyVolumes: null,
+        store,
       },
       [],
       [],
       [],
     );
   }
+  if (storeDown) down.push(`${storeDown}; the volumes it serves cannot be marked`);
   for (const standby of answers.trackers ?? []) {
     if (standby.state === "online") continue;
     degraded.push(`tracker ${standby.url} (standby) does not answer: ${standby.error}`);
@@ -97,12 +111,13 @@ export function assembleStatus(answers: Answers): SystemStatus {
     degraded,
     {
       url: answers.trackerUrl,
-      state: "online",
+      state: storeDown ? "degraded" : "online",
       since: t.status?.startedAt ?? null,
       sinceIso: isoTime(t.status?.startedAt ?? null),
-      error: null,
+      error: store?.ok === false ? storeProblem(store) : null,
       volumes: t.volumes.length,
       dirtyVolumes: t.volumes.filter((v) => v.dirtyRegions > 0).length,
+      store,
     },
     hosts,
     backups,

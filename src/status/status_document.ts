@@ -7,11 +7,14 @@
  * `health` and `exitCode` (stable, documented in the README):
  *   0 healthy  — every component online, every volume in sync;
  *   1 degraded — all serving, but something is dirty, lagging, resyncing, untrusted or degraded;
- *   3 down     — the tracker, a host agent or a backup does not answer, a host sees its backup or
- *                tracker offline, or a volume is not served (fenced, or unknown to its owner).
+ *   3 down     — the tracker, a host agent or a backup does not answer, the tracker's store does
+ *                not answer (its `/v1/status` says so: e.g. etcd without quorum), a host sees
+ *                its backup or tracker offline, or a volume is not served (fenced, or unknown
+ *                to its owner).
  * (2 is bad flags, before anything is asked.)
  */
 import type { ComponentState, ResyncProgress } from "../host_schemas.ts";
+import type { StoreHealth } from "../schemas.ts";
 
 export const statusFormat = 1;
 
@@ -113,6 +116,11 @@ export interface SystemStatus {
   tracker: ComponentHealth & {
     volumes: number | null;
     dirtyVolumes: number | null;
+    /**
+     * Whether the tracker's store answers, as its background probe last found (`/v1/status`
+     * `store`); null from a tracker that does not say. Not ok: the system is down.
+     */
+    store: StoreHealth | null;
     urls?: { url: string; current: boolean; state: "online" | "offline"; error: string | null }[];
   };
   hosts: HostRow[];

@@ -16,6 +16,7 @@ import { call, callJson, type HttpClientOptions } from "../http_client.ts";
 import { type HostStatus, hostStatus } from "../host_schemas.ts";
 import type { BackupStatus, TrackerStatus, VolumeInfo } from "../schemas.ts";
 import type { Answers, TrackerAnswer, Unanswered } from "./status_assemble.ts";
+import { storeProblem } from "./store_problem.ts";
 
 /** Longest the gather waits for any one service's answer. */
 export const statusCallTimeoutMs = 3000;
@@ -36,8 +37,13 @@ export interface GatherOptions {
   timeoutMs?: number;
 }
 
-/** What the tracker answered: its volumes and its own summary (null when it has none). */
-export type TrackerReply = { volumes: VolumeInfo[]; status: TrackerStatus | null } | Unanswered;
+/**
+ * What the tracker answered: its volumes and its own summary (null when it has none); when the
+ * volumes did not come, why, with the summary when that came (it says whether the store answers).
+ */
+export type TrackerReply =
+  | { volumes: VolumeInfo[]; status: TrackerStatus | null }
+  | (Unanswered & { status?: TrackerStatus | null });
 
 async function answerOf<T>(call: () => Promise<T>): Promise<T | Unanswered> {
   try {
@@ -60,12 +66,20 @@ export async function gatherAnswers(opts: GatherOptions): Promise<Answers> {
   const several = targets.urls.length > 1;
   const get = <T>(path: string) =>
     targets.run((url) => callJson<T>(url, path, { method: "GET" }, client));
-  const [volumes, trackerStatus] = await Promise.all([
-    answerOf(async () =>
-      (await get<{ volumes: VolumeInfo[] }>(statusPaths.trackerVolumes)).volumes
-    ),
-    // Older trackers have no /v1/status: its absence is no reason to call the tracker down.
-    answerOf(() => get<TrackerStatus>(statusPaths.trackerStatus)),
+  const [[trackerStatus, volumes]] = await Promise.all([
+    (async () => {
+      // Older trackers have no /v1/status: its absence is no reason to call the tracker down.
+      const status = await answerOf(() => get<TrackerStatus>(statusPaths.trackerStatus));
+      // A tracker that says its store does not answer is not asked for volumes: they would
+      // wait on that store until the call timed out.
+      if (!("error" in status) && status.store?.ok === false) {
+        return [status, { error: storeProblem(status.store) }] as const;
+      }
+      const volumes = await answerOf(async () =>
+        (await get<{ volumes: VolumeInfo[] }>(statusPaths.trackerVolumes)).volumes
+      );
+      return [status, volumes] as const;
+    })(),
     // With several, each one's health check, so a standby that would not answer shows.
     several
       ? targets.probe(async (url) => {
@@ -74,9 +88,8 @@ export async function gatherAnswers(opts: GatherOptions): Promise<Answers> {
       })
       : undefined,
   ]);
-  const tracker: TrackerReply = "error" in volumes
-    ? volumes
-    : { volumes, status: "error" in trackerStatus ? null : trackerStatus };
+  const status = "error" in trackerStatus ? null : trackerStatus;
+  const tracker: TrackerReply = "error" in volumes ? { ...volumes, status } : { volumes, status };
   const trackers = several ? trackerViews(targets) : undefined;
   return await gatherFrom(tracker, { ...opts, trackerUrl: targets.current }, at, trackers);
 }

@@ -143,7 +143,10 @@ function componentRow(what, c, detail) {
 }
 
 function renderComponents(doc) {
-  const rows = [componentRow("tracker", doc.tracker, doc.tracker.error ?? "")];
+  // The tracker's store as its probe found it: "store: etcd no quorum: …" is its error.
+  const store = doc.tracker.store;
+  const trackerDetail = doc.tracker.error ?? (store ? `store ${store.kind} ok` : "");
+  const rows = [componentRow("tracker", doc.tracker, trackerDetail)];
   for (const h of doc.hosts) {
     const views = [
       h.backup && `sees backup ${h.backup.state}`,

@@ -22,6 +22,7 @@ import { ServiceError } from "../../src/errors.ts";
 import { assembleStatus } from "../../src/status/status_assemble.ts";
 import type { SystemStatus } from "../../src/status/status_document.ts";
 import { gatherFrom, type TrackerReply } from "../../src/status/status_gather.ts";
+import { storeProblem } from "../../src/status/store_problem.ts";
 import type { RouteDeps } from "./route_deps.ts";
 import { trackerStatusOf } from "./status_routes.ts";
 
@@ -56,18 +57,32 @@ export interface OverviewOptions {
   closing?: AbortSignal;
 }
 
-export function overviewRoutes({ store, clock }: RouteDeps, opts: OverviewOptions = {}) {
+export function overviewRoutes(deps: RouteDeps, opts: OverviewOptions = {}) {
+  const { store, clock, storeProbe } = deps;
   const startedAt = clock.now();
   let streams = 0;
 
   async function overview(trackerUrl: string): Promise<SystemStatus> {
     const at = clock.now();
     let tracker: TrackerReply;
-    try {
-      const volumes = await store.list();
-      tracker = { volumes, status: trackerStatusOf(volumes, startedAt, clock.now()) };
-    } catch (err) {
-      tracker = { error: (err as Error).message };
+    const health = storeProbe?.last ?? null;
+    if (health?.ok === false) {
+      // The store does not answer (the background probe says so): not asked, not waited on.
+      const status = trackerStatusOf([], startedAt, clock.now(), {
+        volumesAt: null,
+        store: health,
+      });
+      tracker = { error: storeProblem(health), status };
+    } else {
+      try {
+        const volumes = await store.list();
+        tracker = {
+          volumes,
+          status: trackerStatusOf(volumes, startedAt, clock.now(), { store: health }),
+        };
+      } catch (err) {
+        tracker = { error: (err as Error).message };
+      }
     }
     return assembleStatus(await gatherFrom(tracker, { trackerUrl, token: opts.token }, at));
   }

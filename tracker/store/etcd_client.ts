@@ -8,11 +8,22 @@
  * Retrying a txn on another member after a timeout is safe for our txns: each carries compares
  * on the versions it read (a txn that did land makes the retry fail its compares: a conflict, and
  * the batch re-reads), or is a plain put of a registration decided again on retry.
+ *
+ * Bounds (src/limits.ts): each endpoint gets at most `etcdRequestTimeoutMs`, the whole call at
+ * most `etcdCallDeadlineMs`, so a tracker answers 503 before a host's call to it times out even
+ * when every member hangs; endpoints the deadline left untried are where the next call starts.
  */
 import { unavailable } from "../../src/errors.ts";
+import { etcdCallDeadlineMs, etcdRequestTimeoutMs } from "../../src/limits.ts";
 
-/** Bound on one request to one etcd endpoint, in ms (etcd's own request timeout is 5 s + election). */
-export const etcdRequestTimeoutMs = 3000;
+export { etcdCallDeadlineMs, etcdRequestTimeoutMs };
+
+/** One endpoint as a quorum check found it. */
+export interface EtcdEndpointCheck {
+  url: string;
+  ok: boolean;
+  error?: string;
+}
 
 /** What the gateway answers with every response. */
 export interface EtcdHeader {
@@ -50,6 +61,7 @@ export class EtcdClient {
   constructor(
     readonly endpoints: readonly string[],
     private readonly requestTimeoutMs = etcdRequestTimeoutMs,
+    private readonly callDeadlineMs = etcdCallDeadlineMs,
   ) {
     if (endpoints.length === 0) throw new RangeError("An etcd client needs an endpoint");
   }
@@ -58,22 +70,31 @@ export class EtcdClient {
   async call<T>(path: string, body: unknown): Promise<T> {
     const text = JSON.stringify(body);
     const failures: string[] = [];
-    for (let tried = 0; tried < this.endpoints.length; tried++) {
+    const deadline = Date.now() + this.callDeadlineMs;
+    let tried = 0;
+    for (; tried < this.endpoints.length; tried++) {
+      const leftMs = deadline - Date.now();
+      if (leftMs <= 0) {
+        failures.push(`deadline of ${this.callDeadlineMs} ms reached`);
+        break;
+      }
       const at = (this.#current + tried) % this.endpoints.length;
       const endpoint = this.endpoints[at];
+      const timeoutMs = Math.min(this.requestTimeoutMs, leftMs);
       let res: Response;
+      let answer: string;
       try {
         res = await fetch(`http://${endpoint}${path}`, {
           method: "POST",
           headers: { "content-type": "application/json" },
           body: text,
-          signal: AbortSignal.timeout(this.requestTimeoutMs),
+          signal: AbortSignal.timeout(timeoutMs),
         });
+        answer = await res.text();
       } catch (err) {
-        failures.push(`${endpoint}: ${(err as Error).message}`);
+        failures.push(`${endpoint}: ${whyFailed(err, timeoutMs)}`);
         continue;
       }
-      const answer = await res.text();
       if (res.status >= 500) {
         failures.push(`${endpoint}: ${res.status} ${answer.slice(0, 200)}`);
         continue;
@@ -88,8 +109,43 @@ export class EtcdClient {
       }
       return JSON.parse(answer) as T;
     }
-    // Start the next request with the member after the one that answered last.
-    this.#current = (this.#current + 1) % this.endpoints.length;
+    // Start the next request with the first member this one did not get to (all tried: the
+    // member after the one that answered last).
+    this.#current = (this.#current + Math.max(1, tried % this.endpoints.length)) %
+      this.endpoints.length;
     throw unavailable(`etcd cluster did not answer ${path}: ${failures.join("; ")}`);
   }
+
+  /**
+   * Asks every endpoint at once for a linearizable read of `key` (base64), each bounded by
+   * `timeoutMs`: a member answers it only with its cluster's quorum behind it (a member that
+   * lost quorum waits for a leader and does not answer in time). For the tracker's store probe.
+   */
+  checkQuorum(key: string, timeoutMs: number): Promise<EtcdEndpointCheck[]> {
+    const body = JSON.stringify({ key, serializable: false, keys_only: true });
+    return Promise.all(this.endpoints.map(async (endpoint): Promise<EtcdEndpointCheck> => {
+      const url = `http://${endpoint}`;
+      try {
+        const res = await fetch(`${url}/v3/kv/range`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body,
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+        const answer = await res.text();
+        if (res.ok) return { url, ok: true };
+        return { url, ok: false, error: `${res.status} ${answer.slice(0, 200)}` };
+      } catch (err) {
+        return { url, ok: false, error: whyFailed(err, timeoutMs) };
+      }
+    }));
+  }
+}
+
+/** Why a fetch failed, in a line ("no answer within 3000 ms" for a timeout). */
+function whyFailed(err: unknown, timeoutMs: number): string {
+  if (err instanceof DOMException && err.name === "TimeoutError") {
+    return `no answer within ${timeoutMs} ms`;
+  }
+  return (err as Error).message;
 }
