@@ -34,6 +34,7 @@ import type { HostAgent, HostVolume } from "./agent/host_agent.ts";
 import { registerHostMetrics } from "./host_metrics.ts";
 import type { UnackedWrites } from "./port_timing.ts";
 import { hostEventRoutes } from "./event_routes.ts";
+import { dataWriteFast } from "./data_write_fast.ts";
 
 /** Largest write or read one HTTP request carries. */
 export { httpIoBytesMax } from "../src/limits.ts";
@@ -354,13 +355,20 @@ export function createHostApp(agent: HostAgent, opts: HostAppOptions = {}) {
   });
   registerHostMetrics(metrics, agent, opts.unacked);
 
-  return app
+  const routed = app
     .route("/", statusApp(agent))
     .route("/", dataApp(agent))
     .route("/", resyncApp(agent))
     .route("/", verifyApp(agent))
     .route("/", cycleApp(agent))
     .route("/", hostEventRoutes());
+  // The hot write takes a lean path ahead of the router; whatever it declines (every bad or
+  // unusual request) goes through the routes above. `app.request` calls `fetch`, so in-process
+  // tests see the same front door as the server.
+  const fast = dataWriteFast(agent, { token: opts.token, service: "host" });
+  const routerFetch = routed.fetch;
+  routed.fetch = (req, env, ctx) => fast(req) ?? routerFetch(req, env, ctx);
+  return routed;
 }
 
 export type HostApp = ReturnType<typeof createHostApp>;

@@ -7,7 +7,7 @@ import type { OpenAPIHono } from "@hono/zod-openapi";
 import { z } from "zod";
 import { serveApiDocs } from "./api_docs.ts";
 import { apiRoute, jsonResponse, textResponse } from "./api_route.ts";
-import { errorBody, isPeerGone, ServiceError } from "./errors.ts";
+import { type ErrorBody, errorBody, isPeerGone, ServiceError } from "./errors.ts";
 import type { Metrics } from "./metrics.ts";
 import { tokenMatches } from "./token.ts";
 import { version } from "./version.ts";
@@ -39,6 +39,39 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** True when an `Authorization` header value presents `token` as `Bearer <token>`. */
+export function bearerMatches(authorization: string | null | undefined, token: string): boolean {
+  return tokenMatches(/^Bearer (.*)$/s.exec(authorization ?? "")?.[1], token);
+}
+
+/**
+ * The one error body for a request that failed with `err`, logged as every service logs it: a
+ * client gone mid-request is a 400 and a warning, an unexpected failure (500, 507) an error line.
+ * `app.onError` answers with it, and so does a lean route that bypasses the router
+ * (host/data_write_fast.ts), so both give the same answer.
+ */
+export function failureBody(name: string, err: unknown, method: string, path: string): ErrorBody {
+  if (isPeerGone(err)) {
+    // The client hung up before its request was read whole (e.g. it timed out while this
+    // process was stopped): nobody will read the answer, and nothing was done with the request.
+    const message = `The client closed the connection before the request was read: ${
+      (err as Error).message
+    }`;
+    logLine(service(name), "warn", `${name}: ${method} ${path}: ${message}`);
+    return { error: { status: 400, message } };
+  }
+  const body = errorBody(err);
+  // An unexpected failure is logged with its stack; one we raised on purpose (a disk error
+  // named in a ServiceError) needs only its message.
+  if (body.error.status === 500 || body.error.status === 507) {
+    const what = err instanceof ServiceError || !(err instanceof Error)
+      ? errorText(err)
+      : err.stack ?? err.message;
+    logLine(service(name), "error", `${name}: ${method} ${path}: ${what}`);
+  }
+  return body;
+}
+
 /** Installs the shared behaviour on `app`; call before the service's own routes. */
 export function applyServiceBasics(
   app: OpenAPIHono,
@@ -46,24 +79,7 @@ export function applyServiceBasics(
   opts: ServiceOptions = {},
 ): void {
   app.onError((err, c) => {
-    if (isPeerGone(err)) {
-      // The client hung up before its request was read whole (e.g. it timed out while this
-      // process was stopped): nobody will read the answer, and nothing was done with the request.
-      const message = `The client closed the connection before the request was read: ${
-        (err as Error).message
-      }`;
-      logLine(service(name), "warn", `${name}: ${c.req.method} ${c.req.path}: ${message}`);
-      return c.json({ error: { status: 400, message } }, 400);
-    }
-    const body = errorBody(err);
-    // An unexpected failure is logged with its stack; one we raised on purpose (a disk error
-    // named in a ServiceError) needs only its message.
-    if (body.error.status === 500 || body.error.status === 507) {
-      const what = err instanceof ServiceError || !(err instanceof Error)
-        ? errorText(err)
-        : err.stack ?? err.message;
-      logLine(service(name), "error", `${name}: ${c.req.method} ${c.req.path}: ${what}`);
-    }
+    const body = failureBody(name, err, c.req.method, c.req.path);
     return c.json(body, body.error.status as 400);
   });
   app.notFound((c) =>
@@ -85,8 +101,7 @@ export function applyServiceBasics(
   if (opts.token) {
     const token = opts.token;
     app.use("*", async (c, next) => {
-      const presented = /^Bearer (.*)$/s.exec(c.req.header("authorization") ?? "")?.[1];
-      if (!tokenMatches(presented, token)) {
+      if (!bearerMatches(c.req.header("authorization"), token)) {
         return c.json({ error: { status: 401, message: "Missing or wrong bearer token" } }, 401);
       }
       await next();
