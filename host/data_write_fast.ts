@@ -17,7 +17,7 @@
 import { checkRange } from "../src/extent.ts";
 import { badRequest } from "../src/errors.ts";
 import { httpIoBytesMax } from "../src/limits.ts";
-import { bearerMatches, failureBody } from "../src/service.ts";
+import { bearerMatcher, failureBody } from "../src/service.ts";
 import type { HostAgent, HostVolume } from "./agent/host_agent.ts";
 
 /** Decimal digits an offset may have: the documented route's `^\d{1,16}$`. */
@@ -51,6 +51,7 @@ export function dataWriteFast(
   opts: { token?: string; service: string },
 ): (req: Request) => Promise<Response> | undefined {
   const { token, service } = opts;
+  const bearerOk = token ? bearerMatcher(token) : undefined;
   return (req) => {
     if (req.method !== "PUT") return undefined;
     const url = req.url;
@@ -70,7 +71,7 @@ export function dataWriteFast(
     const length = decimalAt(lengthHeader, 0, lengthDigitsMax);
     if (length < 1 || length > httpIoBytesMax) return undefined;
     if (offset + length > v.sizeBytes) return undefined;
-    if (token && !bearerMatches(headers.get("authorization"), token)) {
+    if (bearerOk && !bearerOk(headers.get("authorization"))) {
       return undefined;
     }
     return write(req, offset, v);

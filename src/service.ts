@@ -9,7 +9,7 @@ import { serveApiDocs } from "./api_docs.ts";
 import { apiRoute, jsonResponse, textResponse } from "./api_route.ts";
 import { type ErrorBody, errorBody, isPeerGone, ServiceError } from "./errors.ts";
 import type { Metrics } from "./metrics.ts";
-import { tokenMatches } from "./token.ts";
+import { tokenMatcher } from "./token.ts";
 import { version } from "./version.ts";
 import { type EventService, eventServices, logLine } from "./events.ts";
 
@@ -39,9 +39,12 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** True when an `Authorization` header value presents `token` as `Bearer <token>`. */
-export function bearerMatches(authorization: string | null | undefined, token: string): boolean {
-  return tokenMatches(/^Bearer (.*)$/s.exec(authorization ?? "")?.[1], token);
+/** Whether an `Authorization` header value presents `token` as `Bearer <token>`. */
+export function bearerMatcher(
+  token: string,
+): (authorization: string | null | undefined) => boolean {
+  const matches = tokenMatcher(token);
+  return (authorization) => matches(/^Bearer (.*)$/s.exec(authorization ?? "")?.[1]);
 }
 
 /**
@@ -99,9 +102,9 @@ export function applyServiceBasics(
     responses: { 200: jsonResponse(healthzResponse, "The service answers") },
   }, (c) => c.json({ ok: true as const, service: name, version, pid: Deno.pid }, 200));
   if (opts.token) {
-    const token = opts.token;
+    const bearerOk = bearerMatcher(opts.token);
     app.use("*", async (c, next) => {
-      if (!bearerMatches(c.req.header("authorization"), token)) {
+      if (!bearerOk(c.req.header("authorization"))) {
         return c.json({ error: { status: 401, message: "Missing or wrong bearer token" } }, 401);
       }
       await next();

@@ -9,6 +9,7 @@ import {
   resolveToken,
   tokenEnvName,
   tokenFileBytesMax,
+  tokenMatcher,
   tokenMatches,
 } from "../src/token.ts";
 
@@ -30,8 +31,13 @@ Deno.test("tokenMatches accepts only the very same token", async (t) => {
     ["the empty string", "", false],
     ["no token at all", undefined, false],
   ];
+  // One matcher answers every case in turn, as a guarded service's does for every request.
+  const matcher = tokenMatcher("s3cret");
   for (const [name, presented, expected] of cases) {
-    await t.step(name, () => assert.equal(tokenMatches(presented, "s3cret"), expected));
+    await t.step(name, () => {
+      assert.equal(tokenMatches(presented, "s3cret"), expected);
+      assert.equal(matcher(presented), expected);
+    });
   }
   assert.ok(tokenMatches("ä/ %?#x", "ä/ %?#x"));
   assert.ok(!tokenMatches(undefined, ""), "absent never matches, not even an empty token");
