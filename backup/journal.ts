@@ -45,6 +45,7 @@ import type { FaultFile } from "../src/fault_file.ts";
 import { segmentPath, syncDir } from "./segment_files.ts";
 import { join } from "node:path";
 import { SegmentLedger } from "./segment_ledger.ts";
+import { PayloadPool } from "./payload_pool.ts";
 import { emit, logLine } from "../src/events.ts";
 
 /** Default size at which the active segment is closed and a new one begun. */
@@ -58,6 +59,9 @@ export const journalSelfTestMs = 100;
 const selfTestBytes = 4096;
 /** Records per group commit: 1 (a lone write) up to thousands (a resync's coalesced frames). */
 const syncRecordsBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
+
+/** Most released payload bytes kept for reuse (`payloads`), and at most a quarter of the journal. */
+const payloadRetainBytesMax = 64 * 1024 * 1024;
 
 /** Zeros written at once while preallocating a segment. */
 const preallocChunkBytes = 1024 * 1024;
@@ -135,6 +139,11 @@ interface Queued {
 export class Journal {
   readonly journalBytesMax: number;
   readonly journalSegmentBytes: number;
+  /**
+   * Buffers for batches to append (the link's frame payloads): a batch taken from here goes back
+   * when `release` frees it, so a steady stream of frames allocates nothing.
+   */
+  readonly payloads: PayloadPool;
   #pendingBytes = 0;
   #recordsAcknowledged = 0;
   #recordsReleased = 0;
@@ -170,6 +179,9 @@ export class Journal {
   ) {
     this.journalBytesMax = opts.journalBytesMax;
     this.journalSegmentBytes = opts.journalSegmentBytes ?? journalSegmentBytesDefault;
+    this.payloads = new PayloadPool(
+      Math.min(payloadRetainBytesMax, Math.floor(opts.journalBytesMax / 4)),
+    );
     this.#ledger = new SegmentLedger(opts.dir, opts.metrics);
     this.#ledger.begin(activeId);
     this.#syncSeconds = opts.metrics?.histogram(
@@ -376,7 +388,8 @@ export class Journal {
 
   /**
    * Releases entries the applier applied and synced, in the order they were taken; segments all
-   * of whose bytes are released and that are no longer appended to are deleted.
+   * of whose bytes are released and that are no longer appended to are deleted. Bodies taken from
+   * `payloads` go back to it: nothing may read an entry's body after its release.
    */
   release(entries: readonly JournalEntry[]): Promise<void> {
     for (const entry of entries) {
@@ -385,6 +398,7 @@ export class Journal {
       this.#recordsReleased += entry.records;
     }
     assert.ok(this.#pendingBytes >= 0, `Pending bytes ${this.#pendingBytes} went negative`);
+    for (const entry of entries) this.payloads.give(entry.body);
     if (entries.length > 0) {
       if (this.#refusedAtPending !== undefined) {
         emit({

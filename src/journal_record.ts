@@ -130,8 +130,12 @@ export type DecodeResult =
   /** The bytes are not a valid record (bad magic, version, kind, name or checksum). */
   | { ok: false; incomplete: false; reason: string };
 
-/** Decodes the record at `pos` of `buf`, verifying its checksum. */
-export function decodeRecord(buf: Uint8Array, pos: number): DecodeResult {
+/**
+ * Decodes the record at `pos` of `buf`, verifying its checksum unless `verifyChecksum` is false:
+ * only for bytes verified already and unchanged since (the backup's apply worker takes batches
+ * the link or the HTTP route verified on receipt; replay verifies what it reads from disk).
+ */
+export function decodeRecord(buf: Uint8Array, pos: number, verifyChecksum = true): DecodeResult {
   if (buf.length - pos < recordHeaderBytes) {
     return { ok: false, incomplete: true, reason: `Record header at byte ${pos} is cut short` };
   }
@@ -190,10 +194,12 @@ export function decodeRecord(buf: Uint8Array, pos: number): DecodeResult {
   if (end > buf.length) {
     return { ok: false, incomplete: true, reason: `Record at byte ${pos} is cut short` };
   }
-  let crc = crc32(buf.subarray(pos, pos + 20));
-  crc = crc32(buf.subarray(pos + recordHeaderBytes, end), crc);
-  if (crc !== view.getUint32(20, true)) {
-    return { ok: false, incomplete: false, reason: `Record checksum mismatch at byte ${pos}` };
+  if (verifyChecksum) {
+    let crc = crc32(buf.subarray(pos, pos + 20));
+    crc = crc32(buf.subarray(pos + recordHeaderBytes, end), crc);
+    if (crc !== view.getUint32(20, true)) {
+      return { ok: false, incomplete: false, reason: `Record checksum mismatch at byte ${pos}` };
+    }
   }
   const nameStart = pos + recordHeaderBytes;
   return {
