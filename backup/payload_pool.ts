@@ -12,6 +12,26 @@
  * `retainBytesMax` bytes wait in the pool; beyond it given buffers are left to the GC.
  */
 
+/**
+ * Views handed out by any pool and not given back: each is the only view of its buffer in use,
+ * so it may be lent whole to the apply worker (apply_thread.ts), and taken back in its place
+ * (`movedPayload`) when the transfer returns it as a new view.
+ */
+const issued = new WeakSet<Uint8Array>();
+
+/** True when `view` is a pool payload in use: its buffer holds nothing else. */
+export function isPoolPayload(view: Uint8Array): boolean {
+  return issued.has(view);
+}
+
+/**
+ * `to` replaces the pool payload `from` (the same bytes, moved to a new buffer object by a
+ * transfer and back): `to` is given back in its place. Anything else is left as it is.
+ */
+export function movedPayload(from: Uint8Array, to: Uint8Array): void {
+  if (issued.delete(from)) issued.add(to);
+}
+
 /** Smallest buffer handed out (smaller payloads share its class). */
 const classBytesMin = 4096;
 
@@ -25,8 +45,6 @@ export function payloadClassBytes(bytes: number): number {
 /** Reusable payload buffers, by size class. */
 export class PayloadPool {
   readonly #free = new Map<number, ArrayBuffer[]>();
-  /** Views handed out and not given back. */
-  readonly #issued = new WeakSet<Uint8Array>();
   #retainedBytes = 0;
   /** Buffers `take` handed out again instead of allocating (for tests and metrics). */
   reused = 0;
@@ -47,13 +65,13 @@ export class PayloadPool {
       this.reused++;
     }
     const view = new Uint8Array(buffer ?? new ArrayBuffer(size), 0, bytes);
-    this.#issued.add(view);
+    issued.add(view);
     return view;
   }
 
   /** Takes back a body `take` handed out (anything else is ignored). */
   give(body: Uint8Array): void {
-    if (!this.#issued.delete(body)) return;
+    if (!issued.delete(body)) return;
     const b = body.buffer as ArrayBuffer;
     if (b.byteLength === 0 || this.#retainedBytes + b.byteLength > this.retainBytesMax) return;
     let list = this.#free.get(b.byteLength);

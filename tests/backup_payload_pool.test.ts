@@ -44,17 +44,24 @@ Deno.test("the pool keeps at most its retention bound", () => {
   assert.equal(pool.retainedBytes, 3 * 8192);
 });
 
-Deno.test("recycled frame buffers leave the secondaries exactly as written", async () => {
+/**
+ * Waves of `frames` frames of `perFrame` random writes of `block` bytes each, every wave applied
+ * before the next: the secondary must end exactly as written, and buffers must have been reused.
+ */
+async function recycledWaves(block: number, perFrame: number, frames: number): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "payload_pool_test_" });
-  // A small journal (a checkpoint every 256 KiB at most; each wave waits for its own), so
+  const volSize = Math.max(1024 * 1024, 8 * block);
+  // A small journal (checkpoints every quarter of it at most; each wave waits for its own), so
   // buffers are released and reused wave after wave.
-  const backup = await openBackup({ dataDir: dir, journalBytesMax: 1024 * 1024, log: () => {} });
+  const backup = await openBackup({
+    dataDir: dir,
+    journalBytesMax: 4 * perFrame * frames * (block + 64),
+    log: () => {},
+  });
   const server = LinkServer.listen({ journal: backup.journal, store: backup.store }, {
     hostname: "127.0.0.1",
     port: 0,
   });
-  const volSize = 1024 * 1024;
-  const block = 4096;
   const link = new LinkClient({
     address: `tcp://127.0.0.1:${server.port}`,
     hostId: "h1",
@@ -68,9 +75,9 @@ Deno.test("recycled frame buffers leave the secondaries exactly as written", asy
     for (let wave = 0; wave < 8; wave++) {
       // Several frames acknowledged one after the other, all waiting to be applied together:
       // a buffer reused before its batch was released would overwrite an earlier one.
-      for (let frame = 0; frame < 6; frame++) {
+      for (let frame = 0; frame < frames; frame++) {
         const submits: Promise<void>[] = [];
-        for (let i = 0; i < 4; i++) {
+        for (let i = 0; i < perFrame; i++) {
           const offset = Math.floor(rand() * (volSize / block)) * block;
           const data = randomBytes(rand, block);
           expected.set(data, offset);
@@ -90,4 +97,13 @@ Deno.test("recycled frame buffers leave the secondaries exactly as written", asy
     await backup.close();
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+Deno.test("recycled frame buffers leave the secondaries exactly as written", async () => {
+  await recycledWaves(4096, 4, 6);
+});
+
+Deno.test("large frames are lent to the apply worker and still recycled", async () => {
+  // 320 KiB records: frames above applyLendBytesMin go to the worker without a copy.
+  await recycledWaves(320 * 1024, 1, 4);
 });
