@@ -21,7 +21,8 @@
  * secondaries. A batch is refused (503) when it would take them past `journalBytesMax`, unless
  * nothing is pending (so a batch larger than the bound still gets through an idle journal).
  * Pending bytes are also what the journal keeps in memory for the applier, so memory is bounded
- * by max(journalBytesMax, batchBytesMax). Disk is reclaimed a whole segment at a time, so the
+ * by max(journalBytesMax, batchBytesMax), plus the released link payload buffers kept for reuse
+ * (`payloads`, at most min(64 MiB, journalBytesMax / 4)). Disk is reclaimed a whole segment at a time, so the
  * files hold at most pending bytes plus one segment (`journalSegmentBytes`) already applied.
  * Room is signalled, not polled: `onRoom` listeners hear every shrink of pending bytes, and a
  * sender held back by room says so (`wantRoom`) so the applier checkpoints at once.
