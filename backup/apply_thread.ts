@@ -12,6 +12,7 @@
  */
 import assert from "node:assert/strict";
 import type { JournalEntry } from "./journal.ts";
+import { isPoolPayload, movedPayload } from "./payload_pool.ts";
 
 /** Most batch bytes packed into one message to the worker (a larger batch goes alone). */
 export const applyMessageBytesMax = 4 * 1024 * 1024;
@@ -23,10 +24,14 @@ export const applyMessageBytesMax = 4 * 1024 * 1024;
  */
 export const applyLendBytesMin = 256 * 1024;
 
-/** A batch that can be lent: large, and the only view of its buffer. */
+/**
+ * A batch that can be lent: large, and the only view of its buffer (owning all of it, or a link
+ * payload from the journal's pool, backup/payload_pool.ts, whose buffer holds nothing else).
+ */
 function lendable(body: Uint8Array): body is Uint8Array<ArrayBuffer> {
   return body.length >= applyLendBytesMin && body.buffer instanceof ArrayBuffer &&
-    body.byteOffset === 0 && body.byteLength === body.buffer.byteLength;
+    body.byteOffset === 0 &&
+    (body.byteLength === body.buffer.byteLength || isPoolPayload(body));
 }
 
 /** What the worker answered for one message: the volumes written and the bytes, back. */
@@ -76,11 +81,16 @@ export class ApplyThread {
       const first = entries[i];
       assert.ok(first.body.length > 0, "A batch lent to the apply worker never came back");
       if (lendable(first.body)) {
-        const reply = await this.#send(first.body).catch((err) => {
-          if (err instanceof ApplyFailed) first.body = err.bytes;
+        const lent = first.body;
+        const reply = await this.#send(lent).catch((err) => {
+          if (err instanceof ApplyFailed) {
+            first.body = err.bytes;
+            movedPayload(lent, err.bytes);
+          }
           throw err;
         });
         first.body = reply.bytes;
+        movedPayload(lent, reply.bytes);
         for (const v of reply.touched) touched.add(v);
         i++;
         continue;

@@ -265,6 +265,7 @@ export class CycleStages {
   straightThrough(body: Uint8Array, at: JournalPosition): boolean {
     const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
     let volume = "";
+    let through: JournalPosition | undefined;
     for (let pos = 0; pos < body.length;) {
       if (body.length - pos < recordHeaderBytes) return false;
       const kind = view.getUint8(pos + 5);
@@ -275,9 +276,13 @@ export class CycleStages {
       if (nameBytes !== volume.length || !sameAscii(body, nameStart, volume)) {
         volume = decoder.decode(body.subarray(nameStart, nameStart + nameBytes));
         if (this.#stages.has(volume)) return false;
+        through = this.#readPoints(volume).appliedThrough;
       }
-      const where = { segment: at.segment, offset: at.offset + pos };
-      if (atOrBefore(where, this.#readPoints(volume).appliedThrough)) return false;
+      // Mostly no watermark: then no position is built per record.
+      if (through !== undefined) {
+        const where = { segment: at.segment, offset: at.offset + pos };
+        if (atOrBefore(where, through)) return false;
+      }
       pos = nameStart + nameBytes + (kind === 1 ? view.getUint32(pos + 16, true) : 0);
     }
     return true;

@@ -21,7 +21,8 @@
  * secondaries. A batch is refused (503) when it would take them past `journalBytesMax`, unless
  * nothing is pending (so a batch larger than the bound still gets through an idle journal).
  * Pending bytes are also what the journal keeps in memory for the applier, so memory is bounded
- * by max(journalBytesMax, batchBytesMax). Disk is reclaimed a whole segment at a time, so the
+ * by max(journalBytesMax, batchBytesMax), plus the released link payload buffers kept for reuse
+ * (`payloads`, at most min(64 MiB, journalBytesMax / 4)). Disk is reclaimed a whole segment at a time, so the
  * files hold at most pending bytes plus one segment (`journalSegmentBytes`) already applied.
  * Room is signalled, not polled: `onRoom` listeners hear every shrink of pending bytes, and a
  * sender held back by room says so (`wantRoom`) so the applier checkpoints at once.
@@ -45,6 +46,7 @@ import type { FaultFile } from "../src/fault_file.ts";
 import { segmentPath, syncDir } from "./segment_files.ts";
 import { join } from "node:path";
 import { SegmentLedger } from "./segment_ledger.ts";
+import { PayloadPool } from "./payload_pool.ts";
 import { emit, logLine } from "../src/events.ts";
 
 /** Default size at which the active segment is closed and a new one begun. */
@@ -58,6 +60,9 @@ export const journalSelfTestMs = 100;
 const selfTestBytes = 4096;
 /** Records per group commit: 1 (a lone write) up to thousands (a resync's coalesced frames). */
 const syncRecordsBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
+
+/** Most released payload bytes kept for reuse (`payloads`), and at most a quarter of the journal. */
+const payloadRetainBytesMax = 64 * 1024 * 1024;
 
 /** Zeros written at once while preallocating a segment. */
 const preallocChunkBytes = 1024 * 1024;
@@ -135,6 +140,11 @@ interface Queued {
 export class Journal {
   readonly journalBytesMax: number;
   readonly journalSegmentBytes: number;
+  /**
+   * Buffers for batches to append (the link's frame payloads): a batch taken from here goes back
+   * when `release` frees it, so a steady stream of frames allocates nothing.
+   */
+  readonly payloads: PayloadPool;
   #pendingBytes = 0;
   #recordsAcknowledged = 0;
   #recordsReleased = 0;
@@ -170,6 +180,9 @@ export class Journal {
   ) {
     this.journalBytesMax = opts.journalBytesMax;
     this.journalSegmentBytes = opts.journalSegmentBytes ?? journalSegmentBytesDefault;
+    this.payloads = new PayloadPool(
+      Math.min(payloadRetainBytesMax, Math.floor(opts.journalBytesMax / 4)),
+    );
     this.#ledger = new SegmentLedger(opts.dir, opts.metrics);
     this.#ledger.begin(activeId);
     this.#syncSeconds = opts.metrics?.histogram(
@@ -376,7 +389,8 @@ export class Journal {
 
   /**
    * Releases entries the applier applied and synced, in the order they were taken; segments all
-   * of whose bytes are released and that are no longer appended to are deleted.
+   * of whose bytes are released and that are no longer appended to are deleted. Bodies taken from
+   * `payloads` go back to it: nothing may read an entry's body after its release.
    */
   release(entries: readonly JournalEntry[]): Promise<void> {
     for (const entry of entries) {
@@ -385,6 +399,7 @@ export class Journal {
       this.#recordsReleased += entry.records;
     }
     assert.ok(this.#pendingBytes >= 0, `Pending bytes ${this.#pendingBytes} went negative`);
+    for (const entry of entries) this.payloads.give(entry.body);
     if (entries.length > 0) {
       if (this.#refusedAtPending !== undefined) {
         emit({

@@ -181,7 +181,8 @@ class LinkSession {
   #writing: Promise<void> = Promise.resolve();
 
   constructor(private readonly server: LinkServer, private readonly conn: Deno.Conn) {
-    this.#reader = new FrameReader(conn);
+    const { payloads } = server.deps.journal;
+    this.#reader = new FrameReader(conn, (bytes) => payloads.take(bytes));
   }
 
   async run(): Promise<void> {

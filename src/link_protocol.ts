@@ -251,11 +251,19 @@ export class FrameReader {
   #start = 0;
   #end = 0;
 
-  constructor(private readonly conn: { read(p: Uint8Array): Promise<number | null> }) {}
+  /**
+   * `alloc` gives the buffer each payload is copied into (default: a new one); the backup passes
+   * its payload pool's (backup/payload_pool.ts), so frames do not allocate.
+   */
+  constructor(
+    private readonly conn: { read(p: Uint8Array): Promise<number | null> },
+    private readonly alloc: (bytes: number) => Uint8Array = (bytes) => new Uint8Array(bytes),
+  ) {}
 
   /**
    * The next frame, or null at a clean end of stream. Throws on a corrupt frame or a stream cut
-   * inside one. The payload is a fresh copy (it may be kept, e.g. appended to the journal).
+   * inside one. The payload is a copy the caller owns (it may be kept, e.g. appended to the
+   * journal).
    */
   async next(): Promise<Frame | null> {
     for (;;) {
@@ -263,7 +271,9 @@ export class FrameReader {
       if (decoded.ok) {
         this.#start = decoded.next;
         const f = decoded.frame;
-        return { ...f, payload: f.payload.slice() };
+        const payload = this.alloc(f.payload.length);
+        payload.set(f.payload);
+        return { ...f, payload };
       }
       if (!decoded.incomplete) throw new Error(decoded.reason);
       this.#makeRoom();
