@@ -92,6 +92,11 @@ export interface LinkClientOptions {
   inflightBytesMax?: number;
   /** The shared token, sent in HELLO; a backup with a token refuses a HELLO without it. */
   token?: string;
+  /**
+   * Told, for each `submit` acknowledged, the seconds from its submit to the acknowledgement
+   * (queueing behind the in-flight bound included). For `/metrics` (host/port_timing.ts).
+   */
+  observeAck?: (seconds: number) => void;
 }
 
 interface Pending {
@@ -102,6 +107,8 @@ interface Pending {
   bytes: number;
   /** Resolve only once durable, whatever the ack mode (resync copies clear tracker marks). */
   waitDurable: boolean;
+  /** When it was submitted (performance.now()); 0 when nobody observes acks. */
+  at: number;
   done: boolean;
   resolve: () => void;
   reject: (err: Error) => void;
@@ -235,14 +242,17 @@ export class LinkClient {
     return await this.open();
   }
 
-  /** Sends one record; resolves per the ack mode; rejects when the link fails first. */
-  async submit(volume: string, rec: MirrorRecord): Promise<void> {
-    if (this.#failure) throw this.#failure;
+  /**
+   * Sends one record; resolves per the ack mode; rejects when the link fails first. Not `async`:
+   * this is every mirrored write's path, and its one promise is the one the ack settles.
+   */
+  submit(volume: string, rec: MirrorRecord): Promise<void> {
+    if (this.#failure) return Promise.reject(this.#failure);
     if (!this.#volumes.has(volume)) {
-      throw new RangeError(`Volume "${volume}" was not announced on the link`);
+      return Promise.reject(new RangeError(`Volume "${volume}" was not announced on the link`));
     }
     const bytes = encodedRecordBytes(volume, rec.kind, rec.length);
-    return await this.#enqueue({ volume, rec, bytes, waitDurable: false });
+    return this.#enqueue(volume, rec, undefined, bytes, false);
   }
 
   /**
@@ -254,34 +264,70 @@ export class LinkClient {
     if (!this.#volumes.has(volume)) {
       throw new RangeError(`Volume "${volume}" was not announced on the link`);
     }
-    return await this.#enqueue({ volume, encoded: body, bytes: body.length, waitDurable: true });
+    return await this.#enqueue(volume, undefined, body, body.length, true);
   }
 
-  async #enqueue(item: Omit<Pending, "resolve" | "reject" | "done">): Promise<void> {
-    const { bytes } = item;
-    while (this.#queuedBytes > 0 && this.#queuedBytes + bytes > this.#inflightBytesMax) {
-      await new Promise<void>((resolve) => this.#roomWaiters.push(resolve));
-      if (this.#failure) throw this.#failure;
+  /** Queues one item; waits first while `inflightBytesMax` bytes are queued. */
+  #enqueue(
+    volume: string,
+    rec: MirrorRecord | undefined,
+    encoded: Uint8Array | undefined,
+    bytes: number,
+    waitDurable: boolean,
+  ): Promise<void> {
+    if (this.#queuedBytes > 0 && this.#queuedBytes + bytes > this.#inflightBytesMax) {
+      return this.#enqueueWhenRoom(volume, rec, encoded, bytes, waitDurable);
     }
+    const at = rec && this.opts.observeAck ? performance.now() : 0;
+    const p = { volume, rec, encoded, bytes, waitDurable, at, done: false } as Pending;
     const done = new Promise<void>((resolve, reject) => {
-      const p: Pending = {
-        ...item,
-        done: false,
-        resolve: () => {
-          p.done = true;
-          resolve();
-        },
-        reject: (err) => {
-          p.done = true;
-          reject(err);
-        },
-      };
-      this.#queue.push(p);
+      p.resolve = resolve;
+      p.reject = reject;
     });
+    this.#queue.push(p);
     this.#queuedBytes += bytes;
     this.#armTimer();
     this.#startWriting();
     return done;
+  }
+
+  async #enqueueWhenRoom(
+    volume: string,
+    rec: MirrorRecord | undefined,
+    encoded: Uint8Array | undefined,
+    bytes: number,
+    waitDurable: boolean,
+  ): Promise<void> {
+    while (this.#queuedBytes > 0 && this.#queuedBytes + bytes > this.#inflightBytesMax) {
+      await new Promise<void>((resolve) => this.#roomWaiters.push(resolve));
+      if (this.#failure) throw this.#failure;
+    }
+    return await this.#enqueue(volume, rec, encoded, bytes, waitDurable);
+  }
+
+  /** Settles `p` as acknowledged; observes its ack time when asked to. */
+  #resolve(p: Pending): void {
+    p.done = true;
+    if (p.at !== 0) this.opts.observeAck!((performance.now() - p.at) / 1000);
+    p.resolve();
+  }
+
+  /**
+   * Bytes of `submit` writes of `volume` not acknowledged yet (queued or sent), and the
+   * performance.now() of the oldest (undefined when none). Scans what is in flight: for metrics
+   * scrapes, not the write path. Submit times are kept only with `observeAck`.
+   */
+  unacked(volume: string): { bytes: number; oldestAt: number | undefined } {
+    let bytes = 0;
+    let oldestAt: number | undefined;
+    const count = (p: Pending) => {
+      if (p.done || !p.rec || p.volume !== volume) return;
+      bytes += p.rec.length;
+      if (oldestAt === undefined || p.at < oldestAt) oldestAt = p.at;
+    };
+    for (const f of this.#sent) f.items.forEach(count);
+    this.#queue.forEach(count);
+    return { bytes, oldestAt };
   }
 
   /** A per-volume adapter shaped like `BackupBatcher.submit`. */
@@ -416,7 +462,7 @@ export class LinkClient {
       for (const p of f.items) {
         if (p.waitDurable || !p.rec) continue;
         this.#unhardened.get(p.volume)?.received(p.rec.offset, p.rec.length);
-        p.resolve();
+        this.#resolve(p);
       }
     }
   }
@@ -427,7 +473,7 @@ export class LinkClient {
     this.#ackedSeq = Math.max(this.#ackedSeq, seq);
     for (const f of this.#sent) {
       if (f.seq > seq) break;
-      for (const p of f.items) if (!p.done) p.resolve();
+      for (const p of f.items) if (!p.done) this.#resolve(p);
       this.#sentBytes -= f.bytes;
       n++;
     }
@@ -471,9 +517,16 @@ export class LinkClient {
       conn?.close();
     } catch { /* already closed */ }
     for (const f of this.#sent.splice(0)) {
-      for (const p of f.items) if (!p.done) p.reject(err);
+      for (const p of f.items) {
+        if (p.done) continue;
+        p.done = true;
+        p.reject(err);
+      }
     }
-    for (const p of this.#queue.splice(0)) p.reject(err);
+    for (const p of this.#queue.splice(0)) {
+      p.done = true;
+      p.reject(err);
+    }
     this.#sentBytes = 0;
     this.#queuedBytes = 0;
     for (const wake of this.#roomWaiters.splice(0)) wake();
