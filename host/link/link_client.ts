@@ -279,6 +279,10 @@ export class LinkClient {
       return this.#enqueueWhenRoom(volume, rec, encoded, bytes, waitDurable);
     }
     const at = rec && this.opts.observeAck ? performance.now() : 0;
+    // From idle, the wait for ack progress starts now (the timer may still run from before).
+    if (this.#sent.length === 0 && this.#queue.length === 0) {
+      this.#progressAt = at || performance.now();
+    }
     const p = { volume, rec, encoded, bytes, waitDurable, at, done: false } as Pending;
     const done = new Promise<void>((resolve, reject) => {
       p.resolve = resolve;
@@ -481,13 +485,13 @@ export class LinkClient {
     if (this.ack === "received") {
       for (const u of this.#unhardened.values()) u.notice(seq, this.#seq);
     }
-    if (this.#sent.length === 0 && this.#queue.length === 0) this.#disarmTimer();
+    // Idle now: the ack timer is left to lapse on its own (it stops when it finds nothing
+    // unacknowledged) rather than cleared and set again around every burst.
   }
 
   /** Watches for ack progress while anything is unacknowledged. */
   #armTimer(): void {
     if (this.#timer !== undefined) return;
-    this.#progressAt = performance.now();
     const check = () => {
       this.#timer = undefined;
       if (this.#failure || (this.#sent.length === 0 && this.#queue.length === 0)) return;
