@@ -3,6 +3,7 @@
  * as possible, so a burst of pipelined small requests costs one read, not one per request. Large
  * payloads go straight into their destination without passing through the buffer.
  */
+import { ByteSlab } from "./byte_slab.ts";
 
 /** What the reader needs from a socket (Deno.Conn has it). */
 export interface ByteSource {
@@ -15,6 +16,7 @@ export class SocketReader {
   readonly #view: DataView;
   #start = 0;
   #end = 0;
+  readonly #slab = new ByteSlab();
 
   constructor(src: ByteSource, capacityBytes: number) {
     this.#src = src;
@@ -72,9 +74,10 @@ export class SocketReader {
     if (this.#start === this.#end) this.#start = this.#end = 0;
   }
 
-  /** A copy of the next `n` buffered bytes, consumed. */
+  /** A copy of the next `n` buffered bytes, consumed (cut from a shared chunk: byte_slab.ts). */
   take(n: number): Uint8Array {
-    const out = this.#buf.slice(this.#start, this.#start + n);
+    const out = this.#slab.take(n);
+    out.set(this.#buf.subarray(this.#start, this.#start + n));
     this.consume(n);
     return out;
   }
