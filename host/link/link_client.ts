@@ -137,6 +137,8 @@ export class LinkClient {
   /** The last frame acknowledged in the ack mode's sense (RECEIVED in `received` mode). */
   #ackedSeq = 0;
   #writing = false;
+  /** The frame buffer #encode reuses. */
+  #frameBuf = new Uint8Array(0);
   #roomWaiters: (() => void)[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #progressAt = 0;
@@ -310,9 +312,9 @@ export class LinkClient {
   }
 
   /** Settles `p` as acknowledged; observes its ack time when asked to. */
-  #resolve(p: Pending): void {
+  #resolve(p: Pending, now: number): void {
     p.done = true;
-    if (p.at !== 0) this.opts.observeAck!((performance.now() - p.at) / 1000);
+    if (p.at !== 0) this.opts.observeAck!((now - p.at) / 1000);
     p.resolve();
   }
 
@@ -402,9 +404,26 @@ export class LinkClient {
     return items;
   }
 
+  /**
+   * Encodes one RECORDS frame into the reused frame buffer (valid until the next call: the writer
+   * loop awaits each frame's socket write before it encodes the next), or into a buffer of its
+   * own when larger than a coalesced frame. A fresh zeroed buffer per frame cost the allocation
+   * and the zeroing of every byte again.
+   */
   #encode(items: Pending[]): Uint8Array {
     const payloadBytes = items.reduce((n, p) => n + p.bytes, 0);
-    const buf = new Uint8Array(linkFrameHeaderBytes + payloadBytes);
+    const frameBytes = linkFrameHeaderBytes + payloadBytes;
+    if (frameBytes > this.#frameBuf.length && payloadBytes <= this.#frameBytesMax) {
+      const size = Math.min(
+        2 ** Math.ceil(Math.log2(frameBytes)),
+        linkFrameHeaderBytes + this.#frameBytesMax,
+      );
+      this.#frameBuf = new Uint8Array(size);
+    }
+    // Every byte of the frame is written below: header, then each record whole.
+    const buf = frameBytes <= this.#frameBuf.length
+      ? this.#frameBuf.subarray(0, frameBytes)
+      : new Uint8Array(frameBytes);
     let pos = linkFrameHeaderBytes;
     for (const p of items) {
       if (p.encoded) buf.set(p.encoded, pos);
@@ -432,6 +451,8 @@ export class LinkClient {
   }
 
   #onFrame(frame: Frame): void {
+    // Ack progress, and the one clock reading the acks it settles are timed with.
+    this.#progressAt = performance.now();
     switch (frame.type) {
       case FrameType.ack:
       case FrameType.hardened:
@@ -452,7 +473,6 @@ export class LinkClient {
       default:
         throw new Error(`Unexpected frame type ${frame.type} from the backup`);
     }
-    this.#progressAt = performance.now();
     if (this.#queue.length > 0) this.#startWriting();
   }
 
@@ -466,7 +486,7 @@ export class LinkClient {
       for (const p of f.items) {
         if (p.waitDurable || !p.rec) continue;
         this.#unhardened.get(p.volume)?.received(p.rec.offset, p.rec.length);
-        this.#resolve(p);
+        this.#resolve(p, this.#progressAt);
       }
     }
   }
@@ -477,7 +497,7 @@ export class LinkClient {
     this.#ackedSeq = Math.max(this.#ackedSeq, seq);
     for (const f of this.#sent) {
       if (f.seq > seq) break;
-      for (const p of f.items) if (!p.done) this.#resolve(p);
+      for (const p of f.items) if (!p.done) this.#resolve(p, this.#progressAt);
       this.#sentBytes -= f.bytes;
       n++;
     }
