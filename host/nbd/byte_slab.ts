@@ -1,13 +1,13 @@
 /**
- * Small buffers cut from one large chunk instead of allocated one by one. A fresh Uint8Array per
- * 4 KiB write payload or 16-byte reply means a backing store per request for the allocator and
- * the garbage collector to track; views of a 256 KiB chunk cost one per chunk. A chunk is never
- * written twice: once used up it is dropped, and the garbage collector frees it when its last
- * view is gone, so a view stays valid as long as anyone holds it.
+ * Small buffers cut from one larger chunk instead of allocated one by one: a 16-byte NBD reply
+ * and its DataView per request cost about 0.4 µs, a view of a shared chunk under 0.05 µs. A
+ * chunk is never written twice: once used up it is dropped, and the garbage collector frees it
+ * when its last view is gone, so a view stays valid as long as anyone holds it. (Write payloads,
+ * which live until the device write resolved, are reused through payload_pool.ts instead.)
  */
 
-/** Default chunk size; larger requests get a buffer of their own. */
-const slabChunkBytesDefault = 256 * 1024;
+/** Default chunk size: under the C allocator's threshold for a fresh mapping per allocation. */
+const slabChunkBytesDefault = 64 * 1024;
 
 export class ByteSlab {
   #chunk = new Uint8Array(0);

@@ -3,7 +3,6 @@
  * as possible, so a burst of pipelined small requests costs one read, not one per request. Large
  * payloads go straight into their destination without passing through the buffer.
  */
-import { ByteSlab } from "./byte_slab.ts";
 
 /** What the reader needs from a socket (Deno.Conn has it). */
 export interface ByteSource {
@@ -16,7 +15,6 @@ export class SocketReader {
   readonly #view: DataView;
   #start = 0;
   #end = 0;
-  readonly #slab = new ByteSlab();
 
   constructor(src: ByteSource, capacityBytes: number) {
     this.#src = src;
@@ -74,12 +72,20 @@ export class SocketReader {
     if (this.#start === this.#end) this.#start = this.#end = 0;
   }
 
-  /** A copy of the next `n` buffered bytes, consumed (cut from a shared chunk: byte_slab.ts). */
+  /** A copy of the next `n` buffered bytes, consumed. */
   take(n: number): Uint8Array {
-    const out = this.#slab.take(n);
-    out.set(this.#buf.subarray(this.#start, this.#start + n));
+    const out = this.#buf.slice(this.#start, this.#start + n);
     this.consume(n);
     return out;
+  }
+
+  /** Fills `dest` from buffered bytes, consumed; at least `dest.length` must be buffered. */
+  takeInto(dest: Uint8Array): void {
+    if (dest.length > this.buffered) {
+      throw new RangeError(`Take of ${dest.length} exceeds ${this.buffered} buffered`);
+    }
+    dest.set(this.#buf.subarray(this.#start, this.#start + dest.length));
+    this.consume(dest.length);
   }
 
   /** Fills `dest` completely; false when the peer closed first (dest is then partly filled). */
