@@ -5,6 +5,7 @@
  * the records it receives are decoded, so the reused frame buffer is checked byte for byte too.
  */
 import assert from "node:assert/strict";
+import { linkFramesAheadMax } from "../host/link/link_client.ts";
 import { hostLatency, timedLinkFactory, UnackedWrites } from "../host/port_timing.ts";
 import { decodeRecord } from "../src/journal_record.ts";
 import {
@@ -115,6 +116,66 @@ Deno.test("the link counts unacknowledged writes per volume and times each ackno
     try {
       conn.close();
     } catch { /* closed above */ }
+    listener.close();
+  }
+});
+
+Deno.test("a write waiting for room under the in-flight bound counts as unacknowledged", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted = listener.accept();
+  const metrics = new Metrics({ defaults: false });
+  const unacked = new UnackedWrites();
+  const link = timedLinkFactory(hostLatency(metrics), unacked)({
+    address: `tcp://127.0.0.1:${listener.addr.port}`,
+    hostId: "h1",
+    ack: "durable",
+    volumes: [{ name: "db0", sizeBytes: 1024 * 1024, epoch: 1 }],
+    inflightBytesMax: 8192,
+  });
+  const opening = link.open();
+  const conn = await accepted;
+  const reader = new FrameReader(conn);
+  try {
+    assert.equal((await reader.next())?.type, FrameType.hello);
+    await writeAll(
+      conn,
+      encodeJsonFrame(
+        FrameType.welcome,
+        { credit: 1024 * 1024, volumes: [{ name: "db0", created: false }] } satisfies LinkWelcome,
+      ),
+    );
+    await opening;
+    const write = (i: number) =>
+      link.submit("db0", {
+        kind: "write",
+        offset: i * 4096,
+        length: 4096,
+        data: new Uint8Array(4096).fill(i + 1),
+      });
+    const submits: Promise<void>[] = [];
+    // Two frames leave unacknowledged; the third write is then held in the queue, and the
+    // fourth waits for room (queued bytes plus its own would pass 8 KiB).
+    for (let i = 0; i < linkFramesAheadMax; i++) {
+      submits.push(write(i));
+      await reader.next();
+    }
+    submits.push(write(2), write(3));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.equal(unacked.view("db0").bytes, 4 * 4096, "sent, queued and waiting");
+    await writeAll(conn, encodeAckFrame(FrameType.ack, linkFramesAheadMax, 1024 * 1024));
+    // The held and the waiting write leave once acks come; each frame is acknowledged.
+    let records = linkFramesAheadMax;
+    while (records < 4) {
+      const frame = (await reader.next())!;
+      records += recordsIn(frame).length;
+      await writeAll(conn, encodeAckFrame(FrameType.ack, frame.sequence, 1024 * 1024));
+    }
+    await Promise.all(submits);
+    assert.equal(link.recordsSent, 4);
+    assert.equal(unacked.view("db0").bytes, 0);
+  } finally {
+    await link.close();
+    conn.close();
     listener.close();
   }
 });

@@ -137,6 +137,8 @@ export class LinkClient {
   /** The last frame acknowledged in the ack mode's sense (RECEIVED in `received` mode). */
   #ackedSeq = 0;
   #writing = false;
+  /** `submit` writes waiting for room under `inflightBytesMax` (the slow path). */
+  readonly #waiting = new Set<{ volume: string; length: number; at: number }>();
   /** The frame buffer #encode reuses. */
   #frameBuf = new Uint8Array(0);
   #roomWaiters: (() => void)[] = [];
@@ -254,7 +256,9 @@ export class LinkClient {
       return Promise.reject(new RangeError(`Volume "${volume}" was not announced on the link`));
     }
     const bytes = encodedRecordBytes(volume, rec.kind, rec.length);
-    return this.#enqueue(volume, rec, undefined, bytes, false);
+    // Stamped before any wait for room: the ack time includes queueing behind the bound.
+    const at = this.opts.observeAck ? performance.now() : 0;
+    return this.#enqueue(volume, rec, undefined, bytes, false, at);
   }
 
   /**
@@ -266,7 +270,7 @@ export class LinkClient {
     if (!this.#volumes.has(volume)) {
       throw new RangeError(`Volume "${volume}" was not announced on the link`);
     }
-    return await this.#enqueue(volume, undefined, body, body.length, true);
+    return await this.#enqueue(volume, undefined, body, body.length, true, 0);
   }
 
   /** Queues one item; waits first while `inflightBytesMax` bytes are queued. */
@@ -276,14 +280,14 @@ export class LinkClient {
     encoded: Uint8Array | undefined,
     bytes: number,
     waitDurable: boolean,
+    at: number,
   ): Promise<void> {
     if (this.#queuedBytes > 0 && this.#queuedBytes + bytes > this.#inflightBytesMax) {
-      return this.#enqueueWhenRoom(volume, rec, encoded, bytes, waitDurable);
+      return this.#enqueueWhenRoom(volume, rec, encoded, bytes, waitDurable, at);
     }
-    const at = rec && this.opts.observeAck ? performance.now() : 0;
     // From idle, the wait for ack progress starts now (the timer may still run from before).
     if (this.#sent.length === 0 && this.#queue.length === 0) {
-      this.#progressAt = at || performance.now();
+      this.#progressAt = performance.now();
     }
     const p = { volume, rec, encoded, bytes, waitDurable, at, done: false } as Pending;
     const done = new Promise<void>((resolve, reject) => {
@@ -303,12 +307,20 @@ export class LinkClient {
     encoded: Uint8Array | undefined,
     bytes: number,
     waitDurable: boolean,
+    at: number,
   ): Promise<void> {
-    while (this.#queuedBytes > 0 && this.#queuedBytes + bytes > this.#inflightBytesMax) {
-      await new Promise<void>((resolve) => this.#roomWaiters.push(resolve));
-      if (this.#failure) throw this.#failure;
+    // Counted as unacknowledged while it waits, like a queued write (`unacked`).
+    const waiting = rec && { volume, length: rec.length, at };
+    if (waiting) this.#waiting.add(waiting);
+    try {
+      while (this.#queuedBytes > 0 && this.#queuedBytes + bytes > this.#inflightBytesMax) {
+        await new Promise<void>((resolve) => this.#roomWaiters.push(resolve));
+        if (this.#failure) throw this.#failure;
+      }
+    } finally {
+      if (waiting) this.#waiting.delete(waiting);
     }
-    return await this.#enqueue(volume, rec, encoded, bytes, waitDurable);
+    return await this.#enqueue(volume, rec, encoded, bytes, waitDurable, at);
   }
 
   /** Settles `p` as acknowledged; observes its ack time when asked to. */
@@ -319,9 +331,10 @@ export class LinkClient {
   }
 
   /**
-   * Bytes of `submit` writes of `volume` not acknowledged yet (queued or sent), and the
-   * performance.now() of the oldest (undefined when none). Scans what is in flight: for metrics
-   * scrapes, not the write path. Submit times are kept only with `observeAck`.
+   * Bytes of `submit` writes of `volume` not acknowledged yet (waiting for room, queued or
+   * sent), and the performance.now() of the oldest (undefined when none). Scans what is in
+   * flight: for metrics scrapes, not the write path. Submit times are kept only with
+   * `observeAck` (0 otherwise).
    */
   unacked(volume: string): { bytes: number; oldestAt: number | undefined } {
     let bytes = 0;
@@ -333,6 +346,11 @@ export class LinkClient {
     };
     for (const f of this.#sent) f.items.forEach(count);
     this.#queue.forEach(count);
+    for (const w of this.#waiting) {
+      if (w.volume !== volume) continue;
+      bytes += w.length;
+      if (oldestAt === undefined || w.at < oldestAt) oldestAt = w.at;
+    }
     return { bytes, oldestAt };
   }
 
