@@ -10,11 +10,10 @@
  *   command (`activity`) to its answer (the tracker answers after its KV commit). Cached marks make
  *   no call and are not observed; failed calls are not observed.
  * - the unacknowledged writes of each volume (bytes, age of the oldest): the host's own view of
- *   how far the backup is behind it. Kept as one small entry per write in flight on the link,
- *   bounded by the link's in-flight bound.
+ *   how far the backup is behind it. Read from the links' own queues at scrape time, bounded by
+ *   the link's in-flight bound.
  */
 import type { Histogram, Metrics } from "../src/metrics.ts";
-import type { MirrorRecord } from "./fork/backup_batcher.ts";
 import { LinkClient, type LinkClientOptions } from "./link/link_client.ts";
 import type { HostTracker } from "./agent/ports.ts";
 
@@ -61,37 +60,42 @@ export function timeTrackerMarks<T extends HostTracker>(tracker: T, latency: Hos
   });
 }
 
-/** One write in flight on the link. */
-interface InFlight {
-  at: number;
-  bytes: number;
-}
-
-/** What each volume has on the link unacknowledged, across every link the agent opens. */
+/**
+ * What each volume has on the link unacknowledged, across every link the agent opens. The links
+ * keep it themselves (a submit time per write they hold anyway); this asks the live ones at
+ * scrape time, so the write path pays no entry, promise or timer of its own for it.
+ */
 export class UnackedWrites {
-  readonly #volumes = new Map<string, Set<InFlight>>();
+  readonly #links = new Set<LinkClient>();
 
-  constructor(private readonly now: () => number = () => Date.now()) {}
+  constructor(private readonly now: () => number = () => performance.now()) {}
 
-  /** Counts one write until `done` settles. */
-  track(volume: string, bytes: number, done: Promise<unknown>): void {
-    let set = this.#volumes.get(volume);
-    if (!set) this.#volumes.set(volume, set = new Set());
-    const entry = { at: this.now(), bytes };
-    set.add(entry);
-    const remove = () => set.delete(entry);
-    done.then(remove, remove);
+  /** Counts the writes of `link` from now on; a failed link is dropped once it holds none. */
+  add(link: LinkClient): void {
+    this.#links.add(link);
   }
 
   /** Bytes unacknowledged and the age in seconds of the oldest (0 when none). */
   view(volume: string): { bytes: number; seconds: number } {
-    const set = this.#volumes.get(volume);
-    if (!set || set.size === 0) return { bytes: 0, seconds: 0 };
     let bytes = 0;
-    for (const e of set) bytes += e.bytes;
-    // A Set iterates in insertion order: the first entry is the oldest still waiting.
-    const oldest = set.values().next().value!;
-    return { bytes, seconds: Math.max(0, (this.now() - oldest.at) / 1000) };
+    let oldestAt: number | undefined;
+    for (const link of this.#links) {
+      const u = link.unacked(volume);
+      bytes += u.bytes;
+      if (u.oldestAt !== undefined && (oldestAt === undefined || u.oldestAt < oldestAt)) {
+        oldestAt = u.oldestAt;
+      }
+      // A failed link rejected everything it held: nothing of it can be unacknowledged again.
+      if (link.failure && link !== this.#newest()) this.#links.delete(link);
+    }
+    if (oldestAt === undefined) return { bytes: 0, seconds: 0 };
+    return { bytes, seconds: Math.max(0, (this.now() - oldestAt) / 1000) };
+  }
+
+  #newest(): LinkClient | undefined {
+    let last: LinkClient | undefined;
+    for (const link of this.#links) last = link;
+    return last;
   }
 }
 
@@ -103,22 +107,9 @@ export function timedLinkFactory(
   latency: HostLatency,
   unacked: UnackedWrites,
 ): (opts: LinkClientOptions) => LinkClient {
-  return (opts) => new TimedLinkClient(opts, latency, unacked);
-}
-
-class TimedLinkClient extends LinkClient {
-  constructor(
-    opts: LinkClientOptions,
-    private readonly latency: HostLatency,
-    private readonly unacked: UnackedWrites,
-  ) {
-    super(opts);
-  }
-
-  override submit(volume: string, rec: MirrorRecord): Promise<void> {
-    const end = this.latency.backupAck.startTimer();
-    const done = super.submit(volume, rec);
-    this.unacked.track(volume, rec.length, done);
-    return done.then(() => void end());
-  }
+  return (opts) => {
+    const link = new LinkClient({ ...opts, observeAck: (s) => latency.backupAck.observe(s) });
+    unacked.add(link);
+    return link;
+  };
 }

@@ -64,6 +64,19 @@ export interface JournalRecord {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+const noBytes = new Uint8Array(0);
+let lastEncodedName = "";
+let lastEncodedNameBytes = noBytes;
+
+/** The encoded name; records of one volume are encoded back to back, so the last is kept. */
+function nameBytes(volume: string): Uint8Array {
+  if (volume !== lastEncodedName || lastEncodedNameBytes.length === 0) {
+    lastEncodedNameBytes = encoder.encode(volume);
+    lastEncodedName = volume;
+  }
+  return lastEncodedNameBytes;
+}
+
 /** Bytes one record occupies when encoded. */
 export function encodedRecordBytes(volume: string, kind: RecordKind, length: number): number {
   return recordHeaderBytes + volume.length + (kind === "write" ? length : 0);
@@ -83,7 +96,9 @@ export function encodeRecord(
   view.setUint8(4, recordVersion);
   view.setUint8(5, kindCodes[rec.kind]);
   view.setUint16(6, name.length, true);
-  view.setBigUint64(8, BigInt(rec.offset), true);
+  // Two halves instead of a BigInt per record (the offset is checked below 2^53).
+  view.setUint32(8, rec.offset % 0x1_0000_0000, true);
+  view.setUint32(12, Math.floor(rec.offset / 0x1_0000_0000), true);
   view.setUint32(16, rec.length, true);
   buf.set(name, pos + recordHeaderBytes);
   buf.set(payload, pos + recordHeaderBytes + name.length);
@@ -100,12 +115,12 @@ export function encodeRecord(
 export function checkRecord(
   rec: Omit<JournalRecord, "data"> & { data?: Uint8Array },
 ): { name: Uint8Array; payload: Uint8Array } {
-  const name = encoder.encode(rec.volume);
+  const name = nameBytes(rec.volume);
   // A non-ASCII name encodes to more bytes than characters, which encodedRecordBytes counts.
   if (name.length < 1 || name.length > volumeNameBytesMax || name.length !== rec.volume.length) {
     throw new RangeError(`Volume name "${rec.volume}" must be 1 to 64 ASCII bytes`);
   }
-  const payload = rec.kind === "write" ? rec.data ?? new Uint8Array(0) : new Uint8Array(0);
+  const payload = rec.kind === "write" ? rec.data ?? noBytes : noBytes;
   if (rec.kind === "write" && payload.length !== rec.length) {
     throw new RangeError(`Write record length ${rec.length} differs from data ${payload.length}`);
   }
@@ -237,8 +252,8 @@ export function forEachRecordHeader(
 }
 
 /** The name decoded last, and its bytes (see `volumeName`). */
-let lastNameBytes = new Uint8Array(0);
-let lastName = "";
+let lastDecodedNameBytes = new Uint8Array(0);
+let lastDecodedName = "";
 
 /**
  * The volume name of `length` bytes at `start` of `buf`. Records mostly name the volume the
@@ -246,17 +261,17 @@ let lastName = "";
  * (decoding costs a call into the runtime per record, issue 8).
  */
 function volumeName(buf: Uint8Array, start: number, length: number): string {
-  if (length === lastNameBytes.length) {
+  if (length === lastDecodedNameBytes.length) {
     let same = true;
     for (let i = 0; i < length; i++) {
-      if (buf[start + i] !== lastNameBytes[i]) {
+      if (buf[start + i] !== lastDecodedNameBytes[i]) {
         same = false;
         break;
       }
     }
-    if (same) return lastName;
+    if (same) return lastDecodedName;
   }
-  lastNameBytes = buf.slice(start, start + length);
-  lastName = decoder.decode(lastNameBytes);
-  return lastName;
+  lastDecodedNameBytes = buf.slice(start, start + length);
+  lastDecodedName = decoder.decode(lastDecodedNameBytes);
+  return lastDecodedName;
 }

@@ -31,3 +31,27 @@ Deno.test("range lock serves overlapping acquirers first come first served", asy
   assert.ok(order.indexOf("c") > order.indexOf("b"), "c waits for b");
   assert.equal(locks.size, 0);
 });
+
+Deno.test("range lock takes a free range at once and refuses an overlapping one without registering it", async () => {
+  const locks = new RangeLock();
+  const a = locks.tryAcquire(0, 100);
+  assert.ok(a, "nothing overlaps: taken at once");
+  assert.equal(locks.tryAcquire(50, 10), undefined, "overlaps a: refused");
+  assert.equal(locks.size, 1, "the refused range was not registered");
+  const b = locks.tryAcquire(100, 10);
+  assert.ok(b, "adjacent, not overlapping");
+  // A waiter behind a range taken at once is woken by its release.
+  let got = false;
+  const c = locks.acquire(90, 20).then((release) => {
+    got = true;
+    return release;
+  });
+  await settled();
+  assert.equal(got, false);
+  a();
+  await settled();
+  assert.equal(got, false, "b still overlaps");
+  b();
+  (await c)();
+  assert.equal(locks.size, 0);
+});

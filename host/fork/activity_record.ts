@@ -111,13 +111,24 @@ export class ActivityRecord {
 
   /**
    * Pins the regions of a write (they cannot be retired until `release`) and resolves once every
-   * one of them holds an activity mark at the tracker. Call `release` whatever happens next.
+   * one of them holds an activity mark at the tracker; returns undefined instead of a promise when
+   * they all hold one already. Call `release` whatever happens next.
    */
-  async acquire(offset: number, length: number): Promise<void> {
+  acquire(offset: number, length: number): Promise<void> | undefined {
     const run = regionsOf(offset, length, this.unitBytes);
     for (let r = run.first; r < run.first + run.count; r++) {
       this.#inflight.set(r, (this.#inflight.get(r) ?? 0) + 1);
     }
+    // The common case, every region hot and none being retired, needs no promise.
+    if (this.#retiring.size === 0 && this.hot.hasAll(run)) {
+      this.#touch(run);
+      this.#maybeRetire();
+      return undefined;
+    }
+    return this.#acquireCold(run);
+  }
+
+  async #acquireCold(run: RegionRun): Promise<void> {
     // Loop: a retire or a voided command may take regions away while we wait.
     for (;;) {
       const waits = this.#retiresCovering(run);

@@ -168,12 +168,18 @@ export class FileVolume implements BlockDevice {
 
   /** A range the front-ends let through must lie inside the image. */
   #assertRange(offset: number, length: number): void {
-    assert(Number.isSafeInteger(offset) && offset >= 0, `Offset ${offset} is not a byte offset`);
-    assert(Number.isSafeInteger(length) && length > 0, `Length ${length} is not positive`);
-    assert(
-      offset + length <= this.sizeBytes,
-      `Range ${offset}+${length} ends past the ${this.sizeBytes}-byte image "${this.path}"`,
-    );
+    // The messages are built only on failure: this runs for every write.
+    if (!(Number.isSafeInteger(offset) && offset >= 0)) {
+      assert.fail(`Offset ${offset} is not a byte offset`);
+    }
+    if (!(Number.isSafeInteger(length) && length > 0)) {
+      assert.fail(`Length ${length} is not positive`);
+    }
+    if (offset + length > this.sizeBytes) {
+      assert.fail(
+        `Range ${offset}+${length} ends past the ${this.sizeBytes}-byte image "${this.path}"`,
+      );
+    }
   }
 
   #checkOpen(): void {

@@ -64,7 +64,8 @@ export interface ForkPaths {
   cycles?: { regionBytes: number; beforeWrite(offset: number, length: number): Promise<void> };
   /** Activity marks while the backup is online (activity_record.ts); absent: none are kept. */
   activity?: {
-    acquire(offset: number, length: number): Promise<void>;
+    /** Undefined when the regions hold their marks already (no wait). */
+    acquire(offset: number, length: number): Promise<void> | undefined;
     release(offset: number, length: number, safe: boolean): void;
   };
 }
@@ -131,7 +132,8 @@ export class ForkDevice extends PassThroughDevice {
   async #forked(rec: MirrorRecord, applyPrimary: () => Promise<void>): Promise<ForkOutcome> {
     this.#checkLease(rec);
     const span = this.#lockSpan(rec);
-    const release = await this.paths.locks.acquire(span.offset, span.length);
+    const release = this.paths.locks.tryAcquire(span.offset, span.length) ??
+      await this.paths.locks.acquire(span.offset, span.length);
     const pin = { held: false, safe: false };
     try {
       this.#checkLease(rec); // the lock wait is an await: a refusal may have come meanwhile
@@ -188,7 +190,8 @@ export class ForkDevice extends PassThroughDevice {
       if (activity) {
         pin.held = true;
         try {
-          await activity.acquire(rec.offset, rec.length);
+          const marking = activity.acquire(rec.offset, rec.length);
+          if (marking) await marking;
         } catch (err) {
           pin.safe = true; // nothing was sent anywhere
           this.counters.failed++;

@@ -11,7 +11,9 @@
 interface Entry {
   start: number;
   end: number;
-  released: Promise<void>;
+  /** Made only when a later acquirer waits for this range: most writes overlap nothing. */
+  released?: Promise<void>;
+  wake?: () => void;
 }
 
 export class RangeLock {
@@ -30,28 +32,41 @@ export class RangeLock {
     return [...this.#entries].map((e) => ({ offset: e.start, length: e.end - e.start }));
   }
 
+  /**
+   * Takes `offset`+`length` at once when no earlier range overlaps it and returns the release;
+   * undefined (nothing registered) when it would have to wait: call `acquire` then. The write
+   * path's common case costs no promise this way.
+   */
+  tryAcquire(offset: number, length: number): (() => void) | undefined {
+    const end = offset + length;
+    for (const e of this.#entries) if (e.start < end && offset < e.end) return undefined;
+    return this.#hold({ start: offset, end });
+  }
+
   /** Waits until `offset`+`length` is free of earlier overlapping ranges; returns the release. */
   async acquire(offset: number, length: number): Promise<() => void> {
     const start = offset;
     const end = offset + length;
     const earlier: Promise<void>[] = [];
     for (const e of this.#entries) {
-      if (e.start < end && start < e.end) earlier.push(e.released);
+      if (e.start < end && start < e.end) {
+        earlier.push(e.released ??= new Promise<void>((resolve) => (e.wake = resolve)));
+      }
     }
-    let release!: () => void;
-    const entry: Entry = {
-      start,
-      end,
-      released: new Promise<void>((resolve) => (release = resolve)),
-    };
-    this.#entries.add(entry);
+    const release = this.#hold({ start, end });
     if (earlier.length > 0) await Promise.all(earlier);
+    return release;
+  }
+
+  /** Registers `entry` (in arrival order) and returns its release. */
+  #hold(entry: Entry): () => void {
+    this.#entries.add(entry);
     let done = false;
     return () => {
       if (done) return;
       done = true;
       this.#entries.delete(entry);
-      release();
+      entry.wake?.();
     };
   }
 

@@ -92,6 +92,11 @@ export interface LinkClientOptions {
   inflightBytesMax?: number;
   /** The shared token, sent in HELLO; a backup with a token refuses a HELLO without it. */
   token?: string;
+  /**
+   * Told, for each `submit` acknowledged, the seconds from its submit to the acknowledgement
+   * (queueing behind the in-flight bound included). For `/metrics` (host/port_timing.ts).
+   */
+  observeAck?: (seconds: number) => void;
 }
 
 interface Pending {
@@ -102,6 +107,8 @@ interface Pending {
   bytes: number;
   /** Resolve only once durable, whatever the ack mode (resync copies clear tracker marks). */
   waitDurable: boolean;
+  /** When it was submitted (performance.now()); 0 when nobody observes acks. */
+  at: number;
   done: boolean;
   resolve: () => void;
   reject: (err: Error) => void;
@@ -130,6 +137,10 @@ export class LinkClient {
   /** The last frame acknowledged in the ack mode's sense (RECEIVED in `received` mode). */
   #ackedSeq = 0;
   #writing = false;
+  /** `submit` writes waiting for room under `inflightBytesMax` (the slow path). */
+  readonly #waiting = new Set<{ volume: string; length: number; at: number }>();
+  /** The frame buffer #encode reuses. */
+  #frameBuf = new Uint8Array(0);
   #roomWaiters: (() => void)[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #progressAt = 0;
@@ -235,14 +246,19 @@ export class LinkClient {
     return await this.open();
   }
 
-  /** Sends one record; resolves per the ack mode; rejects when the link fails first. */
-  async submit(volume: string, rec: MirrorRecord): Promise<void> {
-    if (this.#failure) throw this.#failure;
+  /**
+   * Sends one record; resolves per the ack mode; rejects when the link fails first. Not `async`:
+   * this is every mirrored write's path, and its one promise is the one the ack settles.
+   */
+  submit(volume: string, rec: MirrorRecord): Promise<void> {
+    if (this.#failure) return Promise.reject(this.#failure);
     if (!this.#volumes.has(volume)) {
-      throw new RangeError(`Volume "${volume}" was not announced on the link`);
+      return Promise.reject(new RangeError(`Volume "${volume}" was not announced on the link`));
     }
     const bytes = encodedRecordBytes(volume, rec.kind, rec.length);
-    return await this.#enqueue({ volume, rec, bytes, waitDurable: false });
+    // Stamped before any wait for room: the ack time includes queueing behind the bound.
+    const at = this.opts.observeAck ? performance.now() : 0;
+    return this.#enqueue(volume, rec, undefined, bytes, false, at);
   }
 
   /**
@@ -254,34 +270,88 @@ export class LinkClient {
     if (!this.#volumes.has(volume)) {
       throw new RangeError(`Volume "${volume}" was not announced on the link`);
     }
-    return await this.#enqueue({ volume, encoded: body, bytes: body.length, waitDurable: true });
+    return await this.#enqueue(volume, undefined, body, body.length, true, 0);
   }
 
-  async #enqueue(item: Omit<Pending, "resolve" | "reject" | "done">): Promise<void> {
-    const { bytes } = item;
-    while (this.#queuedBytes > 0 && this.#queuedBytes + bytes > this.#inflightBytesMax) {
-      await new Promise<void>((resolve) => this.#roomWaiters.push(resolve));
-      if (this.#failure) throw this.#failure;
+  /** Queues one item; waits first while `inflightBytesMax` bytes are queued. */
+  #enqueue(
+    volume: string,
+    rec: MirrorRecord | undefined,
+    encoded: Uint8Array | undefined,
+    bytes: number,
+    waitDurable: boolean,
+    at: number,
+  ): Promise<void> {
+    if (this.#queuedBytes > 0 && this.#queuedBytes + bytes > this.#inflightBytesMax) {
+      return this.#enqueueWhenRoom(volume, rec, encoded, bytes, waitDurable, at);
     }
+    // From idle, the wait for ack progress starts now (the timer may still run from before).
+    if (this.#sent.length === 0 && this.#queue.length === 0) {
+      this.#progressAt = performance.now();
+    }
+    const p = { volume, rec, encoded, bytes, waitDurable, at, done: false } as Pending;
     const done = new Promise<void>((resolve, reject) => {
-      const p: Pending = {
-        ...item,
-        done: false,
-        resolve: () => {
-          p.done = true;
-          resolve();
-        },
-        reject: (err) => {
-          p.done = true;
-          reject(err);
-        },
-      };
-      this.#queue.push(p);
+      p.resolve = resolve;
+      p.reject = reject;
     });
+    this.#queue.push(p);
     this.#queuedBytes += bytes;
     this.#armTimer();
     this.#startWriting();
     return done;
+  }
+
+  async #enqueueWhenRoom(
+    volume: string,
+    rec: MirrorRecord | undefined,
+    encoded: Uint8Array | undefined,
+    bytes: number,
+    waitDurable: boolean,
+    at: number,
+  ): Promise<void> {
+    // Counted as unacknowledged while it waits, like a queued write (`unacked`).
+    const waiting = rec && { volume, length: rec.length, at };
+    if (waiting) this.#waiting.add(waiting);
+    try {
+      while (this.#queuedBytes > 0 && this.#queuedBytes + bytes > this.#inflightBytesMax) {
+        await new Promise<void>((resolve) => this.#roomWaiters.push(resolve));
+        if (this.#failure) throw this.#failure;
+      }
+    } finally {
+      if (waiting) this.#waiting.delete(waiting);
+    }
+    return await this.#enqueue(volume, rec, encoded, bytes, waitDurable, at);
+  }
+
+  /** Settles `p` as acknowledged; observes its ack time when asked to. */
+  #resolve(p: Pending, now: number): void {
+    p.done = true;
+    if (p.at !== 0) this.opts.observeAck!((now - p.at) / 1000);
+    p.resolve();
+  }
+
+  /**
+   * Bytes of `submit` writes of `volume` not acknowledged yet (waiting for room, queued or
+   * sent), and the performance.now() of the oldest (undefined when none). Scans what is in
+   * flight: for metrics scrapes, not the write path. Submit times are kept only with
+   * `observeAck` (0 otherwise).
+   */
+  unacked(volume: string): { bytes: number; oldestAt: number | undefined } {
+    let bytes = 0;
+    let oldestAt: number | undefined;
+    const count = (p: Pending) => {
+      if (p.done || !p.rec || p.volume !== volume) return;
+      bytes += p.rec.length;
+      if (oldestAt === undefined || p.at < oldestAt) oldestAt = p.at;
+    };
+    for (const f of this.#sent) f.items.forEach(count);
+    this.#queue.forEach(count);
+    for (const w of this.#waiting) {
+      if (w.volume !== volume) continue;
+      bytes += w.length;
+      if (oldestAt === undefined || w.at < oldestAt) oldestAt = w.at;
+    }
+    return { bytes, oldestAt };
   }
 
   /** A per-volume adapter shaped like `BackupBatcher.submit`. */
@@ -352,9 +422,26 @@ export class LinkClient {
     return items;
   }
 
+  /**
+   * Encodes one RECORDS frame into the reused frame buffer (valid until the next call: the writer
+   * loop awaits each frame's socket write before it encodes the next), or into a buffer of its
+   * own when larger than a coalesced frame. A fresh zeroed buffer per frame cost the allocation
+   * and the zeroing of every byte again.
+   */
   #encode(items: Pending[]): Uint8Array {
     const payloadBytes = items.reduce((n, p) => n + p.bytes, 0);
-    const buf = new Uint8Array(linkFrameHeaderBytes + payloadBytes);
+    const frameBytes = linkFrameHeaderBytes + payloadBytes;
+    if (frameBytes > this.#frameBuf.length && payloadBytes <= this.#frameBytesMax) {
+      const size = Math.min(
+        2 ** Math.ceil(Math.log2(frameBytes)),
+        linkFrameHeaderBytes + this.#frameBytesMax,
+      );
+      this.#frameBuf = new Uint8Array(size);
+    }
+    // Every byte of the frame is written below: header, then each record whole.
+    const buf = frameBytes <= this.#frameBuf.length
+      ? this.#frameBuf.subarray(0, frameBytes)
+      : new Uint8Array(frameBytes);
     let pos = linkFrameHeaderBytes;
     for (const p of items) {
       if (p.encoded) buf.set(p.encoded, pos);
@@ -382,6 +469,8 @@ export class LinkClient {
   }
 
   #onFrame(frame: Frame): void {
+    // Ack progress, and the one clock reading the acks it settles are timed with.
+    this.#progressAt = performance.now();
     switch (frame.type) {
       case FrameType.ack:
       case FrameType.hardened:
@@ -402,7 +491,6 @@ export class LinkClient {
       default:
         throw new Error(`Unexpected frame type ${frame.type} from the backup`);
     }
-    this.#progressAt = performance.now();
     if (this.#queue.length > 0) this.#startWriting();
   }
 
@@ -416,7 +504,7 @@ export class LinkClient {
       for (const p of f.items) {
         if (p.waitDurable || !p.rec) continue;
         this.#unhardened.get(p.volume)?.received(p.rec.offset, p.rec.length);
-        p.resolve();
+        this.#resolve(p, this.#progressAt);
       }
     }
   }
@@ -427,7 +515,7 @@ export class LinkClient {
     this.#ackedSeq = Math.max(this.#ackedSeq, seq);
     for (const f of this.#sent) {
       if (f.seq > seq) break;
-      for (const p of f.items) if (!p.done) p.resolve();
+      for (const p of f.items) if (!p.done) this.#resolve(p, this.#progressAt);
       this.#sentBytes -= f.bytes;
       n++;
     }
@@ -435,13 +523,13 @@ export class LinkClient {
     if (this.ack === "received") {
       for (const u of this.#unhardened.values()) u.notice(seq, this.#seq);
     }
-    if (this.#sent.length === 0 && this.#queue.length === 0) this.#disarmTimer();
+    // Idle now: the ack timer is left to lapse on its own (it stops when it finds nothing
+    // unacknowledged) rather than cleared and set again around every burst.
   }
 
   /** Watches for ack progress while anything is unacknowledged. */
   #armTimer(): void {
     if (this.#timer !== undefined) return;
-    this.#progressAt = performance.now();
     const check = () => {
       this.#timer = undefined;
       if (this.#failure || (this.#sent.length === 0 && this.#queue.length === 0)) return;
@@ -471,9 +559,16 @@ export class LinkClient {
       conn?.close();
     } catch { /* already closed */ }
     for (const f of this.#sent.splice(0)) {
-      for (const p of f.items) if (!p.done) p.reject(err);
+      for (const p of f.items) {
+        if (p.done) continue;
+        p.done = true;
+        p.reject(err);
+      }
     }
-    for (const p of this.#queue.splice(0)) p.reject(err);
+    for (const p of this.#queue.splice(0)) {
+      p.done = true;
+      p.reject(err);
+    }
     this.#sentBytes = 0;
     this.#queuedBytes = 0;
     for (const wake of this.#roomWaiters.splice(0)) wake();

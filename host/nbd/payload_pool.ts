@@ -1,13 +1,14 @@
 /**
- * Reused buffers for large NBD write payloads. A fresh 1 MiB Uint8Array per WRITE costs more than
+ * Reused buffers for NBD write payloads. A fresh 1 MiB Uint8Array per WRITE costs more than
  * filling it (allocation and zeroing); reusing buffers of a few size classes lifts 1 MiB writes by
- * about a third. A buffer is handed back only after the device's write resolved: no layer of the
+ * about a third. Small payloads are pooled too: a fresh 4 KiB buffer per write (an ArrayBuffer
+ * the garbage collector tracks) cost about 4 µs against under 1 µs for a reused one. A buffer is handed back only after the device's write resolved: no layer of the
  * write path keeps a reference to write data after that (the backup batch is encoded, the primary
  * written, before the write resolves).
  */
 
 /** Smallest pooled size class; smaller payloads are allocated fresh. */
-const classBytesMin = 64 * 1024;
+const classBytesMin = 4 * 1024;
 
 export class PayloadPool {
   readonly #free = new Map<number, ArrayBuffer[]>();

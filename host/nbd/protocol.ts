@@ -1,8 +1,10 @@
 /**
  * The NBD wire format (NetworkBlockDevice/nbd `doc/proto.md`): constants, encoders for what the
- * server sends and parsers for what the client sends. Pure: no I/O, no state. Every integer on the
- * wire is big-endian. Parsers never throw on bad input; they return a typed error instead.
+ * server sends and parsers for what the client sends. No I/O, and no state but the chunk simple
+ * replies are cut from (byte_slab.ts). Every integer on the wire is big-endian. Parsers never
+ * throw on bad input; they return a typed error instead.
  */
+import { ByteSlab } from "./byte_slab.ts";
 
 /** Magic numbers. The 64-bit ones are bigints; the 32-bit ones plain numbers. */
 export const NbdMagic = {
@@ -404,10 +406,13 @@ export function writeSimpleReply(v: DataView, at: number, error: number, cookie:
   v.setBigUint64(at + 8, cookie);
 }
 
+/** Simple replies are cut from shared chunks: one per request otherwise (byte_slab.ts). */
+const replySlab = new ByteSlab();
+
 export function encodeSimpleReply(error: number, cookie: bigint): Uint8Array {
-  const out = new Uint8Array(simpleReplyBytes);
-  writeSimpleReply(view(out), 0, error, cookie);
-  return out;
+  const at = replySlab.reserve(simpleReplyBytes);
+  writeSimpleReply(replySlab.view, at, error, cookie);
+  return replySlab.chunk.subarray(at, at + simpleReplyBytes);
 }
 
 /** Writes a 20-byte structured reply chunk header at `at` of `v`. */

@@ -79,6 +79,15 @@ export class SocketReader {
     return out;
   }
 
+  /** Fills `dest` from buffered bytes, consumed; at least `dest.length` must be buffered. */
+  takeInto(dest: Uint8Array): void {
+    if (dest.length > this.buffered) {
+      throw new RangeError(`Take of ${dest.length} exceeds ${this.buffered} buffered`);
+    }
+    dest.set(this.#buf.subarray(this.#start, this.#start + dest.length));
+    this.consume(dest.length);
+  }
+
   /** Fills `dest` completely; false when the peer closed first (dest is then partly filled). */
   async readExactly(dest: Uint8Array): Promise<boolean> {
     let done = Math.min(this.buffered, dest.length);

@@ -150,12 +150,10 @@ export class Transmission {
         }
         case "execute": {
           let payload: Uint8Array | undefined;
-          let pooled = false;
-          if (h.type === NbdCmd.WRITE && reader.buffered >= h.length) {
-            payload = reader.take(h.length); // the common small write: no await
-          } else if (h.type === NbdCmd.WRITE) {
-            payload = this.#payloads.take(h.length);
-            pooled = true;
+          if (h.type === NbdCmd.WRITE) payload = this.#payloads.take(h.length);
+          if (payload && reader.buffered >= h.length) {
+            reader.takeInto(payload); // the common small write: no await
+          } else if (payload) {
             if (!(await reader.readExactly(payload))) {
               this.#opts.log(`Client hung up inside the payload of ${describeRequest(h)}`);
               return "eof";
@@ -166,22 +164,23 @@ export class Transmission {
             : h.type === NbdCmd.BLOCK_STATUS
             ? Math.min(h.length, allocationScanBytesMax)
             : 0;
-          const reply = this.#execute(h, payload);
-          if (pooled) void reply.then(() => this.#payloads.give(payload!));
-          this.#track(reply, cost);
+          // The payload goes back to the pool once the reply is written: the device's write
+          // resolved before, and no layer keeps write data past that (payload_pool.ts).
+          this.#track(this.#execute(h, payload), cost, payload);
         }
       }
     }
   }
 
   /** Counts a request in flight until its reply has been written. */
-  #track(reply: Promise<Uint8Array[]>, costBytes: number): void {
+  #track(reply: Promise<Uint8Array[]>, costBytes: number, payload?: Uint8Array): void {
     this.#inflight++;
     this.#inflightBytes += costBytes;
-    reply.then((pieces) => this.#writer.send(pieces, () => this.#release(costBytes)));
+    reply.then((pieces) => this.#writer.send(pieces, () => this.#release(costBytes, payload)));
   }
 
-  #release(costBytes: number): void {
+  #release(costBytes: number, payload?: Uint8Array): void {
+    if (payload) this.#payloads.give(payload);
     this.#inflight--;
     this.#inflightBytes -= costBytes;
     const resume = this.#slotFree;
