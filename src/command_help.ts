@@ -46,6 +46,17 @@ export const tokenFlagDocs = {
   },
 } satisfies FlagDocs;
 
+/** `--tracker` of the operator's commands (reconstruct, verify): a list, the first that answers. */
+export const trackerListFlagDocs = {
+  tracker: {
+    type: "string",
+    value: "URL[,URL...]",
+    doc: "the tracker, which knows every volume and its owner; several trackers over one " +
+      "store: the first that answers",
+    fallback: "http://127.0.0.1:8701",
+  },
+} satisfies FlagDocs;
+
 /** The flags every command answers without doing anything else. */
 const builtinFlagDocs = {
   help: { type: "boolean", doc: "print this help and exit" },

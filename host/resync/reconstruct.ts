@@ -18,7 +18,7 @@
  * are shipped. The summary gives regions compared, shipped and skipped, and bytes shipped.
  */
 import { formatBytes } from "../../src/extent.ts";
-import { parseCommand, tokenFlagDocs } from "../../src/command_help.ts";
+import { parseCommand, tokenFlagDocs, trackerListFlagDocs } from "../../src/command_help.ts";
 import { failoverTargetsMax } from "../../src/failover.ts";
 import { parseCountBetween, parseUrl, parseUrlList, runMain } from "../../src/flags.ts";
 import { checkName, type VolumeInfo } from "../../src/schemas.ts";
@@ -142,13 +142,7 @@ const reconstructCommand = {
     "With --host, takes over the volumes of a host agent that will not come back and resyncs " +
     "them from their primary images reachable here.",
   flags: {
-    tracker: {
-      type: "string",
-      value: "URL[,URL...]",
-      doc: "the tracker, which knows every volume and its owner; several trackers over one " +
-        "store: the first that answers",
-      fallback: "http://127.0.0.1:8701",
-    },
+    ...trackerListFlagDocs,
     volume: { type: "string", value: "NAME", doc: "only this volume (default: every dirty one)" },
     ...tokenFlagDocs,
     "poll-ms": {

@@ -19,7 +19,7 @@
  * brain).
  */
 import { formatBytes } from "../../src/extent.ts";
-import { parseCommand, tokenFlagDocs } from "../../src/command_help.ts";
+import { parseCommand, tokenFlagDocs, trackerListFlagDocs } from "../../src/command_help.ts";
 import { failoverTargetsMax } from "../../src/failover.ts";
 import { parseCount, parseCountBetween, parseUrlList, runMain } from "../../src/flags.ts";
 import type { VerifyProgress } from "../../src/host_schemas.ts";
@@ -70,13 +70,7 @@ const verifyCommand = {
     "primary with the secondary by SHA-256 while writes continue; differing regions are marked " +
     "dirty at the tracker for the next deno task reconstruct. Nothing is shipped.",
   flags: {
-    tracker: {
-      type: "string",
-      value: "URL[,URL...]",
-      doc: "the tracker, which knows every volume and its owner; several trackers over one " +
-        "store: the first that answers",
-      fallback: "http://127.0.0.1:8701",
-    },
+    ...trackerListFlagDocs,
     volume: { type: "string", value: "NAME", doc: "only this volume (default: every volume)" },
     ...tokenFlagDocs,
     "poll-ms": {
