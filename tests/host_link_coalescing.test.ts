@@ -8,13 +8,12 @@ import { LinkClient, linkFramesAheadMax } from "../host/link/link_client.ts";
 import { decodeRecord } from "../src/journal_record.ts";
 import {
   encodeAckFrame,
-  encodeJsonFrame,
   type Frame,
   FrameReader,
   FrameType,
-  type LinkWelcome,
   writeAll,
 } from "../src/link_protocol.ts";
+import { welcomeHello } from "./support/scripted_backup.ts";
 
 /** Records in a RECORDS frame's payload. */
 function recordsIn(frame: Frame): number {
@@ -45,17 +44,7 @@ Deno.test("with two frames unacknowledged, writes submitted one step apart wait 
   const conn = await accepted;
   const reader = new FrameReader(conn);
   try {
-    assert.equal((await reader.next())?.type, FrameType.hello);
-    await writeAll(
-      conn,
-      encodeJsonFrame(
-        FrameType.welcome,
-        {
-          credit: 1024 * 1024,
-          volumes: [{ name: "db0", created: false }],
-        } satisfies LinkWelcome,
-      ),
-    );
+    await welcomeHello(conn, reader, ["db0"]);
     await opening;
     const write = (i: number) =>
       link.submit("db0", {

@@ -17,6 +17,7 @@ import {
   type LinkWelcome,
   writeAll,
 } from "../src/link_protocol.ts";
+import { welcomeHello } from "./support/scripted_backup.ts";
 import { Metrics } from "../src/metrics.ts";
 
 /** The records of a RECORDS frame: offset and the byte every payload byte was filled with. */
@@ -52,17 +53,7 @@ Deno.test("the link counts unacknowledged writes per volume and times each ackno
   const conn = await accepted;
   const reader = new FrameReader(conn);
   try {
-    assert.equal((await reader.next())?.type, FrameType.hello);
-    await writeAll(
-      conn,
-      encodeJsonFrame(
-        FrameType.welcome,
-        {
-          credit: 1024 * 1024,
-          volumes: [{ name: "db0", created: false }, { name: "db1", created: false }],
-        } satisfies LinkWelcome,
-      ),
-    );
+    await welcomeHello(conn, reader, ["db0", "db1"]);
     await opening;
     const write = (volume: string, i: number) =>
       link.submit(volume, {
