@@ -1,7 +1,9 @@
 /**
- * `deno task bench`: runs every bench in one run — tracker, tracker over etcd, backup, host HTTP, NBD (fio against
- * nbdkit and the host agent), prediction, checksum resync against a full copy, the cost of a
- * consistent (staged) resync, bytes shipped in journal vs cycle mode under a hot spot — prints a
+ * `deno task bench`: runs every bench in one run — tracker, tracker over etcd, backup, host HTTP,
+ * NBD (fio against nbdkit and the host agent), prediction, checksum resync against a full copy,
+ * the cost of a consistent (staged) resync, bytes shipped in journal vs cycle mode under a hot
+ * spot, and the machine's own floors (fio and plain Deno: page-cache copy, fdatasync, disk
+ * bandwidth, KV commit, loopback round trip) beside which the NBD targets are read — prints a
  * table per bench, and writes every result as JSON to
  * bench/results/latest.json (and to `--json PATH` when given). A bench that fails is reported and
  * the others still run; the exit code is then 1.
@@ -30,10 +32,12 @@ import { formatPrediction } from "./prediction_table.ts";
 import { benchChecksum, formatChecksum } from "./checksum_bench.ts";
 import { benchStaging, formatStaging } from "./staging_bench.ts";
 import { benchHotspot, formatHotspot } from "./hotspot_bench.ts";
+import { benchFloors } from "./floors_bench.ts";
+import { formatFloors } from "./floors_table.ts";
 
 const usage = `Usage: deno task bench [--only LIST] [--json PATH] [NBD flags]
   --only LIST      benches to run, comma-separated: tracker, tracker-etcd, backup, host_http,
-                   nbd, prediction, checksum, staging, hotspot (default all)
+                   nbd, prediction, checksum, staging, hotspot, floors (default all)
   --json PATH      also write the results here (they always go to bench/results/latest.json)
   NBD bench:
   --rounds N       runs of every case; the order of targets is reversed every other round;
@@ -129,6 +133,10 @@ async function main(): Promise<void> {
     hotspot: {
       run: () => benchHotspot(),
       format: (r) => formatHotspot(r as Awaited<ReturnType<typeof benchHotspot>>),
+    },
+    floors: {
+      run: () => benchFloors(),
+      format: (r) => formatFloors(r as Awaited<ReturnType<typeof benchFloors>>),
     },
   };
   const names = flags.only === undefined
