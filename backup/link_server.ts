@@ -122,6 +122,15 @@ export class LinkServer {
     return undefined;
   }
 
+  /**
+   * True while a welcomed host acknowledges on receipt: its RECEIVED acks are sent from the event
+   * loop as frames arrive, so the journal must not block the loop with an inline sync.
+   */
+  get receivedLinkOpen(): boolean {
+    for (const s of this.#sessions) if (s.ack === "received") return true;
+    return false;
+  }
+
   /** Serves one accepted connection until it ends (exposed for in-process tests). */
   serve(conn: Deno.Conn): Promise<void> {
     const session = new LinkSession(this, conn);
@@ -179,6 +188,11 @@ class LinkSession {
   /** Unsubscribes from the journal's room signal (set once welcomed). */
   #unsubscribeRoom: (() => void) | undefined;
   #writing: Promise<void> = Promise.resolve();
+
+  /** The session's acknowledgement mode (durable until a HELLO says otherwise). */
+  get ack(): AckMode {
+    return this.#ack;
+  }
 
   constructor(private readonly server: LinkServer, private readonly conn: Deno.Conn) {
     const { payloads } = server.deps.journal;

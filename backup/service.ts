@@ -80,6 +80,8 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
   const store = await SecondaryStore.open(join(opts.dataDir, "volumes"));
   const metrics = new Metrics();
   let journal: Journal;
+  /** The host link's listeners; set once the journal is open (the journal asks it per group). */
+  let link: LinkServer | undefined;
   let stages: CycleStages | undefined;
   try {
     // Committed stages are finished before replay: the journal may hold later records of theirs.
@@ -99,7 +101,16 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
     await store.syncAll();
     stages.syncSync();
     journal = await Journal.open(
-      { dir: journalDir, journalBytesMax, journalSegmentBytes, metrics, faults: opts.faults },
+      {
+        dir: journalDir,
+        journalBytesMax,
+        journalSegmentBytes,
+        metrics,
+        faults: opts.faults,
+        // Inline fdatasync while every host on the link waits for durability anyway (none
+        // acknowledges on receipt); HTTP batches wait for it too.
+        syncInline: () => link !== undefined && !link.receivedLinkOpen,
+      },
       replayed,
     );
     if (replayed.records > 0) {
@@ -186,7 +197,6 @@ export async function openBackup(opts: BackupOptions): Promise<Backup> {
   );
   const clock = opts.clock;
   const fence = new EpochFence(clock ? () => clock.now() : undefined);
-  let link: LinkServer | undefined;
   try {
     link = opts.link
       ? LinkServer.listen({ journal, store, fence, metrics, token: opts.token }, opts.link)
