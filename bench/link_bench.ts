@@ -2,10 +2,12 @@
  * A quick measurement of the link alone (not part of `deno task bench` yet): starts a backup
  * process on a temp dir, pushes 4 KiB records through host/link/link_client.ts → the backup's link
  * server → its journal from 32 concurrent submitters, in `durable` then `received` mode, and
- * prints records/s, records per journal fdatasync, p50/p99 submit latency and the backup's CPU
- * (every thread, from /proc) per record.
+ * prints records/s, records per journal fdatasync, p50/p99 submit latency and the CPU (every
+ * thread, from /proc) per record of the backup and of this process (the host's end of the link).
+ * `--record-kib 1024` sends 1 MiB records instead (their payloads take the link's direct path).
  *
- *   deno run -A bench/link_bench.ts [--seconds 3] [--depth 32] [--unix] [--perf-map]
+ *   deno run -A bench/link_bench.ts [--seconds 3] [--depth 32] [--record-kib 4] [--unix]
+ *     [--perf-map]
  *
  * `--perf-map` starts the backup with V8's `--perf-basic-prof`, so `perf record -e cpu-clock -g
  * -p PID` names its JavaScript frames (/tmp/perf-PID.map): the V8 profile (`--cpu-prof`) samples
@@ -17,7 +19,6 @@ import { LinkClient } from "../host/link/link_client.ts";
 import type { AckMode } from "../src/link_protocol.ts";
 import { randomBytes, seededRandom } from "../src/random.ts";
 
-const recordBytes = 4096;
 const volumeBytes = 256 * 1024 * 1024;
 
 interface Backup {
@@ -77,7 +78,14 @@ async function cpuSeconds(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-async function run(backup: Backup, ack: AckMode, seconds: number, depth: number, epoch: number) {
+async function run(
+  backup: Backup,
+  ack: AckMode,
+  seconds: number,
+  depth: number,
+  recordBytes: number,
+  epoch: number,
+) {
   const volume = `bench-${ack}`;
   const link = new LinkClient({
     address: backup.link,
@@ -90,6 +98,7 @@ async function run(backup: Backup, ack: AckMode, seconds: number, depth: number,
   const latencies: number[] = [];
   const before = await counters(backup.http);
   const cpuBefore = await cpuSeconds(backup.proc.pid);
+  const hostCpuBefore = await cpuSeconds(Deno.pid);
   const rand = seededRandom(7);
   const end = performance.now() + seconds * 1000;
   const t0 = performance.now();
@@ -105,6 +114,7 @@ async function run(backup: Backup, ack: AckMode, seconds: number, depth: number,
   await new Promise((r) => setTimeout(r, 200)); // let the last hardening land
   const after = await counters(backup.http);
   const cpu = await cpuSeconds(backup.proc.pid) - cpuBefore;
+  const hostCpu = await cpuSeconds(Deno.pid) - hostCpuBefore;
   await link.close();
   latencies.sort((a, b) => a - b);
   const q = (p: number) =>
@@ -119,7 +129,8 @@ async function run(backup: Backup, ack: AckMode, seconds: number, depth: number,
       `${Math.round(fsyncs / elapsed)} fdatasyncs/s  frames ${link.framesSent} ` +
       `(${(link.recordsSent / Math.max(1, link.framesSent)).toFixed(1)} records/frame)  ` +
       `p50 ${q(0.5).toFixed(3)} ms  p99 ${q(0.99).toFixed(3)} ms  ` +
-      `backup CPU ${(cpu * 1e6 / Math.max(1, records)).toFixed(1)} µs a record`,
+      `backup CPU ${(cpu * 1e6 / Math.max(1, records)).toFixed(1)} µs a record, ` +
+      `host ${(hostCpu * 1e6 / Math.max(1, latencies.length)).toFixed(1)} µs`,
   );
 }
 
@@ -127,16 +138,21 @@ async function main(): Promise<void> {
   const flags = parseFlags(Deno.args, {
     seconds: { type: "string" },
     depth: { type: "string" },
+    "record-kib": { type: "string" },
     unix: { type: "boolean" },
     "perf-map": { type: "boolean" },
   });
   const seconds = Number(flags.seconds ?? "3");
   const depth = Number(flags.depth ?? "32");
+  const recordBytes = Number(flags["record-kib"] ?? "4") * 1024;
   const backup = await startBackup(flags.unix === true, flags["perf-map"] === true);
   try {
-    console.log(`link ${backup.link}, ${depth} submitters, ${seconds} s each, 4 KiB records`);
-    await run(backup, "durable", seconds, depth, 1);
-    await run(backup, "received", seconds, depth, 1);
+    console.log(
+      `link ${backup.link}, ${depth} submitters, ${seconds} s each, ` +
+        `${recordBytes / 1024} KiB records`,
+    );
+    await run(backup, "durable", seconds, depth, recordBytes, 1);
+    await run(backup, "received", seconds, depth, recordBytes, 1);
   } finally {
     backup.proc.kill("SIGTERM");
     await backup.proc.status;

@@ -91,6 +91,41 @@ export function encodeRecord(
   const { name, payload } = checkRecord(rec);
   const total = recordHeaderBytes + name.length + payload.length;
   const buf = out ?? new Uint8Array(total);
+  const view = writeHeader(rec, name, buf, pos);
+  buf.set(payload, pos + recordHeaderBytes + name.length);
+  let crc = crc32(buf.subarray(pos, pos + 20));
+  crc = crc32(buf.subarray(pos + recordHeaderBytes, pos + total), crc);
+  view.setUint32(20, crc, true);
+  return buf.subarray(pos, pos + total);
+}
+
+/**
+ * Encodes a record's header and name into `out` at `pos`, its checksum covering `rec.data` where
+ * it is: the payload is left for the caller to send from there (it must follow these bytes
+ * unchanged). Returns the bytes written, the record without its payload.
+ */
+export function encodeRecordHead(
+  rec: Omit<JournalRecord, "data"> & { data?: Uint8Array },
+  out: Uint8Array,
+  pos: number,
+): Uint8Array {
+  const { name, payload } = checkRecord(rec);
+  const view = writeHeader(rec, name, out, pos);
+  const end = pos + recordHeaderBytes + name.length;
+  let crc = crc32(out.subarray(pos, pos + 20));
+  crc = crc32(out.subarray(pos + recordHeaderBytes, end), crc);
+  if (payload.length > 0) crc = crc32(payload, crc);
+  view.setUint32(20, crc, true);
+  return out.subarray(pos, end);
+}
+
+/** Writes a checked record's header fields (not its checksum) and name at `pos` of `buf`. */
+function writeHeader(
+  rec: Omit<JournalRecord, "data">,
+  name: Uint8Array,
+  buf: Uint8Array,
+  pos: number,
+): DataView {
   const view = new DataView(buf.buffer, buf.byteOffset + pos, recordHeaderBytes);
   view.setUint32(0, recordMagic, true);
   view.setUint8(4, recordVersion);
@@ -101,11 +136,7 @@ export function encodeRecord(
   view.setUint32(12, Math.floor(rec.offset / 0x1_0000_0000), true);
   view.setUint32(16, rec.length, true);
   buf.set(name, pos + recordHeaderBytes);
-  buf.set(payload, pos + recordHeaderBytes + name.length);
-  let crc = crc32(buf.subarray(pos, pos + 20));
-  crc = crc32(buf.subarray(pos + recordHeaderBytes, pos + total), crc);
-  view.setUint32(20, crc, true);
-  return buf.subarray(pos, pos + total);
+  return view;
 }
 
 /**

@@ -143,21 +143,42 @@ export function sealFrame(
   sequence: number,
   payloadBytes: number,
 ): Uint8Array {
+  const frame = buf.subarray(pos, pos + linkFrameHeaderBytes + payloadBytes);
+  sealFramePieces([frame], type, sequence);
+  return frame;
+}
+
+/**
+ * Writes the header of a frame sent as `pieces` back to back (one socket write each), then its
+ * checksum: the first piece begins with the header's 24 bytes, the rest of the bytes are the
+ * payload. A sender so sends a large record's data from the buffer it arrived in, uncopied.
+ */
+export function sealFramePieces(
+  pieces: readonly Uint8Array[],
+  type: FrameTypeCode,
+  sequence: number,
+): void {
+  const head = pieces[0];
+  if (head.length < linkFrameHeaderBytes) {
+    throw new RangeError(`First frame piece of ${head.length} bytes holds no header`);
+  }
+  const payloadBytes = pieces.reduce((n, p) => n + p.length, 0) - linkFrameHeaderBytes;
   if (payloadBytes > linkFrameBytesMax) {
     throw new RangeError(`Frame payload ${payloadBytes} exceeds linkFrameBytesMax`);
   }
   if (!Number.isSafeInteger(sequence) || sequence < 0) {
     throw new RangeError(`Frame sequence ${sequence} must be a whole number >= 0`);
   }
-  const view = new DataView(buf.buffer, buf.byteOffset + pos, linkFrameHeaderBytes);
+  const view = new DataView(head.buffer, head.byteOffset, linkFrameHeaderBytes);
   view.setUint32(0, linkFrameMagic, true);
   view.setUint8(4, linkFrameVersion);
   view.setUint8(5, type);
   view.setUint16(6, 0, true);
   view.setUint32(8, payloadBytes, true);
   view.setBigUint64(16, BigInt(sequence), true);
-  view.setUint32(12, frameCrc(buf, pos, payloadBytes), true);
-  return buf.subarray(pos, pos + linkFrameHeaderBytes + payloadBytes);
+  let crc = frameCrc(head, 0, head.length - linkFrameHeaderBytes);
+  for (let i = 1; i < pieces.length; i++) crc = crc32(pieces[i], crc);
+  view.setUint32(12, crc, true);
 }
 
 /** Encodes one frame into a new buffer. */
@@ -197,8 +218,24 @@ export function frameJson<T>(frame: Frame): T {
   return JSON.parse(decoder.decode(frame.payload)) as T;
 }
 
-/** Decodes the frame at `pos` of `buf`, verifying its checksum. */
-export function decodeFrame(buf: Uint8Array, pos: number): FrameDecode {
+/** A frame header decoded and checked; the payload follows it. */
+export interface FrameHeader {
+  type: FrameTypeCode;
+  flags: number;
+  sequence: number;
+  payloadBytes: number;
+  /** The checksum the header carries (bytes 12..16). */
+  crc: number;
+}
+
+/** What decoding a header at a position found. */
+export type FrameHeaderDecode =
+  | { ok: true; header: FrameHeader }
+  | { ok: false; incomplete: true }
+  | { ok: false; incomplete: false; reason: string };
+
+/** Decodes and checks the frame header at `pos` of `buf` (the payload may not be there yet). */
+export function decodeFrameHeader(buf: Uint8Array, pos: number): FrameHeaderDecode {
   if (buf.length - pos < linkFrameHeaderBytes) return { ok: false, incomplete: true };
   const view = new DataView(buf.buffer, buf.byteOffset + pos, linkFrameHeaderBytes);
   const magic = view.getUint32(0, true);
@@ -225,35 +262,66 @@ export function decodeFrame(buf: Uint8Array, pos: number): FrameDecode {
   if (sequence > BigInt(Number.MAX_SAFE_INTEGER)) {
     return { ok: false, incomplete: false, reason: `Frame sequence ${sequence} is too large` };
   }
-  const end = pos + linkFrameHeaderBytes + payloadBytes;
-  if (end > buf.length) return { ok: false, incomplete: true };
-  if (frameCrc(buf, pos, payloadBytes) !== view.getUint32(12, true)) {
-    return { ok: false, incomplete: false, reason: `Frame checksum mismatch` };
-  }
   return {
     ok: true,
-    frame: {
+    header: {
       type: type as FrameTypeCode,
       flags: view.getUint16(6, true),
       sequence: Number(sequence),
-      payload: buf.subarray(pos + linkFrameHeaderBytes, end),
+      payloadBytes,
+      crc: view.getUint32(12, true),
     },
-    next: end,
   };
 }
 
+function headerFrame(h: FrameHeader, payload: Uint8Array): Frame {
+  return { type: h.type, flags: h.flags, sequence: h.sequence, payload };
+}
+
+/** Decodes the frame at `pos` of `buf`, verifying its checksum. */
+export function decodeFrame(buf: Uint8Array, pos: number): FrameDecode {
+  const decoded = decodeFrameHeader(buf, pos);
+  return decoded.ok ? frameAt(buf, pos, decoded.header) : decoded;
+}
+
+/** The frame whose header `h` is at `pos` of `buf`, once all of it is there: checksum verified. */
+function frameAt(buf: Uint8Array, pos: number, h: FrameHeader): FrameDecode {
+  const end = pos + linkFrameHeaderBytes + h.payloadBytes;
+  if (end > buf.length) return { ok: false, incomplete: true };
+  if (frameCrc(buf, pos, h.payloadBytes) !== h.crc) {
+    return { ok: false, incomplete: false, reason: `Frame checksum mismatch` };
+  }
+  const payload = buf.subarray(pos + linkFrameHeaderBytes, end);
+  return { ok: true, frame: headerFrame(h, payload), next: end };
+}
+
+/**
+ * A pending frame whose payload is at least this large is read straight into its payload buffer
+ * (only the bytes already read with its header are copied), and the read after it takes just the
+ * next header, so a run of large frames reaches its buffers uncopied. Smaller frames are decoded
+ * from the shared read buffer, many per read, and each payload copied out: below 256 KiB the copy
+ * (1.3–6 µs for 64 KiB, measured) costs no more than the extra read a frame read apart can take
+ * (~2.6 µs a socket call), and frames of 4 KiB writes at depth 32 (at most ~132 KiB) keep their
+ * one read for many frames.
+ */
+export const frameReadDirectBytesMin = 256 * 1024;
+
 /**
  * Reads frames from a byte stream: `read` fills an internal buffer that grows to the largest
- * frame seen; decoded payloads are copies only when they must outlive the next read.
+ * frame read through it; decoded payloads are buffers the caller owns.
  */
 export class FrameReader {
   #buf = new Uint8Array(256 * 1024);
   #start = 0;
   #end = 0;
+  /** The last frame was read directly: the next read into the buffer takes a header only. */
+  #headerNext = false;
+  /** Frames read straight into their payload buffer (for tests). */
+  directFrames = 0;
 
   /**
-   * `alloc` gives the buffer each payload is copied into (default: a new one); the backup passes
-   * its payload pool's (backup/payload_pool.ts), so frames do not allocate.
+   * `alloc` gives the buffer each payload is copied or read into (default: a new one); the
+   * backup passes its payload pool's (backup/payload_pool.ts), so frames do not allocate.
    */
   constructor(
     private readonly conn: { read(p: Uint8Array): Promise<number | null> },
@@ -262,28 +330,74 @@ export class FrameReader {
 
   /**
    * The next frame, or null at a clean end of stream. Throws on a corrupt frame or a stream cut
-   * inside one. The payload is a copy the caller owns (it may be kept, e.g. appended to the
-   * journal).
+   * inside one. The payload is a buffer of its own the caller owns (it may be kept, e.g.
+   * appended to the journal).
    */
   async next(): Promise<Frame | null> {
     for (;;) {
-      const decoded = decodeFrame(this.#buf.subarray(0, this.#end), this.#start);
-      if (decoded.ok) {
-        this.#start = decoded.next;
-        const f = decoded.frame;
-        const payload = this.alloc(f.payload.length);
-        payload.set(f.payload);
-        return { ...f, payload };
+      const buffered = this.#buf.subarray(0, this.#end);
+      const head = decodeFrameHeader(buffered, this.#start);
+      if (!head.ok && !head.incomplete) throw new Error(head.reason);
+      if (head.ok) {
+        const h = head.header;
+        const have = this.#end - this.#start - linkFrameHeaderBytes;
+        if (have < h.payloadBytes && h.payloadBytes >= frameReadDirectBytesMin) {
+          return await this.#readDirect(h);
+        }
+        const decoded = frameAt(buffered, this.#start, h);
+        if (decoded.ok) {
+          this.#start = decoded.next;
+          if (this.#start === this.#end) this.#start = this.#end = 0;
+          const payload = this.alloc(decoded.frame.payload.length);
+          payload.set(decoded.frame.payload);
+          return { ...decoded.frame, payload };
+        }
+        if (!decoded.incomplete) throw new Error(decoded.reason);
       }
-      if (!decoded.incomplete) throw new Error(decoded.reason);
       this.#makeRoom();
-      const n = await this.conn.read(this.#buf.subarray(this.#end));
+      const room = this.#headerNext && this.#end === this.#start
+        ? linkFrameHeaderBytes
+        : this.#buf.length - this.#end;
+      this.#headerNext = false;
+      const n = await this.conn.read(this.#buf.subarray(this.#end, this.#end + room));
       if (n === null) {
         if (this.#end === this.#start) return null;
         throw new Error(`Stream ended inside a frame (${this.#end - this.#start} bytes)`);
       }
       this.#end += n;
     }
+  }
+
+  /**
+   * Reads the pending frame's payload into its own buffer: the bytes buffered with the header
+   * are copied, the rest is read straight into it; then the checksum is verified.
+   */
+  async #readDirect(h: FrameHeader): Promise<Frame> {
+    // Nothing is read into the shared buffer meanwhile: the header stays where it is.
+    const headAt = this.#start;
+    const payload = this.alloc(h.payloadBytes);
+    const early = this.#buf.subarray(headAt + linkFrameHeaderBytes, this.#end);
+    payload.set(early);
+    let got = early.length;
+    while (got < payload.length) {
+      const n = await this.conn.read(payload.subarray(got));
+      if (n === null) {
+        throw new Error(
+          `Stream ended inside a frame (${linkFrameHeaderBytes + got} of ${
+            linkFrameHeaderBytes + payload.length
+          } bytes)`,
+        );
+      }
+      got += n;
+    }
+    let crc = crc32(this.#buf.subarray(headAt, headAt + 12));
+    crc = crc32(this.#buf.subarray(headAt + 16, headAt + linkFrameHeaderBytes), crc);
+    crc = crc32(payload, crc);
+    this.#start = this.#end = 0;
+    if (crc !== h.crc) throw new Error(`Frame checksum mismatch`);
+    this.#headerNext = true;
+    this.directFrames++;
+    return headerFrame(h, payload);
   }
 
   /** Moves unread bytes to the front and grows the buffer to hold the pending frame whole. */

@@ -4,6 +4,7 @@ import {
   type DecodeResult,
   encodedRecordBytes,
   encodeRecord,
+  encodeRecordHead,
   type JournalRecord,
   recordHeaderBytes,
   recordMagic,
@@ -284,4 +285,23 @@ Deno.test("journal record encoding refuses what the decoder would refuse", async
     const rec = writeRecord("v", 0, new Uint8Array(recordPayloadBytesMax));
     assert.equal(decoded(decodeRecord(encodeRecord(rec), 0)).record.length, recordPayloadBytesMax);
   });
+});
+
+Deno.test("a record head with its payload sent apart is the record encoded whole", () => {
+  const data = pattern(70_000, 5);
+  const rec = { kind: "write" as const, volume: "vol-7", offset: 3 * 4096, length: data.length };
+  const whole = encodeRecord({ ...rec, data });
+  const head = new Uint8Array(8 + recordHeaderBytes + rec.volume.length);
+  const written = encodeRecordHead({ ...rec, data }, head, 8);
+  assert.equal(written.length, recordHeaderBytes + rec.volume.length);
+  const joined = new Uint8Array(whole.length);
+  joined.set(written);
+  joined.set(data, written.length);
+  assert.deepEqual(joined, whole);
+  const zero = { kind: "zero" as const, volume: "vol-7", offset: 0, length: 1 << 20 };
+  assert.deepEqual(encodeRecordHead(zero, new Uint8Array(64), 0), encodeRecord(zero));
+  assert.throws(
+    () => encodeRecordHead({ ...rec, data: data.subarray(1) }, head, 0),
+    /differs from data/,
+  );
 });
