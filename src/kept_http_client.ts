@@ -226,11 +226,14 @@ class AnswerReader {
     const headers = new Map<string, string>();
     for (const line of lines.slice(1)) {
       const colon = line.indexOf(":");
-      if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+      if (colon > 0) {
+        headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+      }
     }
     this.#pos = headEnd + 4;
     const code = Number(status);
-    let keep = !/\bclose\b/i.test(headers.get("connection") ?? "") && lines[0].startsWith("HTTP/1.1");
+    let keep = !/\bclose\b/i.test(headers.get("connection") ?? "") &&
+      lines[0].startsWith("HTTP/1.1");
     let body: Uint8Array;
     if (code === 204 || code === 304 || code < 200) {
       body = new Uint8Array(0);

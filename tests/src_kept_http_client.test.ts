@@ -85,9 +85,10 @@ Deno.test("calls go as JSON POSTs with the token, on one kept connection", async
 Deno.test("error answers are the same ServiceCallErrors as callJson gives", async (t) => {
   const issues = [{ path: ["extents"], message: "Too small" }];
   const cases: Array<[string, () => Response]> = [
-    ["400 with issues", () => Response.json({ error: { status: 400, message: "Bad", issues } }, {
-      status: 400,
-    })],
+    ["400 with issues", () =>
+      Response.json({ error: { status: 400, message: "Bad", issues } }, {
+        status: 400,
+      })],
     ["404", () => Response.json({ error: { status: 404, message: "Unknown" } }, { status: 404 })],
     ["503", () => Response.json({ error: { status: 503, message: "Full" } }, { status: 503 })],
     ["502 not JSON", () => new Response("bad gateway", { status: 502 })],
