@@ -11,7 +11,8 @@
  * Same contract as `callJson` (src/http_client.ts): the same request (method, path, JSON body,
  * bearer token), a 2xx answer's JSON, a `ServiceCallError` with the status and the error body's
  * message for any other status, status 0 when no answer came (refused, reset, timed out after
- * `timeoutMs`). An `https:` base URL goes through `callJson` itself (no TLS here).
+ * `timeoutMs`; also a 2xx without a JSON body, where `callJson` throws the parse error). An
+ * `https:` base URL, or one with a path, goes through `callJson` itself (no TLS here).
  *
  * A kept connection may have been closed by the peer while idle (a restart, an idle timeout):
  * when one that served a call before gives no byte of answer, the call is sent once more on a new
@@ -93,6 +94,10 @@ export class KeptHttpClient {
     const exchange = async (): Promise<Answer> => {
       for (;;) {
         const kept = peer.idle.pop() ?? await this.#connect(peer, what);
+        if (expired) { // the connect outlasted the call: send nothing late
+          closeQuietly(kept.conn);
+          throw new ServiceCallError(0, `${what} failed: no answer within ${timeoutMs} ms`);
+        }
         current = kept;
         try {
           const answer = await exchangeOn(kept.conn, request);
