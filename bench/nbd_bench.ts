@@ -151,6 +151,10 @@ function pathsBetween(a: HostCounters, b: HostCounters): WritePaths {
     backupCpuSec: b.backupCpuSec - a.backupCpuSec,
     backupSyncs: b.backupSyncs - a.backupSyncs,
     backupRecords: b.backupRecords - a.backupRecords,
+    markCount: b.markCount - a.markCount,
+    markSec: b.markSec - a.markSec,
+    commitCount: b.commitCount - a.commitCount,
+    commitSec: b.commitSec - a.commitSec,
   };
 }
 

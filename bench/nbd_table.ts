@@ -18,6 +18,13 @@ export function describePaths(p: WritePaths): string {
         `${p.trackerCacheHits} writes found their regions already marked)`,
     );
   }
+  if (p.markCount > 0) {
+    const mean = (sec: number, n: number) => `${Math.round((sec * 1e6) / n)} µs`;
+    parts.push(
+      `a tracking command ${mean(p.markSec, p.markCount)} at the host, a tracker commit ` +
+        `${mean(p.commitSec, p.commitCount)} (means)`,
+    );
+  }
   if (p.failed) parts.push(`${p.failed} failed`);
   const writes = p.viaBackup + p.viaTracker + p.failed;
   if (writes > 0) {

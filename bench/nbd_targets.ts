@@ -41,6 +41,12 @@ export interface HostCounters {
   /** The backup journal's fdatasyncs and records acknowledged so far (its /metrics). */
   backupSyncs: number;
   backupRecords: number;
+  /** The host's tracking commands answered and their total seconds (its mark histogram). */
+  markCount: number;
+  markSec: number;
+  /** The tracker's commit batches and their total seconds (its commit histogram). */
+  commitCount: number;
+  commitSec: number;
 }
 
 export interface NbdTarget {
@@ -154,6 +160,7 @@ async function startHostSystem(
     const counters = async () => ({
       ...await hostCounters(host.url),
       hostCpuSec: await cpuSeconds(host.child.pid),
+      ...await markTimings(host.url, tracker.url),
       ...(backupGone ? { backupCpuSec: 0, backupSyncs: 0, backupRecords: 0 } : {
         backupCpuSec: await cpuSeconds(backup.child.pid),
         ...await backupJournalCounters(backup.url),
@@ -205,9 +212,43 @@ async function backupJournalCounters(
   };
 }
 
+/** Sum and count of the host's dirty-mark histogram and of the tracker's commit histogram. */
+async function markTimings(
+  hostUrl: string,
+  trackerUrl: string,
+): Promise<{ markCount: number; markSec: number; commitCount: number; commitSec: number }> {
+  const [host, tracker] = await Promise.all(
+    [hostUrl, trackerUrl].map(async (url) => await (await fetch(`${url}/metrics`)).text()),
+  );
+  const value = (text: string, series: string) => {
+    const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+    return Number(line?.slice(series.length + 1) ?? 0);
+  };
+  const mark = "trackmirror_host_tracker_mark_seconds";
+  const commit = "trackmirror_tracker_commit_seconds";
+  return {
+    markCount: value(host, `${mark}_count{kind="dirty"}`),
+    markSec: value(host, `${mark}_sum{kind="dirty"}`),
+    commitCount: value(tracker, `${commit}_count`),
+    commitSec: value(tracker, `${commit}_sum`),
+  };
+}
+
 async function hostCounters(
   url: string,
-): Promise<Omit<HostCounters, "hostCpuSec" | "backupCpuSec" | "backupSyncs" | "backupRecords">> {
+): Promise<
+  Omit<
+    HostCounters,
+    | "hostCpuSec"
+    | "backupCpuSec"
+    | "backupSyncs"
+    | "backupRecords"
+    | "markCount"
+    | "markSec"
+    | "commitCount"
+    | "commitSec"
+  >
+> {
   const status = await (await fetch(`${url}/v1/status`)).json();
   const v = status.volumes[0];
   return {

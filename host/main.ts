@@ -237,7 +237,8 @@ async function main(): Promise<void> {
   if (faults) {
     logLine("host", "warn", `test-only disk faults from ${faultFileEnv}=${faults.path}`);
   }
-  const tracker = new TrackerClient(trackerUrls, { token });
+  // Tracking commands are on the write path while the backup is away: kept connections.
+  const tracker = new TrackerClient(trackerUrls, { token, keptConnections: true });
   // The standbys are called only when the current tracker fails: probe them so the status says
   // whether a failover would find one.
   const trackerProbe = trackerUrls.length > 1
@@ -316,6 +317,7 @@ async function main(): Promise<void> {
     await nbd.close();
     await http.shutdown();
     await agent.close();
+    tracker.close();
     Deno.exit(0);
   };
   Deno.addSignalListener("SIGTERM", stop);

@@ -56,16 +56,23 @@ export async function call(
     throw new ServiceCallError(0, `${init.method ?? "GET"} ${baseUrl}${path} failed: ${why}`);
   }
   if (res.ok) return res;
-  let message = `${init.method ?? "GET"} ${baseUrl}${path} answered ${res.status}`;
-  let issues: unknown;
+  let answer: unknown;
   try {
-    const err = (await res.json()) as ErrorBody;
-    if (err?.error?.message) message += `: ${err.error.message}`;
-    issues = err?.error?.issues;
+    answer = await res.json();
   } catch {
-    // Not our JSON error shape (a proxy, say); the status says enough.
+    // Not JSON (a proxy, say); the status says enough.
   }
-  throw new ServiceCallError(res.status, message, issues);
+  throw statusError(`${init.method ?? "GET"} ${baseUrl}${path}`, res.status, answer);
+}
+
+/**
+ * The error of a non-2xx answer to `what` ("METHOD URL"), with the message and zod issues of
+ * `body` when it is our JSON error shape.
+ */
+export function statusError(what: string, status: number, body: unknown): ServiceCallError {
+  const err = body as ErrorBody | undefined;
+  const message = err?.error?.message ? `: ${err.error.message}` : "";
+  return new ServiceCallError(status, `${what} answered ${status}${message}`, err?.error?.issues);
 }
 
 /**

@@ -31,6 +31,7 @@
  */
 import { FailoverTargets, type TargetView } from "../src/failover.ts";
 import { call, callJson, type HttpClientOptions, ServiceCallError } from "../src/http_client.ts";
+import { KeptHttpClient } from "../src/kept_http_client.ts";
 import type {
   ActivityPage,
   ActivityPromoteResponse,
@@ -88,6 +89,15 @@ function queryString(query: object): string {
   return params.size ? `?${params}` : "";
 }
 
+/** Options of the tracker client. */
+export interface TrackerClientOptions extends HttpClientOptions {
+  /**
+   * Send `track` and `activity` on kept TCP connections (src/kept_http_client.ts) instead of
+   * `fetch`: the host agent's hot calls. The owner then calls `close` when done.
+   */
+  keptConnections?: boolean;
+}
+
 /** How often the host agent asks the trackers it is not using whether they answer. */
 export const trackerProbeIntervalMsDefault = 5000;
 
@@ -99,10 +109,21 @@ export class TrackerClient {
   // Not a #private field: the host wraps this client in a Proxy (host/agent/tracker_health.ts),
   // and a getter reading a #field through a Proxy throws.
   private readonly targets: FailoverTargets;
+  /** Kept connections for `track` and `activity`, when asked for (TrackerClientOptions). */
+  private readonly kept: KeptHttpClient | null;
 
-  constructor(baseUrl: string | readonly string[], private readonly opts: HttpClientOptions = {}) {
+  constructor(
+    baseUrl: string | readonly string[],
+    private readonly opts: TrackerClientOptions = {},
+  ) {
     const urls = typeof baseUrl === "string" ? [baseUrl] : baseUrl;
     this.targets = new FailoverTargets(urls.map((url) => url.replace(/\/+$/, "")));
+    this.kept = opts.keptConnections ? new KeptHttpClient(opts) : null;
+  }
+
+  /** Closes the kept connections (when any); the client still works after, opening new ones. */
+  close(): void {
+    this.kept?.close();
   }
 
   /** The tracker calls go to now (the first, until it failed to answer). */
@@ -133,6 +154,16 @@ export class TrackerClient {
     return this.targets.run((url) => callJson<T>(url, path, init, this.opts));
   }
 
+  /**
+   * POSTs `json` to `path` at the current tracker, failing over like `#json`; on kept
+   * connections when the client keeps them (only for calls safe to send twice: the file comment).
+   */
+  #post<T>(path: string, json: unknown): Promise<T> {
+    const kept = this.kept;
+    if (!kept) return this.#json(path, { method: "POST", json });
+    return this.targets.run((url) => kept.postJson<T>(url, path, json));
+  }
+
   /** Registers a volume, or renews its lease when `reg.ownerHost` already holds it. */
   registerVolume(name: string, reg: VolumeRegistration): Promise<VolumeInfo> {
     return this.#json(trackerPaths.volume(name), {
@@ -143,7 +174,7 @@ export class TrackerClient {
 
   /** Marks the regions the extents touch; resolves only once the tracker committed them. */
   track(req: TrackRequest): Promise<TrackResponse> {
-    return this.#json(trackerPaths.track, { method: "POST", json: req });
+    return this.#post(trackerPaths.track, req);
   }
 
   /** Every registered volume. */
@@ -194,7 +225,7 @@ export class TrackerClient {
    * marks); resolves only once the tracker committed them.
    */
   activity(req: ActivityRequest): Promise<ActivityResponse> {
-    return this.#json(trackerPaths.activity, { method: "POST", json: req });
+    return this.#post(trackerPaths.activity, req);
   }
 
   /** Clears the host's activity marks of the regions the extents touch, once committed. */

@@ -31,9 +31,12 @@ export interface ClearCount {
 /** A segment decoded for work. */
 export class SegmentState {
   readonly bits = new Uint8Array(segmentBytes);
-  readonly firstAt = new Float64Array(regionsPerSegment);
-  readonly lastAt = new Float64Array(regionsPerSegment);
-  readonly lastSeq = new Float64Array(regionsPerSegment);
+  // One buffer for the three (a segment is decoded on every commit that touches it, and each
+  // typed array's own buffer was most of the cost of a decode).
+  readonly #times = new Float64Array(3 * regionsPerSegment);
+  readonly firstAt = this.#times.subarray(0, regionsPerSegment);
+  readonly lastAt = this.#times.subarray(regionsPerSegment, 2 * regionsPerSegment);
+  readonly lastSeq = this.#times.subarray(2 * regionsPerSegment);
   /** Number of dirty regions. */
   count = 0;
 
@@ -51,13 +54,13 @@ export class SegmentState {
     }
     s.bits.set(bits);
     s.count = dirty;
+    const order = setBitIndexes(bits);
     const view = new DataView(record.buffer, record.byteOffset, record.byteLength);
-    let at = 0;
-    for (const bit of setBits(bits)) {
+    for (let i = 0, at = 0; i < dirty; i++, at += markEntryBytes) {
+      const bit = order[i];
       s.firstAt[bit] = view.getFloat64(at, true);
       s.lastAt[bit] = view.getFloat64(at + 8, true);
       s.lastSeq[bit] = view.getFloat64(at + 16, true);
-      at += markEntryBytes;
     }
     return s;
   }
@@ -67,14 +70,14 @@ export class SegmentState {
     if (this.count === 0) return null;
     const record = new Uint8Array(this.count * markEntryBytes);
     const view = new DataView(record.buffer);
-    let at = 0;
-    for (const bit of setBits(this.bits)) {
+    const order = setBitIndexes(this.bits);
+    assert.equal(order.length, this.count, "popcount and dirty count disagree");
+    for (let i = 0, at = 0; i < order.length; i++, at += markEntryBytes) {
+      const bit = order[i];
       view.setFloat64(at, this.firstAt[bit], true);
       view.setFloat64(at + 8, this.lastAt[bit], true);
       view.setFloat64(at + 16, this.lastSeq[bit], true);
-      at += markEntryBytes;
     }
-    assert.equal(at, record.length, "popcount and dirty count disagree");
     return { bits: this.bits.slice(), record };
   }
 
@@ -134,6 +137,24 @@ export class SegmentState {
     for (const bit of setBits(this.bits)) oldest = Math.min(oldest, this.firstAt[bit]);
     return oldest;
   }
+}
+
+/**
+ * Indexes of the set bits, ascending, as an array (decode and encode run on every commit of a
+ * segment, and a generator's per-bit cost was most of theirs).
+ */
+export function setBitIndexes(bits: Uint8Array): Uint16Array {
+  const out = new Uint16Array(popcount(bits));
+  let n = 0;
+  for (let byte = 0; byte < bits.length; byte++) {
+    let b = bits[byte];
+    while (b !== 0) {
+      const low = b & -b;
+      out[n++] = byte * 8 + 31 - Math.clz32(low);
+      b ^= low;
+    }
+  }
+  return out;
 }
 
 /** Indexes of the set bits, ascending; skips clean bytes, so sparse segments cost little. */
