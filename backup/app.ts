@@ -62,7 +62,7 @@ export function createBackupApp(deps: BackupAppDeps) {
     .route("/", writesApp({ journal, store, fence, metrics, batchBytesMax }))
     .route("/", statusApp({ journal, applier, store, stages: deps.stages }))
     .route("/", deps.stages ? pointsApp({ store, stages: deps.stages }) : newApiApp())
-    .route("/", checksumsApp({ journal, applier, store, metrics }))
+    .route("/", checksumsApp({ journal, applier, store, metrics, stages: deps.stages }))
     .route("/", link);
 }
 

@@ -212,6 +212,20 @@ export class CycleStages {
     }));
   }
 
+  /**
+   * True when the open cycle of `volume` staged a record touching a byte of
+   * `offset`+`length` (to whole regions of `regionBytesDefault`): the secondary's file does not
+   * show what the backup holds there until the cycle commits.
+   */
+  stagedWithin(volume: string, offset: number, length: number): boolean {
+    const s = this.#stages.get(volume);
+    if (s === undefined || s.regions.size === 0 || length <= 0) return false;
+    const first = Math.floor(offset / regionBytesDefault);
+    const last = Math.floor((offset + length - 1) / regionBytesDefault);
+    for (let r = first; r <= last; r++) if (s.regions.has(r)) return true;
+    return false;
+  }
+
   /** The committed points of `volume`, oldest first. */
   points(volume: string): CyclePoint[] {
     return this.#readPoints(volume).points;

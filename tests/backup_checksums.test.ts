@@ -1,16 +1,18 @@
 /**
  * The backup's checksums route in-process: digests of each region of the secondary, computed only
  * after everything journaled for the volume is applied (a held-back applier is waited for), and
- * the 400 / 404 answers for spans it will not hash.
+ * the 400 / 404 answers for spans it will not hash; a region an open cycle staged a record in
+ * matches nothing until the commit.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { type Backup, openBackup } from "../backup/service.ts";
+import { stagedDigest } from "../backup/routes/checksums.ts";
 import { BackupClient } from "../backup/client.ts";
 import { Journal } from "../backup/journal.ts";
 import { replayJournal } from "../backup/journal_replay.ts";
 import { gate, settled } from "./support/gate.ts";
-import { encodeRecord } from "../src/journal_record.ts";
+import { encodeCycleMarker, encodeRecord } from "../src/journal_record.ts";
 import { checksumRegionsMax } from "../src/limits.ts";
 import { decodeDigests, differingRuns, hashRegions } from "../src/region_checksums.ts";
 import { randomBytes, seededRandom } from "../src/random.ts";
@@ -103,6 +105,38 @@ Deno.test("checksums wait for journaled records the applier has not applied yet"
     assert.deepEqual(digests.subarray(3 * 32), sha256(data));
     const zeros = await hashRegions(new Uint8Array(4 * region), region);
     assert.deepEqual(differingRuns(digests, zeros), [{ first: 3, count: 1 }]);
+  });
+});
+
+Deno.test("a region where an open cycle staged a record gets a digest that matches nothing, until the commit", async () => {
+  await withBackup({}, async (b) => {
+    const post = async (body: Uint8Array) => {
+      const res = await b.app.request("/v1/volumes/vol0/writes", {
+        method: "POST",
+        headers: { "content-type": "application/octet-stream" },
+        body: body as BodyInit,
+      });
+      assert.equal(res.status, 200);
+    };
+    // Staged, so the secondary's file still holds zeros there: as a primary that refused the
+    // write does. Its digest must not say "equal to zeros", or the region is never shipped.
+    const data = randomBytes(seededRandom(3), 5000);
+    await post(encodeCycleMarker("cycle-begin", "vol0"));
+    await post(
+      encodeRecord({ kind: "write", volume: "vol0", offset: 2 * region + 7, length: 5000, data }),
+    );
+    const span = { offset: 0, length: 4 * region, regionBytes: region };
+    const staged = decodeDigests((await (await checksums(b, span)).json()).digests);
+    assert.equal(b.store.readSync("vol0", 2 * region + 7, 1)[0], 0, "staged, not applied");
+    const zeros = await hashRegions(new Uint8Array(4 * region), region);
+    assert.deepEqual(differingRuns(staged, zeros), [{ first: 2, count: 1 }]);
+    assert.deepEqual(staged.subarray(2 * 32, 3 * 32), stagedDigest);
+
+    await post(encodeCycleMarker("cycle-commit", "vol0"));
+    const committed = decodeDigests((await (await checksums(b, span)).json()).digests);
+    const image = new Uint8Array(4 * region);
+    image.set(data, 2 * region + 7);
+    assert.deepEqual(committed, await hashRegions(image, region), "the file's digests again");
   });
 });
 

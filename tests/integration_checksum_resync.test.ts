@@ -3,12 +3,15 @@
  * backup's back (it is stopped) and regions of the primary behind the host's (it is stopped), so
  * the tracker holds no mark for any of them. A plain reconstruct leaves the images different;
  * `reconstruct --checksum` ships exactly the damaged regions and the SHA-256 of the images agree.
+ * And a difference only the backup's open cycle holds: a staged write the primary refused.
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { HostClient } from "../host/client.ts";
 import { TrackerClient } from "../tracker/client.ts";
 import { overwriteBytes } from "../harness/tools.ts";
 import { startSystem } from "../harness/system.ts";
+import { faultFileEnv, faultRecheckMs } from "../src/fault_file.ts";
 import { randomBytes, seededRandom } from "../src/random.ts";
 
 const region = 64 * 1024;
@@ -98,5 +101,66 @@ Deno.test("reconstruct --checksum --host repairs a dead host's volume from its p
     assert.equal(await sys.sha256Secondary(), await sys.sha256Primary());
   } finally {
     await sys.stop();
+  }
+});
+
+/**
+ * The backup holds a write in its open cycle's stage that the primary refused (ENOSPC after the
+ * backup took it). The secondary's file and the primary agree on that region until the commit
+ * applies the stage, so a digest of the file would call it equal and the checksum resync would
+ * leave it unshipped: the commit then puts on the secondary bytes the primary never held (fault
+ * sim, `--ack received`, seed 4247, where the tracker had also lost the refused write's mark).
+ * The backup answers such a region with a digest that matches nothing, so it is shipped.
+ */
+Deno.test("reconstruct --checksum ships a region whose staged record the primary refused; images equal", async () => {
+  const faultDir = await Deno.makeTempDir({ prefix: "trackmirror-faults-" });
+  const faultPath = join(faultDir, "faults");
+  const setFaults = async (lines: string[]) => {
+    await Deno.writeTextFile(faultPath, lines.join("\n") + "\n");
+    await new Promise((r) => setTimeout(r, faultRecheckMs * 2)); // seen by both processes
+  };
+  const sys = await startSystem({
+    sizeBytes: 8 * MiB,
+    linkProxy: true,
+    env: { [faultFileEnv]: faultPath },
+  });
+  const host = new HostClient(sys.host.url);
+  const stageOpen = async () => (await host.status()).volumes[0].stageOpen === true;
+  try {
+    await sys.waitMirroring();
+    await host.write(sys.volume, 0, randomBytes(seededRandom(7), 4096));
+    // A cycle opens at the backup: its link returns while the tracker cannot say whether the
+    // volume is dirty (integration_stage_on_return.test.ts). Bounded wait for the return.
+    await sys.tracker.kill();
+    sys.linkProxy!.cut();
+    const deadline = Date.now() + 15_000;
+    while (!(await stageOpen()) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(await stageOpen(), "a cycle is open at the backup");
+    await sys.waitMirroring();
+    await sys.restartTracker();
+
+    await setFaults(["primary=enospc"]);
+    const res = await fetch(`${sys.host.url}/v1/volumes/${sys.volume}/data?offset=${3 * MiB}`, {
+      method: "PUT",
+      body: randomBytes(seededRandom(8), 8192) as Uint8Array<ArrayBuffer>,
+    });
+    assert.equal(res.status, 507, await res.text());
+    await setFaults([]);
+
+    const { code, output } = await sys.reconstruct(["--checksum"]);
+    assert.equal(code, 0, output);
+    assert.equal(await stageOpen(), false, "the checksum resync committed the cycle");
+    await sys.flushBackup();
+    assert.equal(await sys.sha256Secondary(), await sys.sha256Primary());
+  } catch (err) {
+    console.error(
+      `--- host output ---\n${sys.host.output()}\n--- backup output ---\n${sys.backup.output()}`,
+    );
+    throw err;
+  } finally {
+    await sys.stop();
+    await Deno.remove(faultDir, { recursive: true });
   }
 });

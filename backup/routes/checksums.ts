@@ -8,7 +8,9 @@
  * undo a repair. So before reading, the route waits until every batch appended so far is durable
  * (in `received` mode the host counts a write delivered while it may still be queued here) and
  * until the applier has written all of them to the secondary files (written, not synced: a reader
- * of the same file sees them; no checkpoint is forced).
+ * of the same file sees them; no checkpoint is forced). A region where the volume's open cycle
+ * staged a record is answered with `stagedDigest`, which matches nothing: the stage is applied
+ * only at the commit, so the file cannot say what the backup holds there.
  */
 import {
   apiRoute,
@@ -32,6 +34,7 @@ import {
 } from "../../src/region_checksums.ts";
 import { volumeParams } from "../../src/schemas.ts";
 import type { Applier } from "../applier.ts";
+import type { CycleStages } from "../cycle_stage.ts";
 import type { Journal } from "../journal.ts";
 import { backupRoutes } from "../paths.ts";
 import type { SecondaryStore } from "../secondary_store.ts";
@@ -39,8 +42,46 @@ import type { SecondaryStore } from "../secondary_store.ts";
 /** Bytes read from the secondary at once while hashing a span. */
 const checksumReadBytes = 8 * 1024 * 1024;
 
+/**
+ * The digest of a region whose secondary bytes do not show what the backup holds: all zeros,
+ * which no SHA-256 of real data matches, so the host always ships that region.
+ */
+export const stagedDigest = new Uint8Array(regionDigestBytes);
+
+/**
+ * Indexes (from `offset`, in regions of `regionBytes`) of the regions of `offset`..`end` where
+ * the volume's open cycle staged a record: their digests are replaced with `stagedDigest`.
+ *
+ * A staged record reaches the secondary only when the cycle commits, after every comparison of
+ * the walk, so the file's digest says nothing about it. Most staged records are on the primary
+ * too and compare different anyway; one that is not — a write the backup took and the primary
+ * then refused (ENOSPC, EIO), whose mark the tracker may since have lost — would compare equal,
+ * stay unshipped, and land at the commit: the secondary then holds bytes the primary never did
+ * (fault sim, received mode, seed 4247). Shipped, the primary's copy is staged after it and wins.
+ */
+function stagedRegions(
+  stages: CycleStages | undefined,
+  volume: string,
+  offset: number,
+  end: number,
+  regionBytes: number,
+): number[] {
+  const staged: number[] = [];
+  if (stages === undefined) return staged;
+  for (let at = offset, i = 0; at < end; at += regionBytes, i++) {
+    if (stages.stagedWithin(volume, at, Math.min(regionBytes, end - at))) staged.push(i);
+  }
+  return staged;
+}
+
 export function checksumsApp(
-  deps: { journal: Journal; applier: Applier; store: SecondaryStore; metrics: Metrics },
+  deps: {
+    journal: Journal;
+    applier: Applier;
+    store: SecondaryStore;
+    metrics: Metrics;
+    stages?: CycleStages;
+  },
 ) {
   const { journal, applier, store, metrics } = deps;
   const app = newApiApp();
@@ -85,9 +126,13 @@ export function checksumsApp(
     const step = Math.max(1, Math.floor(checksumReadBytes / req.regionBytes)) * req.regionBytes;
     const end = req.offset + req.length;
     for (let off = req.offset; off < end; off += step) {
-      const data = store.readSync(name, off, Math.min(step, end - off));
+      const stepEnd = Math.min(off + step, end);
+      const data = store.readSync(name, off, stepEnd - off);
+      // In the read's synchronous step: a commit after it applies the stage to bytes already read.
+      const staged = stagedRegions(deps.stages, name, off, stepEnd, req.regionBytes);
       const at = ((off - req.offset) / req.regionBytes) * regionDigestBytes;
       digests.set(await hashRegions(data, req.regionBytes), at);
+      for (const i of staged) digests.set(stagedDigest, at + i * regionDigestBytes);
     }
     metrics.count(
       "trackmirror_backup_checksum_regions_total",

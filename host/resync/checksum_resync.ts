@@ -21,8 +21,10 @@
  * Issue 10: the walk is one cycle (resync_cycle.ts), like a plain resync: the backup stages what
  * is shipped and every write meanwhile, and the marks are cleared only once the commit is
  * durable (a failed walk clears nothing). The backup's digests are of its secondary, without the
- * stage: a region written during the cycle then differs and is shipped again (extra bytes, never
- * a wrong result, since the stage is applied in order before the later copy).
+ * stage, and a region where the stage holds a record gets a digest that matches nothing
+ * (backup/routes/checksums.ts): it is shipped again (extra bytes, never a wrong result, since the
+ * stage is applied in order before the later copy). Comparing the file alone would leave a staged
+ * write the primary refused unshipped, and the commit would then apply it.
  */
 import type { BlockDevice } from "../../src/block_device.ts";
 import type { Clock } from "../../src/clock.ts";
