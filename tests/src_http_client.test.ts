@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { call, callJson, ServiceCallError } from "../src/http_client.ts";
+import { call, callJson } from "../src/http_client.ts";
 import { freePort } from "../harness/service_process.ts";
+import { callError } from "./support/call_error.ts";
 
 /** Serves `handler` on a kernel-picked loopback port for the length of `fn`, then stops. */
 async function withServer(
@@ -13,16 +14,6 @@ async function withServer(
   } finally {
     await server.shutdown();
   }
-}
-
-async function callError(p: Promise<unknown>): Promise<ServiceCallError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof ServiceCallError, `expected a ServiceCallError, got ${err}`);
-    return err;
-  }
-  assert.fail("the call succeeded");
 }
 
 const errorJson = (status: number, message: string, issues?: unknown) =>

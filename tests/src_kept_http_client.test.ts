@@ -6,8 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { ManualClock } from "../src/clock.ts";
-import { callJson, ServiceCallError } from "../src/http_client.ts";
+import { callJson } from "../src/http_client.ts";
 import { KeptHttpClient } from "../src/kept_http_client.ts";
+import { callError } from "./support/call_error.ts";
 import { TrackerClient } from "../tracker/client.ts";
 import { createTrackerApp } from "../tracker/service.ts";
 
@@ -47,16 +48,6 @@ async function withServer(
   } finally {
     await server.shutdown();
   }
-}
-
-async function callError(p: Promise<unknown>): Promise<ServiceCallError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof ServiceCallError, `expected a ServiceCallError, got ${err}`);
-    return err;
-  }
-  assert.fail("the call succeeded");
 }
 
 Deno.test("calls go as JSON POSTs with the token, on one kept connection", async () => {
