@@ -51,6 +51,7 @@ import type { Journal } from "./journal.ts";
 import { checkRecords } from "./link_check.ts";
 import type { SecondaryStore } from "./secondary_store.ts";
 import { logLine } from "../src/events.ts";
+import { concatBytes } from "../src/bytes.ts";
 
 /** What the link server works on. */
 export interface LinkServerDeps {
@@ -402,7 +403,7 @@ class LinkSession {
     }
     if (parts.length === 0) return;
     this.#sentCredit = credit;
-    this.#send(parts.length === 1 ? parts[0] : concat(parts));
+    this.#send(parts.length === 1 ? parts[0] : concatBytes(parts));
   }
 
   #send(bytes: Uint8Array): void {
@@ -410,14 +411,4 @@ class LinkSession {
       this.#failed ??= err as Error;
     });
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.length;
-  }
-  return out;
 }

@@ -12,6 +12,7 @@ import { BackupClient, encodeBatch } from "../backup/client.ts";
 import { ServiceCallError } from "../src/http_client.ts";
 import { encodeRecord } from "../src/journal_record.ts";
 import type { BackupStatus } from "../src/schemas.ts";
+import { concatBytes } from "../src/bytes.ts";
 
 const volSize = 1024 * 1024;
 
@@ -304,13 +305,7 @@ Deno.test("backup client speaks every route over a real socket", async () => {
 });
 
 function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 Deno.test("a batch older than the volume's epoch fence is refused and never journaled", async () => {

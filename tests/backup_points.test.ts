@@ -8,18 +8,13 @@ import assert from "node:assert/strict";
 import { openBackup } from "../backup/service.ts";
 import { encodeCycleMarker, encodeRecord } from "../src/journal_record.ts";
 import type { BackupStatus } from "../src/schemas.ts";
+import { concatBytes } from "../src/bytes.ts";
 
 const vol = "vol0";
 const sizeBytes = 1024 * 1024;
 
 function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 function write(offset: number, value: number): Uint8Array {

@@ -16,21 +16,12 @@ import {
   linkFrameHeaderBytes,
   sealFramePieces,
 } from "../src/link_protocol.ts";
+import { concatBytes } from "../src/bytes.ts";
 
 /** Bytes counting up from `seed`, so a misplaced slice shows. */
 function pattern(length: number, seed: number): Uint8Array {
   const out = new Uint8Array(length);
   for (let i = 0; i < length; i++) out[i] = (i * 13 + seed) & 0xff;
-  return out;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.length;
-  }
   return out;
 }
 
@@ -69,7 +60,7 @@ Deno.test("a frame sealed in pieces is byte for byte the frame encoded whole", a
         pieces.push(payload.subarray(bounds[i], bounds[i + 1]));
       }
       sealFramePieces(pieces, FrameType.records, 77);
-      assert.deepEqual(concat(pieces), whole);
+      assert.deepEqual(concatBytes(pieces), whole);
     });
   }
   assert.throws(
@@ -80,7 +71,7 @@ Deno.test("a frame sealed in pieces is byte for byte the frame encoded whole", a
 
 Deno.test("a large frame is read straight into its payload buffer, then only the next header", async () => {
   const large = pattern(5 * frameReadDirectBytesMin, 3);
-  const stream = concat([
+  const stream = concatBytes([
     encodeAckFrame(FrameType.ack, 1, 5),
     encodeFrame(FrameType.records, 1, large),
     encodeFrame(FrameType.records, 2, large.subarray(1)),

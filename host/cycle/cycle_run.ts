@@ -37,6 +37,7 @@ import type { RangeLock } from "../fork/range_lock.ts";
 import type { ResyncTracker } from "../resync/resync.ts";
 import { RateLimit, type Sleep } from "../resync/rate_limit.ts";
 import { ResyncCycle } from "../resync/resync_cycle.ts";
+import { concatBytes } from "../../src/bytes.ts";
 
 export interface CycleRunDeps {
   volume: string;
@@ -288,7 +289,7 @@ export class CycleRun {
       }
       if (!backup.isOnline) throw new Error(`Backup went offline during a cycle of "${volume}"`);
       try {
-        await writer.writeBatch(volume, concat(records));
+        await writer.writeBatch(volume, concatSingle(records));
       } catch (err) {
         if (this.#failure === undefined) backup.markOffline(err);
         throw err;
@@ -312,13 +313,7 @@ export class CycleRun {
   }
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+/** `parts` as one array; a lone part is returned as is, not copied. */
+function concatSingle(parts: Uint8Array[]): Uint8Array {
+  return parts.length === 1 ? parts[0] : concatBytes(parts);
 }

@@ -42,6 +42,7 @@ import {
   parseString,
 } from "./protocol.ts";
 import type { SocketReader } from "./reader.ts";
+import { concatBytes } from "../../src/bytes.ts";
 
 /**
  * Option data up to this size is read and handled; longer data is discarded unread and answered
@@ -182,7 +183,7 @@ export async function negotiate(
         const replies = ctx.listExports().map((n) =>
           encodeOptionReply(option, NbdRep.SERVER, encodeServerEntry(n))
         );
-        await write(concat([...replies, encodeOptionReply(option, NbdRep.ACK)]));
+        await write(concatBytes([...replies, encodeOptionReply(option, NbdRep.ACK)]));
         break;
       }
       case NbdOpt.INFO:
@@ -207,7 +208,7 @@ export async function negotiate(
           ));
           break;
         }
-        await write(concat([
+        await write(concatBytes([
           encodeOptionReply(
             option,
             NbdRep.INFO,
@@ -276,7 +277,7 @@ export async function negotiate(
             encodeMetaContext(setting ? c.id : 0, c.name),
           )
         );
-        await write(concat([...replies, encodeOptionReply(option, NbdRep.ACK)]));
+        await write(concatBytes([...replies, encodeOptionReply(option, NbdRep.ACK)]));
         break;
       }
       case NbdOpt.STRUCTURED_REPLY:
@@ -296,13 +297,3 @@ export async function negotiate(
 /** Transmission flags for an export, given whether structured replies were negotiated. */
 export const flagsFor = (structured: boolean): number =>
   transmissionFlagsBase | (structured ? NbdFlag.SEND_DF : 0);
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}

@@ -6,6 +6,7 @@
  * the read sizes the stream is delivered in.
  */
 import fc from "fast-check";
+import { concatBytes } from "../../src/bytes.ts";
 
 /** The export every stream is for, and its bounds. */
 export const exportName = "db0";
@@ -18,15 +19,7 @@ const be32 = (n: number) => {
   new DataView(b.buffer).setUint32(0, n >>> 0);
   return b;
 };
-export const concat = (parts: Uint8Array[]) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-};
+export const concat = concatBytes;
 const utf8 = new TextEncoder();
 
 const u32 = fc.integer({ min: 0, max: 0xffff_ffff });
