@@ -99,6 +99,7 @@ export async function benchNbd(o: NbdBenchOptions = {}): Promise<NbdBenchResult>
           for (const w of settings.workloads) {
             await target.beforeWorkload();
             const before = await target.counters();
+            const startedMs = performance.now();
             let r: FioResult;
             try {
               r = await runFio({
@@ -116,7 +117,8 @@ export async function benchNbd(o: NbdBenchOptions = {}): Promise<NbdBenchResult>
               continue;
             }
             const after = await target.counters();
-            const paths = before && after ? pathsBetween(before, after) : undefined;
+            const windowSec = (performance.now() - startedMs) / 1000;
+            const paths = before && after ? pathsBetween(before, after, windowSec) : undefined;
             const id = `${key}/${w.key}`;
             if (!runs.has(id)) runs.set(id, []);
             runs.get(id)!.push({ ...r, paths });
@@ -136,8 +138,9 @@ export async function benchNbd(o: NbdBenchOptions = {}): Promise<NbdBenchResult>
   return { settings, rows: summarize(settings.targets, settings.workloads, runs), failures };
 }
 
-function pathsBetween(a: HostCounters, b: HostCounters): WritePaths {
+function pathsBetween(a: HostCounters, b: HostCounters, windowSec: number): WritePaths {
   return {
+    windowSec,
     viaBackup: b.viaBackup - a.viaBackup,
     viaTracker: b.viaTracker - a.viaTracker,
     failed: b.failed - a.failed,

@@ -6,7 +6,8 @@ import type { FioResult, Workload } from "./fio.ts";
 import type { HostCounters, TargetKey } from "./nbd_targets.ts";
 
 /** Which write path the host took during one workload: deltas of its counters, and its mode after. */
-export type WritePaths = Omit<HostCounters, "mode"> & { modeAfter: string };
+/** Counter deltas over one fio run (ramp + measured time), and that window's wall seconds. */
+export type WritePaths = Omit<HostCounters, "mode"> & { modeAfter: string; windowSec: number };
 
 /** One target × workload, over every round. */
 export interface NbdRow {
