@@ -606,6 +606,31 @@ Deno.test("a failed commit fails exactly its batch's commands; the others are ke
   }
 });
 
+Deno.test("a failed commit's marks do not come back with the segment's next commit", async () => {
+  const faults = new CommitFaults();
+  const h = await harness({ faults });
+  try {
+    await h.register("db0", 2 * S * R);
+    // Committed: the tracker keeps segment 0 cached (stored and decoded) for the next mark.
+    await h.track("db0", [{ offset: 0, length: 1 }]);
+    faults.failNext(1);
+    assert.equal(
+      (await h.req("POST", "/v1/track", {
+        volume: "db0",
+        host: "h1",
+        extents: [{ offset: 5 * R, length: 1 }],
+      })).status,
+      500,
+    );
+    await h.track("db0", [{ offset: 9 * R, length: 1 }]);
+    await h.track("db0", [{ offset: S * R, length: 1 }]); // another segment, for contrast
+    assert.deepEqual(regionsOfPages(await h.logAll("db0")), [0, 9, S]);
+    assert.equal((await h.info("db0")).dirtyRegions, 3);
+  } finally {
+    await h.close();
+  }
+});
+
 Deno.test("marks and the sequence survive reopening the KV", async () => {
   const dir = await Deno.makeTempDir();
   try {

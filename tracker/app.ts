@@ -16,6 +16,7 @@ import { mapRoutes } from "./routes/map_routes.ts";
 import { type OverviewOptions, overviewRoutes } from "./routes/overview_routes.ts";
 import type { RouteDeps } from "./routes/route_deps.ts";
 import { statusRoutes } from "./routes/status_routes.ts";
+import { trackFast } from "./routes/track_fast.ts";
 import { trackRoutes } from "./routes/track_routes.ts";
 import { volumeRoutes } from "./routes/volume_routes.ts";
 
@@ -47,7 +48,7 @@ export function buildTrackerApp(deps: RouteDeps, token?: string, closing?: Abort
       },
     }),
   );
-  return app
+  const routed = app
     .route("/", trackRoutes(deps))
     .route("/", volumeRoutes(deps))
     .route("/", activityRoutes(deps))
@@ -55,6 +56,17 @@ export function buildTrackerApp(deps: RouteDeps, token?: string, closing?: Abort
     .route("/", mapRoutes(deps))
     .route("/", overviewRoutes(deps, overview))
     .route("/", eventRoutes());
+  // Tracking commands take a lean path ahead of the router; whatever it declines (every bad or
+  // unusual request) goes through the routes above. `app.request` calls `fetch`, so in-process
+  // tests see the same front door as the server.
+  const routerFetch = routed.fetch;
+  const fast = trackFast(deps, {
+    token,
+    bodyBytesMax: requestBodyBytesMax,
+    routed: (req) => routerFetch(req),
+  });
+  routed.fetch = (req, env, ctx) => fast(req) ?? routerFetch(req, env, ctx);
+  return routed;
 }
 
 /** The tracker's Hono app, typed by its routes (for `hc`). */

@@ -42,7 +42,7 @@ import { applyPieces, type Piece, type TrackOp } from "./batch_ops.ts";
 import type { BatchContext } from "./batch_context.ts";
 import { activityKey, dirtyKey, markedKey, seqKey } from "../kv_layout.ts";
 import type { StoredSegment } from "../segment_state.ts";
-import { loadWindow } from "./segment_loader.ts";
+import { loadWindow, rememberDecoded } from "./segment_loader.ts";
 import { summarizeSegment, updateSummary, type VolumeState } from "../volume_state.ts";
 
 export type { BatchContext } from "./batch_context.ts";
@@ -99,11 +99,13 @@ export async function commitBatch(ctx: BatchContext, ops: readonly TrackOp[]): P
           const group: Mutation[] = [];
           const after: Array<() => void> = [];
           if (change.dirty) {
-            const stored = work.dirty!.encode();
-            const entry = summarizeSegment(v, segment, stored, work.dirty!.count);
+            const state = work.dirty!;
+            const stored = state.encode();
+            const entry = summarizeSegment(v, segment, stored, state.count);
             group.push(...segmentMutations(name, segment, stored));
             after.push(() => {
               ctx.cache.set(name, segment, stored);
+              if (stored) rememberDecoded(stored, state);
               updateSummary(v, segment, entry);
             });
           }

@@ -8,9 +8,33 @@ import { activityCount, activityScope, readActivitySegments } from "../activity_
 import type { BatchContext } from "./batch_context.ts";
 import { type HostOp, isHostOp, type Piece, type SegmentWork, touchesDirty } from "./batch_ops.ts";
 import { storedSegments } from "../segment_io.ts";
-import { SegmentState } from "../segment_state.ts";
+import { SegmentState, type StoredSegment } from "../segment_state.ts";
 import type { ReadSet } from "../store/read_set.ts";
 import type { VolumeState } from "../volume_state.ts";
+
+/**
+ * The decoded form of committed segments, keyed by the stored object the segment cache holds for
+ * them: a commit keeps the state it just encoded, so the next commit of that segment (a host's
+ * next mark there) skips decoding the whole mark record again (24 KiB of working state and a pass
+ * over every dirty region, per mark). Weak, so an entry lives no longer than its stored object:
+ * at most one per cached segment (≤ segmentCacheMax × 24 KiB more), none once the cache dropped
+ * it. An entry is taken (removed) when a batch loads it, because the batch then changes it: a
+ * batch that fails leaves nothing behind that could pass for a committed state.
+ */
+const decodedSegments = new WeakMap<StoredSegment, SegmentState>();
+
+/** Remembers `state` as the decoded form of `stored` (what `state.encode()` just returned). */
+export function rememberDecoded(stored: StoredSegment, state: SegmentState): void {
+  decodedSegments.set(stored, state);
+}
+
+/** A working copy of `stored`: its remembered decoded form (taken), else decoded now. */
+function workingState(stored: StoredSegment | null, what: string): SegmentState {
+  const state = stored ? decodedSegments.get(stored) : undefined;
+  if (!state) return SegmentState.decode(stored, what);
+  decodedSegments.delete(stored!);
+  return state;
+}
 
 /**
  * The committed state of a window of segments, ready to apply pieces to: the dirty state where a
@@ -40,7 +64,7 @@ export async function loadWindow(
     loadActivity(ctx, v, activityWanted, reads),
   ]);
   for (const [segment, stored] of dirty) {
-    works.get(segment)!.dirty = SegmentState.decode(stored, `${name}/${segment}`);
+    works.get(segment)!.dirty = workingState(stored, `${name}/${segment}`);
   }
   activityWanted.forEach(([host, segment], i) => {
     works.get(segment)!.activity.set(host, activity[i]);

@@ -6,10 +6,29 @@ import {
   jsonResponse,
   newApiApp,
 } from "../../src/api_route.ts";
-import { trackRequest, trackResponse } from "../../src/schemas.ts";
+import {
+  type TrackRequest,
+  trackRequest,
+  type TrackResponse,
+  trackResponse,
+} from "../../src/schemas.ts";
 import type { RouteDeps } from "./route_deps.ts";
 
-export function trackRoutes({ store, metrics, clock }: RouteDeps) {
+/**
+ * What `POST /v1/track` does with a validated command: the routed handler below and the lean
+ * front door (track_fast.ts) both call it, so the two cannot answer differently.
+ */
+export async function track(
+  { store, metrics, clock }: RouteDeps,
+  req: TrackRequest,
+): Promise<TrackResponse> {
+  metrics.count("trackmirror_tracker_track_requests_total", "Tracking commands received");
+  const res = await store.mark(req.volume, req.extents, req.time ?? clock.now(), req);
+  metrics.count("trackmirror_tracker_regions_marked_total", "Regions marked", res.regionsMarked);
+  return res;
+}
+
+export function trackRoutes(deps: RouteDeps) {
   const app = newApiApp();
   apiRoute(app, {
     method: "post",
@@ -26,12 +45,6 @@ export function trackRoutes({ store, metrics, clock }: RouteDeps) {
         503: "The tracker is closing",
       }),
     },
-  }, async (c) => {
-    const req = c.req.valid("json");
-    metrics.count("trackmirror_tracker_track_requests_total", "Tracking commands received");
-    const res = await store.mark(req.volume, req.extents, req.time ?? clock.now(), req);
-    metrics.count("trackmirror_tracker_regions_marked_total", "Regions marked", res.regionsMarked);
-    return c.json(res, 200);
-  });
+  }, async (c) => c.json(await track(deps, c.req.valid("json")), 200));
   return app;
 }
