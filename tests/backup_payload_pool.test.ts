@@ -37,6 +37,23 @@ Deno.test("a given buffer is reused once; foreign and repeated gives are ignored
   assert.equal(pool.retainedBytes, 0);
 });
 
+Deno.test("a payload whose class has no free buffer takes one of a larger class, up to twice its class", () => {
+  const pool = new PayloadPool(1024 * 1024);
+  const big = pool.take(9000); // class 9216
+  const huge = pool.take(40_000); // class 40960: more than twice class 5120
+  pool.give(big);
+  pool.give(huge);
+  const a = pool.take(5000); // class 5120: none free; 9216 is within twice 5120
+  assert.equal(a.buffer, big.buffer);
+  assert.equal(a.length, 5000);
+  assert.equal(pool.retainedBytes, payloadClassBytes(40_000));
+  const b = pool.take(5000); // only 40960 left: too large, a new buffer
+  assert.notEqual(b.buffer, huge.buffer);
+  assert.equal(b.buffer.byteLength, payloadClassBytes(5000));
+  pool.give(a); // back to its own (larger) class
+  assert.equal(pool.retainedBytes, payloadClassBytes(9000) + payloadClassBytes(40_000));
+});
+
 Deno.test("the pool keeps at most its retention bound", () => {
   const pool = new PayloadPool(3 * 8192);
   const bufs = Array.from({ length: 5 }, () => pool.take(8192));
